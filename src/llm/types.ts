@@ -1,0 +1,78 @@
+/**
+ * The model-facing side of the runtime. Every provider turns a conversation into a stream of chunks;
+ * the agent loop never sees a provider's wire format.
+ */
+
+export interface LlmToolCall {
+  id: string;
+  name: string;
+  /** The arguments as a JSON object text, exactly as the model produced them. */
+  argumentsJson: string;
+}
+
+export type LlmMessage =
+  | { role: "user"; text: string }
+  | { role: "assistant"; text: string; toolCalls: LlmToolCall[] }
+  | { role: "tool"; callId: string; name: string; output: string; isError: boolean };
+
+export interface LlmToolDefinition {
+  name: string;
+  description: string;
+  /** JSON schema of the arguments object. */
+  inputSchema: Record<string, unknown>;
+}
+
+export interface LlmRequest {
+  systemPrompt: string;
+  messages: LlmMessage[];
+  tools: LlmToolDefinition[];
+  temperature?: number;
+  maxOutputTokens?: number;
+}
+
+export interface LlmUsage {
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export type LlmStopReason = "end_turn" | "tool_use" | "max_tokens";
+
+/** What a provider streams back. Exactly one `done` chunk ends a successful stream. */
+export type LlmChunk =
+  | { type: "text"; delta: string }
+  | { type: "tool_call"; call: LlmToolCall }
+  | { type: "usage"; usage: LlmUsage }
+  | { type: "done"; stopReason: LlmStopReason };
+
+export interface LlmClient {
+  readonly provider: string;
+  /**
+   * Streams one model response. Aborting `signal` must stop the underlying request (HTTP connection
+   * closed, timers cleared) and make the iterator throw an AbortError promptly.
+   */
+  stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk>;
+}
+
+/** Resolved model settings for one call; the API key is never stored anywhere. */
+export interface ModelSettings {
+  provider: string;
+  model: string;
+  baseUrl: string;
+  apiKeyEnv: string;
+  temperature?: number;
+  maxOutputTokens?: number;
+  scriptPath: string;
+  scriptJson: string;
+}
+
+/** Raised by providers for failures the client should see with a specific status. */
+export class LlmError extends Error {
+  constructor(
+    message: string,
+    /** gRPC status name: UNAVAILABLE (network, 5xx, 429), UNAUTHENTICATED, INVALID_ARGUMENT, ... */
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = "LlmError";
+  }
+}

@@ -1,0 +1,26 @@
+/** Tools the agent loop can run on behalf of the model. */
+
+export interface ToolContext {
+  sessionId: string;
+  /** Absolute path of the session's workspace; file tools must stay inside it. */
+  workspace: string;
+  /** Aborted when the turn is cancelled or the tool times out; long work must stop promptly. */
+  signal: AbortSignal;
+}
+
+export interface ToolOutput {
+  output: string;
+  isError: boolean;
+}
+
+export interface Tool {
+  name: string;
+  description: string;
+  /** JSON schema (draft 2020-12 subset understood by Ajv) of the arguments object. */
+  inputSchema: Record<string, unknown>;
+  /**
+   * Runs the tool with arguments already validated against inputSchema. Throwing is allowed: the
+   * executor turns the error into an is_error result the model can read.
+   */
+  execute(args: Record<string, unknown>, context: ToolContext): Promise<string>;
+}

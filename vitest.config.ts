@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    // Each file starts its own servers on ephemeral ports; two workers match the CI machine.
+    maxWorkers: 2,
+  },
+});
