@@ -1,0 +1,17 @@
+/** Why a turn was cancelled, as reported in the TurnCancelled event. */
+export type CancelReason = "cancel_rpc" | "client_disconnected" | "session_destroyed" | "shutdown";
+
+/**
+ * The reason object a turn's AbortController is aborted with. Its name is "AbortError" so every
+ * layer (fetch, SDKs, our tools) treats it as an ordinary abort.
+ */
+export class TurnAbortedError extends Error {
+  constructor(readonly reason: CancelReason) {
+    super(`turn cancelled (${reason})`);
+    this.name = "AbortError";
+  }
+}
+
+export function cancelReasonOf(signal: AbortSignal): CancelReason {
+  return signal.reason instanceof TurnAbortedError ? signal.reason.reason : "cancel_rpc";
+}

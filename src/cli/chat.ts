@@ -1,0 +1,139 @@
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline/promises";
+import { parseArgs } from "node:util";
+import { AgentdClient, events } from "../client/client.js";
+import type { AgentEvent, ModelConfig } from "../gen/agentd/v1/runtime.js";
+import { modelFromOptions, modelOptions } from "./model-options.js";
+
+const HELP = `agentd chat: talk to an agent session from the terminal
+
+  agentd chat [options] [PROMPT...]
+
+  --server ADDR     server address (default 127.0.0.1:50051)
+  --session ID      continue an existing session instead of creating one
+  --owner NAME      owner of a new session
+  --provider, --model, --base-url, --api-key-env
+                    model of a new session (or of --session, which is reconfigured)
+  --script FILE     use the scripted provider with this script (read here, sent inline)
+
+With a PROMPT, runs one turn and exits. Without, reads prompts line by line; Ctrl-C cancels a
+running turn, Ctrl-C at the prompt (or Ctrl-D) leaves.`;
+
+export async function runChat(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      server: { type: "string", default: "127.0.0.1:50051" },
+      session: { type: "string" },
+      owner: { type: "string", default: "" },
+      help: { type: "boolean", short: "h" },
+      ...modelOptions,
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const client = new AgentdClient(values.server);
+  try {
+    const sessionId = await openSession(client, values.session, values.owner, modelConfigFromFlags(values));
+    console.error(`session ${sessionId}`);
+    if (positionals.length > 0) return (await runTurn(client, sessionId, positionals.join(" "))) ? 0 : 1;
+    await repl(client, sessionId);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+function modelConfigFromFlags(values: Parameters<typeof modelFromOptions>[0]): Partial<ModelConfig> | undefined {
+  const model = modelFromOptions(values);
+  if (!model) return undefined;
+  // The script is sent inline, so the server needs no access to this machine's files.
+  const scriptJson = model.scriptPath ? readFileSync(model.scriptPath, "utf8") : "";
+  return { ...model, scriptPath: "", scriptJson };
+}
+
+async function openSession(
+  client: AgentdClient,
+  sessionId: string | undefined,
+  owner: string,
+  model: Partial<ModelConfig> | undefined,
+): Promise<string> {
+  if (sessionId) {
+    if (model) await client.configureSession({ sessionId, config: { model } });
+    else await client.getSession({ sessionId });
+    return sessionId;
+  }
+  const { session } = await client.createSession({ owner, config: model ? { model } : {} });
+  return session!.id;
+}
+
+async function repl(client: AgentdClient, sessionId: string): Promise<void> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  rl.on("SIGINT", () => rl.close());
+  try {
+    for (;;) {
+      const line = await rl.question("> ").catch(() => null);
+      if (line === null) return;
+      if (line.trim() === "") continue;
+      await runTurn(client, sessionId, line);
+    }
+  } finally {
+    rl.close();
+  }
+}
+
+/** Streams one turn to the terminal; returns false when it failed or was cancelled. */
+async function runTurn(client: AgentdClient, sessionId: string, prompt: string): Promise<boolean> {
+  const call = client.streamGenerate({ sessionId, prompt });
+  const onInterrupt = () => call.cancel();
+  process.on("SIGINT", onInterrupt);
+  let ok = false;
+  try {
+    for await (const event of events(call)) ok = render(event) ?? ok;
+  } catch (error) {
+    const details = (error as { details?: string }).details ?? String(error);
+    console.error(`\n[error] ${details}`);
+    return false;
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+  return ok;
+}
+
+/** Prints one event; returns the turn's outcome for terminal events. */
+function render(event: AgentEvent): boolean | undefined {
+  const payload = event.payload;
+  switch (payload?.$case) {
+    case "textDelta":
+      process.stdout.write(payload.textDelta.text);
+      return undefined;
+    case "toolCall":
+      console.error(`\n[tool] ${payload.toolCall.name} ${payload.toolCall.argumentsJson}`);
+      return undefined;
+    case "toolResult": {
+      const { output, isError } = payload.toolResult;
+      const preview = output.length > 200 ? `${output.slice(0, 200)}…` : output;
+      console.error(`[${isError ? "tool error" : "tool result"}] ${preview}`);
+      return undefined;
+    }
+    case "turnCompleted": {
+      const usage = payload.turnCompleted.result?.usage;
+      console.error(`\n[done] ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens`);
+      return true;
+    }
+    case "error":
+      console.error(`\n[error] ${payload.error.code}: ${payload.error.message}`);
+      return false;
+    case "cancelled":
+      console.error(`\n[cancelled] ${payload.cancelled.reason}`);
+      return false;
+    case "persistenceFailed":
+      console.error(`\n[warning] the server could not save this session: ${payload.persistenceFailed.message}`);
+      return undefined;
+    default:
+      return undefined;
+  }
+}

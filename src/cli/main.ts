@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+import { runChat } from "./chat.js";
+import { runServe } from "./serve.js";
+import { runSessions } from "./sessions.js";
+
+const USAGE = `agentd: a gRPC runtime for LLM agent sessions
+
+Usage:
+  agentd serve [--host H] [--port P] [--data-dir DIR] [--log-level L] [--store file|memory] [--config FILE]
+               [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
+  agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
+  agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR]
+
+Run "agentd <command> --help" for the options of one command.`;
+
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  serve: runServe,
+  chat: runChat,
+  sessions: runSessions,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const run = commands[command];
+  if (!run) {
+    console.error(`agentd: unknown command "${command}"\n\n${USAGE}`);
+    return 2;
+  }
+  return run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`agentd: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

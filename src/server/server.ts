@@ -1,0 +1,116 @@
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { RuntimeConfig } from "../config/config.js";
+import { errorMessage } from "../errors.js";
+import { AgentRuntimeService } from "../gen/agentd/v1/runtime.js";
+import { LlmClientFactory } from "../llm/factory.js";
+import type { Logger } from "../logging.js";
+import { SessionManager } from "../session/manager.js";
+import { FileSessionStore } from "../store/file-store.js";
+import { MemoryStore } from "../store/memory-store.js";
+import { Persister } from "../store/persister.js";
+import type { SessionStore } from "../store/types.js";
+import { ToolExecutor } from "../tools/executor.js";
+import { createBuiltinRegistry } from "../tools/registry.js";
+import type { Tool } from "../tools/types.js";
+import { createAgentRuntimeService } from "./service.js";
+
+/** The proto sources, for server reflection; the same path from src/ (tsx) and dist/ (compiled). */
+const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../proto");
+const SERVICE_NAME = "agentd.v1.AgentRuntime";
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export interface ServerOptions {
+  config: RuntimeConfig;
+  logger: Logger;
+  /** Replaces the store chosen by config.store (tests use failing or shared stores). */
+  store?: SessionStore;
+  /** Tools registered next to the built-in ones. */
+  extraTools?: Tool[];
+  llmFactory?: LlmClientFactory;
+}
+
+export interface RunningServer {
+  /** The bound port (useful with port 0). */
+  port: number;
+  address: string;
+  manager: SessionManager;
+  persister: Persister;
+  /** Graceful stop: refuse new calls, cancel running turns, flush the store. */
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { config, logger } = options;
+  const store = options.store ?? (config.store === "memory" ? new MemoryStore() : new FileSessionStore(config.dataDir));
+  const registry = createBuiltinRegistry();
+  for (const tool of options.extraTools ?? []) registry.register(tool);
+
+  let manager: SessionManager | undefined;
+  const persister = new Persister(store, config.persistence, {
+    onFailure(sessionId, error, attempts) {
+      logger.error({ sessionId, attempts, err: error }, "writing session to the store failed; will retry");
+      const session = manager?.find(sessionId);
+      if (!session) return;
+      session.persistenceError = error.message;
+      session.emitSessionEvent({ $case: "persistenceFailed", persistenceFailed: { message: error.message, attempts } });
+    },
+    onSuccess(sessionId) {
+      logger.info({ sessionId }, "session written to the store after earlier failures");
+      const session = manager?.find(sessionId);
+      if (session) session.persistenceError = "";
+    },
+  });
+  manager = new SessionManager({
+    config,
+    store,
+    persister,
+    llm: options.llmFactory ?? new LlmClientFactory(),
+    registry,
+    executor: new ToolExecutor(registry),
+    logger,
+  });
+  await manager.restore();
+
+  const server = new Server();
+  server.addService(AgentRuntimeService, createAgentRuntimeService(manager, logger));
+  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+  new ReflectionService({
+    ...loadSync(path.join(PROTO_ROOT, "agentd/v1/runtime.proto"), { includeDirs: [PROTO_ROOT] }),
+    ...loadSync(healthProtoPath),
+  }).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) reject(new Error(`cannot listen on ${config.host}:${config.port}: ${errorMessage(error)}`));
+      else resolve(bound);
+    });
+  });
+  const address = `${config.host}:${port}`;
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store }, "agentd listening");
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      await manager.shutdown();
+      await new Promise<void>((resolve) => {
+        // Calls still open after the grace period (a client that never reads) are cut off.
+        const force = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await persister.close();
+      logger.info({ pendingWrites: persister.pendingCount() }, "agentd stopped");
+    })());
+
+  return { port, address, manager, persister, close };
+}

@@ -1,0 +1,139 @@
+import type { SessionRecord } from "../session/types.js";
+import type { SessionStore } from "./types.js";
+
+export interface PersisterOptions {
+  /** Mutations within this window become one write. */
+  debounceMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export interface PersisterListener {
+  /** A write or delete failed; it stays pending and is retried. */
+  onFailure(sessionId: string, error: Error, attempts: number): void;
+  /** A write succeeded (after failures, this clears the reported error). */
+  onSuccess(sessionId: string): void;
+}
+
+type Operation = { kind: "save"; snapshot: () => SessionRecord } | { kind: "delete" };
+
+interface Entry {
+  /** What must still reach the store; null when the store is up to date. */
+  pending: Operation | null;
+  inFlight: Promise<void> | null;
+  timer: NodeJS.Timeout | null;
+  failures: number;
+}
+
+/**
+ * Writes sessions to the store in the background, off the request path. Callers only mark a session
+ * dirty; writes for one session are serialised, bursts of changes are coalesced into one write of the
+ * latest state, and a failed write is reported and retried with backoff until it succeeds or the
+ * session is deleted.
+ */
+export class Persister {
+  private readonly entries = new Map<string, Entry>();
+  private stopped = false;
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly options: PersisterOptions,
+    private readonly listener: PersisterListener,
+  ) {}
+
+  /** Schedules a write; `snapshot` is called when the write starts, so it captures the latest state. */
+  markDirty(sessionId: string, snapshot: () => SessionRecord): void {
+    const entry = this.entry(sessionId);
+    if (entry.pending?.kind === "delete") return;
+    entry.pending = { kind: "save", snapshot };
+    this.schedule(sessionId, entry, this.options.debounceMs);
+  }
+
+  /** Schedules removal of the stored record; it supersedes any pending write. */
+  markDeleted(sessionId: string): void {
+    const entry = this.entry(sessionId);
+    entry.pending = { kind: "delete" };
+    this.schedule(sessionId, entry, 0);
+  }
+
+  /** Writes everything pending now and waits until the store is up to date (or a write fails). */
+  async flush(): Promise<void> {
+    const work = [...this.entries].map(async ([sessionId, entry]) => {
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.timer = null;
+      await entry.inFlight;
+      if (entry.pending) await this.write(sessionId, entry);
+    });
+    await Promise.all(work);
+  }
+
+  /** Flushes, then stops scheduling; used on shutdown. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.stopped = true;
+    for (const entry of this.entries.values()) if (entry.timer) clearTimeout(entry.timer);
+  }
+
+  /** Sessions whose latest state has not reached the store. */
+  pendingCount(): number {
+    let count = 0;
+    for (const entry of this.entries.values()) if (entry.pending || entry.inFlight) count++;
+    return count;
+  }
+
+  private entry(sessionId: string): Entry {
+    let entry = this.entries.get(sessionId);
+    if (!entry) {
+      entry = { pending: null, inFlight: null, timer: null, failures: 0 };
+      this.entries.set(sessionId, entry);
+    }
+    return entry;
+  }
+
+  private schedule(sessionId: string, entry: Entry, delayMs: number): void {
+    // A running write reschedules itself when it ends; a scheduled one will see the new state.
+    if (this.stopped || entry.inFlight || entry.timer) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      void this.write(sessionId, entry);
+    }, delayMs);
+    // Pending writes must not keep a process alive on their own; shutdown flushes explicitly.
+    entry.timer.unref();
+  }
+
+  private write(sessionId: string, entry: Entry): Promise<void> {
+    if (entry.inFlight) return entry.inFlight;
+    const operation = entry.pending;
+    if (!operation) return Promise.resolve();
+    entry.pending = null;
+    const attempt =
+      operation.kind === "save" ? this.store.save(operation.snapshot()) : this.store.delete(sessionId);
+    entry.inFlight = attempt.then(
+      () => this.succeeded(sessionId, entry, operation),
+      (error: unknown) => this.failed(sessionId, entry, operation, error),
+    );
+    return entry.inFlight;
+  }
+
+  private succeeded(sessionId: string, entry: Entry, operation: Operation): void {
+    entry.inFlight = null;
+    const hadFailed = entry.failures > 0;
+    entry.failures = 0;
+    if (operation.kind === "delete" && !entry.pending) {
+      this.entries.delete(sessionId);
+      return;
+    }
+    if (hadFailed) this.listener.onSuccess(sessionId);
+    if (entry.pending) this.schedule(sessionId, entry, this.options.debounceMs);
+  }
+
+  private failed(sessionId: string, entry: Entry, operation: Operation, error: unknown): void {
+    entry.inFlight = null;
+    entry.failures++;
+    // Newer state supersedes the failed one; otherwise the failed operation is tried again.
+    entry.pending ??= operation;
+    this.listener.onFailure(sessionId, error instanceof Error ? error : new Error(String(error)), entry.failures);
+    const backoff = Math.min(this.options.retryBaseMs * 2 ** (entry.failures - 1), this.options.retryMaxMs);
+    this.schedule(sessionId, entry, backoff);
+  }
+}

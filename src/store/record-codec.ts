@@ -1,0 +1,35 @@
+import type { SessionRecord } from "../session/types.js";
+
+/** Serialises a record for disk. */
+export function encodeRecord(record: SessionRecord): string {
+  return JSON.stringify(record);
+}
+
+/**
+ * Parses and checks a stored record. Throws with a message naming what is wrong, so a damaged file
+ * is reported precisely instead of half-restored.
+ */
+export function decodeRecord(text: string): SessionRecord {
+  const value: unknown = JSON.parse(text);
+  if (!isObject(value)) throw new Error("not a JSON object");
+  if (value.version !== 1) throw new Error(`unsupported record version ${JSON.stringify(value.version)}`);
+  requireString(value, "id");
+  requireString(value, "owner");
+  requireString(value, "workspace");
+  requireString(value, "createdAt");
+  requireString(value, "updatedAt");
+  if (value.parentId !== null) requireString(value, "parentId");
+  if (typeof value.lastSequence !== "number") throw new Error("lastSequence must be a number");
+  if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
+  if (!isObject(value.config) || !isObject(value.config.limits)) throw new Error("config is missing or malformed");
+  if (!isObject(value.usage)) throw new Error("usage is missing");
+  return value as unknown as SessionRecord;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function requireString(value: Record<string, unknown>, key: string): void {
+  if (typeof value[key] !== "string") throw new Error(`${key} must be a string`);
+}

@@ -1,0 +1,169 @@
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SessionState } from "../src/gen/agentd/v1/runtime.js";
+import type { SessionRecord } from "../src/session/types.js";
+import { MemoryStore } from "../src/store/memory-store.js";
+import type { SessionStore } from "../src/store/types.js";
+import { cases, collect, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
+
+afterAll(removeTempDirs);
+
+/** A store that fails while `failing` is set, like a full or read-only disk. */
+class FlakyStore implements SessionStore {
+  failing = true;
+  readonly inner = new MemoryStore();
+  loadAll = () => this.inner.loadAll();
+  delete = (id: string) => this.inner.delete(id);
+  async save(record: SessionRecord): Promise<void> {
+    if (this.failing) throw new Error("ENOSPC: no space left on device (simulated)");
+    await this.inner.save(record);
+  }
+}
+
+describe("file store", () => {
+  it("restores sessions, history, config, parent links, usage and sequence after a restart", async () => {
+    const dataDir = await makeTempDir();
+    const first = await startTestServer({ dataDir });
+    const { session: parent } = await first.client.createSession({
+      owner: "alice",
+      config: { model: scripted([{ text: "one", usage: { inputTokens: 5, outputTokens: 2 } }, { text: "two" }]), systemPrompt: "sp" },
+      labels: { k: "v" },
+    });
+    const { session: child } = await first.client.createChildSession({ parentId: parent!.id });
+    await first.client.pause({ sessionId: child!.id });
+    const firstTurn = await collect(first.client.streamGenerate({ sessionId: parent!.id, prompt: "hello" }));
+    const { session: before } = await first.client.getSession({ sessionId: parent!.id });
+    await first.stop();
+
+    const files = await readdir(path.join(dataDir, "sessions"));
+    expect(files.sort()).toEqual([`${parent!.id}.json`, `${child!.id}.json`].sort());
+    expect(files.some((f) => f.endsWith(".tmp"))).toBe(false);
+
+    const second = await startTestServer({ dataDir });
+    try {
+      const { session: restored } = await second.client.getSession({ sessionId: parent!.id });
+      expect(restored).toEqual({ ...before, updateTime: restored!.updateTime });
+      expect(restored!.usage).toEqual({ inputTokens: 5, outputTokens: 2, totalTokens: 7 });
+      const { session: restoredChild } = await second.client.getSession({ sessionId: child!.id });
+      expect(restoredChild!.parentId).toBe(parent!.id);
+      expect(restoredChild!.state).toBe(SessionState.SESSION_STATE_PAUSED);
+      expect((await second.client.listChildSessions({ sessionId: parent!.id })).sessions).toHaveLength(1);
+
+      const { messages } = await second.client.getMessages({ sessionId: parent!.id });
+      expect(messages.map((m) => m.text)).toEqual(["hello", "one"]);
+
+      // Sequence numbers continue where they stopped; the scripted model starts its script again.
+      const next = await collect(second.client.streamGenerate({ sessionId: parent!.id, prompt: "again" }));
+      expect(next[0]!.sequence).toBe(firstTurn.at(-1)!.sequence + 1);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("skips a corrupt file with a log line and never overwrites it", async () => {
+    const dataDir = await makeTempDir();
+    const first = await startTestServer({ dataDir });
+    const { session } = await first.client.createSession({ owner: "bob" });
+    await first.stop();
+    const corrupt = path.join(dataDir, "sessions", "0badf00d-dead-beef-0000-000000000000.json");
+    await writeFile(corrupt, '{"version":1,"id":"0badf00d-dead-beef-0000-000000000000", "trunc');
+    const wrongVersion = path.join(dataDir, "sessions", "from-the-future.json");
+    await writeFile(wrongVersion, JSON.stringify({ version: 99, id: "from-the-future" }));
+
+    const second = await startTestServer({ dataDir });
+    try {
+      const { sessions } = await second.client.listSessions({});
+      expect(sessions.map((s) => s.id)).toEqual([session!.id]);
+      const skipped = second.logs.filter((line) => String(line.msg).includes("cannot be read"));
+      expect(skipped.map((line) => line.location).sort()).toEqual([corrupt, wrongVersion].sort());
+      expect(skipped.find((line) => line.location === wrongVersion)!.error).toContain("unsupported record version 99");
+      await second.client.createSession({ owner: "bob" });
+      await second.server.persister.flush();
+    } finally {
+      await second.stop();
+    }
+    expect(await readFile(corrupt, "utf8")).toBe('{"version":1,"id":"0badf00d-dead-beef-0000-000000000000", "trunc');
+  });
+
+  it("restores a session interrupted mid-turn as idle with its unanswered tool calls closed", async () => {
+    const dataDir = await makeTempDir();
+    const first = await startTestServer({ dataDir });
+    const { session } = await first.client.createSession({ config: { model: scripted([{ text: "ok" }]) } });
+    await first.stop();
+    // What a crash in the middle of a tool call leaves behind.
+    const file = path.join(dataDir, "sessions", `${session!.id}.json`);
+    const record = JSON.parse(await readFile(file, "utf8")) as SessionRecord;
+    record.state = "running";
+    record.messages.push(
+      { id: "m1", role: "user", text: "do it", toolCalls: [], createdAt: new Date().toISOString(), turnId: "t1" },
+      { id: "m2", role: "assistant", text: "", toolCalls: [{ id: "c9", name: "list_dir", argumentsJson: "{}" }], createdAt: new Date().toISOString(), turnId: "t1" },
+    );
+    await writeFile(file, JSON.stringify(record));
+
+    const second = await startTestServer({ dataDir });
+    try {
+      const { session: restored } = await second.client.getSession({ sessionId: session!.id });
+      expect(restored!.state).toBe(SessionState.SESSION_STATE_IDLE);
+      const { messages } = await second.client.getMessages({ sessionId: session!.id });
+      expect(messages.at(-1)!.toolResult).toMatchObject({ callId: "c9", isError: true, output: expect.stringContaining("interrupted") });
+      expect((await second.client.generate({ sessionId: session!.id, prompt: "next" })).result!.text).toBe("ok");
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("keeps ephemeral sessions out of the store", async () => {
+    const dataDir = await makeTempDir();
+    const server = await startTestServer({ dataDir });
+    const { session: kept } = await server.client.createSession({});
+    await server.client.createSession({ ephemeral: true });
+    await server.stop();
+    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([`${kept!.id}.json`]);
+  });
+
+  it("removes the file of a destroyed session", async () => {
+    const dataDir = await makeTempDir();
+    const server = await startTestServer({ dataDir });
+    const { session } = await server.client.createSession({});
+    await server.server.persister.flush();
+    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([`${session!.id}.json`]);
+    await server.client.destroySession({ sessionId: session!.id });
+    await server.stop();
+    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([]);
+  });
+});
+
+describe("a failing store", () => {
+  it("reports persistence_failed on the stream and on the session, retries, and clears it once a write succeeds", async () => {
+    const store = new FlakyStore();
+    const server = await startTestServer({ store });
+    try {
+      const { session } = await server.client.createSession({
+        config: { model: scripted([{ text: "slow reply", delayMs: 150, chunkSize: 100 }]) },
+      });
+      const events = await collect(server.client.streamGenerate({ sessionId: session!.id, prompt: "hi" }));
+      const failure = events.find((e) => e.payload?.$case === "persistenceFailed");
+      expect(failure, `events: ${cases(events).join(",")}`).toBeDefined();
+      expect(failure!.turnId).toBe("");
+      if (failure!.payload?.$case !== "persistenceFailed") throw new Error("unreachable");
+      expect(failure!.payload.persistenceFailed.message).toContain("ENOSPC");
+      expect(failure!.payload.persistenceFailed.attempts).toBeGreaterThanOrEqual(1);
+      expect(cases(events).at(-1)).toBe("turnCompleted");
+
+      const { session: failing } = await server.client.getSession({ sessionId: session!.id });
+      expect(failing!.persistenceError).toContain("ENOSPC");
+      expect(server.logs.some((line) => line.msg === "writing session to the store failed; will retry" && line.sessionId === session!.id)).toBe(true);
+
+      // The disk recovers: the retry writes the latest state and the error is cleared.
+      store.failing = false;
+      await waitFor(() => (store.inner.has(session!.id) ? true : undefined));
+      const saved = (await store.inner.loadAll()).records.find((r) => r.id === session!.id)!;
+      expect(saved.messages.map((m) => m.text)).toEqual(["hi", "slow reply"]);
+      await waitFor(async () => ((await server.client.getSession({ sessionId: session!.id })).session!.persistenceError === "" ? true : undefined));
+    } finally {
+      store.failing = false;
+      await server.stop();
+    }
+  });
+});
