@@ -1,9 +1,6 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { HealthImplementation } from "grpc-health-check";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { RuntimeConfig } from "../config/config.js";
 import { errorMessage } from "../errors.js";
 import { AgentRuntimeService } from "../gen/agentd/v1/runtime.js";
@@ -17,10 +14,9 @@ import type { SessionStore } from "../store/types.js";
 import { ToolExecutor } from "../tools/executor.js";
 import { createBuiltinRegistry } from "../tools/registry.js";
 import type { Tool } from "../tools/types.js";
+import { createReflectionService } from "./reflection.js";
 import { createAgentRuntimeService } from "./service.js";
 
-/** The proto sources, for server reflection; the same path from src/ (tsx) and dist/ (compiled). */
-const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../proto");
 const SERVICE_NAME = "agentd.v1.AgentRuntime";
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -80,10 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.addService(AgentRuntimeService, createAgentRuntimeService(manager, logger));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
-  new ReflectionService({
-    ...loadSync(path.join(PROTO_ROOT, "agentd/v1/runtime.proto"), { includeDirs: [PROTO_ROOT] }),
-    ...loadSync(healthProtoPath),
-  }).addToServer(server);
+  createReflectionService().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) => {

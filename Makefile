@@ -1,0 +1,42 @@
+# agentd developer targets. Everything runs through the packages in node_modules; `npm ci` installs them.
+.PHONY: install generate check-generated lint typecheck build test bench serve clean
+
+BIN := node_modules/.bin
+
+install: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# TypeScript stubs (ts-proto) and the embedded descriptor set used by server reflection.
+generate: install
+	$(BIN)/buf generate
+	$(BIN)/buf build -o - | node scripts/embed-descriptors.mjs > src/gen/descriptor_set.ts
+
+# Fails when src/gen differs from what `make generate` produces.
+check-generated: generate
+	@git diff --exit-code --stat -- src/gen || (echo "src/gen is out of date: run 'make generate' and commit it" && exit 1)
+	@test -z "$$(git status --porcelain -- src/gen)" || (git status --porcelain -- src/gen; echo "untracked files in src/gen: run 'make generate' and commit them"; exit 1)
+
+lint: install
+	$(BIN)/buf lint
+
+typecheck: install
+	$(BIN)/tsc --noEmit -p tsconfig.json
+
+build: install
+	$(BIN)/tsc -p tsconfig.build.json
+
+test: install
+	$(BIN)/vitest run
+
+bench: install
+	$(BIN)/tsx bench/run.ts
+
+# Starts the server on its embedded defaults: 127.0.0.1:50051, data under ./.agentd.
+serve: install
+	$(BIN)/tsx src/cli/main.ts serve
+
+clean:
+	rm -rf dist

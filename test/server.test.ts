@@ -1,0 +1,80 @@
+import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeTempDirs, startTestServer, type TestServer } from "./helpers/harness.js";
+
+// Clients built only from the standard protos, the way grpcurl or grpc_health_probe see the server.
+const require = createRequire(import.meta.url);
+const reflectionProto = path.join(
+  path.dirname(require.resolve("@grpc/reflection/package.json")),
+  "build/proto/grpc/reflection/v1/reflection.proto",
+);
+const healthProto = path.join(path.dirname(require.resolve("grpc-health-check/package.json")), "proto/health/v1/health.proto");
+
+type Unary = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+type ClientConstructor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
+
+function clientFor(protoFile: string, qualifiedService: string, address: string): Client {
+  const root = loadPackageDefinition(loadSync(protoFile, { enums: String })) as Record<string, unknown>;
+  const ctor = qualifiedService.split(".").reduce<unknown>((node, key) => (node as Record<string, unknown>)[key], root);
+  return new (ctor as ClientConstructor)(address, credentials.createInsecure());
+}
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t.stop();
+  await removeTempDirs();
+});
+
+describe("standard gRPC services", () => {
+  it("answers health checks for the server and for agentd.v1.AgentRuntime", async () => {
+    const health = clientFor(healthProto, "grpc.health.v1.Health", t.server.address);
+    const check = (service: string) =>
+      new Promise<Record<string, unknown>>((resolve, reject) =>
+        (health as unknown as { check: Unary }).check({ service }, (error, response) => (error ? reject(error) : resolve(response))),
+      );
+    expect(await check("")).toEqual({ status: "SERVING" });
+    expect(await check("agentd.v1.AgentRuntime")).toEqual({ status: "SERVING" });
+    health.close();
+  });
+
+  it("lists the service and serves its descriptors through reflection", async () => {
+    const reflection = clientFor(reflectionProto, "grpc.reflection.v1.ServerReflection", t.server.address);
+    const stream = (reflection as unknown as { serverReflectionInfo(): ClientDuplexStream<object, Record<string, unknown>> }).serverReflectionInfo();
+    const ask = (request: object) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        stream.once("data", resolve);
+        stream.once("error", reject);
+        stream.write(request);
+      });
+
+    const listed = (await ask({ listServices: "" })) as { listServicesResponse: { service: Array<{ name: string }> } };
+    const names = listed.listServicesResponse.service.map((s) => s.name);
+    expect(names).toContain("agentd.v1.AgentRuntime");
+    expect(names).toContain("grpc.health.v1.Health");
+
+    const file = (await ask({ fileContainingSymbol: "agentd.v1.AgentRuntime" })) as {
+      fileDescriptorResponse: { fileDescriptorProto: Buffer[] };
+    };
+    // grpcurl needs the file that defines the service and, transitively, every file it depends on.
+    const files = file.fileDescriptorResponse.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const byName = new Map(files.map((f) => [f.name, f]));
+    const runtime = files.find((f) => f.service.some((s) => s.name === "AgentRuntime"))!;
+    expect(runtime.service[0]!.method.map((m) => m.name)).toContain("StreamGenerate");
+    expect(runtime.dependency.length).toBeGreaterThan(0);
+    for (const dependency of runtime.dependency) expect(byName.has(dependency), dependency).toBe(true);
+    const timestampFile = files.find((f) => f.messageType.some((m) => m.name === "Timestamp"));
+    expect(timestampFile?.package).toBe("google.protobuf");
+    expect(runtime.name).toBe("agentd/v1/runtime.proto");
+    expect(runtime.dependency).toEqual(["google/protobuf/timestamp.proto"]);
+    stream.end();
+    reflection.close();
+  });
+});

@@ -1,0 +1,61 @@
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { SessionRecord } from "../../src/session/types.js";
+import { FileSessionStore } from "../../src/store/file-store.js";
+import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
+
+afterAll(removeTempDirs);
+
+const record = (id: string): SessionRecord => ({
+  version: 1,
+  id,
+  owner: "o",
+  parentId: null,
+  state: "idle",
+  config: { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 } },
+  workspace: "/tmp",
+  ephemeral: false,
+  labels: {},
+  createdAt: "2026-01-01T00:00:00.000Z",
+  updatedAt: "2026-01-01T00:00:00.000Z",
+  usage: { inputTokens: 0, outputTokens: 0 },
+  lastSequence: 3,
+  messages: [],
+});
+
+describe("FileSessionStore", () => {
+  it("saves atomically, loads back, and leaves no temp files", async () => {
+    const store = new FileSessionStore(await makeTempDir());
+    await store.save(record("a"));
+    await store.save({ ...record("a"), lastSequence: 9 });
+    await store.save(record("b"));
+    expect((await readdir(store.directory)).sort()).toEqual(["a.json", "b.json"]);
+    const { records, failures } = await store.loadAll();
+    expect(failures).toEqual([]);
+    expect(records.map((r) => [r.id, r.lastSequence])).toEqual([
+      ["a", 9],
+      ["b", 3],
+    ]);
+    await store.delete("a");
+    expect(await readdir(store.directory)).toEqual(["b.json"]);
+  });
+
+  it("reports unreadable files without touching them", async () => {
+    const store = new FileSessionStore(await makeTempDir());
+    await store.save(record("good"));
+    await writeFile(path.join(store.directory, "bad.json"), "{");
+    await writeFile(path.join(store.directory, "renamed.json"), JSON.stringify(record("other")));
+    await writeFile(path.join(store.directory, "noise.txt"), "ignored");
+    const { records, failures } = await store.loadAll();
+    expect(records.map((r) => r.id)).toEqual(["good"]);
+    expect(failures.map((f) => path.basename(f.location))).toEqual(["bad.json", "renamed.json"]);
+    expect(failures[1]!.error).toContain("holds session other");
+    expect(await readFile(path.join(store.directory, "bad.json"), "utf8")).toBe("{");
+  });
+
+  it("refuses ids that would name a path outside its directory", async () => {
+    const store = new FileSessionStore(await makeTempDir());
+    await expect(store.save(record("../escape"))).rejects.toThrow("invalid session id");
+  });
+});

@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import type { SessionRecord } from "../../src/session/types.js";
+import { Persister } from "../../src/store/persister.js";
+import type { LoadResult, SessionStore } from "../../src/store/types.js";
+
+function record(id: string, lastSequence: number): SessionRecord {
+  return {
+    version: 1,
+    id,
+    owner: "o",
+    parentId: null,
+    state: "idle",
+    config: { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 } },
+    workspace: "/tmp",
+    ephemeral: false,
+    labels: {},
+    createdAt: "",
+    updatedAt: "",
+    usage: { inputTokens: 0, outputTokens: 0 },
+    lastSequence,
+    messages: [],
+  };
+}
+
+/** A store whose writes take as long as the test says, recording what was written and when. */
+class RecordingStore implements SessionStore {
+  saves: Array<{ id: string; seq: number }> = [];
+  deletes: string[] = [];
+  concurrent = 0;
+  maxConcurrent = 0;
+  failNext = 0;
+  delayMs = 0;
+  async loadAll(): Promise<LoadResult> {
+    return { records: [], failures: [] };
+  }
+  async save(r: SessionRecord): Promise<void> {
+    this.concurrent++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
+    await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    this.concurrent--;
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("disk full");
+    }
+    this.saves.push({ id: r.id, seq: r.lastSequence });
+  }
+  async delete(id: string): Promise<void> {
+    this.deletes.push(id);
+  }
+}
+
+const options = { debounceMs: 5, retryBaseMs: 10, retryMaxMs: 40 };
+const quiet = { onFailure: () => {}, onSuccess: () => {} };
+
+describe("Persister", () => {
+  it("coalesces a burst of changes into one write of the latest state", async () => {
+    const store = new RecordingStore();
+    const persister = new Persister(store, options, quiet);
+    let seq = 0;
+    for (let i = 0; i < 100; i++) {
+      seq++;
+      persister.markDirty("a", () => record("a", seq));
+    }
+    await persister.flush();
+    expect(store.saves).toEqual([{ id: "a", seq: 100 }]);
+  });
+
+  it("never writes one session twice at once, and writes the changes made during a write afterwards", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 30;
+    const persister = new Persister(store, { ...options, debounceMs: 0 }, quiet);
+    let seq = 1;
+    persister.markDirty("a", () => record("a", seq));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    seq = 2;
+    persister.markDirty("a", () => record("a", seq));
+    seq = 3;
+    persister.markDirty("a", () => record("a", seq));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await persister.flush();
+    expect(store.maxConcurrent).toBe(1);
+    expect(store.saves).toEqual([
+      { id: "a", seq: 1 },
+      { id: "a", seq: 3 },
+    ]);
+  });
+
+  it("reports a failed write and retries until it succeeds", async () => {
+    const store = new RecordingStore();
+    store.failNext = 2;
+    const failures: number[] = [];
+    let recovered = 0;
+    const persister = new Persister(store, options, {
+      onFailure: (_id, error, attempts) => {
+        expect(error.message).toBe("disk full");
+        failures.push(attempts);
+      },
+      onSuccess: () => recovered++,
+    });
+    persister.markDirty("a", () => record("a", 7));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(failures).toEqual([1, 2]);
+    expect(recovered).toBe(1);
+    expect(store.saves).toEqual([{ id: "a", seq: 7 }]);
+    expect(persister.pendingCount()).toBe(0);
+  });
+
+  it("a delete supersedes pending writes and waits for the write in flight", async () => {
+    const store = new RecordingStore();
+    store.delayMs = 20;
+    const persister = new Persister(store, { ...options, debounceMs: 0 }, quiet);
+    persister.markDirty("a", () => record("a", 1));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    persister.markDirty("a", () => record("a", 2));
+    persister.markDeleted("a");
+    persister.markDirty("a", () => record("a", 3));
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    await persister.flush();
+    expect(store.saves).toEqual([{ id: "a", seq: 1 }]);
+    expect(store.deletes).toEqual(["a"]);
+    expect(persister.pendingCount()).toBe(0);
+  });
+
+  it("flush writes what is pending without waiting for the debounce", async () => {
+    const store = new RecordingStore();
+    const persister = new Persister(store, { ...options, debounceMs: 60_000 }, quiet);
+    persister.markDirty("a", () => record("a", 1));
+    persister.markDirty("b", () => record("b", 1));
+    await persister.close();
+    expect(store.saves.map((s) => s.id).sort()).toEqual(["a", "b"]);
+  });
+});
