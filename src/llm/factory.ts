@@ -1,0 +1,112 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { failedPrecondition, invalidArgument } from "../errors.js";
+import { AnthropicClient } from "./anthropic.js";
+import { OpenAiClient } from "./openai.js";
+import { parseScript, ScriptedClient, type Script } from "./scripted.js";
+import type { LlmClient, ModelSettings } from "./types.js";
+
+export interface LlmFactoryOptions {
+  /** Where API keys are looked up; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** SDK retries for connection errors, 408/409/429 and 5xx; default 2. */
+  maxRetries?: number;
+}
+
+export const KNOWN_PROVIDERS = ["openai", "anthropic", "scripted"] as const;
+
+const DEFAULT_KEY_ENV: Record<string, string> = { openai: "OPENAI_API_KEY", anthropic: "ANTHROPIC_API_KEY" };
+
+/** Local OpenAI-compatible servers (vLLM, Ollama) need no key, but the SDK insists on one. */
+const PLACEHOLDER_KEY = "not-needed";
+
+/** Checks model settings and builds a client for them. Keys are read at create(), never stored here. */
+export class LlmClientFactory {
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly maxRetries: number;
+
+  constructor(options: LlmFactoryOptions = {}) {
+    this.env = options.env ?? process.env;
+    this.maxRetries = options.maxRetries ?? 2;
+  }
+
+  /** Throws INVALID_ARGUMENT for settings that can never work. Keys are not checked: they may come per request. */
+  validate(settings: ModelSettings): void {
+    switch (settings.provider) {
+      case "openai":
+      case "anthropic":
+        if (settings.model.trim() === "") {
+          throw invalidArgument(
+            `provider "${settings.provider}" needs a model name (such as ${settings.provider === "openai" ? '"gpt-4o-mini"' : '"claude-sonnet-4-5"'})`,
+          );
+        }
+        if (settings.baseUrl !== "" && !isHttpUrl(settings.baseUrl)) {
+          throw invalidArgument(`base URL "${settings.baseUrl}" is not an http(s) URL`);
+        }
+        return;
+      case "scripted":
+        this.loadScript(settings);
+        return;
+      default:
+        throw invalidArgument(`unknown model provider "${settings.provider}"; known providers: ${KNOWN_PROVIDERS.join(", ")}`);
+    }
+  }
+
+  /**
+   * Builds a client. The key passed with the request wins over the environment. Throws
+   * INVALID_ARGUMENT for bad settings and FAILED_PRECONDITION when no key is available.
+   */
+  create(settings: ModelSettings, apiKey?: string): LlmClient {
+    // A fresh script (and cursor) per client; the file is read once, here.
+    if (settings.provider === "scripted") return new ScriptedClient(this.loadScript(settings));
+    this.validate(settings);
+    const keyEnv = settings.apiKeyEnv || DEFAULT_KEY_ENV[settings.provider]!;
+    let key = apiKey || this.env[keyEnv] || "";
+    if (key === "" && settings.provider === "openai" && settings.baseUrl !== "") key = PLACEHOLDER_KEY;
+    if (key === "") {
+      throw failedPrecondition(
+        `no API key for provider "${settings.provider}": set ${keyEnv} in the server's environment or pass api_key with the request`,
+      );
+    }
+    const options = {
+      apiKey: key,
+      model: settings.model.trim(),
+      baseUrl: settings.baseUrl,
+      maxRetries: this.maxRetries,
+      temperature: settings.temperature,
+      maxOutputTokens: settings.maxOutputTokens,
+      apiKeyEnv: keyEnv,
+    };
+    return settings.provider === "openai" ? new OpenAiClient(options) : new AnthropicClient(options);
+  }
+
+  private loadScript(settings: ModelSettings): Script {
+    const hasPath = settings.scriptPath.trim() !== "";
+    const hasJson = settings.scriptJson.trim() !== "";
+    if (hasPath && hasJson) {
+      throw invalidArgument("the scripted provider takes one script: set script_path or script_json, not both");
+    }
+    if (hasJson) return parseScript(settings.scriptJson, "from script_json");
+    if (!hasPath) {
+      throw invalidArgument(
+        "the scripted provider needs a script: set script_path (a JSON file on the server) or script_json (the script itself)",
+      );
+    }
+    // Relative paths are resolved against the server's working directory.
+    const file = path.resolve(settings.scriptPath);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw invalidArgument(`scripted model: cannot read script file ${file} (${reason})`);
+    }
+    return parseScript(text, file);
+  }
+}
+
+function isHttpUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const protocol = new URL(value).protocol;
+  return protocol === "http:" || protocol === "https:";
+}

@@ -1,0 +1,167 @@
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import { abortError, childSignal } from "./abort.js";
+import {
+  messageField,
+  providerError,
+  rootCauseMessage,
+  type ProviderClientOptions,
+  type ProviderContext,
+  type ProviderFailure,
+} from "./provider.js";
+import type { LlmChunk, LlmClient, LlmMessage, LlmRequest, LlmStopReason, LlmToolCall, LlmUsage } from "./types.js";
+
+type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+type ChatTool = OpenAI.Chat.Completions.ChatCompletionTool;
+type ChatChunk = OpenAI.Chat.Completions.ChatCompletionChunk;
+type ChatParams = OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming;
+
+export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
+
+/** Chat completions over any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, ...). */
+export class OpenAiClient implements LlmClient {
+  readonly provider = "openai";
+  private readonly sdk: OpenAI;
+  private readonly context: ProviderContext;
+
+  constructor(private readonly options: ProviderClientOptions) {
+    const baseUrl = options.baseUrl || OPENAI_DEFAULT_BASE_URL;
+    // Explicit values so that OPENAI_BASE_URL / OPENAI_ADMIN_KEY in the environment cannot redirect us.
+    this.sdk = new OpenAI({ apiKey: options.apiKey, adminAPIKey: null, baseURL: baseUrl, maxRetries: options.maxRetries ?? 2 });
+    this.context = {
+      provider: this.provider,
+      model: options.model,
+      baseUrl,
+      apiKey: options.apiKey,
+      apiKeyEnv: options.apiKeyEnv || "OPENAI_API_KEY",
+    };
+  }
+
+  async *stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk> {
+    const calls = new ToolCallAccumulator();
+    let usage: LlmUsage | undefined;
+    let finishReason: string | null = null;
+    const child = childSignal(signal);
+    try {
+      const stream = await this.sdk.chat.completions.create(this.params(request), { signal: child.signal });
+      for await (const chunk of stream) {
+        // Some servers (vLLM with continuous usage stats) repeat a cumulative usage on every chunk.
+        if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
+        for (const choice of chunk.choices) {
+          if (choice.delta.content) yield { type: "text", delta: choice.delta.content };
+          for (const delta of choice.delta.tool_calls ?? []) calls.add(delta);
+          if (choice.finish_reason) finishReason = choice.finish_reason;
+        }
+      }
+    } catch (error) {
+      throw this.mapError(error, signal);
+    } finally {
+      child.release();
+    }
+    // The SDK ends the iteration quietly when aborted mid-stream; the contract is to throw.
+    if (signal.aborted) throw abortError(signal);
+    const toolCalls = calls.complete();
+    for (const call of toolCalls) yield { type: "tool_call", call };
+    if (usage) yield { type: "usage", usage };
+    yield { type: "done", stopReason: toolCalls.length > 0 ? "tool_use" : stopReasonOf(finishReason) };
+  }
+
+  private params(request: LlmRequest): ChatParams {
+    const maxTokens = request.maxOutputTokens ?? this.options.maxOutputTokens;
+    const temperature = request.temperature ?? this.options.temperature;
+    const params: ChatParams = {
+      model: this.options.model,
+      messages: toMessages(request),
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    if (request.tools.length > 0) params.tools = request.tools.map(toTool);
+    if (temperature !== undefined) params.temperature = temperature;
+    if (maxTokens !== undefined) {
+      // OpenAI's newer models only accept max_completion_tokens; compatible servers reliably know max_tokens.
+      if (this.context.baseUrl === OPENAI_DEFAULT_BASE_URL) params.max_completion_tokens = maxTokens;
+      else params.max_tokens = maxTokens;
+    }
+    return params;
+  }
+
+  private mapError(error: unknown, signal: AbortSignal): Error {
+    if (signal.aborted || error instanceof APIUserAbortError) return abortError(signal);
+    return providerError(this.context, failureOf(error));
+  }
+}
+
+function failureOf(error: unknown): ProviderFailure {
+  // Order matters: the timeout error is a connection error, and both are APIErrors.
+  if (error instanceof APIConnectionTimeoutError) return { kind: "timeout", detail: error.message };
+  if (error instanceof APIConnectionError) return { kind: "connection", detail: rootCauseMessage(error) };
+  if (error instanceof APIError) {
+    const detail = messageField(error.error) ?? error.message;
+    const type = typeof error.type === "string" ? error.type : undefined;
+    return error.status === undefined ? { kind: "stream", type, detail } : { kind: "http", status: error.status, detail };
+  }
+  return { kind: "other", detail: rootCauseMessage(error) };
+}
+
+export function toMessages(request: LlmRequest): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (request.systemPrompt !== "") messages.push({ role: "system", content: request.systemPrompt });
+  for (const message of request.messages) messages.push(toMessage(message));
+  return messages;
+}
+
+function toMessage(message: LlmMessage): ChatMessage {
+  switch (message.role) {
+    case "user":
+      return { role: "user", content: message.text };
+    case "assistant":
+      if (message.toolCalls.length === 0) return { role: "assistant", content: message.text };
+      return {
+        role: "assistant",
+        // An assistant message that only calls tools carries no content at all.
+        content: message.text === "" ? null : message.text,
+        tool_calls: message.toolCalls.map((call) => ({
+          id: call.id,
+          type: "function",
+          function: { name: call.name, arguments: call.argumentsJson || "{}" },
+        })),
+      };
+    case "tool":
+      return { role: "tool", tool_call_id: message.callId, content: message.output };
+  }
+}
+
+function toTool(tool: LlmRequest["tools"][number]): ChatTool {
+  return {
+    type: "function",
+    function: { name: tool.name, description: tool.description, parameters: tool.inputSchema },
+  };
+}
+
+function stopReasonOf(finishReason: string | null): LlmStopReason {
+  if (finishReason === "tool_calls") return "tool_use";
+  if (finishReason === "length") return "max_tokens";
+  return "end_turn";
+}
+
+type ToolCallDelta = NonNullable<ChatChunk["choices"][number]["delta"]["tool_calls"]>[number];
+
+/** Tool calls arrive in pieces keyed by index: the id and name first, the arguments in fragments. */
+class ToolCallAccumulator {
+  private readonly calls = new Map<number, { id: string; name: string; args: string }>();
+
+  add(delta: ToolCallDelta): void {
+    // Some compatible servers omit the index; they send each call whole, so the next slot is right.
+    const index = typeof delta.index === "number" ? delta.index : this.calls.size;
+    const call = this.calls.get(index) ?? { id: "", name: "", args: "" };
+    if (delta.id && call.id === "") call.id = delta.id;
+    if (delta.function?.name && call.name === "") call.name = delta.function.name;
+    if (delta.function?.arguments) call.args += delta.function.arguments;
+    this.calls.set(index, call);
+  }
+
+  complete(): LlmToolCall[] {
+    return [...this.calls.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, call]) => ({ id: call.id, name: call.name, argumentsJson: call.args || "{}" }));
+  }
+}

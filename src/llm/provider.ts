@@ -1,0 +1,152 @@
+import { LlmError } from "./types.js";
+
+/** What an HTTP provider client is built with. The key lives only in the SDK client instance. */
+export interface ProviderClientOptions {
+  apiKey: string;
+  model: string;
+  /** Empty or absent: the provider's public endpoint. */
+  baseUrl?: string;
+  /** Retries of the SDK for connection errors, 408/409/429 and 5xx. Default 2. */
+  maxRetries?: number;
+  /** Used when the request does not set them. */
+  temperature?: number;
+  maxOutputTokens?: number;
+  /** Where the key came from, for error messages, such as "OPENAI_API_KEY". */
+  apiKeyEnv?: string;
+}
+
+/** A provider failure reduced to what the error mapping needs, independent of the SDK. */
+export interface ProviderFailure {
+  kind: "http" | "stream" | "connection" | "timeout" | "other";
+  /** HTTP status, for kind "http". */
+  status?: number;
+  /** Error type reported by the server (such as "overloaded_error"), when any. */
+  type?: string;
+  /** The server's or the transport's own explanation. */
+  detail: string;
+}
+
+export interface ProviderContext {
+  provider: string;
+  model: string;
+  baseUrl: string;
+  apiKey: string;
+  apiKeyEnv: string;
+}
+
+/**
+ * Turns a failure into an LlmError whose code is the gRPC status the client sees and whose message
+ * says what to do about it. The API key is scrubbed from the message, whatever the server echoed.
+ */
+export function providerError(ctx: ProviderContext, failure: ProviderFailure): LlmError {
+  const { code, message } = describe(ctx, failure);
+  return new LlmError(redact(message, ctx.apiKey), code);
+}
+
+function describe(ctx: ProviderContext, failure: ProviderFailure): { code: string; message: string } {
+  const p = ctx.provider;
+  const detail = failure.detail.trim() || "no details";
+  switch (failure.kind) {
+    case "connection":
+      return {
+        code: "UNAVAILABLE",
+        message: `cannot reach ${p} at ${ctx.baseUrl} (${detail}); check the base URL and that the server is running`,
+      };
+    case "timeout":
+      return { code: "UNAVAILABLE", message: `${p} at ${ctx.baseUrl} did not answer in time; retry later` };
+    case "stream": {
+      // An error event inside a 200 stream: only the server's error type says what went wrong.
+      const code = STREAM_ERROR_CODES[failure.type ?? ""] ?? "UNAVAILABLE";
+      const what = failure.type ? `${failure.type}: ${detail}` : detail;
+      return { code, message: `${p} failed while streaming its answer (${what}); retry later` };
+    }
+    case "other":
+      return { code: "UNAVAILABLE", message: `the connection to ${p} failed while streaming (${detail}); retry later` };
+    case "http":
+      return describeStatus(ctx, failure.status ?? 0, detail);
+  }
+}
+
+function describeStatus(ctx: ProviderContext, status: number, detail: string): { code: string; message: string } {
+  const p = ctx.provider;
+  const http = `HTTP ${status}: ${detail}`;
+  if (status === 401) {
+    return {
+      code: "UNAUTHENTICATED",
+      message: `${p} rejected the API key (${http}); check ${ctx.apiKeyEnv} in the server's environment or the api_key passed with the request`,
+    };
+  }
+  if (status === 403) {
+    return {
+      code: "PERMISSION_DENIED",
+      message: `${p} refused access (${http}); check that the API key's account may use model "${ctx.model}"`,
+    };
+  }
+  if (status === 404) {
+    return {
+      code: "INVALID_ARGUMENT",
+      message: `${p} does not know this model or endpoint (${http}); check the model name "${ctx.model}" and the base URL ${ctx.baseUrl}`,
+    };
+  }
+  if (status === 429 || status === 402) {
+    return {
+      code: "RESOURCE_EXHAUSTED",
+      message: `${p} is rate limiting or out of quota (${http}); retry later or check the account's limits and billing`,
+    };
+  }
+  if (status >= 500 || status === 408 || status === 409) {
+    return { code: "UNAVAILABLE", message: `${p} is unavailable (${http}); retry later` };
+  }
+  // 400, 413, 422 and the rest of 4xx: something in what we sent.
+  return {
+    code: "INVALID_ARGUMENT",
+    message: `${p} rejected the request (${http}); check the model settings (model "${ctx.model}"), the tool definitions and the conversation's size`,
+  };
+}
+
+/** Server error types (Anthropic's names; OpenAI's in-stream errors have no stable type). */
+const STREAM_ERROR_CODES: Record<string, string> = {
+  invalid_request_error: "INVALID_ARGUMENT",
+  authentication_error: "UNAUTHENTICATED",
+  permission_error: "PERMISSION_DENIED",
+  not_found_error: "INVALID_ARGUMENT",
+  rate_limit_error: "RESOURCE_EXHAUSTED",
+  overloaded_error: "UNAVAILABLE",
+  api_error: "UNAVAILABLE",
+};
+
+/** Removes the key itself and anything shaped like a secret key ("sk-..."), even a masked one. */
+export function redact(text: string, apiKey: string): string {
+  let result = apiKey.length >= 4 ? text.split(apiKey).join("[redacted]") : text;
+  result = result.replace(/\bsk-[A-Za-z0-9_*.-]{4,}/g, "[redacted]");
+  return result;
+}
+
+/** The innermost cause's message, where transport errors keep the useful part ("ECONNREFUSED ..."). */
+export function rootCauseMessage(error: unknown): string {
+  let current: unknown = error;
+  let message = error instanceof Error ? error.message : String(error);
+  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) {
+    current = current.cause;
+    if (current instanceof Error && current.message) message = current.message;
+  }
+  return message;
+}
+
+/** Text of an object's string `message` field, if it has one. */
+export function messageField(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const message = (value as { message?: unknown }).message;
+  return typeof message === "string" ? message : undefined;
+}
+
+/** The request's arguments text as an object, for APIs that take tool inputs as JSON values. */
+export function parseArguments(argumentsJson: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(argumentsJson || "{}");
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // A model may have produced broken JSON; the tool already answered with an error for it.
+  }
+  return {};
+}

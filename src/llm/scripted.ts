@@ -1,0 +1,224 @@
+import { status } from "@grpc/grpc-js";
+import { invalidArgument } from "../errors.js";
+import { sleep, throwIfAborted } from "./abort.js";
+import { LlmError, type LlmChunk, type LlmClient, type LlmRequest, type LlmStopReason, type LlmUsage } from "./types.js";
+
+export interface ScriptToolCall {
+  /** Generated ("scripted_call_<n>") when absent. */
+  id?: string;
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+export interface ScriptStep {
+  /** May contain {{last_user_message}}. */
+  text?: string;
+  /** Characters per text delta, default 8. */
+  chunkSize?: number;
+  /** Wait before each text chunk and before the tool calls. */
+  delayMs?: number;
+  toolCalls?: ScriptToolCall[];
+  /** Default: an estimate of ceil(characters / 4) for the request and for the output. */
+  usage?: LlmUsage;
+  stopReason?: LlmStopReason;
+  /** The step streams its text, then fails with this. */
+  error?: { code: string; message: string };
+}
+
+export interface Script {
+  steps: ScriptStep[];
+  /** Start over after the last step instead of failing. */
+  repeat: boolean;
+}
+
+const DEFAULT_CHUNK_SIZE = 8;
+const LAST_USER_MESSAGE = "{{last_user_message}}";
+
+/**
+ * A fake model replaying a script, one step per stream() call. The cursor lives in the instance:
+ * the runtime keeps one client per session, so successive turns continue the script.
+ */
+export class ScriptedClient implements LlmClient {
+  readonly provider = "scripted";
+  private cursor = 0;
+  private generatedIds = 0;
+
+  constructor(private readonly script: Script) {}
+
+  async *stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk> {
+    throwIfAborted(signal);
+    const step = this.nextStep();
+    const text = (step.text ?? "").split(LAST_USER_MESSAGE).join(lastUserMessage(request));
+    const chunkSize = step.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const delayMs = step.delayMs ?? 0;
+    // Array.from splits by code point so that a chunk never cuts a surrogate pair in half.
+    const characters = Array.from(text);
+    for (let start = 0; start < characters.length; start += chunkSize) {
+      await pause(delayMs, signal);
+      yield { type: "text", delta: characters.slice(start, start + chunkSize).join("") };
+    }
+    if (step.error) throw new LlmError(step.error.message, step.error.code);
+    const calls = (step.toolCalls ?? []).map((call) => ({
+      id: call.id ?? `scripted_call_${++this.generatedIds}`,
+      name: call.name,
+      argumentsJson: JSON.stringify(call.arguments),
+    }));
+    if (calls.length > 0) await pause(delayMs, signal);
+    for (const call of calls) yield { type: "tool_call", call };
+    const outputChars = text.length + calls.reduce((sum, call) => sum + call.name.length + call.argumentsJson.length, 0);
+    yield {
+      type: "usage",
+      usage: step.usage ?? { inputTokens: estimateTokens(requestChars(request)), outputTokens: estimateTokens(outputChars) },
+    };
+    yield { type: "done", stopReason: step.stopReason ?? (calls.length > 0 ? "tool_use" : "end_turn") };
+  }
+
+  private nextStep(): ScriptStep {
+    const { steps, repeat } = this.script;
+    if (this.cursor >= steps.length) {
+      if (!repeat) {
+        const count = `${steps.length} step${steps.length === 1 ? "" : "s"}`;
+        throw new LlmError(`scripted model: the script has no step ${this.cursor + 1} (it has ${count})`, "FAILED_PRECONDITION");
+      }
+      this.cursor = 0;
+    }
+    return steps[this.cursor++]!;
+  }
+}
+
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms > 0) await sleep(ms, signal);
+  else throwIfAborted(signal);
+}
+
+function lastUserMessage(request: LlmRequest): string {
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const message = request.messages[i]!;
+    if (message.role === "user") return message.text;
+  }
+  return "";
+}
+
+function requestChars(request: LlmRequest): number {
+  let chars = request.systemPrompt.length;
+  for (const message of request.messages) {
+    if (message.role === "user") chars += message.text.length;
+    else if (message.role === "tool") chars += message.output.length;
+    else chars += message.text.length + message.toolCalls.reduce((sum, call) => sum + call.name.length + call.argumentsJson.length, 0);
+  }
+  return chars;
+}
+
+const estimateTokens = (chars: number) => Math.ceil(chars / 4);
+
+// ---------------------------------------------------------------------------------------------
+// Validation. Scripts are written by hand, so every problem names the field it is about.
+
+const STEP_FIELDS = ["text", "chunkSize", "delayMs", "toolCalls", "usage", "stopReason", "error"];
+const STOP_REASONS: LlmStopReason[] = ["end_turn", "tool_use", "max_tokens"];
+/** LlmError codes are gRPC status names, which the runtime reports as they are. */
+const STATUS_NAMES = Object.keys(status).filter((key) => Number.isNaN(Number(key)) && key !== "OK");
+
+class ScriptProblem extends Error {}
+
+/** Parses and validates a script; throws AgentdError INVALID_ARGUMENT naming the bad field. */
+export function parseScript(text: string, origin: string): Script {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw invalidArgument(`scripted model: script ${origin} is not valid JSON: ${(error as Error).message}`);
+  }
+  try {
+    return toScript(value);
+  } catch (error) {
+    if (error instanceof ScriptProblem) throw invalidArgument(`scripted model: script ${origin} is invalid: ${error.message}`);
+    throw error;
+  }
+}
+
+function toScript(value: unknown): Script {
+  const root = object(value, "the script");
+  noUnknownFields(root, ["steps", "repeat"], "the script");
+  if (!Array.isArray(root.steps) || root.steps.length === 0) throw new ScriptProblem("steps must be a non-empty array");
+  if (root.repeat !== undefined && typeof root.repeat !== "boolean") throw new ScriptProblem("repeat must be true or false");
+  return { steps: root.steps.map((step, i) => toStep(step, `steps[${i}]`)), repeat: root.repeat === true };
+}
+
+function toStep(value: unknown, where: string): ScriptStep {
+  const raw = object(value, where);
+  noUnknownFields(raw, STEP_FIELDS, where);
+  const step: ScriptStep = {};
+  if (raw.text !== undefined) {
+    if (typeof raw.text !== "string") throw new ScriptProblem(`${where}.text must be a string`);
+    step.text = raw.text;
+  }
+  if (raw.chunkSize !== undefined) step.chunkSize = integer(raw.chunkSize, `${where}.chunkSize`, 1);
+  if (raw.delayMs !== undefined) step.delayMs = integer(raw.delayMs, `${where}.delayMs`, 0);
+  if (raw.toolCalls !== undefined) {
+    if (!Array.isArray(raw.toolCalls)) throw new ScriptProblem(`${where}.toolCalls must be an array`);
+    step.toolCalls = raw.toolCalls.map((call, i) => toToolCall(call, `${where}.toolCalls[${i}]`));
+  }
+  if (raw.usage !== undefined) {
+    const usage = object(raw.usage, `${where}.usage`);
+    noUnknownFields(usage, ["inputTokens", "outputTokens"], `${where}.usage`);
+    step.usage = {
+      inputTokens: integer(usage.inputTokens, `${where}.usage.inputTokens`, 0),
+      outputTokens: integer(usage.outputTokens, `${where}.usage.outputTokens`, 0),
+    };
+  }
+  if (raw.stopReason !== undefined) {
+    if (!STOP_REASONS.includes(raw.stopReason as LlmStopReason)) {
+      throw new ScriptProblem(`${where}.stopReason must be one of ${STOP_REASONS.map((r) => `"${r}"`).join(", ")}`);
+    }
+    step.stopReason = raw.stopReason as LlmStopReason;
+  }
+  if (raw.error !== undefined) {
+    const error = object(raw.error, `${where}.error`);
+    noUnknownFields(error, ["code", "message"], `${where}.error`);
+    if (typeof error.code !== "string" || !STATUS_NAMES.includes(error.code)) {
+      throw new ScriptProblem(`${where}.error.code must be a gRPC status name such as "UNAVAILABLE" (one of ${STATUS_NAMES.join(", ")})`);
+    }
+    step.error = { code: error.code, message: nonEmptyString(error.message, `${where}.error.message`) };
+    // The error is thrown before tool calls would be emitted, so both together is a mistake.
+    if (step.toolCalls?.length) throw new ScriptProblem(`${where} cannot have both toolCalls and error`);
+  }
+  return step;
+}
+
+function toToolCall(value: unknown, where: string): ScriptToolCall {
+  const raw = object(value, where);
+  noUnknownFields(raw, ["id", "name", "arguments"], where);
+  const call: ScriptToolCall = {
+    name: nonEmptyString(raw.name, `${where}.name`),
+    arguments: raw.arguments === undefined ? {} : object(raw.arguments, `${where}.arguments`),
+  };
+  if (raw.id !== undefined) call.id = nonEmptyString(raw.id, `${where}.id`);
+  return call;
+}
+
+function object(value: unknown, where: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ScriptProblem(`${where} must be an object`);
+  return value as Record<string, unknown>;
+}
+
+function noUnknownFields(value: Record<string, unknown>, known: string[], where: string): void {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      const name = where === "the script" ? key : `${where}.${key}`;
+      throw new ScriptProblem(`${name} is not a known field (known: ${known.join(", ")})`);
+    }
+  }
+}
+
+function nonEmptyString(value: unknown, where: string): string {
+  if (typeof value !== "string" || value.trim() === "") throw new ScriptProblem(`${where} must be a non-empty string`);
+  return value;
+}
+
+function integer(value: unknown, where: string, min: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new ScriptProblem(`${where} must be an integer >= ${min}`);
+  }
+  return value;
+}

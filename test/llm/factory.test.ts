@@ -1,0 +1,138 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, describe, expect, it } from "vitest";
+import { AgentdError } from "../../src/errors.js";
+import { AnthropicClient } from "../../src/llm/anthropic.js";
+import { LlmClientFactory } from "../../src/llm/factory.js";
+import { OpenAiClient } from "../../src/llm/openai.js";
+import { ScriptedClient } from "../../src/llm/scripted.js";
+import type { ModelSettings } from "../../src/llm/types.js";
+import { collect } from "./fake-server.js";
+
+const settings = (overrides: Partial<ModelSettings>): ModelSettings => ({
+  provider: "openai",
+  model: "gpt-test",
+  baseUrl: "",
+  apiKeyEnv: "",
+  scriptPath: "",
+  scriptJson: "",
+  ...overrides,
+});
+
+/** Runs `fn` and returns the AgentdError it throws. */
+function failure(fn: () => unknown): AgentdError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(AgentdError);
+    return error as AgentdError;
+  }
+  throw new Error("expected an AgentdError");
+}
+
+describe("LlmClientFactory", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "agentd-factory-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const factory = new LlmClientFactory({ env: {} });
+
+  describe("validate", () => {
+    it("rejects an unknown provider, listing the known ones", () => {
+      const error = failure(() => factory.validate(settings({ provider: "gemini" })));
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.message).toContain('unknown model provider "gemini"');
+      expect(error.message).toContain("openai, anthropic, scripted");
+    });
+
+    it("requires a model name for openai and anthropic", () => {
+      for (const provider of ["openai", "anthropic"]) {
+        const error = failure(() => factory.validate(settings({ provider, model: " " })));
+        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(error.message).toContain(`provider "${provider}" needs a model name`);
+      }
+    });
+
+    it("rejects a base URL that is not http(s)", () => {
+      const error = failure(() => factory.validate(settings({ baseUrl: "ftp://example.com" })));
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+    });
+
+    it("does not require an API key", () => {
+      expect(() => factory.validate(settings({}))).not.toThrow();
+      expect(() => factory.validate(settings({ provider: "anthropic", model: "claude-test" }))).not.toThrow();
+    });
+
+    it("requires a script for the scripted provider", () => {
+      const error = failure(() => factory.validate(settings({ provider: "scripted", model: "" })));
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.message).toContain("set script_path");
+      expect(error.message).toContain("script_json");
+    });
+
+    it("rejects both scriptPath and scriptJson", () => {
+      const error = failure(() =>
+        factory.validate(settings({ provider: "scripted", scriptPath: "a.json", scriptJson: '{"steps":[{}]}' })),
+      );
+      expect(error.message).toContain("not both");
+    });
+
+    it("reports an unreadable script file with its path", () => {
+      const missing = path.join(dir, "missing.json");
+      const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: missing })));
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.message).toBe(`scripted model: cannot read script file ${missing} (ENOENT)`);
+    });
+
+    it("reports an invalid script, in a file or inline", () => {
+      const file = path.join(dir, "bad.json");
+      writeFileSync(file, JSON.stringify({ steps: [{ toolCalls: [{ name: "" }] }] }));
+      const fromFile = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: file })));
+      expect(fromFile.message).toBe(`scripted model: script ${file} is invalid: steps[0].toolCalls[0].name must be a non-empty string`);
+      const inline = failure(() => factory.validate(settings({ provider: "scripted", scriptJson: "{" })));
+      expect(inline.code).toBe(status.INVALID_ARGUMENT);
+      expect(inline.message).toMatch(/^scripted model: script from script_json is not valid JSON: /);
+    });
+  });
+
+  describe("create", () => {
+    it("fails with FAILED_PRECONDITION when no key is available", () => {
+      const error = failure(() => factory.create(settings({})));
+      expect(error.code).toBe(status.FAILED_PRECONDITION);
+      expect(error.message).toBe(
+        'no API key for provider "openai": set OPENAI_API_KEY in the server\'s environment or pass api_key with the request',
+      );
+      const anthropic = failure(() => factory.create(settings({ provider: "anthropic", model: "claude-test", apiKeyEnv: "MY_KEY" })));
+      expect(anthropic.message).toBe(
+        'no API key for provider "anthropic": set MY_KEY in the server\'s environment or pass api_key with the request',
+      );
+    });
+
+    it("takes the key from the request, else from the environment variable", () => {
+      expect(factory.create(settings({}), "sk-from-request")).toBeInstanceOf(OpenAiClient);
+      const withEnv = new LlmClientFactory({ env: { ANTHROPIC_API_KEY: "k", CUSTOM: "k2" } });
+      expect(withEnv.create(settings({ provider: "anthropic", model: "claude-test" }))).toBeInstanceOf(AnthropicClient);
+      expect(withEnv.create(settings({ apiKeyEnv: "CUSTOM" }))).toBeInstanceOf(OpenAiClient);
+    });
+
+    it("needs no key for openai with a custom base URL (local servers)", () => {
+      expect(factory.create(settings({ baseUrl: "http://127.0.0.1:11434/v1" }))).toBeInstanceOf(OpenAiClient);
+      // Anthropic has no keyless servers.
+      const error = failure(() => factory.create(settings({ provider: "anthropic", model: "c", baseUrl: "http://127.0.0.1:1" })));
+      expect(error.code).toBe(status.FAILED_PRECONDITION);
+    });
+
+    it("creates a scripted client from a file relative to the working directory, or inline", async () => {
+      const file = path.join(dir, "ok.json");
+      writeFileSync(file, JSON.stringify({ steps: [{ text: "from file" }] }));
+      const relative = path.relative(process.cwd(), file);
+      const fromFile = factory.create(settings({ provider: "scripted", model: "", scriptPath: relative }));
+      expect(fromFile).toBeInstanceOf(ScriptedClient);
+      const request = { systemPrompt: "", messages: [], tools: [] };
+      const chunks = await collect(fromFile.stream(request, new AbortController().signal));
+      expect(chunks.filter((c) => c.type === "text").map((c) => (c.type === "text" ? c.delta : "")).join("")).toBe("from file");
+      const inline = factory.create(settings({ provider: "scripted", scriptJson: '{"steps":[{"text":"inline"}]}' }));
+      expect(inline.provider).toBe("scripted");
+    });
+  });
+});
