@@ -98,9 +98,6 @@ function toModelSettings(model: ModelConfig): ModelSettings {
   if (model.maxOutputTokens !== undefined && model.maxOutputTokens < 1) {
     throw invalidArgument(`config.model.max_output_tokens must be positive, got ${model.maxOutputTokens}`);
   }
-  if (model.baseUrl !== "" && !URL.canParse(model.baseUrl)) {
-    throw invalidArgument(`config.model.base_url is not a valid URL: "${model.baseUrl}"`);
-  }
   return {
     provider: model.provider.trim(),
     model: model.model.trim(),
