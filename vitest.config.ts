@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 20_000,
     // Each file starts its own servers on ephemeral ports; two workers match the CI machine.
     maxWorkers: 2,
+    reporters: ["default", "./test/summary-reporter.ts"],
   },
 });

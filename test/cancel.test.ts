@@ -173,4 +173,18 @@ describe("cancellation reaches a real HTTP model request", () => {
     const { messages } = await t.client.getMessages({ sessionId: session!.id });
     expect(messages.map((m) => m.text)).toEqual(["hello", "Hel"]);
   });
+
+  it("a client cancelling its call closes the provider's HTTP connection", async () => {
+    const port = (http.address() as AddressInfo).port;
+    const { session } = await t.client.createSession({
+      config: { model: { provider: "openai", model: "local-model", baseUrl: `http://127.0.0.1:${port}/v1` } },
+    });
+    const call = t.client.streamGenerate({ sessionId: session!.id, prompt: "hello" });
+    const outcome = collect(call).catch((error: { code: number }) => error.code);
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.lastSequence >= 2 ? true : undefined));
+    call.cancel();
+    await requestClosed;
+    expect(await outcome).toBe(status.CANCELLED);
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true));
+  });
 });

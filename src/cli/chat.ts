@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { AgentdClient, events } from "../client/client.js";
-import type { AgentEvent, ModelConfig } from "../gen/agentd/v1/runtime.js";
+import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../gen/agentd/v1/runtime.js";
 import { modelFromOptions, modelOptions } from "./model-options.js";
 
 const HELP = `agentd chat: talk to an agent session from the terminal
@@ -72,33 +73,44 @@ async function openSession(
 
 async function repl(client: AgentdClient, sessionId: string): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
-  rl.on("SIGINT", () => rl.close());
+  let running: ClientReadableStream<StreamGenerateResponse> | null = null;
+  // In a terminal, readline receives Ctrl-C itself: it cancels the running turn, or leaves at the prompt.
+  rl.on("SIGINT", () => (running ? running.cancel() : rl.close()));
   try {
     for (;;) {
       const line = await rl.question("> ").catch(() => null);
       if (line === null) return;
       if (line.trim() === "") continue;
-      await runTurn(client, sessionId, line);
+      running = client.streamGenerate({ sessionId, prompt: line });
+      await streamTurn(running);
+      running = null;
     }
   } finally {
     rl.close();
   }
 }
 
-/** Streams one turn to the terminal; returns false when it failed or was cancelled. */
+/** Runs one turn outside the REPL; Ctrl-C cancels it. */
 async function runTurn(client: AgentdClient, sessionId: string, prompt: string): Promise<boolean> {
   const call = client.streamGenerate({ sessionId, prompt });
   const onInterrupt = () => call.cancel();
   process.on("SIGINT", onInterrupt);
+  try {
+    return await streamTurn(call);
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+}
+
+/** Prints a turn's events as they arrive; returns false when it failed or was cancelled. */
+async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>): Promise<boolean> {
   let ok = false;
   try {
     for await (const event of events(call)) ok = render(event) ?? ok;
   } catch (error) {
-    const details = (error as { details?: string }).details ?? String(error);
-    console.error(`\n[error] ${details}`);
+    const { code, details } = error as Partial<ServiceError>;
+    console.error(code === status.CANCELLED ? "\n[cancelled]" : `\n[error] ${details ?? String(error)}`);
     return false;
-  } finally {
-    process.off("SIGINT", onInterrupt);
   }
   return ok;
 }
