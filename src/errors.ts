@@ -18,8 +18,6 @@ export const invalidArgument = (message: string) => new AgentdError(status.INVAL
 export const notFound = (message: string) => new AgentdError(status.NOT_FOUND, message);
 export const failedPrecondition = (message: string) => new AgentdError(status.FAILED_PRECONDITION, message);
 export const resourceExhausted = (message: string) => new AgentdError(status.RESOURCE_EXHAUSTED, message);
-export const unavailable = (message: string) => new AgentdError(status.UNAVAILABLE, message);
-export const internal = (message: string) => new AgentdError(status.INTERNAL, message);
 
 /** True when the error comes from an aborted AbortSignal (ours, fetch's or an SDK's). */
 export function isAbortError(error: unknown, signal?: AbortSignal): boolean {

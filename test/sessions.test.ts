@@ -218,6 +218,10 @@ describe("bad input", () => {
     );
     expect(badTemperature.code).toBe(status.INVALID_ARGUMENT);
 
+    const relative = await grpcError(t.client.createSession({ workspace: "some/dir" }));
+    expect(relative.code).toBe(status.INVALID_ARGUMENT);
+    expect(relative.details).toContain("absolute");
+
     const { session } = await t.client.createSession({});
     const badConfigure = await grpcError(
       t.client.configureSession({ sessionId: session!.id, config: { limits: { toolTimeoutMs: -1 } } }),

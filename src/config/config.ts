@@ -49,11 +49,9 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
 };
 
-/** A deep partial of RuntimeConfig, as read from a config file or built from flags. */
+/** RuntimeConfig partial two levels deep, as read from a config file or built from flags. */
 export type ConfigOverrides = {
-  [K in keyof RuntimeConfig]?: RuntimeConfig[K] extends object | null
-    ? Partial<NonNullable<RuntimeConfig[K]>> | (RuntimeConfig[K] extends null ? null : never)
-    : RuntimeConfig[K];
+  [K in keyof RuntimeConfig]?: RuntimeConfig[K] extends object ? Partial<RuntimeConfig[K]> : RuntimeConfig[K];
 };
 
 /** Applies overrides, later ones winning, one level deep (the shape of RuntimeConfig). */

@@ -7,6 +7,7 @@ import {
   type SessionConfig as SessionConfigProto,
   type SessionLimits as SessionLimitsProto,
 } from "../gen/agentd/v1/runtime.js";
+import path from "node:path";
 import { invalidArgument } from "../errors.js";
 import type { ModelSettings } from "../llm/types.js";
 import type { ChildPolicy as DomainChildPolicy } from "../session/manager.js";
@@ -131,6 +132,14 @@ export function toChildPolicy(policy: ChildPolicy): DomainChildPolicy {
     default:
       throw invalidArgument(`child_policy ${String(policy)} is not known; use CHILD_POLICY_CASCADE or CHILD_POLICY_ORPHAN`);
   }
+}
+
+/** A workspace named by a client must be absolute: a relative one would depend on the server's cwd. */
+export function checkWorkspace(workspace: string): string {
+  if (workspace !== "" && !path.isAbsolute(workspace)) {
+    throw invalidArgument(`workspace must be an absolute path, got "${workspace}"`);
+  }
+  return workspace;
 }
 
 /** Label keys and values are free text, but bounded so a client cannot bloat every stored record. */

@@ -12,7 +12,7 @@ import { invalidArgument } from "../errors.js";
 import type { Logger } from "../logging.js";
 import type { SessionManager } from "../session/manager.js";
 import type { Session } from "../session/session.js";
-import { checkLabels, toChildPolicy, toConfigPatch, toMessageProto, toSessionProto } from "./mapping.js";
+import { checkLabels, checkWorkspace, toChildPolicy, toConfigPatch, toMessageProto, toSessionProto } from "./mapping.js";
 import { codeFromName, serviceError, toServiceError } from "./status.js";
 
 /** The AgentRuntime handlers: they validate, call the SessionManager and map results to messages. */
@@ -32,7 +32,7 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
       const session = await manager.create({
         owner: request.owner,
         config: toConfigPatch(request.config),
-        workspace: request.workspace,
+        workspace: checkWorkspace(request.workspace),
         ephemeral: request.ephemeral,
         labels: checkLabels(request.labels),
       });
@@ -60,7 +60,7 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
       if (request.parentId === "") throw invalidArgument("parent_id is required");
       const session = await manager.createChild(request.parentId, {
         config: toConfigPatch(request.config),
-        workspace: request.workspace,
+        workspace: checkWorkspace(request.workspace),
         labels: checkLabels(request.labels),
       });
       return { session: toSessionProto(session) };

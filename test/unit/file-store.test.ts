@@ -1,28 +1,13 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { SessionRecord } from "../../src/session/types.js";
 import { FileSessionStore } from "../../src/store/file-store.js";
 import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
+import { sessionRecord } from "../helpers/records.js";
 
 afterAll(removeTempDirs);
 
-const record = (id: string): SessionRecord => ({
-  version: 1,
-  id,
-  owner: "o",
-  parentId: null,
-  state: "idle",
-  config: { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 } },
-  workspace: "/tmp",
-  ephemeral: false,
-  labels: {},
-  createdAt: "2026-01-01T00:00:00.000Z",
-  updatedAt: "2026-01-01T00:00:00.000Z",
-  usage: { inputTokens: 0, outputTokens: 0 },
-  lastSequence: 3,
-  messages: [],
-});
+const record = (id: string) => sessionRecord(id);
 
 describe("FileSessionStore", () => {
   it("saves atomically, loads back, and leaves no temp files", async () => {

@@ -1,26 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { SessionRecord } from "../../src/session/types.js";
+import { sessionRecord } from "../helpers/records.js";
 import { Persister } from "../../src/store/persister.js";
 import type { LoadResult, SessionStore } from "../../src/store/types.js";
 
-function record(id: string, lastSequence: number): SessionRecord {
-  return {
-    version: 1,
-    id,
-    owner: "o",
-    parentId: null,
-    state: "idle",
-    config: { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 } },
-    workspace: "/tmp",
-    ephemeral: false,
-    labels: {},
-    createdAt: "",
-    updatedAt: "",
-    usage: { inputTokens: 0, outputTokens: 0 },
-    lastSequence,
-    messages: [],
-  };
-}
+const record = sessionRecord;
 
 /** A store whose writes take as long as the test says, recording what was written and when. */
 class RecordingStore implements SessionStore {

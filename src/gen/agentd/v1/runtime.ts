@@ -310,7 +310,10 @@ export interface CreateSessionRequest {
   config:
     | SessionConfig
     | undefined;
-  /** Directory for the file tools; created if missing. Defaults to <data dir>/workspaces/<session id>. */
+  /**
+   * Absolute path of the directory the file tools work in; created if missing. Defaults to
+   * <data dir>/workspaces/<session id>.
+   */
   workspace: string;
   ephemeral: boolean;
   labels: { [key: string]: string };
@@ -376,7 +379,7 @@ export interface CreateChildSessionRequest {
   config:
     | SessionConfig
     | undefined;
-  /** Defaults to the parent's workspace. */
+  /** Absolute path; defaults to the parent's workspace. */
   workspace: string;
   labels: { [key: string]: string };
 }
