@@ -1,5 +1,5 @@
 # agentd developer targets. Everything runs through the packages in node_modules; `npm ci` installs them.
-.PHONY: install generate check-generated lint typecheck build test bench serve clean
+.PHONY: install generate check-generated lint breaking typecheck build test bench serve clean
 
 BIN := node_modules/.bin
 
@@ -21,6 +21,10 @@ check-generated: generate
 
 lint: install
 	$(BIN)/buf lint
+
+# Compares the contract with main's; run it before changing a .proto on a branch.
+breaking: install
+	$(BIN)/buf breaking --against '.git#branch=main'
 
 typecheck: install
 	$(BIN)/tsc --noEmit -p tsconfig.json

@@ -134,6 +134,72 @@ describe("file store", () => {
   });
 });
 
+/** A store whose writes hang until released, like a stalled disk. */
+class StalledStore implements SessionStore {
+  readonly inner = new MemoryStore();
+  private release: () => void = () => {};
+  private readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  writesStarted = 0;
+  loadAll = () => this.inner.loadAll();
+  delete = (id: string) => this.inner.delete(id);
+  async save(record: SessionRecord): Promise<void> {
+    this.writesStarted++;
+    await this.released;
+    await this.inner.save(record);
+  }
+  unblock(): void {
+    this.release();
+  }
+}
+
+describe("requests and the disk", () => {
+  it("never wait for a write: a stalled store does not slow any RPC", async () => {
+    const store = new StalledStore();
+    const server = await startTestServer({ store });
+    try {
+      const { session } = await server.client.createSession({ config: { model: scripted([{ text: "answer" }]) } });
+      // The first write is now stuck; everything below runs while it hangs.
+      await waitFor(() => (store.writesStarted === 1 ? true : undefined));
+      const reply = await server.client.generate({ sessionId: session!.id, prompt: "q" });
+      expect(reply.result!.text).toBe("answer");
+      await server.client.configureSession({ sessionId: session!.id, config: { systemPrompt: "changed" } });
+      expect((await server.client.getMessages({ sessionId: session!.id })).messages).toHaveLength(2);
+      expect(store.writesStarted).toBe(1);
+      expect(store.inner.has(session!.id)).toBe(false);
+
+      // Once the disk moves again, the latest state lands in one more write.
+      store.unblock();
+      await server.server.persister.flush();
+      const saved = (await store.inner.loadAll()).records[0]!;
+      expect(saved.config.systemPrompt).toBe("changed");
+      expect(saved.messages).toHaveLength(2);
+      expect(store.writesStarted).toBe(2);
+    } finally {
+      store.unblock();
+      await server.stop();
+    }
+  });
+
+  it("a graceful stop cancels running turns and writes their final state", async () => {
+    const dataDir = await makeTempDir();
+    const server = await startTestServer({ dataDir });
+    const { session } = await server.client.createSession({
+      config: { model: scripted([{ text: "a slow answer", chunkSize: 2, delayMs: 100 }]) },
+    });
+    const events = collect(server.client.streamGenerate({ sessionId: session!.id, prompt: "go" }));
+    await waitFor(async () => ((await server.client.getSession({ sessionId: session!.id })).session!.lastSequence >= 2 ? true : undefined));
+    await server.server.close();
+    const all = await events;
+    expect(all.at(-1)!.payload).toEqual({ $case: "cancelled", cancelled: { reason: "shutdown" } });
+    server.client.close();
+
+    const record = JSON.parse(await readFile(path.join(dataDir, "sessions", `${session!.id}.json`), "utf8")) as SessionRecord;
+    expect(record.lastSequence).toBe(all.at(-1)!.sequence);
+    expect(record.state).toBe("idle");
+    expect(record.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+  });
+});
+
 describe("a failing store", () => {
   it("reports persistence_failed on the stream and on the session, retries, and clears it once a write succeeds", async () => {
     const store = new FlakyStore();
