@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { filter, take } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
+import { isTerminalPayload } from "../agent/events.js";
 import { runTurn } from "../agent/loop.js";
 import type { RuntimeConfig } from "../config/config.js";
 import { failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../errors.js";
@@ -67,7 +69,7 @@ export class SessionManager {
       const session = this.track(record);
       if (repaired) session.touch();
     }
-    // Children whose parent is gone (destroyed as an orphan policy or unreadable) become top-level.
+    // Children whose parent is gone (its file unreadable, or a crash between two writes) become top-level.
     for (const session of this.sessions.values()) {
       if (session.parentId !== null && !this.sessions.has(session.parentId)) {
         this.deps.logger.warn({ sessionId: session.id, parentId: session.parentId }, "parent not found; session restored as top-level");
@@ -192,6 +194,7 @@ export class SessionManager {
         signal,
       }),
     );
+    this.logTurnEnd(session, turn.turnId);
     return { session, turn };
   }
 
@@ -281,6 +284,23 @@ export class SessionManager {
     });
     this.sessions.set(session.id, session);
     return session;
+  }
+
+  private logTurnEnd(session: Session, turnId: string): void {
+    const startedAt = performance.now();
+    session.events$
+      .pipe(
+        filter((event) => event.turnId === turnId && isTerminalPayload(event.payload)),
+        take(1),
+      )
+      .subscribe((event) => {
+        const outcome = event.payload?.$case;
+        const detail = event.payload?.$case === "error" ? event.payload.error : undefined;
+        this.deps.logger.info(
+          { sessionId: session.id, turnId, outcome, error: detail, durationMs: Math.round(performance.now() - startedAt) },
+          "turn ended",
+        );
+      });
   }
 
   private checkCapacity(owner: string): void {
