@@ -1,0 +1,34 @@
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { DEFAULT_CONFIG, readConfigFile, resolveConfig } from "../../src/config/config.js";
+import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
+
+afterAll(removeTempDirs);
+
+describe("configuration", () => {
+  it("starts from the embedded defaults and lets later layers win, merging nested settings", () => {
+    expect(resolveConfig()).toEqual(DEFAULT_CONFIG);
+    const config = resolveConfig({ port: 1, limits: { maxSessions: 5 } }, { port: 2 });
+    expect(config.port).toBe(2);
+    expect(config.limits).toEqual({ maxSessions: 5, maxSessionsPerOwner: DEFAULT_CONFIG.limits.maxSessionsPerOwner });
+    expect(config.host).toBe("127.0.0.1");
+  });
+
+  it("rejects unknown keys and impossible values with a message naming them", () => {
+    expect(() => resolveConfig({ prot: 1 } as never)).toThrow('unknown configuration key "prot"');
+    expect(() => resolveConfig({ port: 70000 })).toThrow("port must be between 0 and 65535");
+    expect(() => resolveConfig({ limits: { maxSessions: 0 } })).toThrow("limits.maxSessions must be a positive integer");
+    expect(() => resolveConfig({ store: "s3" as never })).toThrow('store must be "file" or "memory"');
+  });
+
+  it("reads a JSON file and names the file when it is not JSON", async () => {
+    const dir = await makeTempDir();
+    const good = path.join(dir, "good.json");
+    await writeFile(good, JSON.stringify({ dataDir: "/srv/agentd", limits: { maxSessionsPerOwner: 3 } }));
+    expect(resolveConfig(readConfigFile(good)).limits.maxSessionsPerOwner).toBe(3);
+    const bad = path.join(dir, "bad.json");
+    await writeFile(bad, "{ nope");
+    expect(() => readConfigFile(bad)).toThrow(`config file ${bad} is not valid JSON`);
+  });
+});
