@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeTempDirs, startTestServer, type TestServer } from "./helpers/harness.js";
+import { describe, expect, it } from "vitest";
+import { useSharedTestServer } from "./helpers/harness.js";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "..");
@@ -12,31 +12,24 @@ function agentd(...args: string[]) {
   return run(tsx, [path.join(root, "src/cli/main.ts"), ...args], { cwd: root, timeout: 15_000 });
 }
 
-let t: TestServer;
-beforeAll(async () => {
-  t = await startTestServer();
-});
-afterAll(async () => {
-  await t.stop();
-  await removeTempDirs();
-});
+const server = useSharedTestServer();
 
 describe("the agentd command", () => {
   it("chats through the demo script and lists the session it made", async () => {
-    const chat = await agentd("chat", "--server", t.server.address, "--script", "examples/demo-script.json", "hello CLI");
+    const chat = await agentd("chat", "--server", server().server.address, "--script", "examples/demo-script.json", "hello CLI");
     expect(chat.stdout).toContain('You said: "hello CLI"');
     expect(chat.stderr).toContain("[tool] write_file");
     expect(chat.stderr).toContain("[done]");
     const sessionId = /session ([0-9a-f-]{36})/.exec(chat.stderr)![1]!;
 
-    const list = await agentd("sessions", "list", "--server", t.server.address);
+    const list = await agentd("sessions", "list", "--server", server().server.address);
     expect(list.stdout).toContain(`${sessionId}  idle`);
-    const messages = await agentd("sessions", "messages", sessionId, "--server", t.server.address);
+    const messages = await agentd("sessions", "messages", sessionId, "--server", server().server.address);
     expect(messages.stdout.split("\n")[0]).toBe("user: hello CLI");
   });
 
   it("reports a server error with a non-zero exit", async () => {
-    const failure = await agentd("sessions", "get", "no-such-session", "--server", t.server.address).catch(
+    const failure = await agentd("sessions", "get", "no-such-session", "--server", server().server.address).catch(
       (error: { code: number; stderr: string }) => error,
     );
     expect("code" in failure && failure.code).toBe(1);

@@ -4,8 +4,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeTempDirs, startTestServer, type TestServer } from "./helpers/harness.js";
+import { describe, expect, it } from "vitest";
+import { useSharedTestServer } from "./helpers/harness.js";
 
 // Clients built only from the standard protos, the way grpcurl or grpc_health_probe see the server.
 const require = createRequire(import.meta.url);
@@ -24,18 +24,11 @@ function clientFor(protoFile: string, qualifiedService: string, address: string)
   return new (ctor as ClientConstructor)(address, credentials.createInsecure());
 }
 
-let t: TestServer;
-beforeAll(async () => {
-  t = await startTestServer();
-});
-afterAll(async () => {
-  await t.stop();
-  await removeTempDirs();
-});
+const server = useSharedTestServer();
 
 describe("standard gRPC services", () => {
   it("answers health checks for the server and for agentd.v1.AgentRuntime", async () => {
-    const health = clientFor(healthProto, "grpc.health.v1.Health", t.server.address);
+    const health = clientFor(healthProto, "grpc.health.v1.Health", server().server.address);
     const check = (service: string) =>
       new Promise<Record<string, unknown>>((resolve, reject) =>
         (health as unknown as { check: Unary }).check({ service }, (error, response) => (error ? reject(error) : resolve(response))),
@@ -46,7 +39,7 @@ describe("standard gRPC services", () => {
   });
 
   it("lists the service and serves its descriptors through reflection", async () => {
-    const reflection = clientFor(reflectionProto, "grpc.reflection.v1.ServerReflection", t.server.address);
+    const reflection = clientFor(reflectionProto, "grpc.reflection.v1.ServerReflection", server().server.address);
     const stream = (reflection as unknown as { serverReflectionInfo(): ClientDuplexStream<object, Record<string, unknown>> }).serverReflectionInfo();
     const ask = (request: object) =>
       new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ClientReadableStream, ServiceError } from "@grpc/grpc-js";
+import { afterAll, beforeAll } from "vitest";
 import { AgentdClient, events } from "../../src/client/client.js";
 import { resolveConfig, type ConfigOverrides } from "../../src/config/config.js";
 import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../../src/gen/agentd/v1/runtime.js";
@@ -52,6 +53,22 @@ export async function startTestServer(
       client.close();
       await server.close();
     },
+  };
+}
+
+/** One server for all tests of a file: started before the first, stopped (with its temp dirs) after the last. */
+export function useSharedTestServer(): () => TestServer {
+  let current: TestServer | undefined;
+  beforeAll(async () => {
+    current = await startTestServer();
+  });
+  afterAll(async () => {
+    await current?.stop();
+    await removeTempDirs();
+  });
+  return () => {
+    if (!current) throw new Error("the shared test server is not running");
+    return current;
   };
 }
 
