@@ -231,7 +231,20 @@ describe("bad input", () => {
     const { session: after } = await t.client.getSession({ sessionId: session!.id });
     expect(after!.config!.limits!.toolTimeoutMs).toBe(120_000);
 
-    // None of the refused creations took a place.
+    const negativePage = await grpcError(t.client.listSessions({ pageSize: -1 }));
+    expect(negativePage.code).toBe(status.INVALID_ARGUMENT);
+    expect(negativePage.details).toContain("page_size");
+
+    const unknownPolicy = await grpcError(t.client.destroySession({ sessionId: session!.id, childPolicy: 7 as ChildPolicy }));
+    expect(unknownPolicy.code).toBe(status.INVALID_ARGUMENT);
+    expect(unknownPolicy.details).toContain("child_policy");
+
+    const tooManyLabels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+    const labels = await grpcError(t.client.createSession({ labels: tooManyLabels }));
+    expect(labels.code).toBe(status.INVALID_ARGUMENT);
+    expect(labels.details).toContain("at most 64 labels");
+
+    // None of the refused requests took a place or destroyed anything.
     expect((await t.client.listSessions({})).sessions).toHaveLength(1);
   });
 });

@@ -1,12 +1,12 @@
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk";
-import { abortError, childSignal } from "./abort.js";
+import { childSignal } from "./abort.js";
 import {
+  endOfStream,
   parseArguments,
-  providerError,
-  rootCauseMessage,
+  toProviderError,
   type ProviderClientOptions,
   type ProviderContext,
-  type ProviderFailure,
+  type SdkErrors,
 } from "./provider.js";
 import type { LlmChunk, LlmClient, LlmMessage, LlmRequest, LlmStopReason, LlmToolCall, LlmUsage } from "./types.js";
 
@@ -90,18 +90,14 @@ export class AnthropicClient implements LlmClient {
         }
       }
     } catch (error) {
-      throw this.mapError(error, signal);
+      throw toProviderError(error, signal, this.context, ANTHROPIC_ERRORS);
     } finally {
       child.release();
     }
-    // The SDK ends the iteration quietly when aborted mid-stream; the contract is to throw.
-    if (signal.aborted) throw abortError(signal);
     const toolCalls: LlmToolCall[] = [...toolBlocks.entries()]
       .sort(([a], [b]) => a - b)
       .map(([, block]) => ({ id: block.id, name: block.name, argumentsJson: block.json || JSON.stringify(block.initial ?? {}) }));
-    for (const call of toolCalls) yield { type: "tool_call", call };
-    if (sawUsage) yield { type: "usage", usage };
-    yield { type: "done", stopReason: toolCalls.length > 0 ? "tool_use" : stopReasonOf(stopReason) };
+    yield* endOfStream(signal, toolCalls, sawUsage ? usage : undefined, stopReasonOf(stopReason));
   }
 
   private params(request: LlmRequest): CreateParams {
@@ -122,24 +118,18 @@ export class AnthropicClient implements LlmClient {
     }
     return params;
   }
-
-  private mapError(error: unknown, signal: AbortSignal): Error {
-    if (signal.aborted || error instanceof APIUserAbortError) return abortError(signal);
-    return providerError(this.context, failureOf(error));
-  }
 }
 
-function failureOf(error: unknown): ProviderFailure {
-  // Order matters: the timeout error is a connection error, and both are APIErrors.
-  if (error instanceof APIConnectionTimeoutError) return { kind: "timeout", detail: error.message };
-  if (error instanceof APIConnectionError) return { kind: "connection", detail: rootCauseMessage(error) };
-  if (error instanceof APIError) {
-    const detail = error.apiMessage ?? error.message;
-    const type = error.type ?? undefined;
-    return error.status === undefined ? { kind: "stream", type, detail } : { kind: "http", status: error.status, detail };
-  }
-  return { kind: "other", detail: rootCauseMessage(error) };
-}
+const ANTHROPIC_ERRORS: SdkErrors = {
+  UserAbort: APIUserAbortError,
+  Timeout: APIConnectionTimeoutError,
+  Connection: APIConnectionError,
+  Api: APIError,
+  describeApiError: (error) => {
+    const api = error as APIError;
+    return { detail: api.apiMessage ?? api.message, type: api.type ?? undefined };
+  },
+};
 
 /**
  * Maps the conversation to alternating user/assistant messages. Consecutive messages of one role

@@ -1,12 +1,12 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
-import { abortError, childSignal } from "./abort.js";
+import { childSignal } from "./abort.js";
 import {
+  endOfStream,
   messageField,
-  providerError,
-  rootCauseMessage,
+  toProviderError,
   type ProviderClientOptions,
   type ProviderContext,
-  type ProviderFailure,
+  type SdkErrors,
 } from "./provider.js";
 import type { LlmChunk, LlmClient, LlmMessage, LlmRequest, LlmStopReason, LlmToolCall, LlmUsage } from "./types.js";
 
@@ -53,16 +53,11 @@ export class OpenAiClient implements LlmClient {
         }
       }
     } catch (error) {
-      throw this.mapError(error, signal);
+      throw toProviderError(error, signal, this.context, OPENAI_ERRORS);
     } finally {
       child.release();
     }
-    // The SDK ends the iteration quietly when aborted mid-stream; the contract is to throw.
-    if (signal.aborted) throw abortError(signal);
-    const toolCalls = calls.complete();
-    for (const call of toolCalls) yield { type: "tool_call", call };
-    if (usage) yield { type: "usage", usage };
-    yield { type: "done", stopReason: toolCalls.length > 0 ? "tool_use" : stopReasonOf(finishReason) };
+    yield* endOfStream(signal, calls.complete(), usage, stopReasonOf(finishReason));
   }
 
   private params(request: LlmRequest): ChatParams {
@@ -83,24 +78,18 @@ export class OpenAiClient implements LlmClient {
     }
     return params;
   }
-
-  private mapError(error: unknown, signal: AbortSignal): Error {
-    if (signal.aborted || error instanceof APIUserAbortError) return abortError(signal);
-    return providerError(this.context, failureOf(error));
-  }
 }
 
-function failureOf(error: unknown): ProviderFailure {
-  // Order matters: the timeout error is a connection error, and both are APIErrors.
-  if (error instanceof APIConnectionTimeoutError) return { kind: "timeout", detail: error.message };
-  if (error instanceof APIConnectionError) return { kind: "connection", detail: rootCauseMessage(error) };
-  if (error instanceof APIError) {
-    const detail = messageField(error.error) ?? error.message;
-    const type = typeof error.type === "string" ? error.type : undefined;
-    return error.status === undefined ? { kind: "stream", type, detail } : { kind: "http", status: error.status, detail };
-  }
-  return { kind: "other", detail: rootCauseMessage(error) };
-}
+const OPENAI_ERRORS: SdkErrors = {
+  UserAbort: APIUserAbortError,
+  Timeout: APIConnectionTimeoutError,
+  Connection: APIConnectionError,
+  Api: APIError,
+  describeApiError: (error) => {
+    const api = error as APIError;
+    return { detail: messageField(api.error) ?? api.message, type: typeof api.type === "string" ? api.type : undefined };
+  },
+};
 
 export function toMessages(request: LlmRequest): ChatMessage[] {
   const messages: ChatMessage[] = [];

@@ -1,4 +1,5 @@
-import { LlmError } from "./types.js";
+import { abortError } from "./abort.js";
+import { LlmError, type LlmChunk, type LlmStopReason, type LlmToolCall, type LlmUsage } from "./types.js";
 
 /** What an HTTP provider client is built with. The key lives only in the SDK client instance. */
 export interface ProviderClientOptions {
@@ -32,6 +33,51 @@ export interface ProviderContext {
   baseUrl: string;
   apiKey: string;
   apiKeyEnv: string;
+}
+
+type ErrorClass<T extends Error = Error> = abstract new (...args: never[]) => T;
+
+/** The error classes of one provider SDK; both official SDKs share this hierarchy. */
+export interface SdkErrors {
+  UserAbort: ErrorClass;
+  /** Checked before Connection: a timeout is a connection error too. */
+  Timeout: ErrorClass;
+  Connection: ErrorClass;
+  Api: ErrorClass<Error & { status: number | undefined }>;
+  /** The server's own explanation and error type carried by an Api error. */
+  describeApiError(error: Error & { status: number | undefined }): { detail: string; type?: string };
+}
+
+/** Any error of a provider call as what the agent loop expects: an AbortError, or an LlmError. */
+export function toProviderError(error: unknown, signal: AbortSignal, ctx: ProviderContext, sdk: SdkErrors): Error {
+  if (signal.aborted || error instanceof sdk.UserAbort) return abortError(signal);
+  return providerError(ctx, failureOf(error, sdk));
+}
+
+function failureOf(error: unknown, sdk: SdkErrors): ProviderFailure {
+  if (error instanceof sdk.Timeout) return { kind: "timeout", detail: error.message };
+  if (error instanceof sdk.Connection) return { kind: "connection", detail: rootCauseMessage(error) };
+  if (error instanceof sdk.Api) {
+    const { detail, type } = sdk.describeApiError(error);
+    return error.status === undefined ? { kind: "stream", type, detail } : { kind: "http", status: error.status, detail };
+  }
+  return { kind: "other", detail: rootCauseMessage(error) };
+}
+
+/**
+ * The chunks that end every provider stream: the SDKs end the iteration quietly when aborted, but the
+ * contract is to throw; then the complete tool calls, the usage, and `done`.
+ */
+export function* endOfStream(
+  signal: AbortSignal,
+  toolCalls: LlmToolCall[],
+  usage: LlmUsage | undefined,
+  stopReason: LlmStopReason,
+): Generator<LlmChunk> {
+  if (signal.aborted) throw abortError(signal);
+  for (const call of toolCalls) yield { type: "tool_call", call };
+  if (usage) yield { type: "usage", usage };
+  yield { type: "done", stopReason: toolCalls.length > 0 ? "tool_use" : stopReason };
 }
 
 /**
