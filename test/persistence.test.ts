@@ -2,7 +2,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SessionState } from "../src/gen/agentd/v1/runtime.js";
-import type { SessionRecord } from "../src/session/types.js";
+import type { SessionRecord } from "../src/store/record.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import type { SessionStore } from "../src/store/types.js";
 import { cases, collect, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
@@ -79,7 +79,7 @@ describe("file store", () => {
       expect(skipped.map((line) => line.location).sort()).toEqual([corrupt, wrongVersion].sort());
       expect(skipped.find((line) => line.location === wrongVersion)!.error).toContain("unsupported record version 99");
       await second.client.createSession({ owner: "bob" });
-      await second.server.persister.flush();
+      await second.server.runtime.flush();
     } finally {
       await second.stop();
     }
@@ -126,7 +126,7 @@ describe("file store", () => {
     const dataDir = await makeTempDir();
     const server = await startTestServer({ dataDir });
     const { session } = await server.client.createSession({});
-    await server.server.persister.flush();
+    await server.server.runtime.flush();
     expect(await readdir(path.join(dataDir, "sessions"))).toEqual([`${session!.id}.json`]);
     await server.client.destroySession({ sessionId: session!.id });
     await server.stop();
@@ -169,7 +169,7 @@ describe("requests and the disk", () => {
 
       // Once the disk moves again, the latest state lands in one more write.
       store.unblock();
-      await server.server.persister.flush();
+      await server.server.runtime.flush();
       const saved = (await store.inner.loadAll()).records[0]!;
       expect(saved.config.systemPrompt).toBe("changed");
       expect(saved.messages).toHaveLength(2);

@@ -1,5 +1,5 @@
-/** Why a turn was cancelled, as reported in the TurnCancelled event. */
-export type CancelReason = "cancel_rpc" | "client_disconnected" | "session_destroyed" | "shutdown";
+/** Why a turn was cancelled, as reported in the turn_cancelled event. */
+export type CancelReason = "cancel_rpc" | "client_disconnected" | "session_destroyed" | "shutdown" | "deadline_exceeded";
 
 /**
  * The reason object a turn's AbortController is aborted with. Its name is "AbortError" so every

@@ -1,31 +1,35 @@
 import { randomUUID } from "node:crypto";
 import { Observable } from "rxjs";
-import { AgentdError, errorMessage, isAbortError, statusName } from "../errors.js";
-import { StopReason } from "../gen/agentd/v1/runtime.js";
-import { LlmError, type LlmClient, type LlmMessage, type LlmToolCall, type LlmToolDefinition } from "../llm/types.js";
+import { AgentdError, isAbortError, type ErrorKind } from "../errors.js";
+import type { StopReason, TurnEvent, TurnResult } from "../events/types.js";
+import type { LlmClient, LlmMessage, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
 import type { ToolOutput } from "../tools/types.js";
-import type { SessionLimits, StoredMessage, UsageTotals } from "../session/types.js";
+import type { Message, SessionLimits, UsageTotals } from "../session/types.js";
 import { cancelReasonOf } from "./cancellation.js";
-import type { EventPayload } from "./events.js";
+import type { TurnContext } from "./turn-context.js";
 
 /** What the loop needs from the session it runs in. */
 export interface TurnHost {
   /** The conversation so far, in the model's terms. */
   history(): LlmMessage[];
-  appendMessage(message: Omit<StoredMessage, "id" | "createdAt" | "turnId">): void;
+  appendMessage(message: Omit<Message, "id" | "createdAt" | "turnId">): void;
   /** Adds a model call's usage to the session and returns the session's new totals. */
   addUsage(usage: UsageTotals): UsageTotals;
   /** Resolves at once unless the session is paused; rejects when the turn is cancelled. */
   waitIfPaused(signal: AbortSignal): Promise<void>;
+  /**
+   * A tool call id no other call of this session has used: `proposed` when it is new, another id
+   * otherwise. A tool result's call id must name one call for the life of the session.
+   */
+  claimCallId(proposed: string): string;
 }
 
 export interface ToolRunner {
   definitions(): LlmToolDefinition[];
-  execute(call: { name: string; argumentsJson: string }, signal: AbortSignal): Promise<ToolOutput>;
+  execute(call: LlmToolCall, context: TurnContext): Promise<ToolOutput>;
 }
 
 export interface TurnInput {
-  turnId: string;
   prompt: string;
   systemPrompt: string;
   limits: SessionLimits;
@@ -34,18 +38,18 @@ export interface TurnInput {
   llm: LlmClient;
   tools: ToolRunner;
   host: TurnHost;
-  signal: AbortSignal;
+  context: TurnContext;
 }
 
 /**
  * Runs one turn: call the model, run the tools it asks for, feed the results back, until the model
- * answers without tool calls or the round limit is reached. The returned Observable emits event
- * payloads and always ends with exactly one terminal payload (turnCompleted, error or cancelled);
- * it never errors. Cancellation is the input's signal, owned by the session.
+ * answers without tool calls or the round limit is reached. The returned Observable emits turn
+ * events and always ends with exactly one terminal event (turn_completed, turn_failed or
+ * turn_cancelled); it never errors. Cancellation is the context's signal, owned by the session.
  */
-export function runTurn(input: TurnInput): Observable<EventPayload> {
-  return new Observable<EventPayload>((subscriber) => {
-    void new TurnRun(input, (payload) => subscriber.next(payload)).run().then(() => subscriber.complete());
+export function runTurn(input: TurnInput): Observable<TurnEvent> {
+  return new Observable<TurnEvent>((subscriber) => {
+    void new TurnRun(input, (event) => subscriber.next(event)).run().then(() => subscriber.complete());
   });
 }
 
@@ -53,62 +57,60 @@ class TurnRun {
   private readonly turnUsage: UsageTotals = { inputTokens: 0, outputTokens: 0 };
   /** Tool calls the model asked for whose results are not in the history yet. */
   private unanswered: LlmToolCall[] = [];
-  private partialText = "";
+  /** The model's text of the current call, in the pieces it streamed (joined once, not per delta). */
+  private textPieces: string[] = [];
   private toolRounds = 0;
 
   constructor(
     private readonly input: TurnInput,
-    private readonly emit: (payload: EventPayload) => void,
+    private readonly emit: (event: TurnEvent) => void,
   ) {}
 
   async run(): Promise<void> {
-    const { host, prompt } = this.input;
+    const { host, prompt, context } = this.input;
     host.appendMessage({ role: "user", text: prompt, toolCalls: [] });
-    this.emit({ $case: "turnStarted", turnStarted: { prompt } });
+    this.emit({ type: "turn_started", prompt });
     try {
       const result = await this.loop();
-      this.emit({ $case: "turnCompleted", turnCompleted: { result } });
+      this.emit({ type: "turn_completed", result });
     } catch (error) {
       this.closeDanglingWork(error);
-      if (isAbortError(error, this.input.signal)) {
-        this.emit({ $case: "cancelled", cancelled: { reason: cancelReasonOf(this.input.signal) } });
+      if (isAbortError(error, context.signal)) {
+        this.emit({ type: "turn_cancelled", reason: cancelReasonOf(context.signal) });
       } else {
-        this.emit({ $case: "error", error: describeFailure(error) });
+        this.emit({ type: "turn_failed", error: this.describeFailure(error) });
       }
     }
   }
 
-  private async loop() {
-    const { host, signal, limits } = this.input;
-    const { llm } = this.input;
+  private async loop(): Promise<TurnResult> {
+    const { host, limits, context } = this.input;
     for (;;) {
-      await host.waitIfPaused(signal);
-      const { text, toolCalls, stopReason } = await this.callModel(llm);
+      await host.waitIfPaused(context.signal);
+      const { text, toolCalls, stopReason } = await this.callModel();
       host.appendMessage({ role: "assistant", text, toolCalls });
-      this.partialText = "";
-      if (toolCalls.length === 0) {
-        return this.result(text, stopReason === "max_tokens" ? StopReason.STOP_REASON_MAX_TOKENS : StopReason.STOP_REASON_END_TURN);
-      }
+      this.textPieces = [];
+      if (toolCalls.length === 0) return this.result(text, stopReason === "max_tokens" ? "max_tokens" : "end_turn");
       this.unanswered = [...toolCalls];
       if (this.toolRounds >= limits.maxToolRounds) {
         this.answerUnanswered(`not run: the turn reached its limit of ${limits.maxToolRounds} tool rounds`);
-        return this.result(text, StopReason.STOP_REASON_MAX_TOOL_ROUNDS);
+        return this.result(text, "max_tool_rounds");
       }
       this.toolRounds++;
       for (const call of toolCalls) {
-        await host.waitIfPaused(signal);
-        this.emit({ $case: "toolCall", toolCall: { id: call.id, name: call.name, argumentsJson: call.argumentsJson } });
-        const outcome = await this.input.tools.execute(call, signal);
-        const toolResult = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
-        host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult });
+        await host.waitIfPaused(context.signal);
+        this.emit({ type: "tool_call", call });
+        const outcome = await this.input.tools.execute(call, context);
+        const result = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
+        host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult: result });
         this.unanswered.shift();
-        this.emit({ $case: "toolResult", toolResult });
+        this.emit({ type: "tool_result", result });
       }
     }
   }
 
-  private async callModel(llm: LlmClient) {
-    const { host, signal } = this.input;
+  private async callModel() {
+    const { host, context, llm } = this.input;
     const request = {
       systemPrompt: this.input.systemPrompt,
       messages: host.history(),
@@ -119,14 +121,14 @@ class TurnRun {
     const toolCalls: LlmToolCall[] = [];
     const step: UsageTotals = { inputTokens: 0, outputTokens: 0 };
     let stopReason = "end_turn";
-    for await (const chunk of llm.stream(request, signal)) {
+    for await (const chunk of llm.stream(request, context)) {
       switch (chunk.type) {
         case "text":
-          this.partialText += chunk.delta;
-          this.emit({ $case: "textDelta", textDelta: { text: chunk.delta } });
+          this.textPieces.push(chunk.delta);
+          this.emit({ type: "text_delta", text: chunk.delta });
           break;
         case "tool_call":
-          toolCalls.push({ ...chunk.call, id: chunk.call.id || `call_${randomUUID()}` });
+          toolCalls.push({ ...chunk.call, id: host.claimCallId(chunk.call.id || `call_${randomUUID()}`) });
           break;
         case "usage":
           step.inputTokens += chunk.usage.inputTokens;
@@ -137,23 +139,21 @@ class TurnRun {
           break;
       }
     }
-    signal.throwIfAborted();
+    context.signal.throwIfAborted();
     this.reportUsage(step);
-    return { text: this.partialText, toolCalls, stopReason };
+    return { text: this.textPieces.join(""), toolCalls, stopReason };
   }
 
   private reportUsage(step: UsageTotals): void {
     this.turnUsage.inputTokens += step.inputTokens;
     this.turnUsage.outputTokens += step.outputTokens;
     const session = this.input.host.addUsage(step);
-    this.emit({
-      $case: "usage",
-      usage: { step: toUsage(step), turn: toUsage(this.turnUsage), session: toUsage(session) },
-    });
+    this.emit({ type: "usage", step, turn: { ...this.turnUsage }, session });
   }
 
-  private result(text: string, stopReason: StopReason) {
-    return { turnId: this.input.turnId, text, stopReason, usage: toUsage(this.turnUsage), toolRounds: this.toolRounds };
+  private result(text: string, stopReason: StopReason): TurnResult {
+    const turnId = this.input.context.turnId;
+    return { turnId, text, stopReason, usage: { ...this.turnUsage }, toolRounds: this.toolRounds };
   }
 
   /**
@@ -162,12 +162,20 @@ class TurnRun {
    * conversation with unanswered tool calls.
    */
   private closeDanglingWork(error: unknown): void {
-    if (this.partialText !== "") {
-      this.input.host.appendMessage({ role: "assistant", text: this.partialText, toolCalls: [] });
-      this.partialText = "";
+    const partialText = this.textPieces.join("");
+    if (partialText !== "") {
+      this.input.host.appendMessage({ role: "assistant", text: partialText, toolCalls: [] });
+      this.textPieces = [];
     }
-    const why = isAbortError(error, this.input.signal) ? "cancelled before it finished" : "not run: the turn failed";
+    const why = isAbortError(error, this.input.context.signal) ? "cancelled before it finished" : "not run: the turn failed";
     this.answerUnanswered(why);
+  }
+
+  /** Domain errors are told as they are; anything else is a bug, logged here and not shown to the client. */
+  private describeFailure(error: unknown): { kind: ErrorKind; message: string } {
+    if (error instanceof AgentdError) return { kind: error.kind, message: error.message };
+    this.input.context.logger.error({ err: error }, "unexpected error in a turn");
+    return { kind: "internal", message: "the turn failed with an internal error; see the server log" };
   }
 
   private answerUnanswered(output: string): void {
@@ -183,16 +191,3 @@ class TurnRun {
   }
 }
 
-function toUsage(usage: UsageTotals) {
-  return {
-    inputTokens: usage.inputTokens,
-    outputTokens: usage.outputTokens,
-    totalTokens: usage.inputTokens + usage.outputTokens,
-  };
-}
-
-function describeFailure(error: unknown): { code: string; message: string } {
-  if (error instanceof LlmError) return { code: error.code, message: error.message };
-  if (error instanceof AgentdError) return { code: statusName(error.code), message: error.message };
-  return { code: "INTERNAL", message: errorMessage(error) };
-}

@@ -1,8 +1,9 @@
+import type { TurnContext } from "../agent/turn-context.js";
 import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk";
 import { childSignal } from "./abort.js";
 import {
   endOfStream,
-  parseArguments,
+  argumentsObjectOrEmpty,
   toProviderError,
   type ProviderClientOptions,
   type ProviderContext,
@@ -37,7 +38,7 @@ export class AnthropicClient implements LlmClient {
     };
   }
 
-  async *stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk> {
+  async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     // Tool inputs stream as JSON fragments per content block index.
     const toolBlocks = new Map<number, { id: string; name: string; json: string; initial: unknown }>();
     const usage: LlmUsage = { inputTokens: 0, outputTokens: 0 };
@@ -155,7 +156,7 @@ function toBlocks(message: LlmMessage): { role: "user" | "assistant"; blocks: Co
     case "assistant": {
       const blocks: ContentBlockParam[] = message.text === "" ? [] : [{ type: "text", text: message.text }];
       for (const call of message.toolCalls) {
-        blocks.push({ type: "tool_use", id: call.id, name: call.name, input: parseArguments(call.argumentsJson) });
+        blocks.push({ type: "tool_use", id: call.id, name: call.name, input: argumentsObjectOrEmpty(call.argumentsJson) });
       }
       return { role: "assistant", blocks };
     }

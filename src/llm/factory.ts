@@ -4,7 +4,7 @@ import { failedPrecondition, invalidArgument } from "../errors.js";
 import { AnthropicClient } from "./anthropic.js";
 import { OpenAiClient } from "./openai.js";
 import { parseScript, ScriptedClient, type Script } from "./scripted.js";
-import type { LlmClient, ModelSettings } from "./types.js";
+import type { LlmClient, ModelProgress, ModelSettings } from "./types.js";
 
 export interface LlmFactoryOptions {
   /** Where API keys are looked up; default process.env. */
@@ -53,12 +53,13 @@ export class LlmClientFactory {
   }
 
   /**
-   * Builds a client. The key passed with the request wins over the environment. Throws
-   * INVALID_ARGUMENT for bad settings and FAILED_PRECONDITION when no key is available.
+   * Builds a client. The key passed with the request wins over the environment; `progress` is where
+   * a scripted model keeps its position (the session's). Throws INVALID_ARGUMENT for bad settings
+   * and FAILED_PRECONDITION when no key is available.
    */
-  create(settings: ModelSettings, apiKey?: string): LlmClient {
-    // A fresh script (and cursor) per client; the file is read once, here.
-    if (settings.provider === "scripted") return new ScriptedClient(this.loadScript(settings));
+  create(settings: ModelSettings, { apiKey, progress }: { apiKey?: string; progress?: ModelProgress } = {}): LlmClient {
+    // The script file is read once, here.
+    if (settings.provider === "scripted") return new ScriptedClient(this.loadScript(settings), progress);
     this.validate(settings);
     const keyEnv = settings.apiKeyEnv || DEFAULT_KEY_ENV[settings.provider]!;
     let key = apiKey || this.env[keyEnv] || "";

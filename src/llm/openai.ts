@@ -1,3 +1,4 @@
+import type { TurnContext } from "../agent/turn-context.js";
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import { childSignal } from "./abort.js";
 import {
@@ -36,7 +37,7 @@ export class OpenAiClient implements LlmClient {
     };
   }
 
-  async *stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk> {
+  async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     const calls = new ToolCallAccumulator();
     let usage: LlmUsage | undefined;
     let finishReason: string | null = null;

@@ -1,5 +1,6 @@
 import { abortError } from "./abort.js";
-import { LlmError, type LlmChunk, type LlmStopReason, type LlmToolCall, type LlmUsage } from "./types.js";
+import { AgentdError, type ErrorKind } from "../errors.js";
+import { type LlmChunk, type LlmStopReason, type LlmToolCall, type LlmUsage } from "./types.js";
 
 /** What an HTTP provider client is built with. The key lives only in the SDK client instance. */
 export interface ProviderClientOptions {
@@ -48,7 +49,7 @@ export interface SdkErrors {
   describeApiError(error: Error & { status: number | undefined }): { detail: string; type?: string };
 }
 
-/** Any error of a provider call as what the agent loop expects: an AbortError, or an LlmError. */
+/** Any error of a provider call as what the agent loop expects: an AbortError, or an AgentdError. */
 export function toProviderError(error: unknown, signal: AbortSignal, ctx: ProviderContext, sdk: SdkErrors): Error {
   if (signal.aborted || error instanceof sdk.UserAbort) return abortError(signal);
   return providerError(ctx, failureOf(error, sdk));
@@ -81,84 +82,86 @@ export function* endOfStream(
 }
 
 /**
- * Turns a failure into an LlmError whose code is the gRPC status the client sees and whose message
- * says what to do about it. The API key is scrubbed from the message, whatever the server echoed.
+ * Turns a failure into an AgentdError whose kind is what the client sees and whose message says what
+ * to do about it. The API key is scrubbed from the message, whatever the server echoed.
  */
-export function providerError(ctx: ProviderContext, failure: ProviderFailure): LlmError {
-  const { code, message } = describe(ctx, failure);
-  return new LlmError(redact(message, ctx.apiKey), code);
+export function providerError(ctx: ProviderContext, failure: ProviderFailure): AgentdError {
+  const { kind, message } = describe(ctx, failure);
+  return new AgentdError(kind, redact(message, ctx.apiKey));
 }
 
-function describe(ctx: ProviderContext, failure: ProviderFailure): { code: string; message: string } {
+type Described = { kind: ErrorKind; message: string };
+
+function describe(ctx: ProviderContext, failure: ProviderFailure): Described {
   const p = ctx.provider;
   const detail = failure.detail.trim() || "no details";
   switch (failure.kind) {
     case "connection":
       return {
-        code: "UNAVAILABLE",
+        kind: "unavailable",
         message: `cannot reach ${p} at ${ctx.baseUrl} (${detail}); check the base URL and that the server is running`,
       };
     case "timeout":
-      return { code: "UNAVAILABLE", message: `${p} at ${ctx.baseUrl} did not answer in time; retry later` };
+      return { kind: "unavailable", message: `${p} at ${ctx.baseUrl} did not answer in time; retry later` };
     case "stream": {
       // An error event inside a 200 stream: only the server's error type says what went wrong.
-      const code = STREAM_ERROR_CODES[failure.type ?? ""] ?? "UNAVAILABLE";
+      const kind = STREAM_ERROR_KINDS[failure.type ?? ""] ?? "unavailable";
       const what = failure.type ? `${failure.type}: ${detail}` : detail;
-      return { code, message: `${p} failed while streaming its answer (${what}); retry later` };
+      return { kind, message: `${p} failed while streaming its answer (${what}); retry later` };
     }
     case "other":
-      return { code: "UNAVAILABLE", message: `the connection to ${p} failed while streaming (${detail}); retry later` };
+      return { kind: "unavailable", message: `the connection to ${p} failed while streaming (${detail}); retry later` };
     case "http":
       return describeStatus(ctx, failure.status ?? 0, detail);
   }
 }
 
-function describeStatus(ctx: ProviderContext, status: number, detail: string): { code: string; message: string } {
+function describeStatus(ctx: ProviderContext, status: number, detail: string): Described {
   const p = ctx.provider;
   const http = `HTTP ${status}: ${detail}`;
   if (status === 401) {
     return {
-      code: "UNAUTHENTICATED",
+      kind: "unauthenticated",
       message: `${p} rejected the API key (${http}); check ${ctx.apiKeyEnv} in the server's environment or the api_key passed with the request`,
     };
   }
   if (status === 403) {
     return {
-      code: "PERMISSION_DENIED",
+      kind: "permission_denied",
       message: `${p} refused access (${http}); check that the API key's account may use model "${ctx.model}"`,
     };
   }
   if (status === 404) {
     return {
-      code: "INVALID_ARGUMENT",
+      kind: "invalid_argument",
       message: `${p} does not know this model or endpoint (${http}); check the model name "${ctx.model}" and the base URL ${ctx.baseUrl}`,
     };
   }
   if (status === 429 || status === 402) {
     return {
-      code: "RESOURCE_EXHAUSTED",
+      kind: "resource_exhausted",
       message: `${p} is rate limiting or out of quota (${http}); retry later or check the account's limits and billing`,
     };
   }
   if (status >= 500 || status === 408 || status === 409) {
-    return { code: "UNAVAILABLE", message: `${p} is unavailable (${http}); retry later` };
+    return { kind: "unavailable", message: `${p} is unavailable (${http}); retry later` };
   }
   // 400, 413, 422 and the rest of 4xx: something in what we sent.
   return {
-    code: "INVALID_ARGUMENT",
+    kind: "invalid_argument",
     message: `${p} rejected the request (${http}); check the model settings (model "${ctx.model}"), the tool definitions and the conversation's size`,
   };
 }
 
 /** Server error types (Anthropic's names; OpenAI's in-stream errors have no stable type). */
-const STREAM_ERROR_CODES: Record<string, string> = {
-  invalid_request_error: "INVALID_ARGUMENT",
-  authentication_error: "UNAUTHENTICATED",
-  permission_error: "PERMISSION_DENIED",
-  not_found_error: "INVALID_ARGUMENT",
-  rate_limit_error: "RESOURCE_EXHAUSTED",
-  overloaded_error: "UNAVAILABLE",
-  api_error: "UNAVAILABLE",
+const STREAM_ERROR_KINDS: Record<string, ErrorKind> = {
+  invalid_request_error: "invalid_argument",
+  authentication_error: "unauthenticated",
+  permission_error: "permission_denied",
+  not_found_error: "invalid_argument",
+  rate_limit_error: "resource_exhausted",
+  overloaded_error: "unavailable",
+  api_error: "unavailable",
 };
 
 /** Removes the key itself and anything shaped like a secret key ("sk-..."), even a masked one. */
@@ -186,8 +189,11 @@ export function messageField(value: unknown): string | undefined {
   return typeof message === "string" ? message : undefined;
 }
 
-/** The request's arguments text as an object, for APIs that take tool inputs as JSON values. */
-export function parseArguments(argumentsJson: string): Record<string, unknown> {
+/**
+ * The arguments text as an object, for APIs that take tool inputs as JSON values. Lenient: broken
+ * JSON becomes {} (the tool already answered the model with an error for it).
+ */
+export function argumentsObjectOrEmpty(argumentsJson: string): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(argumentsJson || "{}");
     if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;

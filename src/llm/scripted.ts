@@ -1,10 +1,10 @@
-import { status } from "@grpc/grpc-js";
-import { invalidArgument } from "../errors.js";
+import type { TurnContext } from "../agent/turn-context.js";
+import { AgentdError, ERROR_KINDS, errorKindFromName, invalidArgument, type ErrorKind } from "../errors.js";
 import { sleep, throwIfAborted } from "./abort.js";
-import { LlmError, type LlmChunk, type LlmClient, type LlmRequest, type LlmStopReason, type LlmUsage } from "./types.js";
+import type { LlmChunk, LlmClient, LlmRequest, LlmStopReason, LlmUsage, ModelProgress } from "./types.js";
 
 export interface ScriptToolCall {
-  /** Generated ("scripted_call_<n>") when absent. */
+  /** Generated when absent: "scripted_call_<step>_<n>", from the session's step count. */
   id?: string;
   name: string;
   arguments: Record<string, unknown>;
@@ -22,7 +22,7 @@ export interface ScriptStep {
   usage?: LlmUsage;
   stopReason?: LlmStopReason;
   /** The step streams its text, then fails with this. */
-  error?: { code: string; message: string };
+  error?: { kind: ErrorKind; message: string };
 }
 
 export interface Script {
@@ -34,20 +34,28 @@ export interface Script {
 const DEFAULT_CHUNK_SIZE = 8;
 const LAST_USER_MESSAGE = "{{last_user_message}}";
 
+/** A step count kept by the client itself, for a script used outside a session. */
+export function memoryProgress(): ModelProgress {
+  let steps = 0;
+  return { steps: () => steps, advance: () => ++steps };
+}
+
 /**
- * A fake model replaying a script, one step per stream() call. The cursor lives in the instance:
- * the runtime keeps one client per session, so successive turns continue the script.
+ * A fake model replaying a script, one step per stream() call. Its position is the session's
+ * (`progress`), so successive turns, a restart and a reconfiguration that keeps the model all
+ * continue the script where it was.
  */
 export class ScriptedClient implements LlmClient {
   readonly provider = "scripted";
-  private cursor = 0;
-  private generatedIds = 0;
 
-  constructor(private readonly script: Script) {}
+  constructor(
+    private readonly script: Script,
+    private readonly progress: ModelProgress = memoryProgress(),
+  ) {}
 
-  async *stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk> {
+  async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     throwIfAborted(signal);
-    const step = this.nextStep();
+    const { step, number } = this.nextStep();
     const text = (step.text ?? "").split(LAST_USER_MESSAGE).join(lastUserMessage(request));
     const chunkSize = step.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const delayMs = step.delayMs ?? 0;
@@ -57,9 +65,9 @@ export class ScriptedClient implements LlmClient {
       await pause(delayMs, signal);
       yield { type: "text", delta: characters.slice(start, start + chunkSize).join("") };
     }
-    if (step.error) throw new LlmError(step.error.message, step.error.code);
-    const calls = (step.toolCalls ?? []).map((call) => ({
-      id: call.id ?? `scripted_call_${++this.generatedIds}`,
+    if (step.error) throw new AgentdError(step.error.kind, step.error.message);
+    const calls = (step.toolCalls ?? []).map((call, i) => ({
+      id: call.id ?? `scripted_call_${number}_${i + 1}`,
       name: call.name,
       argumentsJson: JSON.stringify(call.arguments),
     }));
@@ -73,16 +81,16 @@ export class ScriptedClient implements LlmClient {
     yield { type: "done", stopReason: step.stopReason ?? (calls.length > 0 ? "tool_use" : "end_turn") };
   }
 
-  private nextStep(): ScriptStep {
+  /** The step to play and its number counted over the session's life (1-based, never reused). */
+  private nextStep(): { step: ScriptStep; number: number } {
     const { steps, repeat } = this.script;
-    if (this.cursor >= steps.length) {
-      if (!repeat) {
-        const count = `${steps.length} step${steps.length === 1 ? "" : "s"}`;
-        throw new LlmError(`scripted model: the script has no step ${this.cursor + 1} (it has ${count})`, "FAILED_PRECONDITION");
-      }
-      this.cursor = 0;
+    const taken = this.progress.steps();
+    if (taken >= steps.length && !repeat) {
+      const count = `${steps.length} step${steps.length === 1 ? "" : "s"}`;
+      throw new AgentdError("failed_precondition", `scripted model: the script has no step ${taken + 1} (it has ${count})`);
     }
-    return steps[this.cursor++]!;
+    const step = steps[taken % steps.length]!;
+    return { step, number: this.progress.advance() };
   }
 }
 
@@ -116,8 +124,8 @@ const estimateTokens = (chars: number) => Math.ceil(chars / 4);
 
 const STEP_FIELDS = ["text", "chunkSize", "delayMs", "toolCalls", "usage", "stopReason", "error"];
 const STOP_REASONS: LlmStopReason[] = ["end_turn", "tool_use", "max_tokens"];
-/** LlmError codes are gRPC status names, which the runtime reports as they are. */
-const STATUS_NAMES = Object.keys(status).filter((key) => Number.isNaN(Number(key)) && key !== "OK");
+/** Scripts name errors the way clients see them, as status names such as "UNAVAILABLE". */
+const STATUS_NAMES = ERROR_KINDS.map((kind) => kind.toUpperCase());
 
 class ScriptProblem extends Error {}
 
@@ -176,10 +184,11 @@ function toStep(value: unknown, where: string): ScriptStep {
   if (raw.error !== undefined) {
     const error = object(raw.error, `${where}.error`);
     noUnknownFields(error, ["code", "message"], `${where}.error`);
-    if (typeof error.code !== "string" || !STATUS_NAMES.includes(error.code)) {
+    const kind = typeof error.code === "string" ? errorKindFromName(error.code) : undefined;
+    if (kind === undefined) {
       throw new ScriptProblem(`${where}.error.code must be a gRPC status name such as "UNAVAILABLE" (one of ${STATUS_NAMES.join(", ")})`);
     }
-    step.error = { code: error.code, message: nonEmptyString(error.message, `${where}.error.message`) };
+    step.error = { kind, message: nonEmptyString(error.message, `${where}.error.message`) };
     // The error is thrown before tool calls would be emitted, so both together is a mistake.
     if (step.toolCalls?.length) throw new ScriptProblem(`${where} cannot have both toolCalls and error`);
   }

@@ -1,3 +1,5 @@
+import type { TurnContext } from "../agent/turn-context.js";
+
 /**
  * The model-facing side of the runtime. Every provider turns a conversation into a stream of chunks;
  * the agent loop never sees a provider's wire format.
@@ -47,10 +49,23 @@ export type LlmChunk =
 export interface LlmClient {
   readonly provider: string;
   /**
-   * Streams one model response. Aborting `signal` must stop the underlying request (HTTP connection
-   * closed, timers cleared) and make the iterator throw an AbortError promptly.
+   * Streams one model response. Aborting `context.signal` must stop the underlying request (HTTP connection
+   * closed, timers cleared) and make the iterator throw an AbortError promptly. Failures are
+   * AgentdErrors whose kind is what the client should see: `unavailable` (network, 5xx),
+   * `unauthenticated`, `invalid_argument`, ...
    */
-  stream(request: LlmRequest, signal: AbortSignal): AsyncIterable<LlmChunk>;
+  stream(request: LlmRequest, context: TurnContext): AsyncIterable<LlmChunk>;
+}
+
+/**
+ * Where a stateful model keeps its position between calls, owned by the session so it survives
+ * restarts and reconfiguration (the scripted model's step count).
+ */
+export interface ModelProgress {
+  /** Calls answered so far. */
+  steps(): number;
+  /** Counts one more call and returns the new count. */
+  advance(): number;
 }
 
 /** Resolved model settings for one call; the API key is never stored anywhere. */
@@ -65,14 +80,3 @@ export interface ModelSettings {
   scriptJson: string;
 }
 
-/** Raised by providers for failures the client should see with a specific status. */
-export class LlmError extends Error {
-  constructor(
-    message: string,
-    /** gRPC status name: UNAVAILABLE (network, 5xx, 429), UNAUTHENTICATED, INVALID_ARGUMENT, ... */
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = "LlmError";
-  }
-}

@@ -4,15 +4,13 @@ import path from "node:path";
 import type { RuntimeConfig } from "../config/config.js";
 import { errorMessage } from "../errors.js";
 import { AgentRuntimeService } from "../gen/agentd/v1/runtime.js";
-import { LlmClientFactory } from "../llm/factory.js";
+import type { LlmClientFactory } from "../llm/factory.js";
 import type { Logger } from "../logging.js";
-import { SessionManager } from "../session/manager.js";
+import { Runtime } from "../runtime/runtime.js";
 import { FileSessionStore } from "../store/file-store.js";
 import { MemoryStore } from "../store/memory-store.js";
-import { Persister } from "../store/persister.js";
 import type { SessionStore } from "../store/types.js";
-import { ToolExecutor } from "../tools/executor.js";
-import { createBuiltinRegistry } from "../tools/registry.js";
+import { ToolRegistry } from "../tools/registry.js";
 import type { Tool } from "../tools/types.js";
 import { createReflectionService } from "./reflection.js";
 import { createAgentRuntimeService } from "./service.js";
@@ -34,8 +32,7 @@ export interface RunningServer {
   /** The bound port (useful with port 0). */
   port: number;
   address: string;
-  manager: SessionManager;
-  persister: Persister;
+  runtime: Runtime;
   /** Graceful stop: refuse new calls, cancel running turns, flush the store. */
   close(): Promise<void>;
 }
@@ -43,37 +40,12 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { config, logger } = options;
   const store = options.store ?? (config.store === "memory" ? new MemoryStore() : new FileSessionStore(config.dataDir));
-  const registry = createBuiltinRegistry();
-  for (const tool of options.extraTools ?? []) registry.register(tool);
-
-  let manager: SessionManager | undefined;
-  const persister = new Persister(store, config.persistence, {
-    onFailure(sessionId, error, attempts) {
-      logger.error({ sessionId, attempts, err: error }, "writing session to the store failed; will retry");
-      const session = manager?.find(sessionId);
-      if (!session) return;
-      session.persistenceError = error.message;
-      session.emitSessionEvent({ $case: "persistenceFailed", persistenceFailed: { message: error.message, attempts } });
-    },
-    onSuccess(sessionId) {
-      logger.info({ sessionId }, "session written to the store after earlier failures");
-      const session = manager?.find(sessionId);
-      if (session) session.persistenceError = "";
-    },
-  });
-  manager = new SessionManager({
-    config,
-    store,
-    persister,
-    llm: options.llmFactory ?? new LlmClientFactory(),
-    registry,
-    executor: new ToolExecutor(registry),
-    logger,
-  });
-  await manager.restore();
+  const tools = ToolRegistry.withBuiltins();
+  for (const tool of options.extraTools ?? []) tools.register(tool);
+  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory });
 
   const server = new Server();
-  server.addService(AgentRuntimeService, createAgentRuntimeService(manager, logger));
+  server.addService(AgentRuntimeService, createAgentRuntimeService(runtime, logger));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   createReflectionService().addToServer(server);
@@ -92,7 +64,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     (closing ??= (async () => {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
-      await manager.shutdown();
+      await runtime.stopTurns();
       await new Promise<void>((resolve) => {
         // Calls still open after the grace period (a client that never reads) are cut off.
         const force = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
@@ -101,9 +73,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           resolve();
         });
       });
-      await persister.close();
-      logger.info({ pendingWrites: persister.pendingCount() }, "agentd stopped");
+      const pendingWrites = await runtime.close();
+      logger.info({ pendingWrites }, "agentd stopped");
     })());
 
-  return { port, address, manager, persister, close };
+  return { port, address, runtime, close };
 }

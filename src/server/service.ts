@@ -1,6 +1,5 @@
 import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
-import { filter, takeWhile, type Subscription } from "rxjs";
-import { isTerminalPayload, type AgentEvent } from "../agent/events.js";
+import type { SessionEvent } from "../events/types.js";
 import type {
   AgentRuntimeServer,
   GenerateRequest,
@@ -10,14 +9,17 @@ import type {
 } from "../gen/agentd/v1/runtime.js";
 import { invalidArgument } from "../errors.js";
 import type { Logger } from "../logging.js";
-import type { SessionManager } from "../session/manager.js";
-import type { Session } from "../session/session.js";
-import { checkLabels, checkWorkspace, toChildPolicy, toConfigPatch, toMessageProto, toSessionProto } from "./mapping.js";
-import { codeFromName, serviceError, toServiceError } from "./status.js";
+import type { Runtime } from "../runtime/runtime.js";
+import type { StartTurnOptions } from "../runtime/turn-runner.js";
+import { EventWriter } from "./event-writer.js";
+import { serviceError, statusOf, toServiceError } from "./status.js";
+import { checkLabels, checkWorkspace } from "./validation.js";
+import { toChildPolicy, toConfigPatch, toMessageProto, toSessionProto, toTurnResultProto } from "./wire.js";
 
-/** The AgentRuntime handlers: they validate, call the SessionManager and map results to messages. */
-export function createAgentRuntimeService(manager: SessionManager, logger: Logger): AgentRuntimeServer {
-  const unary = <Req, Res>(method: string, handle: (request: Req) => Promise<Res> | Res) =>
+/** The AgentRuntime handlers: each translates its request into a Runtime call and the result back. */
+export function createAgentRuntimeService(runtime: Runtime, logger: Logger): AgentRuntimeServer {
+  const unary =
+    <Req, Res>(method: string, handle: (request: Req) => Promise<Res> | Res) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       Promise.resolve()
         .then(() => handle(call.request))
@@ -29,7 +31,7 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
 
   return {
     createSession: unary("CreateSession", async (request) => {
-      const session = await manager.create({
+      const session = await runtime.createSession({
         owner: request.owner,
         config: toConfigPatch(request.config),
         workspace: checkWorkspace(request.workspace),
@@ -40,25 +42,25 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
       return { session: toSessionProto(session) };
     }),
 
-    getSession: unary("GetSession", (request) => ({ session: toSessionProto(manager.get(request.sessionId)) })),
+    getSession: unary("GetSession", (request) => ({ session: toSessionProto(runtime.getSession(request.sessionId)) })),
 
     listSessions: unary("ListSessions", (request) => {
-      const page = manager.list({ owner: request.owner, pageSize: request.pageSize, pageToken: request.pageToken });
+      const page = runtime.listSessions({ owner: request.owner, pageSize: request.pageSize, pageToken: request.pageToken });
       return { sessions: page.sessions.map(toSessionProto), nextPageToken: page.nextPageToken };
     }),
 
     destroySession: unary("DestroySession", async (request) => {
-      const result = await manager.destroy(request.sessionId, toChildPolicy(request.childPolicy));
+      const result = await runtime.destroySession(request.sessionId, toChildPolicy(request.childPolicy));
       return { destroyedSessionIds: result.destroyed, orphanedSessionIds: result.orphaned };
     }),
 
     configureSession: unary("ConfigureSession", (request) => ({
-      session: toSessionProto(manager.configure(request.sessionId, toConfigPatch(request.config))),
+      session: toSessionProto(runtime.configureSession(request.sessionId, toConfigPatch(request.config))),
     })),
 
     createChildSession: unary("CreateChildSession", async (request) => {
       if (request.parentId === "") throw invalidArgument("parent_id is required");
-      const session = await manager.createChild(request.parentId, {
+      const session = await runtime.createChildSession(request.parentId, {
         config: toConfigPatch(request.config),
         workspace: checkWorkspace(request.workspace),
         labels: checkLabels(request.labels),
@@ -67,22 +69,19 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
     }),
 
     listChildSessions: unary("ListChildSessions", (request) => ({
-      sessions: manager.children(request.sessionId).map(toSessionProto),
+      sessions: runtime.listChildSessions(request.sessionId).map(toSessionProto),
     })),
 
     generate: (call: ServerUnaryCall<GenerateRequest, GenerateResponse>, callback: sendUnaryData<GenerateResponse>) => {
-      let subscription: Subscription | undefined;
       try {
         const { sessionId, prompt, apiKey } = call.request;
-        const { session, turn } = manager.prepareTurn(sessionId, prompt, apiKey);
-        subscription = turnEvents(session, turn.turnId).subscribe((event) => {
+        const turn = runtime.startTurn(sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
+        turn.events.subscribe((event) => {
           const reply = unaryOutcome(event);
           if (reply) callback(reply.error, reply.response);
         });
-        call.on("cancelled", () => session.cancelTurn("client_disconnected", turn.turnId));
-        turn.start();
+        call.on("cancelled", () => turn.cancel("client_disconnected"));
       } catch (error) {
-        subscription?.unsubscribe();
         callback(toServiceError(error, logger, "Generate"));
       }
     },
@@ -90,60 +89,53 @@ export function createAgentRuntimeService(manager: SessionManager, logger: Logge
     streamGenerate: (call: ServerWritableStream<StreamGenerateRequest, StreamGenerateResponse>) => {
       try {
         const { sessionId, prompt, apiKey } = call.request;
-        const { session, turn } = manager.prepareTurn(sessionId, prompt, apiKey);
-        const subscription = turnEvents(session, turn.turnId).subscribe({
-          next: (event) => call.write({ event }),
-          complete: () => call.end(),
-        });
+        const turn = runtime.startTurn(sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
+        const writer = new EventWriter(call);
+        const subscription = turn.events.subscribe({ next: (event) => writer.write(event), complete: () => writer.end() });
         // A client that cancels its call (or disconnects) cancels the turn.
         call.on("cancelled", () => {
           subscription.unsubscribe();
-          session.cancelTurn("client_disconnected", turn.turnId);
+          writer.close();
+          turn.cancel("client_disconnected");
         });
-        turn.start();
       } catch (error) {
         call.emit("error", toServiceError(error, logger, "StreamGenerate"));
       }
     },
 
     cancel: unary("Cancel", (request) => {
-      const turnId = manager.cancel(request.sessionId, "cancel_rpc");
+      const turnId = runtime.cancelTurn(request.sessionId, "cancel_rpc");
       return { cancelled: turnId !== null, turnId: turnId ?? "" };
     }),
 
-    pause: unary("Pause", (request) => ({ session: toSessionProto(manager.pause(request.sessionId)) })),
+    pause: unary("Pause", (request) => ({ session: toSessionProto(runtime.pause(request.sessionId)) })),
 
-    resume: unary("Resume", (request) => ({ session: toSessionProto(manager.resume(request.sessionId)) })),
+    resume: unary("Resume", (request) => ({ session: toSessionProto(runtime.resume(request.sessionId)) })),
 
     getMessages: unary("GetMessages", (request) => {
-      const page = manager.messages(request.sessionId, { pageSize: request.pageSize, pageToken: request.pageToken });
+      const page = runtime.messages(request.sessionId, { pageSize: request.pageSize, pageToken: request.pageToken });
       return { messages: page.messages.map(toMessageProto), nextPageToken: page.nextPageToken };
     }),
   };
 }
 
-/**
- * The events a Generate call sees: its own turn's events and session-level ones (persistence
- * failures, state changes) until the turn's terminal event, inclusive.
- */
-function turnEvents(session: Session, turnId: string) {
-  return session.events$.pipe(
-    filter((event) => event.turnId === turnId || event.turnId === ""),
-    takeWhile((event) => !(event.turnId === turnId && isTerminalPayload(event.payload)), true),
-  );
+/** The call's deadline becomes the turn's, so the turn ends as `deadline_exceeded` rather than running on. */
+function turnOptions(apiKey: string, deadline: Date | number): StartTurnOptions {
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return { apiKey, deadlineMs: Number.isFinite(deadlineMs) ? deadlineMs : undefined };
 }
 
 /** Maps a unary Generate's terminal event to its reply; null for events before the end. */
-function unaryOutcome(event: AgentEvent) {
+function unaryOutcome(event: SessionEvent) {
   const payload = event.payload;
-  switch (payload?.$case) {
-    case "turnCompleted":
-      return { error: null, response: { result: payload.turnCompleted.result, sequence: event.sequence } };
-    case "error":
-      return { error: serviceError(codeFromName(payload.error.code), payload.error.message), response: undefined };
-    case "cancelled":
+  switch (payload.type) {
+    case "turn_completed":
+      return { error: null, response: { result: toTurnResultProto(payload.result), sequence: event.sequence } };
+    case "turn_failed":
+      return { error: serviceError(statusOf(payload.error.kind), payload.error.message), response: undefined };
+    case "turn_cancelled":
       return {
-        error: serviceError(status.CANCELLED, `turn ${event.turnId} was cancelled (${payload.cancelled.reason})`),
+        error: serviceError(status.CANCELLED, `turn ${event.turnId} was cancelled (${payload.reason})`),
         response: undefined,
       };
     default:

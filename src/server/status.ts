@@ -1,19 +1,26 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
-import { Metadata } from "@grpc/grpc-js";
-import { AgentdError } from "../errors.js";
-import { LlmError } from "../llm/types.js";
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { AgentdError, type ErrorKind } from "../errors.js";
 import type { Logger } from "../logging.js";
 
+/** The gRPC status for a domain error kind: the kinds are the status names in lower case. */
+export function statusOf(kind: ErrorKind): status {
+  return status[kind.toUpperCase() as keyof typeof status] as status;
+}
+
+/** The status name clients read in TurnError.code, such as "UNAVAILABLE". */
+export function statusName(kind: ErrorKind): string {
+  return kind.toUpperCase();
+}
+
 /**
- * Turns any error thrown by a handler into a gRPC status. Domain errors keep their code and message;
- * anything unexpected becomes INTERNAL with a generic message and a log line, so internals never leak.
+ * Turns any error thrown by a handler into a gRPC status, once, at the edge. Domain errors keep
+ * their kind and message; anything unexpected becomes INTERNAL with a generic message and a log
+ * line carrying the original, so internals never leak.
  */
 export function toServiceError(error: unknown, logger: Logger, method: string): Partial<ServiceError> {
   if (error instanceof AgentdError) {
-    return serviceError(error.code, error.message);
-  }
-  if (error instanceof LlmError) {
-    return serviceError(codeFromName(error.code), error.message);
+    if (error.cause !== undefined) logger.debug({ err: error.cause, method }, "handler error cause");
+    return serviceError(statusOf(error.kind), error.message);
   }
   logger.error({ err: error, method }, "unexpected error in handler");
   return serviceError(status.INTERNAL, `internal error in ${method}; see the server log`);
@@ -21,10 +28,4 @@ export function toServiceError(error: unknown, logger: Logger, method: string): 
 
 export function serviceError(code: status, details: string): Partial<ServiceError> {
   return { code, details, message: details, metadata: new Metadata() };
-}
-
-/** Status code for a name like "UNAVAILABLE"; UNKNOWN when the name is not a gRPC code. */
-export function codeFromName(name: string): status {
-  const code = (status as unknown as Record<string, number | undefined>)[name];
-  return typeof code === "number" ? code : status.UNKNOWN;
 }

@@ -5,25 +5,25 @@
  */
 export class PauseGate {
   private waiters = new Set<() => void>();
-  private closed = false;
+  private isPaused = false;
 
   get paused(): boolean {
-    return this.closed;
+    return this.isPaused;
   }
 
   pause(): void {
-    this.closed = true;
+    this.isPaused = true;
   }
 
   resume(): void {
-    this.closed = false;
+    this.isPaused = false;
     for (const wake of this.waiters) wake();
     this.waiters.clear();
   }
 
   wait(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
-    if (!this.closed) return Promise.resolve();
+    if (!this.isPaused) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.waiters.delete(wake);

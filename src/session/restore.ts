@@ -1,5 +1,40 @@
 import { randomUUID } from "node:crypto";
-import type { SessionRecord } from "./types.js";
+import type { Logger } from "../logging.js";
+import type { SessionRecord } from "../store/record.js";
+import type { SessionStore } from "../store/types.js";
+import type { SessionRegistry } from "./registry.js";
+import type { Session } from "./session.js";
+
+/**
+ * Loads every stored session into the registry. Damaged files are logged and skipped, never
+ * rewritten; interrupted turns are repaired; children whose parent is gone become top-level.
+ */
+export async function restoreSessions(
+  store: SessionStore,
+  registry: SessionRegistry,
+  open: (record: SessionRecord) => Session,
+  logger: Logger,
+): Promise<{ restored: number; failed: number }> {
+  const { records, failures } = await store.loadAll();
+  for (const failure of failures) {
+    logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
+  }
+  for (const stored of records) {
+    const { record, repaired } = repairInterruptedTurn(stored);
+    const session = open(record);
+    registry.add(session);
+    if (repaired) session.changed();
+  }
+  // A parent may be missing: its file unreadable, or a crash between two writes.
+  for (const session of [...registry.all()]) {
+    if (session.parentId !== null && !registry.find(session.parentId)) {
+      logger.warn({ sessionId: session.id, parentId: session.parentId }, "parent not found; session restored as top-level");
+      registry.detachFromParent(session);
+    }
+  }
+  logger.info({ restored: records.length, failed: failures.length }, "sessions restored");
+  return { restored: records.length, failed: failures.length };
+}
 
 /**
  * Makes a record from the store safe to continue: a turn that was running when the server stopped

@@ -1,120 +1,186 @@
 import { randomUUID } from "node:crypto";
 import { Subject, type Observable } from "rxjs";
 import { TurnAbortedError, type CancelReason } from "../agent/cancellation.js";
-import { isTerminalPayload, type AgentEvent, type EventPayload } from "../agent/events.js";
 import type { TurnHost } from "../agent/loop.js";
-import { SessionState } from "../gen/agentd/v1/runtime.js";
-import type { LlmMessage } from "../llm/types.js";
+import { isTerminal, type EventPayload, type SessionEvent, type TurnEvent } from "../events/types.js";
+import type { LlmMessage, ModelProgress } from "../llm/types.js";
+import type { SessionRecord } from "../store/record.js";
 import { PauseGate } from "./pause-gate.js";
 import { nextState, type SessionAction } from "./state-machine.js";
-import type { SessionConfig, SessionRecord, SessionStateName, StoredMessage, UsageTotals } from "./types.js";
+import type { Message, SessionConfig, SessionStateName, UsageTotals } from "./types.js";
+
+/** What everything outside the core may read of a session; changes go through the runtime. */
+export interface SessionView {
+  readonly id: string;
+  readonly owner: string;
+  readonly parentId: string | null;
+  readonly state: SessionStateName;
+  readonly config: Readonly<SessionConfig>;
+  readonly workspace: string;
+  readonly ephemeral: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly usage: Readonly<UsageTotals>;
+  readonly lastSequence: number;
+  /** The last failed write's message; "" once the store is up to date again. */
+  readonly persistenceError: string;
+  readonly messageCount: number;
+  readonly activeTurnId: string | null;
+}
+
+/** The running turn's hold on its session, for the turn runner. */
+export interface TurnSlot {
+  turnId: string;
+  signal: AbortSignal;
+  host: TurnHost;
+}
 
 interface ActiveTurn {
   id: string;
   controller: AbortController;
-  /** Resolves when the turn has emitted its terminal event. */
+  deadline: NodeJS.Timeout | undefined;
+  /** Resolves when the turn has recorded its terminal event. */
   finished: Promise<void>;
-}
-
-/** A turn whose state change is done but whose loop has not started, so a caller can subscribe first. */
-export interface PreparedTurn {
-  turnId: string;
-  start(): void;
+  markFinished: () => void;
 }
 
 /**
  * One agent session: its conversation, configuration, lifecycle state and event stream. Every event
  * passes through emit(), which assigns the session's next sequence number, so numbers are strictly
- * increasing across turns, session-level events and restarts.
+ * increasing across turns, session-level events and restarts. Every change calls `onChange`, which
+ * schedules a background write.
  */
-export class Session {
+export class Session implements SessionView {
   readonly id: string;
   readonly createdAt: string;
   readonly ephemeral: boolean;
-  owner: string;
-  parentId: string | null;
-  config: SessionConfig;
-  workspace: string;
-  labels: Record<string, string>;
-  updatedAt: string;
-  usage: UsageTotals;
-  lastSequence: number;
-  persistenceError = "";
-  private messages: StoredMessage[];
+  private ownerName: string;
+  private parent: string | null;
+  private currentConfig: SessionConfig;
+  private readonly workspacePath: string;
+  private readonly labelMap: Record<string, string>;
+  private updated: string;
+  private totals: UsageTotals;
+  private sequence: number;
+  private scriptSteps: number;
+  private writeError = "";
+  private readonly messages: Message[];
+  /** Every tool call id in the history, built on first use. */
+  private callIds: Set<string> | null = null;
   private stateName: SessionStateName;
   private turn: ActiveTurn | null = null;
   private readonly gate = new PauseGate();
-  private readonly events = new Subject<AgentEvent>();
+  private readonly events = new Subject<SessionEvent>();
 
   /** Every event of this session: turn events and session-level ones. Completes when the session closes. */
-  readonly events$: Observable<AgentEvent> = this.events.asObservable();
+  readonly events$: Observable<SessionEvent> = this.events.asObservable();
+
+  /** Where the session's scripted model keeps its position, so it survives restarts. */
+  readonly scriptProgress: ModelProgress = {
+    steps: () => this.scriptSteps,
+    advance: () => {
+      this.scriptSteps++;
+      this.changed();
+      return this.scriptSteps;
+    },
+  };
 
   constructor(
     record: SessionRecord,
-    /** Called after every mutation; the persister uses it to schedule a background write. */
     private readonly onChange: (session: Session) => void,
   ) {
     this.id = record.id;
-    this.owner = record.owner;
-    this.parentId = record.parentId;
-    this.config = record.config;
-    this.workspace = record.workspace;
+    this.ownerName = record.owner;
+    this.parent = record.parentId;
+    this.currentConfig = record.config;
+    this.workspacePath = record.workspace;
     this.ephemeral = record.ephemeral;
-    this.labels = record.labels;
+    this.labelMap = record.labels;
     this.createdAt = record.createdAt;
-    this.updatedAt = record.updatedAt;
-    this.usage = record.usage;
-    this.lastSequence = record.lastSequence;
+    this.updated = record.updatedAt;
+    this.totals = record.usage;
+    this.sequence = record.lastSequence;
+    this.scriptSteps = record.scriptSteps ?? 0;
     this.messages = record.messages;
     this.stateName = record.state === "paused" ? "paused" : "idle";
     if (this.stateName === "paused") this.gate.pause();
   }
 
+  get owner(): string {
+    return this.ownerName;
+  }
+  get parentId(): string | null {
+    return this.parent;
+  }
   get state(): SessionStateName {
     return this.stateName;
   }
-
+  get config(): Readonly<SessionConfig> {
+    return this.currentConfig;
+  }
+  get workspace(): string {
+    return this.workspacePath;
+  }
+  get labels(): Readonly<Record<string, string>> {
+    return this.labelMap;
+  }
+  get updatedAt(): string {
+    return this.updated;
+  }
+  get usage(): Readonly<UsageTotals> {
+    return this.totals;
+  }
+  get lastSequence(): number {
+    return this.sequence;
+  }
+  get persistenceError(): string {
+    return this.writeError;
+  }
+  get messageCount(): number {
+    return this.messages.length;
+  }
   get activeTurnId(): string | null {
     return this.turn?.id ?? null;
   }
 
-  get messageCount(): number {
-    return this.messages.length;
-  }
-
-  messagesPage(offset: number, limit: number): StoredMessage[] {
+  messagesPage(offset: number, limit: number): readonly Message[] {
     return this.messages.slice(offset, offset + limit);
   }
 
   /**
-   * Moves to `running` and returns a turn that starts when asked. `run` builds the turn's event
-   * stream from the host interface and the turn's signal.
+   * Moves to `running` and hands out the turn's id, signal and host. The caller runs the turn and
+   * reports its events with recordTurnEvent; the terminal one frees the slot. `deadlineMs` (epoch
+   * milliseconds) aborts the turn with reason `deadline_exceeded` when it passes.
    */
-  prepareTurn(run: (turnId: string, host: TurnHost, signal: AbortSignal) => Observable<EventPayload>): PreparedTurn {
+  beginTurn(options: { deadlineMs?: number } = {}): TurnSlot {
     this.transition("start_turn");
     const turnId = randomUUID();
     const controller = new AbortController();
     let markFinished: () => void = () => {};
     const finished = new Promise<void>((resolve) => (markFinished = resolve));
-    this.turn = { id: turnId, controller, finished };
-    const host = this.hostFor(turnId);
-    return {
-      turnId,
-      start: () => {
-        run(turnId, host, controller.signal).subscribe({
-          next: (payload) => {
-            // The state changes before the terminal event goes out, so a client that reacts to it
-            // by starting the next turn finds the session ready.
-            if (isTerminalPayload(payload)) this.finishTurn(turnId);
-            this.emit(turnId, payload);
-          },
-          complete: markFinished,
-        });
-      },
-    };
+    let deadline: NodeJS.Timeout | undefined;
+    if (options.deadlineMs !== undefined && Number.isFinite(options.deadlineMs)) {
+      deadline = setTimeout(
+        () => controller.abort(new TurnAbortedError("deadline_exceeded")),
+        Math.max(0, options.deadlineMs - Date.now()),
+      );
+    }
+    this.turn = { id: turnId, controller, deadline, finished, markFinished };
+    return { turnId, signal: controller.signal, host: this.hostFor(turnId) };
   }
 
-  /** Aborts the running turn, if any. The turn itself reports the terminal `cancelled` event. */
+  /** Stamps and publishes one of the running turn's events; the terminal one ends the turn first. */
+  recordTurnEvent(turnId: string, event: TurnEvent): void {
+    const finishing = isTerminal(event) && this.turn?.id === turnId ? this.turn : null;
+    // The state changes before the terminal event goes out, so a client that reacts to it by
+    // starting the next turn finds the session ready.
+    if (finishing) this.finishTurn(finishing);
+    this.emit(turnId, event);
+    finishing?.markFinished();
+  }
+
+  /** Aborts the running turn, if any. The turn itself reports the terminal `turn_cancelled` event. */
   cancelTurn(reason: CancelReason, onlyTurnId?: string): string | null {
     const turn = this.turn;
     if (!turn || (onlyTurnId !== undefined && turn.id !== onlyTurnId)) return null;
@@ -149,60 +215,82 @@ export class Session {
     this.events.complete();
   }
 
+  /** A new model starts its script from the beginning; other changes keep the position. */
   configure(config: SessionConfig): void {
-    this.config = config;
-    this.touch();
+    if (JSON.stringify(config.model) !== JSON.stringify(this.currentConfig.model)) this.scriptSteps = 0;
+    this.currentConfig = config;
+    this.changed();
   }
 
-  /** Emits a session-level event (no turn), such as persistence_failed. */
-  emitSessionEvent(payload: EventPayload): void {
-    this.emit("", payload);
+  /** Makes this session top-level (its parent was destroyed with the orphan policy, or is lost). */
+  detachFromParent(): void {
+    this.parent = null;
+    this.changed();
+  }
+
+  reportPersistenceFailure(message: string, attempts: number): void {
+    this.writeError = message;
+    this.emit("", { type: "persistence_failed", message, attempts });
+  }
+
+  clearPersistenceError(): void {
+    this.writeError = "";
   }
 
   toRecord(): SessionRecord {
     return structuredClone({
       version: 1,
       id: this.id,
-      owner: this.owner,
-      parentId: this.parentId,
+      owner: this.ownerName,
+      parentId: this.parent,
       state: this.stateName,
-      config: this.config,
-      workspace: this.workspace,
+      config: this.currentConfig,
+      workspace: this.workspacePath,
       ephemeral: this.ephemeral,
-      labels: this.labels,
+      labels: this.labelMap,
       createdAt: this.createdAt,
-      updatedAt: this.updatedAt,
-      usage: this.usage,
-      lastSequence: this.lastSequence,
+      updatedAt: this.updated,
+      usage: this.totals,
+      lastSequence: this.sequence,
       messages: this.messages,
+      scriptSteps: this.scriptSteps,
     });
   }
 
-  touch(): void {
-    this.updatedAt = new Date().toISOString();
+  /** Stamps the change time and schedules a background write. */
+  changed(): void {
+    this.updated = new Date().toISOString();
     this.onChange(this);
   }
 
   private emit(turnId: string, payload: EventPayload): void {
-    this.lastSequence++;
-    const event: AgentEvent = { sessionId: this.id, sequence: this.lastSequence, time: new Date(), turnId, payload };
-    this.touch();
+    this.sequence++;
+    const event: SessionEvent = { sessionId: this.id, sequence: this.sequence, timeMs: Date.now(), turnId, payload };
+    this.changed();
     this.events.next(event);
   }
 
   private emitStateChanged(): void {
-    this.emitSessionEvent({ $case: "stateChanged", stateChanged: { state: toProtoState(this.stateName) } });
+    this.emit("", { type: "state_changed", state: this.stateName });
   }
 
-  private finishTurn(turnId: string): void {
-    if (this.turn?.id !== turnId) return;
+  private finishTurn(turn: ActiveTurn): void {
+    clearTimeout(turn.deadline);
     this.turn = null;
     this.transition("end_turn");
   }
 
   private transition(action: SessionAction): void {
     this.stateName = nextState(this.id, this.stateName, action, this.turn !== null);
-    this.touch();
+    this.changed();
+  }
+
+  private claimCallId(proposed: string): string {
+    const used = (this.callIds ??= new Set(this.messages.flatMap((m) => m.toolCalls.map((call) => call.id))));
+    let id = proposed;
+    for (let n = 2; used.has(id); n++) id = `${proposed}_${n}`;
+    used.add(id);
+    return id;
   }
 
   private hostFor(turnId: string): TurnHost {
@@ -210,35 +298,23 @@ export class Session {
       history: () => toLlmHistory(this.messages),
       appendMessage: (message) => {
         this.messages.push({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });
-        this.touch();
+        this.changed();
       },
       addUsage: (usage) => {
-        this.usage = {
-          inputTokens: this.usage.inputTokens + usage.inputTokens,
-          outputTokens: this.usage.outputTokens + usage.outputTokens,
+        this.totals = {
+          inputTokens: this.totals.inputTokens + usage.inputTokens,
+          outputTokens: this.totals.outputTokens + usage.outputTokens,
         };
-        this.touch();
-        return { ...this.usage };
+        this.changed();
+        return { ...this.totals };
       },
       waitIfPaused: (signal) => this.gate.wait(signal),
+      claimCallId: (proposed) => this.claimCallId(proposed),
     };
   }
 }
 
-export function toProtoState(state: SessionStateName): SessionState {
-  switch (state) {
-    case "idle":
-      return SessionState.SESSION_STATE_IDLE;
-    case "running":
-      return SessionState.SESSION_STATE_RUNNING;
-    case "paused":
-      return SessionState.SESSION_STATE_PAUSED;
-    case "closed":
-      return SessionState.SESSION_STATE_CLOSED;
-  }
-}
-
-function toLlmHistory(messages: StoredMessage[]): LlmMessage[] {
+function toLlmHistory(messages: readonly Message[]): LlmMessage[] {
   return messages.map((message): LlmMessage => {
     if (message.role === "tool" && message.toolResult) {
       const { callId, name, output, isError } = message.toolResult;

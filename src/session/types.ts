@@ -22,19 +22,20 @@ export interface SessionConfigPatch {
   limits?: Partial<SessionLimits>;
 }
 
-export interface StoredToolResult {
+export interface ToolResult {
   callId: string;
   name: string;
   output: string;
   isError: boolean;
 }
 
-export interface StoredMessage {
+/** One entry of a session's conversation. */
+export interface Message {
   id: string;
   role: "user" | "assistant" | "tool";
   text: string;
   toolCalls: LlmToolCall[];
-  toolResult?: StoredToolResult;
+  toolResult?: ToolResult;
   /** ISO 8601. */
   createdAt: string;
   turnId: string;
@@ -45,21 +46,4 @@ export interface UsageTotals {
   outputTokens: number;
 }
 
-/** The durable form of a session: what the store writes and restores. */
-export interface SessionRecord {
-  version: 1;
-  id: string;
-  owner: string;
-  parentId: string | null;
-  /** A session that was running when written is restored idle: its turn did not survive. */
-  state: SessionStateName;
-  config: SessionConfig;
-  workspace: string;
-  ephemeral: boolean;
-  labels: Record<string, string>;
-  createdAt: string;
-  updatedAt: string;
-  usage: UsageTotals;
-  lastSequence: number;
-  messages: StoredMessage[];
-}
+export type ChildPolicy = "cascade" | "orphan";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import type { SessionRecord } from "../session/types.js";
+import type { SessionRecord } from "./record.js";
 import { decodeRecord, encodeRecord } from "./record-codec.js";
 import type { LoadFailure, LoadResult, SessionStore } from "./types.js";
 

@@ -1,4 +1,4 @@
-import type { SessionRecord } from "../session/types.js";
+import type { SessionRecord } from "./record.js";
 import type { LoadResult, SessionStore } from "./types.js";
 
 /** Keeps records in the process: for `--store memory` and for tests. */

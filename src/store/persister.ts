@@ -1,4 +1,4 @@
-import type { SessionRecord } from "../session/types.js";
+import type { SessionRecord } from "./record.js";
 import type { SessionStore } from "./types.js";
 
 export interface PersisterOptions {

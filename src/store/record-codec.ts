@@ -1,4 +1,4 @@
-import type { SessionRecord } from "../session/types.js";
+import type { SessionRecord } from "./record.js";
 
 /** Serialises a record for disk. */
 export function encodeRecord(record: SessionRecord): string {
@@ -23,6 +23,9 @@ export function decodeRecord(text: string): SessionRecord {
   if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
   if (!isObject(value.config) || !isObject(value.config.limits)) throw new Error("config is missing or malformed");
   if (!isObject(value.usage)) throw new Error("usage is missing");
+  if (value.scriptSteps !== undefined && !(Number.isInteger(value.scriptSteps) && (value.scriptSteps as number) >= 0)) {
+    throw new Error("scriptSteps must be a non-negative integer");
+  }
   return value as unknown as SessionRecord;
 }
 

@@ -1,4 +1,4 @@
-import type { SessionRecord } from "../session/types.js";
+import type { SessionRecord } from "./record.js";
 
 /** A stored file that could not be read back; it is reported and left untouched. */
 export interface LoadFailure {

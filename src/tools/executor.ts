@@ -1,3 +1,4 @@
+import type { TurnContext } from "../agent/turn-context.js";
 import { errorMessage } from "../errors.js";
 import type { ToolRegistry } from "./registry.js";
 import type { ToolContext, ToolOutput } from "./types.js";
@@ -8,11 +9,9 @@ export interface ToolCallRequest {
   argumentsJson: string;
 }
 
-export interface ToolExecutionContext {
-  sessionId: string;
+/** The turn's context (aborting its signal cancels the call: execute rejects with an AbortError), plus where and how long. */
+export interface ToolExecutionContext extends TurnContext {
   workspace: string;
-  /** The turn's signal: aborting it cancels the call (execute rejects with an AbortError). */
-  signal: AbortSignal;
   /** Per-call time limit; 0 or less means none. */
   timeoutMs: number;
 }
@@ -46,7 +45,7 @@ export class ToolExecutor {
     const tool = this.registry.get(call.name);
     if (!tool) return failure(this.unknownTool(call.name));
 
-    const parsed = parseArguments(call.name, call.argumentsJson);
+    const parsed = parseToolArguments(call.name, call.argumentsJson);
     if (typeof parsed === "string") return failure(parsed);
     const problems = this.registry.validate(call.name, parsed);
     if (problems.length > 0) return failure(`invalid arguments for ${call.name}: ${problems.join("; ")}`);
@@ -92,7 +91,8 @@ export class ToolExecutor {
     });
 
     // The async wrapper turns a synchronous throw into a rejection like any other failure.
-    const completed = (async () => start({ sessionId: context.sessionId, workspace: context.workspace, signal: controller.signal }))().then(
+    const { sessionId, turnId, logger, workspace } = context;
+    const completed = (async () => start({ sessionId, turnId, logger, workspace, signal: controller.signal }))().then(
       (output): ToolOutput => ({ output: typeof output === "string" ? output : String(output), isError: false }),
       (error: unknown): ToolOutput => failure(errorMessage(error) || `tool "${name}" failed`),
     );
@@ -106,8 +106,8 @@ export class ToolExecutor {
   }
 }
 
-/** The parsed arguments object, or the message telling the model what is wrong with them. */
-function parseArguments(name: string, json: string): Record<string, unknown> | string {
+/** Strict: the parsed arguments object, or the message telling the model what is wrong with them. */
+function parseToolArguments(name: string, json: string): Record<string, unknown> | string {
   // Some models send an empty string for a tool without parameters.
   if (json.trim() === "") return {};
   let value: unknown;

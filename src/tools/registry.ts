@@ -78,11 +78,6 @@ export class ToolRegistry {
   }
 }
 
-/** The registry the server starts with. */
-export function createBuiltinRegistry(): ToolRegistry {
-  return ToolRegistry.withBuiltins();
-}
-
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,11 +1,12 @@
+import type { TurnContext } from "../agent/turn-context.js";
+
 /** Tools the agent loop can run on behalf of the model. */
 
-export interface ToolContext {
-  sessionId: string;
+export interface ToolContext extends TurnContext {
   /** Absolute path of the session's workspace; file tools must stay inside it. */
-  workspace: string;
-  /** Aborted when the turn is cancelled or the tool times out; long work must stop promptly. */
-  signal: AbortSignal;
+  readonly workspace: string;
+  /** The call's own signal: aborted when the turn stops or the tool times out; long work must stop promptly. */
+  readonly signal: AbortSignal;
 }
 
 export interface ToolOutput {

@@ -1,4 +1,4 @@
-import type { SessionRecord } from "../../src/session/types.js";
+import type { SessionRecord } from "../../src/store/record.js";
 
 /** A minimal valid session record for store and persister tests. */
 export function sessionRecord(id: string, lastSequence = 3): SessionRecord {

@@ -1,7 +1,9 @@
+import { AgentdError } from "../../src/errors.js";
+import { turnContext } from "../helpers/turn-context.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAbortError } from "../../src/errors.js";
 import { AnthropicClient } from "../../src/llm/anthropic.js";
-import { LlmError, type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
+import { type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
 import { collect, FakeServer, hangUp, sendJson, sendSse, startSse, within } from "./fake-server.js";
 
 const KEY = "sk-ant-test-secret-0123456789";
@@ -84,7 +86,7 @@ describe("AnthropicClient", () => {
         messageDelta("tool_use", 30),
         messageStop,
       ]);
-    const chunks = await collect(client().stream(request, new AbortController().signal));
+    const chunks = await collect(client().stream(request, turnContext()));
     expect(chunks).toEqual<LlmChunk[]>([
       { type: "text", delta: "Let me " },
       { type: "text", delta: "look." },
@@ -134,7 +136,7 @@ describe("AnthropicClient", () => {
     server.handler = (_req, res) =>
       sendSse(res, [messageStart(3), textStart(0), textDelta(0, "cut"), blockStop(0), messageDelta("max_tokens", 7), messageStop]);
     const chunks = await collect(
-      client(0, 100).stream({ systemPrompt: "", messages: [{ role: "user", text: "hi" }], tools: [] }, new AbortController().signal),
+      client(0, 100).stream({ systemPrompt: "", messages: [{ role: "user", text: "hi" }], tools: [] }, turnContext()),
     );
     expect(chunks).toEqual<LlmChunk[]>([
       { type: "text", delta: "cut" },
@@ -148,7 +150,7 @@ describe("AnthropicClient", () => {
 
     server.handler = (_req, res) =>
       sendSse(res, [messageStart(3), textStart(0), textDelta(0, "ok"), blockStop(0), messageDelta("end_turn", 2), messageStop]);
-    const last = (await collect(client().stream(request, new AbortController().signal))).at(-1);
+    const last = (await collect(client().stream(request, turnContext()))).at(-1);
     expect(last).toEqual({ type: "done", stopReason: "end_turn" });
   });
 
@@ -159,7 +161,7 @@ describe("AnthropicClient", () => {
       // After a cancelled turn, the next prompt directly follows the tool results.
       { role: "user", text: "go on" },
     ];
-    await collect(client().stream({ ...request, messages }, new AbortController().signal));
+    await collect(client().stream({ ...request, messages }, turnContext()));
     const sent = server.requests.at(-1)!.body.messages as { role: string; content: { type: string }[] }[];
     expect(sent.map((m) => m.role)).toEqual(["user", "assistant", "user"]);
     expect(sent[2]!.content.map((block) => block.type)).toEqual(["tool_result", "tool_result", "text"]);
@@ -173,7 +175,7 @@ describe("AnthropicClient", () => {
       res.write(messageStart(3) + textStart(0) + textDelta(0, "first"));
     };
     const controller = new AbortController();
-    const iterator = client().stream(request, controller.signal)[Symbol.asyncIterator]();
+    const iterator = client().stream(request, turnContext(controller.signal))[Symbol.asyncIterator]();
     expect(await iterator.next()).toEqual({ done: false, value: { type: "text", delta: "first" } });
     const started = Date.now();
     const pending = iterator.next();
@@ -187,20 +189,20 @@ describe("AnthropicClient", () => {
 
   it("maps HTTP 500 to UNAVAILABLE", async () => {
     server.handler = (_req, res) => sendJson(res, 500, { type: "error", error: { type: "api_error", message: "boom" } });
-    const error = await collect(client(0).stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LlmError);
-    expect((error as LlmError).code).toBe("UNAVAILABLE");
-    expect((error as LlmError).message).toContain("HTTP 500: boom");
+    const error = await collect(client(0).stream(request, turnContext())).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).kind).toBe("unavailable");
+    expect((error as AgentdError).message).toContain("HTTP 500: boom");
   });
 
   it("maps 401 to UNAUTHENTICATED without leaking the key", async () => {
     server.handler = (_req, res) =>
       sendJson(res, 401, { type: "error", error: { type: "authentication_error", message: `invalid x-api-key ${KEY}` } });
-    const error = await collect(client().stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LlmError);
-    expect((error as LlmError).code).toBe("UNAUTHENTICATED");
-    expect((error as LlmError).message).toContain("ANTHROPIC_API_KEY");
-    expect((error as LlmError).message).not.toContain(KEY);
+    const error = await collect(client().stream(request, turnContext())).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).kind).toBe("unauthenticated");
+    expect((error as AgentdError).message).toContain("ANTHROPIC_API_KEY");
+    expect((error as AgentdError).message).not.toContain(KEY);
   });
 
   it("maps an error event inside the stream by its type", async () => {
@@ -213,21 +215,21 @@ describe("AnthropicClient", () => {
       ]);
     const seen: LlmChunk[] = [];
     const error = await (async () => {
-      for await (const chunk of client().stream(request, new AbortController().signal)) seen.push(chunk);
+      for await (const chunk of client().stream(request, turnContext())) seen.push(chunk);
     })().catch((e: unknown) => e);
     expect(seen).toEqual([{ type: "text", delta: "partial" }]);
-    expect((error as LlmError).code).toBe("UNAVAILABLE");
-    expect((error as LlmError).message).toContain("overloaded_error: Overloaded");
+    expect((error as AgentdError).kind).toBe("unavailable");
+    expect((error as AgentdError).message).toContain("overloaded_error: Overloaded");
   });
 
   it.each([
-    [403, "PERMISSION_DENIED"],
-    [400, "INVALID_ARGUMENT"],
-    [429, "RESOURCE_EXHAUSTED"],
-    [529, "UNAVAILABLE"],
+    [403, "permission_denied"],
+    [400, "invalid_argument"],
+    [429, "resource_exhausted"],
+    [529, "unavailable"],
   ])("maps HTTP %i to %s", async (status, code) => {
     server.handler = (_req, res) => sendJson(res, status, { type: "error", error: { type: "x", message: "nope" } });
-    const error = await collect(client(0).stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect((error as LlmError).code).toBe(code);
+    const error = await collect(client(0).stream(request, turnContext())).catch((e: unknown) => e);
+    expect((error as AgentdError).kind).toBe(code);
   });
 });

@@ -1,7 +1,7 @@
+import { turnContext } from "../helpers/turn-context.js";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { AgentdError } from "../../src/errors.js";
 import { AnthropicClient } from "../../src/llm/anthropic.js";
@@ -40,7 +40,7 @@ describe("LlmClientFactory", () => {
   describe("validate", () => {
     it("rejects an unknown provider, listing the known ones", () => {
       const error = failure(() => factory.validate(settings({ provider: "gemini" })));
-      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.kind).toBe("invalid_argument");
       expect(error.message).toContain('unknown model provider "gemini"');
       expect(error.message).toContain("openai, anthropic, scripted");
     });
@@ -48,14 +48,14 @@ describe("LlmClientFactory", () => {
     it("requires a model name for openai and anthropic", () => {
       for (const provider of ["openai", "anthropic"]) {
         const error = failure(() => factory.validate(settings({ provider, model: " " })));
-        expect(error.code).toBe(status.INVALID_ARGUMENT);
+        expect(error.kind).toBe("invalid_argument");
         expect(error.message).toContain(`provider "${provider}" needs a model name`);
       }
     });
 
     it("rejects a base URL that is not http(s)", () => {
       const error = failure(() => factory.validate(settings({ baseUrl: "ftp://example.com" })));
-      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.kind).toBe("invalid_argument");
     });
 
     it("does not require an API key", () => {
@@ -65,7 +65,7 @@ describe("LlmClientFactory", () => {
 
     it("requires a script for the scripted provider", () => {
       const error = failure(() => factory.validate(settings({ provider: "scripted", model: "" })));
-      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.kind).toBe("invalid_argument");
       expect(error.message).toContain("set script_path");
       expect(error.message).toContain("script_json");
     });
@@ -80,7 +80,7 @@ describe("LlmClientFactory", () => {
     it("reports an unreadable script file with its path", () => {
       const missing = path.join(dir, "missing.json");
       const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: missing })));
-      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.kind).toBe("invalid_argument");
       expect(error.message).toBe(`scripted model: cannot read script file ${missing} (ENOENT)`);
     });
 
@@ -90,7 +90,7 @@ describe("LlmClientFactory", () => {
       const fromFile = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: file })));
       expect(fromFile.message).toBe(`scripted model: script ${file} is invalid: steps[0].toolCalls[0].name must be a non-empty string`);
       const inline = failure(() => factory.validate(settings({ provider: "scripted", scriptJson: "{" })));
-      expect(inline.code).toBe(status.INVALID_ARGUMENT);
+      expect(inline.kind).toBe("invalid_argument");
       expect(inline.message).toMatch(/^scripted model: script from script_json is not valid JSON: /);
     });
   });
@@ -98,7 +98,7 @@ describe("LlmClientFactory", () => {
   describe("create", () => {
     it("fails with FAILED_PRECONDITION when no key is available", () => {
       const error = failure(() => factory.create(settings({})));
-      expect(error.code).toBe(status.FAILED_PRECONDITION);
+      expect(error.kind).toBe("failed_precondition");
       expect(error.message).toBe(
         'no API key for provider "openai": set OPENAI_API_KEY in the server\'s environment or pass api_key with the request',
       );
@@ -109,7 +109,7 @@ describe("LlmClientFactory", () => {
     });
 
     it("takes the key from the request, else from the environment variable", () => {
-      expect(factory.create(settings({}), "sk-from-request")).toBeInstanceOf(OpenAiClient);
+      expect(factory.create(settings({}), { apiKey: "sk-from-request" })).toBeInstanceOf(OpenAiClient);
       const withEnv = new LlmClientFactory({ env: { ANTHROPIC_API_KEY: "k", CUSTOM: "k2" } });
       expect(withEnv.create(settings({ provider: "anthropic", model: "claude-test" }))).toBeInstanceOf(AnthropicClient);
       expect(withEnv.create(settings({ apiKeyEnv: "CUSTOM" }))).toBeInstanceOf(OpenAiClient);
@@ -119,7 +119,7 @@ describe("LlmClientFactory", () => {
       expect(factory.create(settings({ baseUrl: "http://127.0.0.1:11434/v1" }))).toBeInstanceOf(OpenAiClient);
       // Anthropic has no keyless servers.
       const error = failure(() => factory.create(settings({ provider: "anthropic", model: "c", baseUrl: "http://127.0.0.1:1" })));
-      expect(error.code).toBe(status.FAILED_PRECONDITION);
+      expect(error.kind).toBe("failed_precondition");
     });
 
     it("creates a scripted client from a file relative to the working directory, or inline", async () => {
@@ -129,7 +129,7 @@ describe("LlmClientFactory", () => {
       const fromFile = factory.create(settings({ provider: "scripted", model: "", scriptPath: relative }));
       expect(fromFile).toBeInstanceOf(ScriptedClient);
       const request = { systemPrompt: "", messages: [], tools: [] };
-      const chunks = await collect(fromFile.stream(request, new AbortController().signal));
+      const chunks = await collect(fromFile.stream(request, turnContext()));
       expect(chunks.filter((c) => c.type === "text").map((c) => (c.type === "text" ? c.delta : "")).join("")).toBe("from file");
       const inline = factory.create(settings({ provider: "scripted", scriptJson: '{"steps":[{"text":"inline"}]}' }));
       expect(inline.provider).toBe("scripted");

@@ -1,8 +1,10 @@
+import { AgentdError } from "../../src/errors.js";
+import { turnContext } from "../helpers/turn-context.js";
 import { getEventListeners } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAbortError } from "../../src/errors.js";
 import { OpenAiClient } from "../../src/llm/openai.js";
-import { LlmError, type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
+import { type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
 import { collect, FakeServer, hangUp, sendJson, sendSse, startSse, within } from "./fake-server.js";
 
 const KEY = "sk-test-secret-0123456789";
@@ -74,7 +76,7 @@ describe("OpenAiClient", () => {
         usageChunk(42, 17),
         DONE,
       ]);
-    const chunks = await collect(client().stream(request, new AbortController().signal));
+    const chunks = await collect(client().stream(request, turnContext()));
     expect(chunks).toEqual<LlmChunk[]>([
       { type: "text", delta: "Let me " },
       { type: "text", delta: "look." },
@@ -125,7 +127,7 @@ describe("OpenAiClient", () => {
   it("omits an empty system prompt and empty tools, and maps finish reasons", async () => {
     server.handler = (_req, res) => sendSse(res, [chunk({ content: "cut" }), chunk({}, "length"), DONE]);
     const chunks = await collect(
-      client().stream({ systemPrompt: "", messages: [{ role: "user", text: "hi" }], tools: [] }, new AbortController().signal),
+      client().stream({ systemPrompt: "", messages: [{ role: "user", text: "hi" }], tools: [] }, turnContext()),
     );
     expect(chunks).toEqual<LlmChunk[]>([
       { type: "text", delta: "cut" },
@@ -138,7 +140,7 @@ describe("OpenAiClient", () => {
     expect(body).not.toHaveProperty("max_tokens");
 
     server.handler = (_req, res) => sendSse(res, [chunk({ content: "ok" }), chunk({}, "stop"), usageChunk(3, 1), DONE]);
-    const last = (await collect(client().stream(request, new AbortController().signal))).at(-1);
+    const last = (await collect(client().stream(request, turnContext()))).at(-1);
     expect(last).toEqual({ type: "done", stopReason: "end_turn" });
   });
 
@@ -146,7 +148,7 @@ describe("OpenAiClient", () => {
     server.handler = (_req, res) => sendSse(res, [chunk({ content: "ok" }), chunk({}, "stop"), DONE]);
     const signal = new AbortController().signal;
     const c = client();
-    for (let i = 0; i < 12; i++) await collect(c.stream(request, signal));
+    for (let i = 0; i < 12; i++) await collect(c.stream(request, turnContext(signal)));
     expect(getEventListeners(signal, "abort")).toHaveLength(0);
   });
 
@@ -159,7 +161,7 @@ describe("OpenAiClient", () => {
       // ...and never another byte.
     };
     const controller = new AbortController();
-    const iterator = client().stream(request, controller.signal)[Symbol.asyncIterator]();
+    const iterator = client().stream(request, turnContext(controller.signal))[Symbol.asyncIterator]();
     expect(await iterator.next()).toEqual({ done: false, value: { type: "text", delta: "first" } });
     const started = Date.now();
     const pending = iterator.next();
@@ -177,7 +179,7 @@ describe("OpenAiClient", () => {
       serverSawHangUp = hangUp(res);
     };
     const controller = new AbortController();
-    const pending = collect(client().stream(request, controller.signal)).then(
+    const pending = collect(client().stream(request, turnContext(controller.signal))).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -190,34 +192,34 @@ describe("OpenAiClient", () => {
 
   it("maps HTTP 500 to UNAVAILABLE", async () => {
     server.handler = (_req, res) => sendJson(res, 500, { error: { message: "boom", type: "server_error" } });
-    const error = await collect(client(0).stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LlmError);
-    expect((error as LlmError).code).toBe("UNAVAILABLE");
-    expect((error as LlmError).message).toContain("HTTP 500: boom");
+    const error = await collect(client(0).stream(request, turnContext())).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).kind).toBe("unavailable");
+    expect((error as AgentdError).message).toContain("HTTP 500: boom");
   });
 
   it("maps 401 to UNAUTHENTICATED without leaking the key", async () => {
     server.handler = (_req, res) =>
       sendJson(res, 401, { error: { message: `Incorrect API key provided: ${KEY}.`, type: "invalid_request_error" } });
-    const error = await collect(client().stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LlmError);
-    expect((error as LlmError).code).toBe("UNAUTHENTICATED");
-    expect((error as LlmError).message).toContain("OPENAI_API_KEY");
-    expect((error as LlmError).message).not.toContain(KEY);
-    expect((error as LlmError).message).not.toContain("sk-test");
+    const error = await collect(client().stream(request, turnContext())).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).kind).toBe("unauthenticated");
+    expect((error as AgentdError).message).toContain("OPENAI_API_KEY");
+    expect((error as AgentdError).message).not.toContain(KEY);
+    expect((error as AgentdError).message).not.toContain("sk-test");
   });
 
   it.each([
-    [403, "PERMISSION_DENIED"],
-    [400, "INVALID_ARGUMENT"],
-    [404, "INVALID_ARGUMENT"],
-    [422, "INVALID_ARGUMENT"],
-    [429, "RESOURCE_EXHAUSTED"],
-    [503, "UNAVAILABLE"],
+    [403, "permission_denied"],
+    [400, "invalid_argument"],
+    [404, "invalid_argument"],
+    [422, "invalid_argument"],
+    [429, "resource_exhausted"],
+    [503, "unavailable"],
   ])("maps HTTP %i to %s", async (status, code) => {
     server.handler = (_req, res) => sendJson(res, status, { error: { message: "nope" } });
-    const error = await collect(client(0).stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect((error as LlmError).code).toBe(code);
+    const error = await collect(client(0).stream(request, turnContext())).catch((e: unknown) => e);
+    expect((error as AgentdError).kind).toBe(code);
   });
 
   it("maps a refused connection to UNAVAILABLE", async () => {
@@ -226,8 +228,8 @@ describe("OpenAiClient", () => {
     const url = gone.url;
     await gone.stop();
     const dead = new OpenAiClient({ apiKey: KEY, model: "gpt-test", baseUrl: url, maxRetries: 0 });
-    const error = await collect(dead.stream(request, new AbortController().signal)).catch((e: unknown) => e);
-    expect((error as LlmError).code).toBe("UNAVAILABLE");
-    expect((error as LlmError).message).toContain(`cannot reach openai at ${url}`);
+    const error = await collect(dead.stream(request, turnContext())).catch((e: unknown) => e);
+    expect((error as AgentdError).kind).toBe("unavailable");
+    expect((error as AgentdError).message).toContain(`cannot reach openai at ${url}`);
   });
 });

@@ -1,8 +1,8 @@
-import { status } from "@grpc/grpc-js";
+import { turnContext } from "../helpers/turn-context.js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { AgentdError, isAbortError } from "../../src/errors.js";
 import { parseScript, ScriptedClient } from "../../src/llm/scripted.js";
-import { LlmError, type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
+import { type LlmChunk, type LlmRequest } from "../../src/llm/types.js";
 import { collect } from "./fake-server.js";
 
 const request = (text: string, systemPrompt = ""): LlmRequest => ({
@@ -11,7 +11,7 @@ const request = (text: string, systemPrompt = ""): LlmRequest => ({
   tools: [],
 });
 const client = (script: object) => new ScriptedClient(parseScript(JSON.stringify(script), "test.json"));
-const run = (c: ScriptedClient, req = request("hi"), signal = new AbortController().signal) => collect(c.stream(req, signal));
+const run = (c: ScriptedClient, req = request("hi"), signal = new AbortController().signal) => collect(c.stream(req, turnContext(signal)));
 const texts = (chunks: LlmChunk[]) => chunks.flatMap((c) => (c.type === "text" ? [c.delta] : []));
 
 describe("ScriptedClient", () => {
@@ -90,20 +90,20 @@ describe("ScriptedClient", () => {
     await run(c);
     await run(c);
     const error = await run(c).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LlmError);
-    expect((error as LlmError).code).toBe("FAILED_PRECONDITION");
-    expect((error as LlmError).message).toBe("scripted model: the script has no step 3 (it has 2 steps)");
+    expect(error).toBeInstanceOf(AgentdError);
+    expect((error as AgentdError).kind).toBe("failed_precondition");
+    expect((error as AgentdError).message).toBe("scripted model: the script has no step 3 (it has 2 steps)");
   });
 
-  it("an error step streams its text, then throws its LlmError", async () => {
+  it("an error step streams its text, then throws its AgentdError", async () => {
     const c = client({ steps: [{ text: "partial", error: { code: "UNAVAILABLE", message: "model overloaded" } }, { text: "ok" }] });
     const seen: LlmChunk[] = [];
     const error = await (async () => {
-      for await (const chunk of c.stream(request("hi"), new AbortController().signal)) seen.push(chunk);
+      for await (const chunk of c.stream(request("hi"), turnContext())) seen.push(chunk);
     })().catch((e: unknown) => e);
     expect(seen).toEqual([{ type: "text", delta: "partial" }]);
-    expect(error).toBeInstanceOf(LlmError);
-    expect(error).toMatchObject({ code: "UNAVAILABLE", message: "model overloaded" });
+    expect(error).toBeInstanceOf(AgentdError);
+    expect(error).toMatchObject({ kind: "unavailable", message: "model overloaded" });
     // The next turn continues with the next step.
     expect(texts(await run(c))).toEqual(["ok"]);
   });
@@ -113,7 +113,7 @@ describe("ScriptedClient", () => {
     const c = client({ steps: [{ text: "abcd", chunkSize: 2, delayMs: 100 }] });
     const seen: string[] = [];
     const done = (async () => {
-      for await (const chunk of c.stream(request("hi"), new AbortController().signal)) if (chunk.type === "text") seen.push(chunk.delta);
+      for await (const chunk of c.stream(request("hi"), turnContext())) if (chunk.type === "text") seen.push(chunk.delta);
     })();
     await vi.advanceTimersByTimeAsync(99);
     expect(seen).toEqual([]);
@@ -128,7 +128,7 @@ describe("ScriptedClient", () => {
     vi.useFakeTimers();
     const c = client({ steps: [{ text: "never", delayMs: 60_000 }] });
     const controller = new AbortController();
-    const pending = collect(c.stream(request("hi"), controller.signal)).catch((e: unknown) => e);
+    const pending = collect(c.stream(request("hi"), turnContext(controller.signal))).catch((e: unknown) => e);
     await vi.advanceTimersByTimeAsync(10);
     expect(vi.getTimerCount()).toBe(1);
     controller.abort();
@@ -141,7 +141,7 @@ describe("ScriptedClient", () => {
     const c = client({ steps: [{ toolCalls: [{ name: "x", arguments: {} }], delayMs: 5_000 }] });
     const controller = new AbortController();
     const started = Date.now();
-    const pending = collect(c.stream(request("hi"), controller.signal)).catch((e: unknown) => e);
+    const pending = collect(c.stream(request("hi"), turnContext(controller.signal))).catch((e: unknown) => e);
     setTimeout(() => controller.abort(), 20);
     expect(isAbortError(await pending)).toBe(true);
     expect(Date.now() - started).toBeLessThan(1000);
@@ -161,7 +161,7 @@ describe("parseScript", () => {
       parseScript(typeof script === "string" ? script : JSON.stringify(script), "s.json");
     } catch (error) {
       expect(error).toBeInstanceOf(AgentdError);
-      expect((error as AgentdError).code).toBe(status.INVALID_ARGUMENT);
+      expect((error as AgentdError).kind).toBe("invalid_argument");
       return (error as Error).message;
     }
     throw new Error("expected parseScript to throw");

@@ -1,3 +1,4 @@
+import { turnContext } from "../helpers/turn-context.js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ToolExecutor, truncate } from "../../src/tools/executor.js";
 import { ToolRegistry } from "../../src/tools/registry.js";
@@ -15,7 +16,7 @@ const echo = tool("echo", async (args) => String(args.text), {
 });
 
 function context(signal: AbortSignal = new AbortController().signal, timeoutMs = 0) {
-  return { sessionId: "s1", workspace: "/tmp/ws", signal, timeoutMs };
+  return { ...turnContext(signal), workspace: "/tmp/ws", timeoutMs };
 }
 
 function executor(...tools: Tool[]) {
@@ -36,7 +37,8 @@ describe("ToolExecutor", () => {
     const exec = executor(spy);
     expect(await exec.execute({ name: "echo", argumentsJson: '{"text":"hi"}' }, context())).toEqual({ output: "hi", isError: false });
     expect(await exec.execute({ name: "spy", argumentsJson: "" }, context())).toEqual({ output: "done", isError: false });
-    expect(seen?.sessionId).toBe("s1");
+    expect(seen?.sessionId).toBe("test-session");
+    expect(seen?.turnId).toBe("test-turn");
     expect(seen?.workspace).toBe("/tmp/ws");
     expect(seen?.signal.aborted).toBe(false);
   });

@@ -1,10 +1,11 @@
+import { turnContext } from "../helpers/turn-context.js";
 import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFileTools } from "../../src/tools/builtin/files.js";
 import { ToolExecutor } from "../../src/tools/executor.js";
-import { createBuiltinRegistry } from "../../src/tools/registry.js";
+import { ToolRegistry } from "../../src/tools/registry.js";
 import type { ToolContext } from "../../src/tools/types.js";
 
 const { readFile: readFileTool, writeFile: writeFileTool, listDir: listDirTool } = createFileTools();
@@ -19,7 +20,7 @@ beforeEach(async () => {
   base = await realpath(await mkdtemp(path.join(tmpdir(), "agentd-files-")));
   workspace = path.join(base, "ws");
   await mkdir(workspace);
-  ctx = { sessionId: "s1", workspace, signal: new AbortController().signal };
+  ctx = { ...turnContext(), workspace };
 });
 
 afterEach(async () => {
@@ -138,8 +139,8 @@ describe("list_dir", () => {
 
 describe("file tools through the executor", () => {
   it("turns a refused path into an error result the model reads", async () => {
-    const executor = new ToolExecutor(createBuiltinRegistry());
-    const exec = { sessionId: "s1", workspace, signal: ctx.signal, timeoutMs: 1_000 };
+    const executor = new ToolExecutor(ToolRegistry.withBuiltins());
+    const exec = { ...ctx, timeoutMs: 1_000 };
     expect(await executor.execute({ name: "write_file", argumentsJson: '{"path":"../x","content":"x"}' }, exec)).toEqual({
       isError: true,
       output: 'path "../x" is outside the workspace',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ToolRegistry, createBuiltinRegistry } from "../../src/tools/registry.js";
+import { ToolRegistry } from "../../src/tools/registry.js";
 import type { Tool } from "../../src/tools/types.js";
 
 function tool(name: string, inputSchema: Record<string, unknown> = { type: "object", properties: {} }): Tool {
@@ -68,7 +68,7 @@ describe("ToolRegistry", () => {
   });
 
   it("builds the built-in registry with the file tools", () => {
-    expect(createBuiltinRegistry().list().map((t) => t.name)).toEqual(["list_dir", "read_file", "write_file"]);
+    expect(ToolRegistry.withBuiltins().list().map((t) => t.name)).toEqual(["list_dir", "read_file", "write_file"]);
     expect(ToolRegistry.withBuiltins().definitions()).toHaveLength(3);
   });
 });

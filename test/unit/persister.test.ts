@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { SessionRecord } from "../../src/session/types.js";
+import type { SessionRecord } from "../../src/store/record.js";
 import { sessionRecord } from "../helpers/records.js";
 import { Persister } from "../../src/store/persister.js";
 import type { LoadResult, SessionStore } from "../../src/store/types.js";

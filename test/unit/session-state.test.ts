@@ -1,4 +1,3 @@
-import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { AgentdError } from "../../src/errors.js";
 import { PauseGate } from "../../src/session/pause-gate.js";
@@ -21,7 +20,7 @@ describe("session state machine", () => {
         nextState("s1", from, action, false);
       } catch (error) {
         expect(error).toBeInstanceOf(AgentdError);
-        expect((error as AgentdError).code).toBe(status.FAILED_PRECONDITION);
+        expect((error as AgentdError).kind).toBe("failed_precondition");
         return (error as AgentdError).message;
       }
       throw new Error(`${action} from ${from} was allowed`);

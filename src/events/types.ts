@@ -1,0 +1,56 @@
+import type { CancelReason } from "../agent/cancellation.js";
+import type { ErrorKind } from "../errors.js";
+import type { LlmToolCall } from "../llm/types.js";
+import type { SessionStateName, ToolResult, UsageTotals } from "../session/types.js";
+
+/**
+ * The runtime's event vocabulary, in its own terms. The agent loop produces turn events; the session
+ * stamps each one (and its own session-level events) with a sequence number; edges translate them.
+ */
+
+export type StopReason = "end_turn" | "max_tokens" | "max_tool_rounds";
+
+export interface TurnResult {
+  turnId: string;
+  /** The model's final text. */
+  text: string;
+  stopReason: StopReason;
+  usage: UsageTotals;
+  toolRounds: number;
+}
+
+export type TurnEvent =
+  | { type: "turn_started"; prompt: string }
+  | { type: "text_delta"; text: string }
+  | { type: "tool_call"; call: LlmToolCall }
+  | { type: "tool_result"; result: ToolResult }
+  /** Token usage after one model call: that call, the turn so far and the session so far. */
+  | { type: "usage"; step: UsageTotals; turn: UsageTotals; session: UsageTotals }
+  | { type: "turn_completed"; result: TurnResult }
+  | { type: "turn_failed"; error: { kind: ErrorKind; message: string } }
+  | { type: "turn_cancelled"; reason: CancelReason };
+
+/** Events about the session rather than one turn. */
+export type SessionLevelEvent =
+  | { type: "persistence_failed"; message: string; attempts: number }
+  | { type: "state_changed"; state: SessionStateName };
+
+export type EventPayload = TurnEvent | SessionLevelEvent;
+
+export interface SessionEvent {
+  sessionId: string;
+  /** Strictly increasing within a session, across turns and restarts. */
+  sequence: number;
+  /** Milliseconds since the epoch. */
+  timeMs: number;
+  /** The turn the event belongs to; "" for session-level events. */
+  turnId: string;
+  payload: EventPayload;
+}
+
+const TERMINAL_TYPES = new Set<EventPayload["type"]>(["turn_completed", "turn_failed", "turn_cancelled"]);
+
+/** The last event of a turn: completed, failed or cancelled. */
+export function isTerminal(payload: EventPayload): boolean {
+  return TERMINAL_TYPES.has(payload.type);
+}

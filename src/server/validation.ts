@@ -1,0 +1,54 @@
+import path from "node:path";
+import { invalidArgument } from "../errors.js";
+import { ChildPolicy, type ModelConfig, type SessionLimits } from "../gen/agentd/v1/runtime.js";
+
+/** Checks of request values that the wire types cannot express; each names the field it is about. */
+
+export function checkModelConfig(model: ModelConfig): void {
+  if (model.provider.trim() === "") {
+    throw invalidArgument('config.model.provider is required when config.model is set ("openai", "anthropic" or "scripted")');
+  }
+  if (model.temperature !== undefined && !(model.temperature >= 0 && model.temperature <= 2)) {
+    throw invalidArgument(`config.model.temperature must be between 0 and 2, got ${model.temperature}`);
+  }
+  if (model.maxOutputTokens !== undefined && model.maxOutputTokens < 1) {
+    throw invalidArgument(`config.model.max_output_tokens must be positive, got ${model.maxOutputTokens}`);
+  }
+}
+
+export function checkLimits(limits: SessionLimits): { maxToolRounds?: number; toolTimeoutMs?: number } {
+  const { maxToolRounds, toolTimeoutMs } = limits;
+  if (maxToolRounds !== undefined && (maxToolRounds < 1 || maxToolRounds > 1000)) {
+    throw invalidArgument(`config.limits.max_tool_rounds must be between 1 and 1000, got ${maxToolRounds}`);
+  }
+  if (toolTimeoutMs !== undefined && toolTimeoutMs < 0) {
+    throw invalidArgument(`config.limits.tool_timeout_ms must be zero (no limit) or positive, got ${toolTimeoutMs}`);
+  }
+  return { maxToolRounds, toolTimeoutMs };
+}
+
+export function checkChildPolicy(policy: ChildPolicy): void {
+  const known = [ChildPolicy.CHILD_POLICY_UNSPECIFIED, ChildPolicy.CHILD_POLICY_CASCADE, ChildPolicy.CHILD_POLICY_ORPHAN];
+  if (!known.includes(policy)) {
+    throw invalidArgument(`child_policy ${String(policy)} is not known; use CHILD_POLICY_CASCADE or CHILD_POLICY_ORPHAN`);
+  }
+}
+
+/** A workspace named by a client must be absolute: a relative one would depend on the server's cwd. */
+export function checkWorkspace(workspace: string): string {
+  if (workspace !== "" && !path.isAbsolute(workspace)) {
+    throw invalidArgument(`workspace must be an absolute path, got "${workspace}"`);
+  }
+  return workspace;
+}
+
+/** Label keys and values are free text, but bounded so a client cannot bloat every stored record. */
+export function checkLabels(labels: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > 64) throw invalidArgument(`at most 64 labels are allowed, got ${entries.length}`);
+  for (const [key, value] of entries) {
+    if (key === "" || key.length > 128) throw invalidArgument(`label keys must be 1 to 128 characters, got "${key}"`);
+    if (value.length > 1024) throw invalidArgument(`label "${key}" is longer than 1024 characters`);
+  }
+  return labels;
+}

@@ -1,0 +1,177 @@
+import {
+  ChildPolicy,
+  Role,
+  SessionState,
+  StopReason,
+  type AgentEvent,
+  type Message as MessageProto,
+  type ModelConfig,
+  type Session as SessionProto,
+  type SessionConfig as SessionConfigProto,
+  type TurnResult as TurnResultProto,
+  type Usage,
+} from "../gen/agentd/v1/runtime.js";
+import type { EventPayload, SessionEvent, StopReason as DomainStopReason, TurnResult } from "../events/types.js";
+import type { ModelSettings } from "../llm/types.js";
+import type { SessionView } from "../session/session.js";
+import type { ChildPolicy as DomainChildPolicy, Message, SessionConfig, SessionConfigPatch, SessionStateName, UsageTotals } from "../session/types.js";
+import { checkChildPolicy, checkLimits, checkModelConfig } from "./validation.js";
+import { statusName } from "./status.js";
+
+/**
+ * Conversion between the core's types and the wire messages, in one place. Request values are
+ * checked by ./validation.ts on the way in.
+ */
+
+const STATES: Record<SessionStateName, SessionState> = {
+  idle: SessionState.SESSION_STATE_IDLE,
+  running: SessionState.SESSION_STATE_RUNNING,
+  paused: SessionState.SESSION_STATE_PAUSED,
+  closed: SessionState.SESSION_STATE_CLOSED,
+};
+
+const STOP_REASONS: Record<DomainStopReason, StopReason> = {
+  end_turn: StopReason.STOP_REASON_END_TURN,
+  max_tool_rounds: StopReason.STOP_REASON_MAX_TOOL_ROUNDS,
+  max_tokens: StopReason.STOP_REASON_MAX_TOKENS,
+};
+
+const ROLES: Record<Message["role"], Role> = {
+  user: Role.ROLE_USER,
+  assistant: Role.ROLE_ASSISTANT,
+  tool: Role.ROLE_TOOL,
+};
+
+export function toSessionProto(session: SessionView): SessionProto {
+  return {
+    id: session.id,
+    owner: session.owner,
+    parentId: session.parentId ?? "",
+    state: STATES[session.state],
+    config: toConfigProto(session.config),
+    createTime: new Date(session.createdAt),
+    updateTime: new Date(session.updatedAt),
+    usage: toUsageProto(session.usage),
+    messageCount: session.messageCount,
+    lastSequence: session.lastSequence,
+    workspace: session.workspace,
+    ephemeral: session.ephemeral,
+    labels: { ...session.labels },
+    turnActive: session.activeTurnId !== null,
+    activeTurnId: session.activeTurnId ?? "",
+    persistenceError: session.persistenceError,
+  };
+}
+
+function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
+  const model = config.model;
+  return {
+    model: model
+      ? {
+          provider: model.provider,
+          model: model.model,
+          baseUrl: model.baseUrl,
+          apiKeyEnv: model.apiKeyEnv,
+          temperature: model.temperature,
+          maxOutputTokens: model.maxOutputTokens,
+          scriptPath: model.scriptPath,
+          scriptJson: model.scriptJson,
+        }
+      : undefined,
+    systemPrompt: config.systemPrompt,
+    limits: { maxToolRounds: config.limits.maxToolRounds, toolTimeoutMs: config.limits.toolTimeoutMs },
+  };
+}
+
+function toUsageProto(usage: Readonly<UsageTotals>): Usage {
+  return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, totalTokens: usage.inputTokens + usage.outputTokens };
+}
+
+export function toMessageProto(message: Message): MessageProto {
+  return {
+    id: message.id,
+    role: ROLES[message.role],
+    text: message.text,
+    toolCalls: message.toolCalls.map((call) => ({ id: call.id, name: call.name, argumentsJson: call.argumentsJson })),
+    toolResult: message.toolResult ? { ...message.toolResult } : undefined,
+    createTime: new Date(message.createdAt),
+    turnId: message.turnId,
+  };
+}
+
+export function toTurnResultProto(result: TurnResult): TurnResultProto {
+  return {
+    turnId: result.turnId,
+    text: result.text,
+    stopReason: STOP_REASONS[result.stopReason],
+    usage: toUsageProto(result.usage),
+    toolRounds: result.toolRounds,
+  };
+}
+
+export function toEventProto(event: SessionEvent): AgentEvent {
+  return {
+    sessionId: event.sessionId,
+    sequence: event.sequence,
+    time: new Date(event.timeMs),
+    turnId: event.turnId,
+    payload: toPayloadProto(event.payload),
+  };
+}
+
+function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
+  switch (payload.type) {
+    case "turn_started":
+      return { $case: "turnStarted", turnStarted: { prompt: payload.prompt } };
+    case "text_delta":
+      return { $case: "textDelta", textDelta: { text: payload.text } };
+    case "tool_call":
+      return { $case: "toolCall", toolCall: { ...payload.call } };
+    case "tool_result":
+      return { $case: "toolResult", toolResult: { ...payload.result } };
+    case "usage":
+      return {
+        $case: "usage",
+        usage: { step: toUsageProto(payload.step), turn: toUsageProto(payload.turn), session: toUsageProto(payload.session) },
+      };
+    case "turn_completed":
+      return { $case: "turnCompleted", turnCompleted: { result: toTurnResultProto(payload.result) } };
+    case "turn_failed":
+      return { $case: "error", error: { code: statusName(payload.error.kind), message: payload.error.message } };
+    case "turn_cancelled":
+      return { $case: "cancelled", cancelled: { reason: payload.reason } };
+    case "persistence_failed":
+      return { $case: "persistenceFailed", persistenceFailed: { message: payload.message, attempts: payload.attempts } };
+    case "state_changed":
+      return { $case: "stateChanged", stateChanged: { state: STATES[payload.state] } };
+  }
+}
+
+/** A request's SessionConfig as a patch: unset fields stay unset. */
+export function toConfigPatch(config: SessionConfigProto | undefined): SessionConfigPatch {
+  if (!config) return {};
+  return {
+    model: config.model ? toModelSettings(config.model) : undefined,
+    systemPrompt: config.systemPrompt,
+    limits: config.limits ? checkLimits(config.limits) : undefined,
+  };
+}
+
+function toModelSettings(model: ModelConfig): ModelSettings {
+  checkModelConfig(model);
+  return {
+    provider: model.provider.trim(),
+    model: model.model.trim(),
+    baseUrl: model.baseUrl,
+    apiKeyEnv: model.apiKeyEnv,
+    temperature: model.temperature,
+    maxOutputTokens: model.maxOutputTokens,
+    scriptPath: model.scriptPath,
+    scriptJson: model.scriptJson,
+  };
+}
+
+export function toChildPolicy(policy: ChildPolicy): DomainChildPolicy {
+  checkChildPolicy(policy);
+  return policy === ChildPolicy.CHILD_POLICY_ORPHAN ? "orphan" : "cascade";
+}

@@ -1,0 +1,38 @@
+import type { RuntimeConfig } from "../config/config.js";
+import type { SessionRecord } from "../store/record.js";
+import type { SessionConfig } from "./types.js";
+
+/** What a session gets when neither its request nor a parent says otherwise. */
+export function defaultSessionConfig(defaults: RuntimeConfig["sessionDefaults"]): SessionConfig {
+  return {
+    model: defaults.model,
+    systemPrompt: defaults.systemPrompt,
+    limits: { maxToolRounds: defaults.maxToolRounds, toolTimeoutMs: defaults.toolTimeoutMs },
+  };
+}
+
+export interface NewSession {
+  id: string;
+  owner: string;
+  parentId: string | null;
+  config: SessionConfig;
+  workspace: string;
+  ephemeral: boolean;
+  labels: Record<string, string>;
+}
+
+/** The record of a session that has just been created: idle, empty, sequence 0. */
+export function newSessionRecord(fields: NewSession, now = new Date().toISOString()): SessionRecord {
+  return {
+    version: 1,
+    ...fields,
+    labels: { ...fields.labels },
+    state: "idle",
+    createdAt: now,
+    updatedAt: now,
+    usage: { inputTokens: 0, outputTokens: 0 },
+    lastSequence: 0,
+    messages: [],
+    scriptSteps: 0,
+  };
+}

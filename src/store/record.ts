@@ -1,0 +1,29 @@
+import type { Message, SessionConfig, SessionStateName, UsageTotals } from "../session/types.js";
+
+/**
+ * The durable form of a session, version 1: what the stores write and what old data directories
+ * hold (test/fixtures/session-records/v1 keeps real files). Fields may be added as optional; a
+ * change that old files cannot satisfy needs a new version and a migration.
+ */
+export interface SessionRecord {
+  version: 1;
+  id: string;
+  owner: string;
+  parentId: string | null;
+  /** A session that was running when written is restored idle: its turn did not survive. */
+  state: SessionStateName;
+  config: SessionConfig;
+  workspace: string;
+  ephemeral: boolean;
+  labels: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+  usage: UsageTotals;
+  lastSequence: number;
+  messages: MessageRecord[];
+  /** Model calls this session's scripted model has answered (its position in the script); absent means 0. */
+  scriptSteps?: number;
+}
+
+/** A stored message has the shape of the domain's Message; the alias marks where the two may part. */
+export type MessageRecord = Message;

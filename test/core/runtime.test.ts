@@ -1,0 +1,95 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { lastValueFrom, toArray } from "rxjs";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { resolveConfig } from "../../src/config/config.js";
+import { AgentdError } from "../../src/errors.js";
+import { createLogger } from "../../src/logging.js";
+import { Runtime } from "../../src/runtime/runtime.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
+import { ToolRegistry } from "../../src/tools/registry.js";
+
+let dataDir: string;
+let store: MemoryStore;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), "agentd-runtime-"));
+  store = new MemoryStore();
+});
+afterEach(() => rm(dataDir, { recursive: true, force: true }));
+
+function open() {
+  const config = resolveConfig({ dataDir, persistence: { debounceMs: 1, retryBaseMs: 10, retryMaxMs: 10 } });
+  return Runtime.open({ config, store, tools: ToolRegistry.withBuiltins(), logger: createLogger("silent") });
+}
+
+const model = (steps: object[]) => ({
+  provider: "scripted",
+  model: "script",
+  baseUrl: "",
+  apiKeyEnv: "",
+  scriptPath: "",
+  scriptJson: JSON.stringify({ steps }),
+});
+
+describe("Runtime, the core without the wire", () => {
+  it("runs a turn through its handle and keeps what it did across a reopen", async () => {
+    const runtime = await open();
+    const session = await runtime.createSession({
+      owner: "ann",
+      config: { model: model([{ toolCalls: [{ name: "list_dir", arguments: {} }] }, { text: "empty" }]) },
+      workspace: "",
+      ephemeral: false,
+      labels: { team: "x" },
+    });
+    const turn = runtime.startTurn(session.id, "look");
+    const events = await lastValueFrom(turn.events.pipe(toArray()));
+    expect(events.map((e) => e.payload.type)).toEqual(["turn_started", "usage", "tool_call", "tool_result", "text_delta", "usage", "turn_completed"]);
+    expect(events.every((e, i) => e.sequence === i + 1 && e.turnId === turn.turnId)).toBe(true);
+    expect(runtime.getSession(session.id)).toMatchObject({ state: "idle", messageCount: 4, lastSequence: 7, activeTurnId: null });
+    await runtime.stopTurns();
+    await runtime.close();
+
+    const reopened = await open();
+    expect(reopened.getSession(session.id)).toMatchObject({ owner: "ann", labels: { team: "x" }, messageCount: 4, lastSequence: 7 });
+    expect(reopened.messages(session.id, { pageSize: 0, pageToken: "" }).messages.at(-1)).toMatchObject({ role: "assistant", text: "empty" });
+    await reopened.close();
+  });
+
+  it("cancels through the handle with a reason, and refuses a second turn while one runs", async () => {
+    const runtime = await open();
+    const session = await runtime.createSession({
+      owner: "",
+      config: { model: model([{ text: "slow", delayMs: 5_000 }]) },
+      workspace: "",
+      ephemeral: true,
+      labels: {},
+    });
+    const turn = runtime.startTurn(session.id, "wait");
+    const done = lastValueFrom(turn.events.pipe(toArray()));
+    expect(() => runtime.startTurn(session.id, "again")).toThrow(AgentdError);
+    expect(turn.cancel("cancel_rpc")).toBe(true);
+    expect((await done).at(-1)!.payload).toEqual({ type: "turn_cancelled", reason: "cancel_rpc" });
+    expect(turn.cancel("cancel_rpc")).toBe(false);
+    // Ephemeral sessions never reach the store.
+    await runtime.flush();
+    expect(store.has(session.id)).toBe(false);
+    await runtime.close();
+  });
+
+  it("ends a turn whose deadline passes as deadline_exceeded", async () => {
+    const runtime = await open();
+    const session = await runtime.createSession({
+      owner: "",
+      config: { model: model([{ text: "slow", delayMs: 5_000 }]) },
+      workspace: "",
+      ephemeral: true,
+      labels: {},
+    });
+    const turn = runtime.startTurn(session.id, "wait", { deadlineMs: Date.now() + 50 });
+    const events = await lastValueFrom(turn.events.pipe(toArray()));
+    expect(events.at(-1)!.payload).toEqual({ type: "turn_cancelled", reason: "deadline_exceeded" });
+    await runtime.close();
+  });
+});
