@@ -532,6 +532,10 @@ export interface TurnStarted {
   prompt: string;
 }
 
+/**
+ * A piece of the model's text. A client that reads slowly receives consecutive deltas merged into
+ * one, carrying the sequence number of the last one merged, so sequence numbers may skip.
+ */
 export interface TextDelta {
   text: string;
 }
@@ -561,7 +565,10 @@ export interface TurnError {
 }
 
 export interface TurnCancelled {
-  /** Who cancelled: "cancel_rpc", "client_disconnected", "session_destroyed" or "shutdown". */
+  /**
+   * Who cancelled: "cancel_rpc", "client_disconnected", "session_destroyed", "shutdown" or
+   * "deadline_exceeded" (the call's deadline passed).
+   */
   reason: string;
 }
 
