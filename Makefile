@@ -38,9 +38,11 @@ test: install
 bench: install
 	$(BIN)/tsx bench/run.ts
 
-# Starts the server on its embedded defaults: 127.0.0.1:50051, data under ./.agentd.
+# Starts the server on its embedded defaults: 127.0.0.1:50051, data under ./.agentd; more flags with
+# ARGS="--port 0 --store memory". `exec` makes the server itself make's child (no shell or tsx
+# process in between), so Ctrl-C and a SIGTERM sent to make reach it and it shuts down gracefully.
 serve: install
-	$(BIN)/tsx src/cli/main.ts serve
+	exec bin/agentd serve $(ARGS)
 
 clean:
 	rm -rf dist

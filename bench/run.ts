@@ -96,15 +96,21 @@ async function benchFirstEvent(client: AgentdClient): Promise<void> {
 }
 
 async function benchThroughput(client: AgentdClient): Promise<void> {
+  const chunkSize = 5;
   const text = "x".repeat(50_000);
-  const { session } = await client.createSession({ config: { model: scripted([{ text, chunkSize: 5 }]) } });
+  const { session } = await client.createSession({ config: { model: scripted([{ text, chunkSize }]) } });
   const t0 = performance.now();
-  let count = 0;
+  let chars = 0;
+  let messages = 0;
   for await (const event of events(client.streamGenerate({ sessionId: session!.id, prompt: "stream" }))) {
-    if (event.payload?.$case === "textDelta") count++;
+    if (event.payload?.$case !== "textDelta") continue;
+    chars += event.payload.textDelta.text.length;
+    messages++;
   }
-  const rate = count / ((performance.now() - t0) / 1000);
-  results.push({ name: "streamed text deltas per second (1 session)", value: rate, unit: "/s", target: "> 20000/s", ok: rate > 20_000 });
+  // A reader that falls behind gets consecutive deltas merged, so deltas are counted by their text.
+  const rate = chars / chunkSize / ((performance.now() - t0) / 1000);
+  results.push({ name: "streamed text deltas per second (1 session)", value: rate, unit: "/s", target: "> 20000/s", ok: rate > 20_000 && chars === text.length });
+  results.push({ name: "  delta messages the client received", value: messages, unit: "", target: "(info)", ok: true });
 }
 
 async function benchConcurrentSessions(client: AgentdClient): Promise<void> {

@@ -6,7 +6,8 @@ import { runSessions } from "./sessions.js";
 const USAGE = `agentd: a gRPC runtime for LLM agent sessions
 
 Usage:
-  agentd serve [--host H] [--port P] [--data-dir DIR] [--log-level L] [--store file|memory] [--config FILE]
+  agentd serve [--host H] [--port P] [--data-dir DIR] [--log-level L] [--log-format auto|json|pretty]
+               [--store file|memory] [--config FILE]
                [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
   agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
   agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR]

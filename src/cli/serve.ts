@@ -1,6 +1,7 @@
+import path from "node:path";
 import { parseArgs } from "node:util";
-import { readConfigFile, resolveConfig, type ConfigOverrides } from "../config/config.js";
-import { createLogger } from "../logging.js";
+import { readConfigFile, resolveConfig, type ConfigOverrides, type RuntimeConfig } from "../config/config.js";
+import { createLogger, LOG_FORMATS, resolveLogFormat, type LogFormatSetting } from "../logging.js";
 import { startServer } from "../server/server.js";
 import { modelOptions, modelFromOptions } from "./model-options.js";
 import { definedOnly } from "../util/defined.js";
@@ -12,6 +13,7 @@ const HELP = `agentd serve: start the server
   --data-dir DIR            sessions and default workspaces (default ./.agentd)
   --store file|memory       where sessions are kept (default file)
   --log-level L             pino level: trace, debug, info, warn, error (default info)
+  --log-format F            auto, json or pretty (default auto: pretty on a terminal, JSON otherwise)
   --config FILE             JSON file with any of the settings (see README); flags win over it
   --max-sessions N          live sessions in the server
   --max-sessions-per-owner N
@@ -27,6 +29,7 @@ export async function runServe(args: string[]): Promise<number> {
       "data-dir": { type: "string" },
       store: { type: "string" },
       "log-level": { type: "string" },
+      "log-format": { type: "string" },
       config: { type: "string" },
       "max-sessions": { type: "string" },
       "max-sessions-per-owner": { type: "string" },
@@ -45,6 +48,7 @@ export async function runServe(args: string[]): Promise<number> {
     dataDir: values["data-dir"],
     store: values.store as "file" | "memory" | undefined,
     logLevel: values["log-level"],
+    logFormat: logFormatFlag(values["log-format"]),
     limits: definedOnly({
       maxSessions: toInt(values["max-sessions"], "--max-sessions"),
       maxSessionsPerOwner: toInt(values["max-sessions-per-owner"], "--max-sessions-per-owner"),
@@ -53,8 +57,10 @@ export async function runServe(args: string[]): Promise<number> {
   const model = modelFromOptions(values);
   if (model) fromFlags.sessionDefaults = { model };
   const config = resolveConfig(values.config ? readConfigFile(values.config) : {}, fromFlags);
-  const logger = createLogger(config.logLevel);
+  const format = resolveLogFormat(config.logFormat);
+  const logger = createLogger(config.logLevel, undefined, format);
   const server = await startServer({ config, logger });
+  if (format === "pretty") process.stdout.write(`${banner(server.address, config)}\n`);
 
   const stop = (signal: string) => {
     logger.info({ signal }, "shutting down");
@@ -69,6 +75,17 @@ export async function runServe(args: string[]): Promise<number> {
   process.once("SIGINT", () => stop("SIGINT"));
   process.once("SIGTERM", () => stop("SIGTERM"));
   return new Promise<number>(() => {});
+}
+
+/** The line a person at a terminal reads once the server is up. */
+export function banner(address: string, config: Pick<RuntimeConfig, "dataDir" | "store">): string {
+  return `agentd listening on ${address} · data in ${path.resolve(config.dataDir)} (${config.store} store) · Ctrl-C to stop`;
+}
+
+function logFormatFlag(value: string | undefined): LogFormatSetting | undefined {
+  if (value === undefined) return undefined;
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) throw new Error(`--log-format must be auto, json or pretty, got "${value}"`);
+  return value as LogFormatSetting;
 }
 
 function toInt(value: string | undefined, flag: string): number | undefined {

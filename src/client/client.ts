@@ -1,4 +1,13 @@
-import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import {
+  credentials,
+  InterceptingCall,
+  Metadata,
+  status,
+  type CallOptions,
+  type ClientReadableStream,
+  type Interceptor,
+  type ServiceError,
+} from "@grpc/grpc-js";
 import {
   AgentRuntimeClient,
   type AgentEvent,
@@ -34,7 +43,20 @@ import {
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
 /** The part of a generated message's helpers the client needs (fromPartial is generic in ts-proto). */
 type RequestBuilder<Req> = { fromPartial(object: DeepPartial<Req>): Req };
-type UnaryStub<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: Callback<Res>) => unknown;
+type UnaryStub<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: Callback<Res>,
+) => { cancel(): void };
+
+/**
+ * grpc-js call options (deadline, ...) plus an AbortSignal: aborting it cancels the call, which then
+ * fails with status CANCELLED, as `call.cancel()` does; a signal that is already aborted cancels at once.
+ */
+export interface ClientCallOptions extends Partial<CallOptions> {
+  signal?: AbortSignal;
+}
 
 /**
  * A promise-based wrapper around the generated AgentRuntime stub, used by the CLI and the tests.
@@ -60,9 +82,15 @@ export class AgentdClient {
   resume = this.unary<ResumeRequest, ResumeResponse>(ResumeRequest, "resume");
   getMessages = this.unary<GetMessagesRequest, GetMessagesResponse>(GetMessagesRequest, "getMessages");
 
-  /** Starts a StreamGenerate call; iterate it with `events(call)` or listen to its "data" events. */
-  streamGenerate(request: DeepPartial<StreamGenerateRequest>, options: Partial<CallOptions> = {}): ClientReadableStream<StreamGenerateResponse> {
-    return this.stub.streamGenerate(StreamGenerateRequest.fromPartial(request), options);
+  /**
+   * Starts a StreamGenerate call; iterate it with `events(call)` or listen to its "data" events.
+   * Aborting `options.signal` cancels it like `call.cancel()`: the stream ends with status CANCELLED.
+   */
+  streamGenerate(request: DeepPartial<StreamGenerateRequest>, options: ClientCallOptions = {}): ClientReadableStream<StreamGenerateResponse> {
+    const { signal, callOptions } = splitSignal(options);
+    const call = this.stub.streamGenerate(StreamGenerateRequest.fromPartial(request), callOptions);
+    if (signal) call.once("status", cancelOnAbort(signal, () => call.cancel()));
+    return call;
   }
 
   close(): void {
@@ -70,15 +98,53 @@ export class AgentdClient {
   }
 
   private unary<Req, Res>(message: RequestBuilder<Req>, method: keyof AgentRuntimeClient) {
-    return (request: DeepPartial<Req>, options: Partial<CallOptions> = {}): Promise<Res> =>
+    return (request: DeepPartial<Req>, options: ClientCallOptions = {}): Promise<Res> =>
       new Promise((resolve, reject) => {
+        const { signal, callOptions } = splitSignal(options);
         const stub = this.stub[method] as unknown as UnaryStub<Req, Res>;
+        let detach = () => {};
         // fromPartial fills unset fields with proto3 defaults, which the encoder requires.
-        stub.call(this.stub, message.fromPartial(request), new Metadata(), options, (error, response) =>
-          error ? reject(error) : resolve(response),
-        );
+        const call = stub.call(this.stub, message.fromPartial(request), new Metadata(), callOptions, (error, response) => {
+          detach();
+          if (error) reject(error);
+          else resolve(response);
+        });
+        if (signal) detach = cancelOnAbort(signal, () => call.cancel());
       });
   }
+}
+
+/**
+ * Separates the signal from grpc-js's options. With a signal that is already aborted, the call is
+ * never sent: an interceptor ends it at once with the status `call.cancel()` gives.
+ */
+function splitSignal({ signal, ...callOptions }: ClientCallOptions): { signal?: AbortSignal; callOptions: Partial<CallOptions> } {
+  if (signal?.aborted) callOptions.interceptors = [cancelledBeforeStart, ...(callOptions.interceptors ?? [])];
+  return { signal, callOptions };
+}
+
+const cancelledBeforeStart: Interceptor = (options, nextCall) => {
+  const inner = nextCall(options);
+  return new InterceptingCall(inner, {
+    start(_metadata, listener) {
+      // Ends the inner call, which was never started: grpc-js drops its deadline timer and counts it done.
+      inner.cancelWithStatus(status.CANCELLED, "Cancelled on client");
+      // Later, as any status: the caller first gets the call and attaches its listeners.
+      setImmediate(() => listener.onReceiveStatus({ code: status.CANCELLED, details: "Cancelled on client", metadata: new Metadata() }));
+    },
+    sendMessage() {},
+    halfClose() {},
+  });
+};
+
+/**
+ * Runs `cancel` when `signal` aborts; returns what removes the listener, to call when the call
+ * ends. Nothing to do for a signal already aborted: splitSignal kept that call from starting.
+ */
+function cancelOnAbort(signal: AbortSignal, cancel: () => void): () => void {
+  if (signal.aborted) return () => {};
+  signal.addEventListener("abort", cancel, { once: true });
+  return () => signal.removeEventListener("abort", cancel);
 }
 
 /** The events of a StreamGenerate call as an async iterable; it throws the call's error status. */

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { ModelSettings } from "../llm/types.js";
+import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
 
 /** Everything the server can be configured with. Embedded defaults make `agentd serve` work bare. */
 export interface RuntimeConfig {
@@ -9,6 +10,8 @@ export interface RuntimeConfig {
   /** Sessions are stored under <dataDir>/sessions, default workspaces under <dataDir>/workspaces. */
   dataDir: string;
   logLevel: string;
+  /** "auto": readable lines when stdout is a terminal, JSON lines otherwise. */
+  logFormat: LogFormatSetting;
   /** "file" persists sessions under dataDir; "memory" keeps everything in the process. */
   store: "file" | "memory";
   limits: {
@@ -38,6 +41,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   port: 50051,
   dataDir: ".agentd",
   logLevel: "info",
+  logFormat: "auto",
   store: "file",
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000 },
   sessionDefaults: {
@@ -91,6 +95,9 @@ function validateConfig(config: RuntimeConfig): void {
   }
   if (config.store !== "file" && config.store !== "memory") {
     throw new Error(`store must be "file" or "memory", got "${String(config.store)}"`);
+  }
+  if (!LOG_FORMATS.includes(config.logFormat)) {
+    throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);
   }
   positive("limits.maxSessions", config.limits.maxSessions);
   positive("limits.maxSessionsPerOwner", config.limits.maxSessionsPerOwner);
