@@ -66,17 +66,24 @@ describe("a client that stops reading", () => {
   }, 60_000);
 
   it("lets the server forget a reader that went away, and keeps answering others", async () => {
-    const model = scripted([{ text: "z".repeat(MiB), chunkSize: 4 }]);
+    // Slow enough (a delta a millisecond) that the reader leaves mid-turn.
+    const model = scripted([{ text: "z".repeat(MiB), chunkSize: 64, delayMs: 1 }]);
     const { session } = await t.client.createSession({ config: { model } });
     const reader = new AgentdClient(t.server.address);
     const call = reader.streamGenerate({ sessionId: session!.id, prompt: "long" });
     call.on("error", () => {});
     call.pause();
-    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.messageCount > 0 ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 200));
     call.cancel();
     reader.close();
     const started = performance.now();
     await t.client.listSessions({});
     expect(performance.now() - started).toBeLessThan(1000);
+    // The turn is cancelled (its reader left) and the text streamed so far is kept.
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true));
+    const { messages } = await t.client.getMessages({ sessionId: session!.id });
+    expect(messages.at(-1)!.text.length).toBeGreaterThan(0);
+    expect(messages.at(-1)!.text.length).toBeLessThan(MiB);
+    expect(t.logs.some((line) => line.msg === "turn ended" && line.outcome === "turn_cancelled")).toBe(true);
   });
 });

@@ -52,7 +52,7 @@ export interface SdkErrors {
 /** Any error of a provider call as what the agent loop expects: an AbortError, or an AgentdError. */
 export function toProviderError(error: unknown, signal: AbortSignal, ctx: ProviderContext, sdk: SdkErrors): Error {
   if (signal.aborted || error instanceof sdk.UserAbort) return abortError(signal);
-  return providerError(ctx, failureOf(error, sdk));
+  return providerError(ctx, failureOf(error, sdk), error);
 }
 
 function failureOf(error: unknown, sdk: SdkErrors): ProviderFailure {
@@ -85,9 +85,9 @@ export function* endOfStream(
  * Turns a failure into an AgentdError whose kind is what the client sees and whose message says what
  * to do about it. The API key is scrubbed from the message, whatever the server echoed.
  */
-export function providerError(ctx: ProviderContext, failure: ProviderFailure): AgentdError {
+export function providerError(ctx: ProviderContext, failure: ProviderFailure, cause?: unknown): AgentdError {
   const { kind, message } = describe(ctx, failure);
-  return new AgentdError(kind, redact(message, ctx.apiKey));
+  return new AgentdError(kind, redact(message, ctx.apiKey), { cause });
 }
 
 type Described = { kind: ErrorKind; message: string };

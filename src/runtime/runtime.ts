@@ -82,7 +82,7 @@ export class Runtime {
   /** A runtime with every stored session restored. */
   static async open(options: RuntimeOptions): Promise<Runtime> {
     const runtime = new Runtime(options);
-    await restoreSessions(options.store, runtime.registry, (record) => runtime.open(record), options.logger);
+    await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger);
     return runtime;
   }
 
@@ -191,17 +191,19 @@ export class Runtime {
     const id = randomUUID();
     const workspace = path.resolve(options.workspace || path.join(this.options.config.dataDir, "workspaces", id));
     await mkdir(workspace, { recursive: true });
-    // Checked again: another request may have taken the last place while the directory was made.
+    // Checked again: while the directory was made, another request may have taken the last place,
+    // or destroyed the parent.
     this.registry.checkCapacity(owner);
+    if (parentId !== null) this.registry.get(parentId);
     const { ephemeral, labels } = options;
-    const session = this.open(newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels }));
+    const session = this.track(newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels }));
     this.registry.add(session);
-    session.changed();
+    session.markChanged();
     return session;
   }
 
   /** A live session for a record, whose changes are written in the background unless ephemeral. */
-  private open(record: SessionRecord): Session {
+  private track(record: SessionRecord): Session {
     return new Session(record, (changed) => {
       if (!changed.ephemeral && changed.state !== "closed") this.persister.markDirty(changed.id, () => changed.toRecord());
     });

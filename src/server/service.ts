@@ -81,6 +81,8 @@ export function createAgentRuntimeService(runtime: Runtime, logger: Logger): Age
           if (reply) callback(reply.error, reply.response);
         });
         call.on("cancelled", () => turn.cancel("client_disconnected"));
+        // A client may have gone before the listener was attached.
+        if (call.cancelled) turn.cancel("client_disconnected");
       } catch (error) {
         callback(toServiceError(error, logger, "Generate"));
       }
@@ -93,11 +95,14 @@ export function createAgentRuntimeService(runtime: Runtime, logger: Logger): Age
         const writer = new EventWriter(call);
         const subscription = turn.events.subscribe({ next: (event) => writer.write(event), complete: () => writer.end() });
         // A client that cancels its call (or disconnects) cancels the turn.
-        call.on("cancelled", () => {
+        const onCancelled = () => {
           subscription.unsubscribe();
           writer.close();
           turn.cancel("client_disconnected");
-        });
+        };
+        call.on("cancelled", onCancelled);
+        // A client may have gone before the listener was attached.
+        if (call.cancelled) onCancelled();
       } catch (error) {
         call.emit("error", toServiceError(error, logger, "StreamGenerate"));
       }

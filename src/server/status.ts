@@ -2,26 +2,43 @@ import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { AgentdError, type ErrorKind } from "../errors.js";
 import type { Logger } from "../logging.js";
 
-/** The gRPC status for a domain error kind: the kinds are the status names in lower case. */
+/** The gRPC status of each domain error kind; the compiler checks that every kind has one. */
+const STATUS: Record<ErrorKind, status> = {
+  cancelled: status.CANCELLED,
+  unknown: status.UNKNOWN,
+  invalid_argument: status.INVALID_ARGUMENT,
+  deadline_exceeded: status.DEADLINE_EXCEEDED,
+  not_found: status.NOT_FOUND,
+  already_exists: status.ALREADY_EXISTS,
+  permission_denied: status.PERMISSION_DENIED,
+  resource_exhausted: status.RESOURCE_EXHAUSTED,
+  failed_precondition: status.FAILED_PRECONDITION,
+  aborted: status.ABORTED,
+  out_of_range: status.OUT_OF_RANGE,
+  unimplemented: status.UNIMPLEMENTED,
+  internal: status.INTERNAL,
+  unavailable: status.UNAVAILABLE,
+  data_loss: status.DATA_LOSS,
+  unauthenticated: status.UNAUTHENTICATED,
+};
+
 export function statusOf(kind: ErrorKind): status {
-  return status[kind.toUpperCase() as keyof typeof status] as status;
+  return STATUS[kind];
 }
 
 /** The status name clients read in TurnError.code, such as "UNAVAILABLE". */
 export function statusName(kind: ErrorKind): string {
-  return kind.toUpperCase();
+  return status[STATUS[kind]];
 }
 
 /**
  * Turns any error thrown by a handler into a gRPC status, once, at the edge. Domain errors keep
- * their kind and message; anything unexpected becomes INTERNAL with a generic message and a log
- * line carrying the original, so internals never leak.
+ * their kind and message (their `cause` is not logged: a provider's own error may echo a key);
+ * anything unexpected becomes INTERNAL with a generic message and a log line carrying the
+ * original, so internals never leak.
  */
 export function toServiceError(error: unknown, logger: Logger, method: string): Partial<ServiceError> {
-  if (error instanceof AgentdError) {
-    if (error.cause !== undefined) logger.debug({ err: error.cause, method }, "handler error cause");
-    return serviceError(statusOf(error.kind), error.message);
-  }
+  if (error instanceof AgentdError) return serviceError(statusOf(error.kind), error.message);
   logger.error({ err: error, method }, "unexpected error in handler");
   return serviceError(status.INTERNAL, `internal error in ${method}; see the server log`);
 }

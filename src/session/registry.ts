@@ -21,10 +21,6 @@ export class SessionRegistry {
 
   constructor(private readonly limits: RegistryLimits) {}
 
-  get size(): number {
-    return this.sessions.size;
-  }
-
   /** Throws RESOURCE_EXHAUSTED when one more session for `owner` would pass a limit. */
   checkCapacity(owner: string): void {
     const { maxSessions, maxSessionsPerOwner } = this.limits;

@@ -23,7 +23,7 @@ export async function restoreSessions(
     const { record, repaired } = repairInterruptedTurn(stored);
     const session = open(record);
     registry.add(session);
-    if (repaired) session.changed();
+    if (repaired) session.markChanged();
   }
   // A parent may be missing: its file unreadable, or a crash between two writes.
   for (const session of [...registry.all()]) {

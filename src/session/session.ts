@@ -36,6 +36,8 @@ export interface TurnSlot {
   host: TurnHost;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface ActiveTurn {
   id: string;
   controller: AbortController;
@@ -64,6 +66,8 @@ export class Session implements SessionView {
   private totals: UsageTotals;
   private sequence: number;
   private scriptSteps: number;
+  /** The model changed while a turn ran: its script starts over once that turn, still on the old one, ends. */
+  private scriptResetPending = false;
   private writeError = "";
   private readonly messages: Message[];
   /** Every tool call id in the history, built on first use. */
@@ -81,7 +85,7 @@ export class Session implements SessionView {
     steps: () => this.scriptSteps,
     advance: () => {
       this.scriptSteps++;
-      this.changed();
+      this.markChanged();
       return this.scriptSteps;
     },
   };
@@ -160,12 +164,9 @@ export class Session implements SessionView {
     let markFinished: () => void = () => {};
     const finished = new Promise<void>((resolve) => (markFinished = resolve));
     let deadline: NodeJS.Timeout | undefined;
-    if (options.deadlineMs !== undefined && Number.isFinite(options.deadlineMs)) {
-      deadline = setTimeout(
-        () => controller.abort(new TurnAbortedError("deadline_exceeded")),
-        Math.max(0, options.deadlineMs - Date.now()),
-      );
-    }
+    const delay = options.deadlineMs === undefined ? Infinity : Math.max(0, options.deadlineMs - Date.now());
+    // setTimeout fires at once past 2^31-1 ms; a deadline weeks away is no deadline for a turn.
+    if (delay <= MAX_TIMER_MS) deadline = setTimeout(() => controller.abort(new TurnAbortedError("deadline_exceeded")), delay);
     this.turn = { id: turnId, controller, deadline, finished, markFinished };
     return { turnId, signal: controller.signal, host: this.hostFor(turnId) };
   }
@@ -217,15 +218,18 @@ export class Session implements SessionView {
 
   /** A new model starts its script from the beginning; other changes keep the position. */
   configure(config: SessionConfig): void {
-    if (JSON.stringify(config.model) !== JSON.stringify(this.currentConfig.model)) this.scriptSteps = 0;
+    if (JSON.stringify(config.model) !== JSON.stringify(this.currentConfig.model)) {
+      if (this.turn) this.scriptResetPending = true;
+      else this.scriptSteps = 0;
+    }
     this.currentConfig = config;
-    this.changed();
+    this.markChanged();
   }
 
   /** Makes this session top-level (its parent was destroyed with the orphan policy, or is lost). */
   detachFromParent(): void {
     this.parent = null;
-    this.changed();
+    this.markChanged();
   }
 
   reportPersistenceFailure(message: string, attempts: number): void {
@@ -258,7 +262,7 @@ export class Session implements SessionView {
   }
 
   /** Stamps the change time and schedules a background write. */
-  changed(): void {
+  markChanged(): void {
     this.updated = new Date().toISOString();
     this.onChange(this);
   }
@@ -266,7 +270,7 @@ export class Session implements SessionView {
   private emit(turnId: string, payload: EventPayload): void {
     this.sequence++;
     const event: SessionEvent = { sessionId: this.id, sequence: this.sequence, timeMs: Date.now(), turnId, payload };
-    this.changed();
+    this.markChanged();
     this.events.next(event);
   }
 
@@ -277,12 +281,16 @@ export class Session implements SessionView {
   private finishTurn(turn: ActiveTurn): void {
     clearTimeout(turn.deadline);
     this.turn = null;
+    if (this.scriptResetPending) {
+      this.scriptResetPending = false;
+      this.scriptSteps = 0;
+    }
     this.transition("end_turn");
   }
 
   private transition(action: SessionAction): void {
     this.stateName = nextState(this.id, this.stateName, action, this.turn !== null);
-    this.changed();
+    this.markChanged();
   }
 
   private claimCallId(proposed: string): string {
@@ -298,14 +306,14 @@ export class Session implements SessionView {
       history: () => toLlmHistory(this.messages),
       appendMessage: (message) => {
         this.messages.push({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });
-        this.changed();
+        this.markChanged();
       },
       addUsage: (usage) => {
         this.totals = {
           inputTokens: this.totals.inputTokens + usage.inputTokens,
           outputTokens: this.totals.outputTokens + usage.outputTokens,
         };
-        this.changed();
+        this.markChanged();
         return { ...this.totals };
       },
       waitIfPaused: (signal) => this.gate.wait(signal),

@@ -9,6 +9,7 @@ import { createLogger } from "../../src/logging.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { ToolRegistry } from "../../src/tools/registry.js";
+import { sessionRecord } from "../helpers/records.js";
 
 let dataDir: string;
 let store: MemoryStore;
@@ -90,6 +91,55 @@ describe("Runtime, the core without the wire", () => {
     const turn = runtime.startTurn(session.id, "wait", { deadlineMs: Date.now() + 50 });
     const events = await lastValueFrom(turn.events.pipe(toArray()));
     expect(events.at(-1)!.payload).toEqual({ type: "turn_cancelled", reason: "deadline_exceeded" });
+    await runtime.close();
+  });
+
+  it("keeps a deadline weeks away from firing at once", async () => {
+    const runtime = await open();
+    const session = await runtime.createSession({
+      owner: "",
+      config: { model: model([{ text: "slow", delayMs: 100 }]) },
+      workspace: "",
+      ephemeral: true,
+      labels: {},
+    });
+    const turn = runtime.startTurn(session.id, "wait", { deadlineMs: Date.now() + 30 * 24 * 3600 * 1000 });
+    const events = await lastValueFrom(turn.events.pipe(toArray()));
+    expect(events.at(-1)!.payload.type).toBe("turn_completed");
+    await runtime.close();
+  });
+
+  it("a model changed during a turn applies to the next turn, whose script starts at its first step", async () => {
+    const runtime = await open();
+    const session = await runtime.createSession({
+      owner: "",
+      config: { model: model([{ toolCalls: [{ name: "list_dir", arguments: {} }], delayMs: 20 }, { text: "old two", delayMs: 50 }]) },
+      workspace: "",
+      ephemeral: true,
+      labels: {},
+    });
+    const turn = runtime.startTurn(session.id, "first");
+    const done = lastValueFrom(turn.events.pipe(toArray()));
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    runtime.configureSession(session.id, { model: model([{ text: "new one" }, { text: "new two" }]) });
+    const first = (await done).at(-1)!.payload;
+    expect(first.type === "turn_completed" && first.result.text).toBe("old two");
+
+    const next = await lastValueFrom(runtime.startTurn(session.id, "second").events.pipe(toArray()));
+    const last = next.at(-1)!.payload;
+    expect(last.type === "turn_completed" && last.result.text).toBe("new one");
+    await runtime.close();
+  });
+
+  it("restores a child whose parent is gone as top-level, with a consistent tree", async () => {
+    await store.save({ ...sessionRecord("parent"), createdAt: "2026-01-01T00:00:00.000Z" });
+    await store.save({ ...sessionRecord("child"), parentId: "parent", createdAt: "2026-01-01T00:00:01.000Z" });
+    await store.save({ ...sessionRecord("stray"), parentId: "lost", createdAt: "2026-01-01T00:00:02.000Z" });
+    const runtime = await open();
+    expect(runtime.listChildSessions("parent").map((s) => s.id)).toEqual(["child"]);
+    expect(runtime.getSession("stray").parentId).toBeNull();
+    await runtime.destroySession("parent", "cascade");
+    expect(runtime.listSessions({ owner: "", pageSize: 0, pageToken: "" }).sessions.map((s) => s.id)).toEqual(["stray"]);
     await runtime.close();
   });
 });
