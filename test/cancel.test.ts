@@ -151,6 +151,10 @@ describe("cancellation reaches a real HTTP model request", () => {
       res.on("close", () => markClosed());
     });
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    // The server sends model requests only to endpoints its operator allowed.
+    await t.stop();
+    const allowedBaseUrls = [`http://127.0.0.1:${(http.address() as AddressInfo).port}/v1`];
+    t = await startTestServer({ extraTools: [slow.tool], config: { models: { allowedBaseUrls, allowedApiKeyEnvs: [] } } });
   });
   afterEach(async () => {
     http.closeAllConnections();

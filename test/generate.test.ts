@@ -223,6 +223,8 @@ describe("history and bad input", () => {
   });
 
   it("refuses a provider without an API key before starting the turn", async () => {
+    await t.stop();
+    t = await startTestServer({ config: { models: { allowedBaseUrls: [], allowedApiKeyEnvs: ["AGENTD_TEST_UNSET_KEY"] } } });
     const { session } = await t.client.createSession({
       config: { model: { provider: "openai", model: "gpt-4o-mini", apiKeyEnv: "AGENTD_TEST_UNSET_KEY" } },
     });

@@ -3,6 +3,7 @@ import { Observable } from "rxjs";
 import { AgentdError, isAbortError, type ErrorKind } from "../errors.js";
 import type { StopReason, TurnEvent, TurnResult } from "../events/types.js";
 import type { LlmClient, LlmMessage, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
+import { tokenCount } from "../llm/usage.js";
 import type { ToolOutput } from "../tools/types.js";
 import type { Message, SessionLimits, UsageTotals } from "../session/types.js";
 import { cancelReasonOf } from "./cancellation.js";
@@ -131,8 +132,8 @@ class TurnRun {
           toolCalls.push({ ...chunk.call, id: host.claimCallId(chunk.call.id || `call_${randomUUID()}`) });
           break;
         case "usage":
-          step.inputTokens += chunk.usage.inputTokens;
-          step.outputTokens += chunk.usage.outputTokens;
+          step.inputTokens = tokenCount(step.inputTokens + tokenCount(chunk.usage.inputTokens));
+          step.outputTokens = tokenCount(step.outputTokens + tokenCount(chunk.usage.outputTokens));
           break;
         case "done":
           stopReason = chunk.stopReason;
@@ -190,4 +191,5 @@ class TurnRun {
     this.unanswered = [];
   }
 }
+
 

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
-import { AgentdClient, events } from "../client/client.js";
+import { events, type AgentdClient } from "../client/client.js";
+import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../gen/agentd/v1/runtime.js";
 import { modelFromOptions, modelOptions } from "./model-options.js";
@@ -10,7 +11,7 @@ const HELP = `agentd chat: talk to an agent session from the terminal
 
   agentd chat [options] [PROMPT...]
 
-  --server ADDR     server address (default 127.0.0.1:50051)
+${CONNECT_HELP}
   --session ID      continue an existing session instead of creating one
   --owner NAME      owner of a new session
   --provider, --model, --base-url, --api-key-env
@@ -24,7 +25,7 @@ export async function runChat(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
-      server: { type: "string", default: "127.0.0.1:50051" },
+      ...connectOptions,
       session: { type: "string" },
       owner: { type: "string", default: "" },
       help: { type: "boolean", short: "h" },
@@ -36,7 +37,7 @@ export async function runChat(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const client = new AgentdClient(values.server);
+  const client = connect(values);
   try {
     const sessionId = await openSession(client, values.session, values.owner, modelConfigFromFlags(values));
     console.error(`session ${sessionId}`);

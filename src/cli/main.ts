@@ -2,6 +2,7 @@
 import { runChat } from "./chat.js";
 import { runServe } from "./serve.js";
 import { runSessions } from "./sessions.js";
+import { runToken } from "./token.js";
 
 const USAGE = `agentd: a gRPC runtime for LLM agent sessions
 
@@ -10,7 +11,8 @@ Usage:
                [--store file|memory] [--config FILE]
                [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
   agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
-  agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR]
+  agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR] [--token T]
+  agentd token create --owner NAME [--role user|admin] [--name LABEL]
 
 Run "agentd <command> --help" for the options of one command.`;
 
@@ -18,6 +20,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   chat: runChat,
   sessions: runSessions,
+  token: runToken,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -18,7 +18,17 @@ const HELP = `agentd serve: start the server
   --max-sessions N          live sessions in the server
   --max-sessions-per-owner N
   --provider, --model, --base-url, --script, --api-key-env
-                            default model for sessions created without one`;
+                            default model for sessions created without one (its endpoint, key
+                            variable and script file are allowed for every session)
+
+Security (see README "Running it for a team"):
+  --tokens-file FILE        bearer tokens (see "agentd token create")
+  --tls-cert FILE --tls-key FILE
+                            serve TLS; --tls-client-ca FILE requires client certificates (mTLS)
+  --insecure                allow a non-loopback --host without authentication
+  --workspace-root DIR      where client-named workspaces may lie (repeatable; default <data dir>/workspaces)
+  --scripts-dir DIR         where script_path files may lie (default <data dir>/scripts)
+  --allow-base-url URL      a model endpoint sessions may use besides the official ones (repeatable)`;
 
 export async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -33,6 +43,14 @@ export async function runServe(args: string[]): Promise<number> {
       config: { type: "string" },
       "max-sessions": { type: "string" },
       "max-sessions-per-owner": { type: "string" },
+      "tokens-file": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-client-ca": { type: "string" },
+      insecure: { type: "boolean" },
+      "workspace-root": { type: "string", multiple: true },
+      "scripts-dir": { type: "string" },
+      "allow-base-url": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
       ...modelOptions,
     },
@@ -53,27 +71,36 @@ export async function runServe(args: string[]): Promise<number> {
       maxSessions: toInt(values["max-sessions"], "--max-sessions"),
       maxSessionsPerOwner: toInt(values["max-sessions-per-owner"], "--max-sessions-per-owner"),
     }),
+    insecure: values.insecure,
+    auth: definedOnly({ tokensFile: values["tokens-file"] }),
+    tls: definedOnly({ certFile: values["tls-cert"], keyFile: values["tls-key"], clientCaFile: values["tls-client-ca"] }),
+    sandbox: definedOnly({ allowedWorkspaceRoots: values["workspace-root"], scriptsDir: values["scripts-dir"] }),
+    models: definedOnly({ allowedBaseUrls: values["allow-base-url"] }),
   };
   const model = modelFromOptions(values);
   if (model) fromFlags.sessionDefaults = { model };
   const config = resolveConfig(values.config ? readConfigFile(values.config) : {}, fromFlags);
   const format = resolveLogFormat(config.logFormat);
   const logger = createLogger(config.logLevel, undefined, format);
-  const server = await startServer({ config, logger });
-  if (format === "pretty") process.stdout.write(`${banner(server.address, config)}\n`);
-
+  // Listening for signals before anything is printed: a signal with no listener kills the process
+  // at once, so a supervisor that stops the server as soon as it announces itself gets a clean stop.
+  const starting = startServer({ config, logger });
   const stop = (signal: string) => {
     logger.info({ signal }, "shutting down");
-    server.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    starting
+      .then((server) => server.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.once("SIGINT", () => stop("SIGINT"));
   process.once("SIGTERM", () => stop("SIGTERM"));
+  const server = await starting;
+  if (format === "pretty") process.stdout.write(`${banner(server.address, config)}\n`);
   return new Promise<number>(() => {});
 }
 

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { AgentdClient } from "../client/client.js";
+import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
 import { ChildPolicy, Role, SessionState, type Session } from "../gen/agentd/v1/runtime.js";
 
 const HELP = `agentd sessions: manage sessions
@@ -11,13 +11,13 @@ const HELP = `agentd sessions: manage sessions
   agentd sessions messages ID
   agentd sessions cancel|pause|resume ID
 
-  --server ADDR   server address (default 127.0.0.1:50051)`;
+${CONNECT_HELP}`;
 
 export async function runSessions(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
-      server: { type: "string", default: "127.0.0.1:50051" },
+      ...connectOptions,
       owner: { type: "string", default: "" },
       orphan: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
@@ -29,7 +29,7 @@ export async function runSessions(args: string[]): Promise<number> {
     console.log(HELP);
     return values.help ? 0 : 2;
   }
-  const client = new AgentdClient(values.server);
+  const client = connect(values);
   try {
     switch (action) {
       case "list": {

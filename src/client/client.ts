@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import {
   credentials,
+  type ChannelCredentials,
   InterceptingCall,
   Metadata,
   status,
@@ -65,8 +67,9 @@ export interface ClientCallOptions extends Partial<CallOptions> {
 export class AgentdClient {
   readonly stub: AgentRuntimeClient;
 
-  constructor(address: string) {
-    this.stub = new AgentRuntimeClient(address, credentials.createInsecure());
+  constructor(address: string, options: ConnectOptions = {}) {
+    const interceptors = options.token ? [bearer(options.token)] : [];
+    this.stub = new AgentRuntimeClient(address, options.credentials ?? credentials.createInsecure(), { interceptors });
   }
 
   createSession = this.unary<CreateSessionRequest, CreateSessionResponse>(CreateSessionRequest, "createSession");
@@ -112,6 +115,30 @@ export class AgentdClient {
         if (signal) detach = cancelOnAbort(signal, () => call.cancel());
       });
   }
+}
+
+export interface ConnectOptions {
+  /** TLS (and a client certificate for mTLS); plaintext when absent. See tlsCredentials(). */
+  credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer <token>` with every call. */
+  token?: string;
+}
+
+/** TLS credentials from PEM files: the CA that signed the server's certificate, and a client certificate for mTLS. */
+export function tlsCredentials(files: { caFile?: string; certFile?: string; keyFile?: string }): ChannelCredentials {
+  const read = (file?: string) => (file ? readFileSync(file) : null);
+  return credentials.createSsl(read(files.caFile), read(files.keyFile), read(files.certFile));
+}
+
+/** Adds the bearer token to every call's metadata. */
+function bearer(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /**

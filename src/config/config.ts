@@ -19,6 +19,54 @@ export interface RuntimeConfig {
     maxSessions: number;
     /** Live sessions of one owner, children included. */
     maxSessionsPerOwner: number;
+    /** Turns of one owner running at once. */
+    maxConcurrentTurnsPerOwner: number;
+  };
+  /** Who may call. With none of tokensFile, jwt or tls.clientCaFile set, every caller is an anonymous admin. */
+  auth: {
+    /** JSON file of bearer tokens, stored as SHA-256 hashes, each naming an owner and a role. */
+    tokensFile: string;
+    /** JWT bearer tokens, verified against a JWKS URL or a public key file. */
+    jwt: JwtSettings | null;
+    /** Owners that are admins when they come through JWT or a client certificate. */
+    adminOwners: string[];
+  };
+  /** TLS for the gRPC port; with clientCaFile, clients must present a certificate it signed (mTLS). */
+  tls: { certFile: string; keyFile: string; clientCaFile: string };
+  /** Allows a non-loopback address without authentication. */
+  insecure: boolean;
+  /** What a client may name that reaches the file system. */
+  sandbox: {
+    /** Workspaces must lie inside one of these (after resolving symlinks); [] means <dataDir>/workspaces. */
+    allowedWorkspaceRoots: string[];
+    /** script_path must name a file inside this folder; "" means <dataDir>/scripts. */
+    scriptsDir: string;
+  };
+  /** What model endpoints and key variables a client may choose. */
+  models: {
+    /** Besides the providers' official endpoints and the server's default model's. */
+    allowedBaseUrls: string[];
+    /** Environment variables a session may name in api_key_env. */
+    allowedApiKeyEnvs: string[];
+  };
+  grpc: {
+    /** Largest message the server accepts and sends. */
+    maxMessageBytes: number;
+    /** Streams one connection may have open at once. */
+    maxConcurrentStreams: number;
+    /** Server keepalive pings, and the shortest ping interval a client may use before it is cut off. */
+    keepaliveTimeMs: number;
+    keepaliveTimeoutMs: number;
+    minClientPingIntervalMs: number;
+  };
+  /** One JSON line per mutating RPC. */
+  audit: {
+    enabled: boolean;
+    /** "" means <dataDir>/audit.log. */
+    file: string;
+    /** The file is rotated at this size; this many rotated files are kept. */
+    maxBytes: number;
+    maxFiles: number;
   };
   /** What a session gets when neither its request nor its parent says otherwise. */
   sessionDefaults: {
@@ -43,7 +91,20 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   logLevel: "info",
   logFormat: "auto",
   store: "file",
-  limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000 },
+  limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
+  auth: { tokensFile: "", jwt: null, adminOwners: [] },
+  tls: { certFile: "", keyFile: "", clientCaFile: "" },
+  insecure: false,
+  sandbox: { allowedWorkspaceRoots: [], scriptsDir: "" },
+  models: { allowedBaseUrls: [], allowedApiKeyEnvs: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"] },
+  grpc: {
+    maxMessageBytes: 4 * 1024 * 1024,
+    maxConcurrentStreams: 100,
+    keepaliveTimeMs: 2 * 60 * 60 * 1000,
+    keepaliveTimeoutMs: 20_000,
+    minClientPingIntervalMs: 10_000,
+  },
+  audit: { enabled: true, file: "", maxBytes: 10 * 1024 * 1024, maxFiles: 5 },
   sessionDefaults: {
     model: null,
     systemPrompt: "You are a helpful assistant. Use the tools you are given when they help.",
@@ -52,6 +113,19 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   },
   persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
 };
+
+export interface JwtSettings {
+  /** Keys are fetched (and cached) from here; or use publicKeyFile. */
+  jwksUrl: string;
+  /** A PEM public key (RSA, EC or Ed25519). */
+  publicKeyFile: string;
+  issuer: string;
+  audience: string;
+  /** The claim that names the owner; default "sub". */
+  ownerClaim: string;
+  /** A claim whose value "admin" makes the caller an admin; "" for none. */
+  roleClaim: string;
+}
 
 /** RuntimeConfig partial two levels deep, as read from a config file or built from flags. */
 export type ConfigOverrides = {
@@ -73,9 +147,15 @@ export function resolveConfig(...layers: ConfigOverrides[]): RuntimeConfig {
           : value;
     }
   }
+  if (config.auth.jwt) config.auth.jwt = { ...JWT_DEFAULTS, ...config.auth.jwt };
+  // The operator's default script is trusted wherever it is: fixed now, against the directory the server runs in.
+  const model = config.sessionDefaults.model;
+  if (model?.scriptPath) config.sessionDefaults.model = { ...model, scriptPath: path.resolve(model.scriptPath) };
   validateConfig(config);
   return config;
 }
+
+const JWT_DEFAULTS: JwtSettings = { jwksUrl: "", publicKeyFile: "", issuer: "", audience: "", ownerClaim: "sub", roleClaim: "" };
 
 export function readConfigFile(file: string): ConfigOverrides {
   const text = readFileSync(file, "utf8");
@@ -101,6 +181,18 @@ function validateConfig(config: RuntimeConfig): void {
   }
   positive("limits.maxSessions", config.limits.maxSessions);
   positive("limits.maxSessionsPerOwner", config.limits.maxSessionsPerOwner);
+  positive("limits.maxConcurrentTurnsPerOwner", config.limits.maxConcurrentTurnsPerOwner);
+  positive("grpc.maxMessageBytes", config.grpc.maxMessageBytes);
+  positive("grpc.maxConcurrentStreams", config.grpc.maxConcurrentStreams);
+  positive("audit.maxBytes", config.audit.maxBytes);
+  positive("audit.maxFiles", config.audit.maxFiles);
+  if ((config.tls.certFile === "") !== (config.tls.keyFile === "")) throw new Error("tls.certFile and tls.keyFile go together");
+  if (config.tls.clientCaFile !== "" && config.tls.certFile === "") throw new Error("tls.clientCaFile needs tls.certFile and tls.keyFile");
+  if (config.auth.jwt) {
+    const { jwksUrl, publicKeyFile, issuer, audience } = config.auth.jwt;
+    if ((jwksUrl === "") === (publicKeyFile === "")) throw new Error("auth.jwt needs exactly one of jwksUrl or publicKeyFile");
+    if (issuer === "" || audience === "") throw new Error("auth.jwt needs issuer and audience");
+  }
   positive("sessionDefaults.maxToolRounds", config.sessionDefaults.maxToolRounds);
   if (config.sessionDefaults.toolTimeoutMs < 0) throw new Error("sessionDefaults.toolTimeoutMs must be >= 0");
 }

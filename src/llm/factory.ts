@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { failedPrecondition, invalidArgument } from "../errors.js";
 import { AnthropicClient } from "./anthropic.js";
 import { OpenAiClient } from "./openai.js";
 import { parseScript, ScriptedClient, type Script } from "./scripted.js";
+import { checkApiKeyEnv, checkBaseUrl, modelAccess, resolveScriptFile, type ModelAccess } from "./model-access.js";
 import type { LlmClient, ModelProgress, ModelSettings } from "./types.js";
 
 export interface LlmFactoryOptions {
@@ -11,6 +11,8 @@ export interface LlmFactoryOptions {
   env?: NodeJS.ProcessEnv;
   /** SDK retries for connection errors, 408/409/429 and 5xx; default 2. */
   maxRetries?: number;
+  /** Which endpoints, key variables and script files sessions may use; default: the official endpoints only. */
+  access?: ModelAccess;
 }
 
 export const KNOWN_PROVIDERS = ["openai", "anthropic", "scripted"] as const;
@@ -24,13 +26,18 @@ const PLACEHOLDER_KEY = "not-needed";
 export class LlmClientFactory {
   private readonly env: NodeJS.ProcessEnv;
   private readonly maxRetries: number;
+  private readonly access: ModelAccess;
 
   constructor(options: LlmFactoryOptions = {}) {
     this.env = options.env ?? process.env;
     this.maxRetries = options.maxRetries ?? 2;
+    this.access = options.access ?? modelAccess({});
   }
 
-  /** Throws INVALID_ARGUMENT for settings that can never work. Keys are not checked: they may come per request. */
+  /**
+   * Throws INVALID_ARGUMENT for settings that can never work, PERMISSION_DENIED for an endpoint, key
+   * variable or script file the server does not allow. Keys are not checked: they may come per request.
+   */
   validate(settings: ModelSettings): void {
     switch (settings.provider) {
       case "openai":
@@ -43,6 +50,8 @@ export class LlmClientFactory {
         if (settings.baseUrl !== "" && !isHttpUrl(settings.baseUrl)) {
           throw invalidArgument(`base URL "${settings.baseUrl}" is not an http(s) URL`);
         }
+        checkBaseUrl(this.access, settings.baseUrl);
+        checkApiKeyEnv(this.access, settings.apiKeyEnv);
         return;
       case "scripted":
         this.loadScript(settings);
@@ -93,16 +102,15 @@ export class LlmClientFactory {
         "the scripted provider needs a script: set script_path (a JSON file on the server) or script_json (the script itself)",
       );
     }
-    // Relative paths are resolved against the server's working directory.
-    const file = path.resolve(settings.scriptPath);
+    const file = resolveScriptFile(this.access, settings.scriptPath);
     let text: string;
     try {
       text = readFileSync(file, "utf8");
     } catch (error) {
-      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-      throw invalidArgument(`scripted model: cannot read script file ${file} (${reason})`);
+      const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
+      throw invalidArgument(`scripted model: cannot read script file ${settings.scriptPath} (${reason})`);
     }
-    return parseScript(text, file);
+    return parseScript(text, settings.scriptPath);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { TurnContext } from "../agent/turn-context.js";
 import { AgentdError, ERROR_KINDS, errorKindFromName, invalidArgument, type ErrorKind } from "../errors.js";
 import { sleep, throwIfAborted } from "./abort.js";
+import { MAX_TOKEN_COUNT } from "./usage.js";
 import type { LlmChunk, LlmClient, LlmRequest, LlmStopReason, LlmUsage, ModelProgress } from "./types.js";
 
 export interface ScriptToolCall {
@@ -135,7 +136,9 @@ export function parseScript(text: string, origin: string): Script {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw invalidArgument(`scripted model: script ${origin} is not valid JSON: ${(error as Error).message}`);
+    // The parser's message quotes the text; only the position is repeated, so no file leaks through it.
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw invalidArgument(`scripted model: script ${origin} is not valid JSON${position === undefined ? "" : ` (at position ${position})`}`);
   }
   try {
     return toScript(value);
@@ -171,8 +174,8 @@ function toStep(value: unknown, where: string): ScriptStep {
     const usage = object(raw.usage, `${where}.usage`);
     noUnknownFields(usage, ["inputTokens", "outputTokens"], `${where}.usage`);
     step.usage = {
-      inputTokens: integer(usage.inputTokens, `${where}.usage.inputTokens`, 0),
-      outputTokens: integer(usage.outputTokens, `${where}.usage.outputTokens`, 0),
+      inputTokens: integer(usage.inputTokens, `${where}.usage.inputTokens`, 0, MAX_TOKEN_COUNT),
+      outputTokens: integer(usage.outputTokens, `${where}.usage.outputTokens`, 0, MAX_TOKEN_COUNT),
     };
   }
   if (raw.stopReason !== undefined) {
@@ -225,9 +228,9 @@ function nonEmptyString(value: unknown, where: string): string {
   return value;
 }
 
-function integer(value: unknown, where: string, min: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
-    throw new ScriptProblem(`${where} must be an integer >= ${min}`);
+function integer(value: unknown, where: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new ScriptProblem(`${where} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}`);
   }
   return value;
 }

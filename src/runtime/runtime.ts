@@ -3,12 +3,13 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { CancelReason } from "../agent/cancellation.js";
 import type { RuntimeConfig } from "../config/config.js";
-import { invalidArgument } from "../errors.js";
+import { AgentdError, invalidArgument, notFound } from "../errors.js";
 import { LlmClientFactory } from "../llm/factory.js";
+import { modelAccess } from "../llm/model-access.js";
 import type { Logger } from "../logging.js";
 import { mergeConfig } from "../session/config-merge.js";
 import { defaultSessionConfig, newSessionRecord } from "../session/new-session.js";
-import { decodePageToken, encodePageToken, pageSize } from "../session/paging.js";
+import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "../session/paging.js";
 import { SessionRegistry } from "../session/registry.js";
 import { restoreSessions } from "../session/restore.js";
 import { Session, type SessionView } from "../session/session.js";
@@ -18,18 +19,23 @@ import type { SessionRecord } from "../store/record.js";
 import type { SessionStore } from "../store/types.js";
 import { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
+import { isAdmin, type Caller } from "./caller.js";
+import { checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkText, INPUT_LIMITS } from "./input-limits.js";
 import { ModelClients } from "./model-clients.js";
 import { TurnRunner, type StartTurnOptions, type TurnHandle } from "./turn-runner.js";
+import { WorkspacePolicy } from "./workspace-policy.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
   store: SessionStore;
   tools: ToolRegistry;
   logger: Logger;
+  /** Replaces the factory built from the configuration's model access rules (tests). */
   llm?: LlmClientFactory;
 }
 
 export interface CreateSessionOptions {
+  /** Honoured for admins only; "" for the caller's own. */
   owner: string;
   config: SessionConfigPatch;
   /** "" for the default, <dataDir>/workspaces/<session id>. */
@@ -51,10 +57,12 @@ export interface Page {
 }
 
 /**
- * The core's front door: everything a client can ask of agentd, in domain terms. Edges (the gRPC
- * server today) translate their requests into these calls and the results back; none of them
- * reaches into a session. Requests never wait on the store: sessions report their changes to the
- * persister, which writes in the background.
+ * The core's front door: everything a client can ask of agentd, in domain terms, on behalf of a
+ * caller. Edges (the gRPC server today) authenticate the caller, translate their requests into
+ * these calls and the results back; none of them reaches into a session. A caller who is not an
+ * admin sees only its own sessions: anyone else's is "not found", exactly like one that does not
+ * exist. Requests never wait on the store: sessions report their changes to the persister, which
+ * writes in the background.
  */
 export class Runtime {
   private readonly registry: SessionRegistry;
@@ -62,7 +70,10 @@ export class Runtime {
   private readonly models: ModelClients;
   private readonly turns: TurnRunner;
 
-  private constructor(private readonly options: RuntimeOptions) {
+  private constructor(
+    private readonly options: RuntimeOptions,
+    private readonly workspaces: WorkspacePolicy,
+  ) {
     const { config, store, tools, logger } = options;
     this.registry = new SessionRegistry(config.limits);
     this.persister = new Persister(store, config.persistence, {
@@ -75,44 +86,69 @@ export class Runtime {
         this.registry.find(sessionId)?.clearPersistenceError();
       },
     });
-    this.models = new ModelClients(options.llm ?? new LlmClientFactory());
-    this.turns = new TurnRunner({ models: this.models, registry: tools, executor: new ToolExecutor(tools), logger });
+    const access = modelAccess({
+      allowedBaseUrls: config.models.allowedBaseUrls,
+      allowedApiKeyEnvs: config.models.allowedApiKeyEnvs,
+      scriptsDir: config.sandbox.scriptsDir || path.join(config.dataDir, "scripts"),
+      trusted: config.sessionDefaults.model,
+    });
+    this.models = new ModelClients(options.llm ?? new LlmClientFactory({ access }));
+    this.turns = new TurnRunner({
+      models: this.models,
+      registry: tools,
+      executor: new ToolExecutor(tools),
+      workspaces,
+      maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
+      logger,
+    });
   }
 
   /** A runtime with every stored session restored. */
   static async open(options: RuntimeOptions): Promise<Runtime> {
-    const runtime = new Runtime(options);
+    const { dataDir, sandbox } = options.config;
+    const runtime = new Runtime(options, await WorkspacePolicy.create(dataDir, sandbox.allowedWorkspaceRoots));
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger);
     return runtime;
   }
 
-  async createSession(options: CreateSessionOptions): Promise<SessionView> {
-    const config = mergeConfig(defaultSessionConfig(this.options.config.sessionDefaults), options.config);
-    return this.create(options.owner || "default", null, config, options);
+  async createSession(caller: Caller, options: CreateSessionOptions): Promise<SessionView> {
+    const owner = this.ownerFor(caller, checkOwner(options.owner));
+    const config = mergeConfig(defaultSessionConfig(this.options.config.sessionDefaults), checkConfigPatch(options.config));
+    const workspace = options.workspace === "" ? "" : await this.workspaces.check(options.workspace);
+    return this.create(owner, null, config, { workspace, ephemeral: options.ephemeral, labels: checkLabels(options.labels) });
   }
 
-  async createChildSession(parentId: string, options: CreateChildOptions): Promise<SessionView> {
-    const parent = this.registry.get(parentId);
-    return this.create(parent.owner, parent.id, mergeConfig(parent.config, options.config), {
-      workspace: options.workspace || parent.workspace,
-      ephemeral: parent.ephemeral,
-      labels: options.labels,
-    });
+  /** A child belongs to its parent's owner and works in its parent's workspace unless told otherwise. */
+  async createChildSession(caller: Caller, parentId: string, options: CreateChildOptions): Promise<SessionView> {
+    const parent = this.owned(caller, parentId, "parent_id");
+    const config = mergeConfig(parent.config, checkConfigPatch(options.config));
+    const workspace = options.workspace === "" ? parent.workspace : await this.workspaces.check(options.workspace, parent.workspace);
+    return this.create(parent.owner, parent.id, config, { workspace, ephemeral: parent.ephemeral, labels: checkLabels(options.labels) });
   }
 
-  getSession(sessionId: string): SessionView {
-    return this.registry.get(sessionId);
+  getSession(caller: Caller, sessionId: string): SessionView {
+    return this.owned(caller, sessionId);
   }
 
-  listSessions(options: { owner: string } & Page): { sessions: SessionView[]; nextPageToken: string } {
-    return this.registry.list(options);
+  /** One page in creation order: a user's own sessions; an admin's, of one owner or of all. */
+  listSessions(
+    caller: Caller,
+    options: { owner: string; budget?: PageBudget<SessionView> } & Page,
+  ): { sessions: SessionView[]; nextPageToken: string } {
+    checkOwner(options.owner);
+    checkChars("page_token", options.pageToken, INPUT_LIMITS.pageTokenChars);
+    if (!isAdmin(caller) && options.owner !== "" && options.owner !== caller.owner) {
+      throw new AgentdError("permission_denied", `only an admin may list another owner's sessions; you are "${caller.owner}"`);
+    }
+    return this.registry.list({ ...options, owner: isAdmin(caller) ? options.owner : caller.owner });
   }
 
-  listChildSessions(sessionId: string): SessionView[] {
-    return this.registry.children(sessionId);
+  listChildSessions(caller: Caller, sessionId: string): SessionView[] {
+    return this.registry.children(this.owned(caller, sessionId).id);
   }
 
-  async destroySession(sessionId: string, policy: ChildPolicy): Promise<{ destroyed: string[]; orphaned: string[] }> {
+  async destroySession(caller: Caller, sessionId: string, policy: ChildPolicy): Promise<{ destroyed: string[]; orphaned: string[] }> {
+    this.owned(caller, sessionId);
     const { destroyed, orphaned } = await this.registry.destroy(sessionId, policy);
     for (const session of destroyed) {
       this.models.forget(session.id);
@@ -122,42 +158,47 @@ export class Runtime {
     return { destroyed: destroyed.map((s) => s.id), orphaned: orphaned.map((s) => s.id) };
   }
 
-  configureSession(sessionId: string, patch: SessionConfigPatch): SessionView {
-    const session = this.registry.get(sessionId);
+  configureSession(caller: Caller, sessionId: string, patch: SessionConfigPatch): SessionView {
+    const session = this.owned(caller, sessionId);
+    checkConfigPatch(patch);
     if (patch.model) this.models.validate(patch.model);
     session.configure(mergeConfig(session.config, patch));
     return session;
   }
 
   /** Moves the session to running and starts a turn; see TurnHandle for how to follow it. */
-  startTurn(sessionId: string, prompt: string, options: StartTurnOptions = {}): TurnHandle {
-    return this.turns.start(this.registry.get(sessionId), prompt, options);
+  startTurn(caller: Caller, sessionId: string, prompt: string, options: StartTurnOptions = {}): TurnHandle {
+    const session = this.owned(caller, sessionId);
+    checkText("prompt", prompt, INPUT_LIMITS.promptBytes);
+    if (options.apiKey !== undefined) checkText("api_key", options.apiKey, INPUT_LIMITS.apiKeyBytes);
+    return this.turns.start(session, prompt, options);
   }
 
   /** Cancels the session's running turn; returns its id, or null when none was running. */
-  cancelTurn(sessionId: string, reason: CancelReason): string | null {
-    return this.registry.get(sessionId).cancelTurn(reason);
+  cancelTurn(caller: Caller, sessionId: string, reason: CancelReason): string | null {
+    return this.owned(caller, sessionId).cancelTurn(reason);
   }
 
-  pause(sessionId: string): SessionView {
-    const session = this.registry.get(sessionId);
+  pause(caller: Caller, sessionId: string): SessionView {
+    const session = this.owned(caller, sessionId);
     session.pause();
     return session;
   }
 
-  resume(sessionId: string): SessionView {
-    const session = this.registry.get(sessionId);
+  resume(caller: Caller, sessionId: string): SessionView {
+    const session = this.owned(caller, sessionId);
     session.resume();
     return session;
   }
 
-  messages(sessionId: string, page: Page): { messages: readonly Message[]; nextPageToken: string } {
-    const session = this.registry.get(sessionId);
+  messages(caller: Caller, sessionId: string, page: Page & { budget?: PageBudget<Message> }): { messages: readonly Message[]; nextPageToken: string } {
+    const session = this.owned(caller, sessionId);
+    checkChars("page_token", page.pageToken, INPUT_LIMITS.pageTokenChars);
     const size = pageSize(page.pageSize, 100);
     const cursor = decodePageToken("messages", page.pageToken);
     const offset = cursor === null ? 0 : Number(cursor);
     if (!Number.isInteger(offset) || offset < 0) throw invalidArgument("page_token is not valid here");
-    const messages = session.messagesPage(offset, size);
+    const messages = fitToBudget(session.messagesPage(offset, size), page.budget);
     const next = offset + messages.length;
     return { messages, nextPageToken: next < session.messageCount ? encodePageToken("messages", String(next)) : "" };
   }
@@ -180,6 +221,22 @@ export class Runtime {
     return this.persister.pendingCount();
   }
 
+  /** The session, if the caller may see it; NOT_FOUND otherwise, so ids of others do not leak. */
+  private owned(caller: Caller, sessionId: string, field = "session_id"): Session {
+    const session = this.registry.find(checkId(field, sessionId));
+    if (!session || (!isAdmin(caller) && session.owner !== caller.owner)) throw notFound(`session ${sessionId} not found`);
+    return session;
+  }
+
+  /** The owner a new session gets: a user's own; an admin's choice, else its own, else "default". */
+  private ownerFor(caller: Caller, requested: string): string {
+    if (isAdmin(caller)) return requested || caller.owner || "default";
+    if (requested !== "" && requested !== caller.owner) {
+      throw new AgentdError("permission_denied", `only an admin may create sessions for another owner; you are "${caller.owner}"`);
+    }
+    return caller.owner;
+  }
+
   private async create(
     owner: string,
     parentId: string | null,
@@ -189,7 +246,7 @@ export class Runtime {
     this.registry.checkCapacity(owner);
     if (config.model) this.models.validate(config.model);
     const id = randomUUID();
-    const workspace = path.resolve(options.workspace || path.join(this.options.config.dataDir, "workspaces", id));
+    const workspace = options.workspace || this.workspaces.defaultFor(id);
     await mkdir(workspace, { recursive: true });
     // Checked again: while the directory was made, another request may have taken the last place,
     // or destroyed the parent.

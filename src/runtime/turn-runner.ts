@@ -2,13 +2,14 @@ import { filter, takeWhile, type Observable } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
 import { runTurn, type ToolRunner } from "../agent/loop.js";
 import type { TurnContext } from "../agent/turn-context.js";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument, resourceExhausted } from "../errors.js";
 import { isTerminal, type SessionEvent, type TurnEvent } from "../events/types.js";
 import type { Logger } from "../logging.js";
 import type { Session } from "../session/session.js";
 import type { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
 import type { ModelClients } from "./model-clients.js";
+import type { WorkspacePolicy } from "./workspace-policy.js";
 
 /** A running turn, as its caller holds it. */
 export interface TurnHandle {
@@ -33,18 +34,31 @@ export interface TurnRunnerDeps {
   models: ModelClients;
   registry: ToolRegistry;
   executor: ToolExecutor;
+  workspaces: WorkspacePolicy;
+  maxConcurrentTurnsPerOwner: number;
   logger: Logger;
 }
 
 /** Prepares and starts turns: the model client, the toolset, the turn's context, and its log line. */
 export class TurnRunner {
+  /** Running turns per owner, for the per-owner limit. */
+  private readonly running = new Map<string, number>();
+
   constructor(private readonly deps: TurnRunnerDeps) {}
 
   start(session: Session, prompt: string, options: StartTurnOptions = {}): TurnHandle {
     if (prompt.trim() === "") throw invalidArgument("prompt must not be empty");
+    const owner = session.owner;
+    const running = this.running.get(owner) ?? 0;
+    if (running >= this.deps.maxConcurrentTurnsPerOwner) {
+      throw resourceExhausted(
+        `owner "${owner}" has ${running} turns running, the limit (limits.maxConcurrentTurnsPerOwner = ${this.deps.maxConcurrentTurnsPerOwner}); wait for one to end`,
+      );
+    }
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     const { turnId, signal, host } = session.beginTurn({ deadlineMs: options.deadlineMs });
+    this.running.set(owner, running + 1);
     const config = session.config;
     const context: TurnContext = {
       sessionId: session.id,
@@ -66,17 +80,31 @@ export class TurnRunner {
         context,
       }).subscribe((event) => {
         session.recordTurnEvent(turnId, event);
-        if (isTerminal(event)) logTurnEnd(context.logger, event, performance.now() - startedAt);
+        if (!isTerminal(event)) return;
+        this.release(owner);
+        logTurnEnd(context.logger, event, performance.now() - startedAt);
       }),
     );
     return { turnId, events: turnEvents(session, turnId), cancel: (reason) => session.cancelTurn(reason, turnId) !== null };
   }
 
+  private release(owner: string): void {
+    const left = (this.running.get(owner) ?? 1) - 1;
+    if (left > 0) this.running.set(owner, left);
+    else this.running.delete(owner);
+  }
+
   private toolsFor(session: Session, timeoutMs: number): ToolRunner {
-    const { registry, executor } = this.deps;
+    const { registry, executor, workspaces } = this.deps;
     return {
       definitions: () => registry.definitions(),
-      execute: (call, context) => executor.execute(call, { ...context, workspace: session.workspace, timeoutMs }),
+      execute: async (call, context) => {
+        // A session restored from an older configuration may name a workspace no longer allowed.
+        if (!(await workspaces.allows(session.workspace))) {
+          return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };
+        }
+        return executor.execute(call, { ...context, workspace: session.workspace, timeoutMs });
+      },
     };
   }
 }

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, type ChannelOptions } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import path from "node:path";
 import type { RuntimeConfig } from "../config/config.js";
@@ -12,6 +12,9 @@ import { MemoryStore } from "../store/memory-store.js";
 import type { SessionStore } from "../store/types.js";
 import { ToolRegistry } from "../tools/registry.js";
 import type { Tool } from "../tools/types.js";
+import { AuditLog } from "./audit.js";
+import { Authenticator, checkBindAllowed, plaintextCredentialsWarning } from "./auth/authenticator.js";
+import { createServerCredentials } from "./auth/tls.js";
 import { createReflectionService } from "./reflection.js";
 import { createAgentRuntimeService } from "./service.js";
 
@@ -42,22 +45,40 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = options.store ?? (config.store === "memory" ? new MemoryStore() : new FileSessionStore(config.dataDir));
   const tools = ToolRegistry.withBuiltins();
   for (const tool of options.extraTools ?? []) tools.register(tool);
+  // Everything that can refuse to start is checked before anything is restored or bound.
+  const authenticator = await Authenticator.create(config);
+  checkBindAllowed(config, authenticator);
+  const credentials = createServerCredentials(config.tls);
+  const warning = plaintextCredentialsWarning(config);
+  if (warning) logger.warn(warning);
   const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory });
+  const audit = AuditLog.open(config, logger);
 
-  const server = new Server();
-  server.addService(AgentRuntimeService, createAgentRuntimeService(runtime, logger));
+  const server = new Server(serverOptions(config));
+  server.addService(
+    AgentRuntimeService,
+    createAgentRuntimeService({
+      runtime,
+      logger,
+      audit,
+      authenticate: (call) => authenticator.authenticate(call),
+      maxMessageBytes: config.grpc.maxMessageBytes,
+    }),
+  );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   createReflectionService().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) => {
+    server.bindAsync(`${config.host}:${config.port}`, credentials, (error, bound) => {
       if (error) reject(new Error(`cannot listen on ${config.host}:${config.port}: ${errorMessage(error)}`));
       else resolve(bound);
     });
   });
   const address = `${config.host}:${port}`;
-  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store }, "agentd listening");
+  const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
+  const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, auth, tls }, "agentd listening");
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -74,8 +95,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         });
       });
       const pendingWrites = await runtime.close();
+      await audit.close();
       logger.info({ pendingWrites }, "agentd stopped");
     })());
 
   return { port, address, runtime, close };
+}
+
+/** The transport limits an operator sets: message size, streams per connection, keepalive. */
+function serverOptions(config: RuntimeConfig): ChannelOptions {
+  const g = config.grpc;
+  return {
+    "grpc.max_receive_message_length": g.maxMessageBytes,
+    "grpc.max_send_message_length": g.maxMessageBytes,
+    "grpc.max_concurrent_streams": g.maxConcurrentStreams,
+    "grpc.keepalive_time_ms": g.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": g.keepaliveTimeoutMs,
+    // Clients pinging more often than this are sent GOAWAY (grpc-js enforces it since 1.10).
+    "grpc.http2.min_ping_interval_without_data_ms": g.minClientPingIntervalMs,
+  };
 }

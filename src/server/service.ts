@@ -1,127 +1,220 @@
-import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import type { AuthContext } from "@grpc/grpc-js/build/src/auth-context.js";
 import type { SessionEvent } from "../events/types.js";
-import type {
-  AgentRuntimeServer,
-  GenerateRequest,
-  GenerateResponse,
-  StreamGenerateRequest,
-  StreamGenerateResponse,
+import {
+  Message as MessageProto,
+  Session as SessionProto,
+  type AgentRuntimeServer,
+  type GenerateRequest,
+  type GenerateResponse,
+  type StreamGenerateRequest,
+  type StreamGenerateResponse,
 } from "../gen/agentd/v1/runtime.js";
-import { invalidArgument } from "../errors.js";
 import type { Logger } from "../logging.js";
+import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { StartTurnOptions } from "../runtime/turn-runner.js";
+import type { AuditLog } from "./audit.js";
 import { EventWriter } from "./event-writer.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
-import { checkLabels, checkWorkspace } from "./validation.js";
 import { toChildPolicy, toConfigPatch, toMessageProto, toSessionProto, toTurnResultProto } from "./wire.js";
 
-/** The AgentRuntime handlers: each translates its request into a Runtime call and the result back. */
-export function createAgentRuntimeService(runtime: Runtime, logger: Logger): AgentRuntimeServer {
+/** What the handlers need around the runtime: who is calling, where to record it, how big a reply may be. */
+export interface ServiceDeps {
+  runtime: Runtime;
+  logger: Logger;
+  /** The edge's one authentication step; rejects with UNAUTHENTICATED. */
+  authenticate(call: { metadata: Metadata; getAuthContext(): AuthContext }): Promise<Caller>;
+  audit: AuditLog;
+  /** Replies are kept under this many bytes (pages end early). */
+  maxMessageBytes: number;
+}
+
+/** Room kept for the rest of a reply (page token, framing) next to its listed items. */
+const REPLY_MARGIN_BYTES = 64 * 1024;
+
+/**
+ * The AgentRuntime handlers. Every call is authenticated first, in one place; each handler then
+ * translates its request into a Runtime call on behalf of that caller, and the result back. Calls
+ * that change something are written to the audit log with their outcome.
+ */
+export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer {
+  const { runtime, logger, audit } = deps;
+  const budget = deps.maxMessageBytes - REPLY_MARGIN_BYTES;
+
+  /** A unary handler; `mutates` names the session the call acts on, for the audit log. */
   const unary =
-    <Req, Res>(method: string, handle: (request: Req) => Promise<Res> | Res) =>
+    <Req, Res>(method: string, handle: (request: Req, caller: Caller) => Promise<Res> | Res, mutates?: (request: Req, response?: Res) => string) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      Promise.resolve()
-        .then(() => handle(call.request))
+      let caller: Caller | undefined;
+      deps
+        .authenticate(call)
+        .then((who) => handle(call.request, (caller = who)))
         .then(
-          (response) => callback(null, response),
-          (error: unknown) => callback(toServiceError(error, logger, method)),
+          (response) => {
+            if (mutates && caller) audit.record({ method, caller, sessionId: mutates(call.request, response), result: "OK", peer: call.getPeer() });
+            callback(null, response);
+          },
+          (error: unknown) => {
+            const failure = toServiceError(error, logger, method);
+            if (mutates && caller) {
+              audit.record({ method, caller, sessionId: mutates(call.request), result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+            }
+            callback(failure);
+          },
         );
     };
 
+  const sessionsWithin = { sizeOf: (s: Parameters<typeof toSessionProto>[0]) => SessionProto.encode(toSessionProto(s)).finish().length, maxBytes: budget };
+  const messagesWithin = { sizeOf: (m: Parameters<typeof toMessageProto>[0]) => MessageProto.encode(toMessageProto(m)).finish().length, maxBytes: budget };
+
   return {
-    createSession: unary("CreateSession", async (request) => {
-      const session = await runtime.createSession({
+    createSession: unary(
+      "CreateSession",
+      async (request, caller) => {
+        const session = await runtime.createSession(caller, {
+          owner: request.owner,
+          config: toConfigPatch(request.config),
+          workspace: request.workspace,
+          ephemeral: request.ephemeral,
+          labels: request.labels,
+        });
+        logger.info({ sessionId: session.id, owner: session.owner }, "session created");
+        return { session: toSessionProto(session) };
+      },
+      (_request, response) => response?.session?.id ?? "",
+    ),
+
+    getSession: unary("GetSession", (request, caller) => ({ session: toSessionProto(runtime.getSession(caller, request.sessionId)) })),
+
+    listSessions: unary("ListSessions", (request, caller) => {
+      const page = runtime.listSessions(caller, {
         owner: request.owner,
-        config: toConfigPatch(request.config),
-        workspace: checkWorkspace(request.workspace),
-        ephemeral: request.ephemeral,
-        labels: checkLabels(request.labels),
+        pageSize: request.pageSize,
+        pageToken: request.pageToken,
+        budget: sessionsWithin,
       });
-      logger.info({ sessionId: session.id, owner: session.owner }, "session created");
-      return { session: toSessionProto(session) };
-    }),
-
-    getSession: unary("GetSession", (request) => ({ session: toSessionProto(runtime.getSession(request.sessionId)) })),
-
-    listSessions: unary("ListSessions", (request) => {
-      const page = runtime.listSessions({ owner: request.owner, pageSize: request.pageSize, pageToken: request.pageToken });
       return { sessions: page.sessions.map(toSessionProto), nextPageToken: page.nextPageToken };
     }),
 
-    destroySession: unary("DestroySession", async (request) => {
-      const result = await runtime.destroySession(request.sessionId, toChildPolicy(request.childPolicy));
-      return { destroyedSessionIds: result.destroyed, orphanedSessionIds: result.orphaned };
-    }),
+    destroySession: unary(
+      "DestroySession",
+      async (request, caller) => {
+        const result = await runtime.destroySession(caller, request.sessionId, toChildPolicy(request.childPolicy));
+        return { destroyedSessionIds: result.destroyed, orphanedSessionIds: result.orphaned };
+      },
+      (request) => request.sessionId,
+    ),
 
-    configureSession: unary("ConfigureSession", (request) => ({
-      session: toSessionProto(runtime.configureSession(request.sessionId, toConfigPatch(request.config))),
-    })),
+    configureSession: unary(
+      "ConfigureSession",
+      (request, caller) => ({ session: toSessionProto(runtime.configureSession(caller, request.sessionId, toConfigPatch(request.config))) }),
+      (request) => request.sessionId,
+    ),
 
-    createChildSession: unary("CreateChildSession", async (request) => {
-      if (request.parentId === "") throw invalidArgument("parent_id is required");
-      const session = await runtime.createChildSession(request.parentId, {
-        config: toConfigPatch(request.config),
-        workspace: checkWorkspace(request.workspace),
-        labels: checkLabels(request.labels),
-      });
-      return { session: toSessionProto(session) };
-    }),
+    createChildSession: unary(
+      "CreateChildSession",
+      async (request, caller) => {
+        const session = await runtime.createChildSession(caller, request.parentId, {
+          config: toConfigPatch(request.config),
+          workspace: request.workspace,
+          labels: request.labels,
+        });
+        return { session: toSessionProto(session) };
+      },
+      (request, response) => response?.session?.id ?? request.parentId,
+    ),
 
-    listChildSessions: unary("ListChildSessions", (request) => ({
-      sessions: runtime.listChildSessions(request.sessionId).map(toSessionProto),
+    listChildSessions: unary("ListChildSessions", (request, caller) => ({
+      sessions: runtime.listChildSessions(caller, request.sessionId).map(toSessionProto),
     })),
 
     generate: (call: ServerUnaryCall<GenerateRequest, GenerateResponse>, callback: sendUnaryData<GenerateResponse>) => {
-      try {
-        const { sessionId, prompt, apiKey } = call.request;
-        const turn = runtime.startTurn(sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
+      const { sessionId, prompt, apiKey } = call.request;
+      let cancelTurn = () => {};
+      call.on("cancelled", () => cancelTurn());
+      void startTurn(call, "Generate", sessionId, (caller) => {
+        const turn = runtime.startTurn(caller, sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
+        cancelTurn = () => turn.cancel("client_disconnected");
         turn.events.subscribe((event) => {
           const reply = unaryOutcome(event);
-          if (reply) callback(reply.error, reply.response);
+          if (!reply) return;
+          audit.record({ method: "Generate", caller, sessionId, result: reply.result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
+          callback(reply.error, reply.response);
         });
-        call.on("cancelled", () => turn.cancel("client_disconnected"));
-        // A client may have gone before the listener was attached.
-        if (call.cancelled) turn.cancel("client_disconnected");
-      } catch (error) {
-        callback(toServiceError(error, logger, "Generate"));
-      }
+        // A client may have gone before the turn started.
+        if (call.cancelled) cancelTurn();
+      }).catch((failure: ReturnType<typeof toServiceError>) => callback(failure));
     },
 
     streamGenerate: (call: ServerWritableStream<StreamGenerateRequest, StreamGenerateResponse>) => {
-      try {
-        const { sessionId, prompt, apiKey } = call.request;
-        const turn = runtime.startTurn(sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
+      const { sessionId, prompt, apiKey } = call.request;
+      let onCancelled = () => {};
+      call.on("cancelled", () => onCancelled());
+      void startTurn(call, "StreamGenerate", sessionId, (caller) => {
+        const turn = runtime.startTurn(caller, sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
         const writer = new EventWriter(call);
-        const subscription = turn.events.subscribe({ next: (event) => writer.write(event), complete: () => writer.end() });
+        const subscription = turn.events.subscribe({
+          next: (event) => {
+            const reply = unaryOutcome(event);
+            if (reply) audit.record({ method: "StreamGenerate", caller, sessionId, result: reply.result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
+            writer.write(event);
+          },
+          complete: () => writer.end(),
+        });
         // A client that cancels its call (or disconnects) cancels the turn.
-        const onCancelled = () => {
+        onCancelled = () => {
           subscription.unsubscribe();
           writer.close();
           turn.cancel("client_disconnected");
         };
-        call.on("cancelled", onCancelled);
-        // A client may have gone before the listener was attached.
         if (call.cancelled) onCancelled();
-      } catch (error) {
-        call.emit("error", toServiceError(error, logger, "StreamGenerate"));
-      }
+      }).catch((failure: ReturnType<typeof toServiceError>) => call.emit("error", failure));
     },
 
-    cancel: unary("Cancel", (request) => {
-      const turnId = runtime.cancelTurn(request.sessionId, "cancel_rpc");
-      return { cancelled: turnId !== null, turnId: turnId ?? "" };
-    }),
+    cancel: unary(
+      "Cancel",
+      (request, caller) => {
+        const turnId = runtime.cancelTurn(caller, request.sessionId, "cancel_rpc");
+        return { cancelled: turnId !== null, turnId: turnId ?? "" };
+      },
+      (request) => request.sessionId,
+    ),
 
-    pause: unary("Pause", (request) => ({ session: toSessionProto(runtime.pause(request.sessionId)) })),
+    pause: unary("Pause", (request, caller) => ({ session: toSessionProto(runtime.pause(caller, request.sessionId)) }), (request) => request.sessionId),
 
-    resume: unary("Resume", (request) => ({ session: toSessionProto(runtime.resume(request.sessionId)) })),
+    resume: unary("Resume", (request, caller) => ({ session: toSessionProto(runtime.resume(caller, request.sessionId)) }), (request) => request.sessionId),
 
-    getMessages: unary("GetMessages", (request) => {
-      const page = runtime.messages(request.sessionId, { pageSize: request.pageSize, pageToken: request.pageToken });
+    getMessages: unary("GetMessages", (request, caller) => {
+      const page = runtime.messages(caller, request.sessionId, {
+        pageSize: request.pageSize,
+        pageToken: request.pageToken,
+        budget: messagesWithin,
+      });
       return { messages: page.messages.map(toMessageProto), nextPageToken: page.nextPageToken };
     }),
   };
+
+  /**
+   * Authenticates a turn call, then starts it synchronously inside `start` (so its events are
+   * subscribed in time). Rejects with the status to send when either step fails, after auditing it.
+   */
+  async function startTurn(
+    call: { metadata: Metadata; getAuthContext(): AuthContext; getPeer(): string },
+    method: string,
+    sessionId: string,
+    start: (caller: Caller) => void,
+  ): Promise<void> {
+    let caller: Caller | undefined;
+    try {
+      caller = await deps.authenticate(call);
+      start(caller);
+    } catch (error) {
+      const failure = toServiceError(error, logger, method);
+      if (caller) audit.record({ method, caller, sessionId, result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+      throw failure;
+    }
+  }
 }
 
 /** The call's deadline becomes the turn's, so the turn ends as `deadline_exceeded` rather than running on. */
@@ -130,16 +223,19 @@ function turnOptions(apiKey: string, deadline: Date | number): StartTurnOptions 
   return { apiKey, deadlineMs: Number.isFinite(deadlineMs) ? deadlineMs : undefined };
 }
 
-/** Maps a unary Generate's terminal event to its reply; null for events before the end. */
+/** Maps a turn's terminal event to a unary reply and an audit result; null for events before the end. */
 function unaryOutcome(event: SessionEvent) {
   const payload = event.payload;
   switch (payload.type) {
     case "turn_completed":
-      return { error: null, response: { result: toTurnResultProto(payload.result), sequence: event.sequence } };
-    case "turn_failed":
-      return { error: serviceError(statusOf(payload.error.kind), payload.error.message), response: undefined };
+      return { result: "OK", error: null, response: { result: toTurnResultProto(payload.result), sequence: event.sequence } };
+    case "turn_failed": {
+      const code = statusOf(payload.error.kind);
+      return { result: status[code], error: serviceError(code, payload.error.message), response: undefined };
+    }
     case "turn_cancelled":
       return {
+        result: `CANCELLED (${payload.reason})`,
         error: serviceError(status.CANCELLED, `turn ${event.turnId} was cancelled (${payload.reason})`),
         response: undefined,
       };

@@ -43,6 +43,10 @@ export function toServiceError(error: unknown, logger: Logger, method: string): 
   return serviceError(status.INTERNAL, `internal error in ${method}; see the server log`);
 }
 
+/** Error details travel in HTTP/2 trailers, which clients cap (8 KiB by default): keep them well below. */
+const MAX_DETAILS_CHARS = 2048;
+
 export function serviceError(code: status, details: string): Partial<ServiceError> {
-  return { code, details, message: details, metadata: new Metadata() };
+  const text = details.length > MAX_DETAILS_CHARS ? `${details.slice(0, MAX_DETAILS_CHARS)}…` : details;
+  return { code, details: text, message: text, metadata: new Metadata() };
 }

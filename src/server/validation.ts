@@ -1,4 +1,3 @@
-import path from "node:path";
 import { invalidArgument } from "../errors.js";
 import { ChildPolicy, type ModelConfig, type SessionLimits } from "../gen/agentd/v1/runtime.js";
 
@@ -32,23 +31,4 @@ export function checkChildPolicy(policy: ChildPolicy): void {
   if (!known.includes(policy)) {
     throw invalidArgument(`child_policy ${String(policy)} is not known; use CHILD_POLICY_CASCADE or CHILD_POLICY_ORPHAN`);
   }
-}
-
-/** A workspace named by a client must be absolute: a relative one would depend on the server's cwd. */
-export function checkWorkspace(workspace: string): string {
-  if (workspace !== "" && !path.isAbsolute(workspace)) {
-    throw invalidArgument(`workspace must be an absolute path, got "${workspace}"`);
-  }
-  return workspace;
-}
-
-/** Label keys and values are free text, but bounded so a client cannot bloat every stored record. */
-export function checkLabels(labels: Record<string, string>): Record<string, string> {
-  const entries = Object.entries(labels);
-  if (entries.length > 64) throw invalidArgument(`at most 64 labels are allowed, got ${entries.length}`);
-  for (const [key, value] of entries) {
-    if (key === "" || key.length > 128) throw invalidArgument(`label keys must be 1 to 128 characters, got "${key}"`);
-    if (value.length > 1024) throw invalidArgument(`label "${key}" is longer than 1024 characters`);
-  }
-  return labels;
 }

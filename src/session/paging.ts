@@ -23,3 +23,20 @@ export function decodePageToken(kind: string, token: string): string | null {
   }
   throw invalidArgument("page_token is not valid here; pass the next_page_token of a previous response, or nothing");
 }
+
+/** A limit on a page's size in bytes, as an edge measures its items (its message size limit). */
+export interface PageBudget<T> {
+  sizeOf(item: T): number;
+  maxBytes: number;
+}
+
+/** The longest prefix of `items` within the budget; never empty when `items` is not. */
+export function fitToBudget<T>(items: readonly T[], budget: PageBudget<T> | undefined): readonly T[] {
+  if (!budget) return items;
+  let used = 0;
+  for (let i = 0; i < items.length; i++) {
+    used += budget.sizeOf(items[i]!);
+    if (used > budget.maxBytes && i > 0) return items.slice(0, i);
+  }
+  return items;
+}

@@ -1,5 +1,5 @@
 import { invalidArgument, notFound, resourceExhausted } from "../errors.js";
-import { decodePageToken, encodePageToken, pageSize } from "./paging.js";
+import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "./paging.js";
 import type { Session } from "./session.js";
 import type { ChildPolicy } from "./types.js";
 
@@ -60,16 +60,19 @@ export class SessionRegistry {
   }
 
   /** One page of sessions in creation order, optionally of one owner. */
-  list(options: { owner: string; pageSize: number; pageToken: string }): { sessions: Session[]; nextPageToken: string } {
+  list(options: { owner: string; pageSize: number; pageToken: string; budget?: PageBudget<Session> }): {
+    sessions: Session[];
+    nextPageToken: string;
+  } {
     const size = pageSize(options.pageSize, 50);
     const after = decodePageToken("sessions", options.pageToken);
     const ordered = [...this.sessions.values()]
       .filter((s) => options.owner === "" || s.owner === options.owner)
       .sort(byCreation);
     const start = after === null ? 0 : ordered.findIndex((s) => cursorOf(s) > after);
-    const page = start < 0 ? [] : ordered.slice(start, start + size);
+    const page = start < 0 ? [] : [...fitToBudget(ordered.slice(start, start + size), options.budget)];
     const last = page.at(-1);
-    const more = start >= 0 && start + size < ordered.length;
+    const more = start >= 0 && start + page.length < ordered.length;
     return { sessions: page, nextPageToken: more && last ? encodePageToken("sessions", cursorOf(last)) : "" };
   }
 

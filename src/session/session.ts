@@ -310,8 +310,8 @@ export class Session implements SessionView {
       },
       addUsage: (usage) => {
         this.totals = {
-          inputTokens: this.totals.inputTokens + usage.inputTokens,
-          outputTokens: this.totals.outputTokens + usage.outputTokens,
+          inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
+          outputTokens: Math.min(this.totals.outputTokens + usage.outputTokens, Number.MAX_SAFE_INTEGER),
         };
         this.markChanged();
         return { ...this.totals };

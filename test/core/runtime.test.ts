@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveConfig } from "../../src/config/config.js";
 import { AgentdError } from "../../src/errors.js";
 import { createLogger } from "../../src/logging.js";
+import { ANONYMOUS_ADMIN as admin } from "../../src/runtime/caller.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { ToolRegistry } from "../../src/tools/registry.js";
@@ -37,39 +38,39 @@ const model = (steps: object[]) => ({
 describe("Runtime, the core without the wire", () => {
   it("runs a turn through its handle and keeps what it did across a reopen", async () => {
     const runtime = await open();
-    const session = await runtime.createSession({
+    const session = await runtime.createSession(admin, {
       owner: "ann",
       config: { model: model([{ toolCalls: [{ name: "list_dir", arguments: {} }] }, { text: "empty" }]) },
       workspace: "",
       ephemeral: false,
       labels: { team: "x" },
     });
-    const turn = runtime.startTurn(session.id, "look");
+    const turn = runtime.startTurn(admin, session.id, "look");
     const events = await lastValueFrom(turn.events.pipe(toArray()));
     expect(events.map((e) => e.payload.type)).toEqual(["turn_started", "usage", "tool_call", "tool_result", "text_delta", "usage", "turn_completed"]);
     expect(events.every((e, i) => e.sequence === i + 1 && e.turnId === turn.turnId)).toBe(true);
-    expect(runtime.getSession(session.id)).toMatchObject({ state: "idle", messageCount: 4, lastSequence: 7, activeTurnId: null });
+    expect(runtime.getSession(admin, session.id)).toMatchObject({ state: "idle", messageCount: 4, lastSequence: 7, activeTurnId: null });
     await runtime.stopTurns();
     await runtime.close();
 
     const reopened = await open();
-    expect(reopened.getSession(session.id)).toMatchObject({ owner: "ann", labels: { team: "x" }, messageCount: 4, lastSequence: 7 });
-    expect(reopened.messages(session.id, { pageSize: 0, pageToken: "" }).messages.at(-1)).toMatchObject({ role: "assistant", text: "empty" });
+    expect(reopened.getSession(admin, session.id)).toMatchObject({ owner: "ann", labels: { team: "x" }, messageCount: 4, lastSequence: 7 });
+    expect(reopened.messages(admin, session.id, { pageSize: 0, pageToken: "" }).messages.at(-1)).toMatchObject({ role: "assistant", text: "empty" });
     await reopened.close();
   });
 
   it("cancels through the handle with a reason, and refuses a second turn while one runs", async () => {
     const runtime = await open();
-    const session = await runtime.createSession({
+    const session = await runtime.createSession(admin, {
       owner: "",
       config: { model: model([{ text: "slow", delayMs: 5_000 }]) },
       workspace: "",
       ephemeral: true,
       labels: {},
     });
-    const turn = runtime.startTurn(session.id, "wait");
+    const turn = runtime.startTurn(admin, session.id, "wait");
     const done = lastValueFrom(turn.events.pipe(toArray()));
-    expect(() => runtime.startTurn(session.id, "again")).toThrow(AgentdError);
+    expect(() => runtime.startTurn(admin, session.id, "again")).toThrow(AgentdError);
     expect(turn.cancel("cancel_rpc")).toBe(true);
     expect((await done).at(-1)!.payload).toEqual({ type: "turn_cancelled", reason: "cancel_rpc" });
     expect(turn.cancel("cancel_rpc")).toBe(false);
@@ -81,14 +82,14 @@ describe("Runtime, the core without the wire", () => {
 
   it("ends a turn whose deadline passes as deadline_exceeded", async () => {
     const runtime = await open();
-    const session = await runtime.createSession({
+    const session = await runtime.createSession(admin, {
       owner: "",
       config: { model: model([{ text: "slow", delayMs: 5_000 }]) },
       workspace: "",
       ephemeral: true,
       labels: {},
     });
-    const turn = runtime.startTurn(session.id, "wait", { deadlineMs: Date.now() + 50 });
+    const turn = runtime.startTurn(admin, session.id, "wait", { deadlineMs: Date.now() + 50 });
     const events = await lastValueFrom(turn.events.pipe(toArray()));
     expect(events.at(-1)!.payload).toEqual({ type: "turn_cancelled", reason: "deadline_exceeded" });
     await runtime.close();
@@ -96,14 +97,14 @@ describe("Runtime, the core without the wire", () => {
 
   it("keeps a deadline weeks away from firing at once", async () => {
     const runtime = await open();
-    const session = await runtime.createSession({
+    const session = await runtime.createSession(admin, {
       owner: "",
       config: { model: model([{ text: "slow", delayMs: 100 }]) },
       workspace: "",
       ephemeral: true,
       labels: {},
     });
-    const turn = runtime.startTurn(session.id, "wait", { deadlineMs: Date.now() + 30 * 24 * 3600 * 1000 });
+    const turn = runtime.startTurn(admin, session.id, "wait", { deadlineMs: Date.now() + 30 * 24 * 3600 * 1000 });
     const events = await lastValueFrom(turn.events.pipe(toArray()));
     expect(events.at(-1)!.payload.type).toBe("turn_completed");
     await runtime.close();
@@ -111,21 +112,21 @@ describe("Runtime, the core without the wire", () => {
 
   it("a model changed during a turn applies to the next turn, whose script starts at its first step", async () => {
     const runtime = await open();
-    const session = await runtime.createSession({
+    const session = await runtime.createSession(admin, {
       owner: "",
       config: { model: model([{ toolCalls: [{ name: "list_dir", arguments: {} }], delayMs: 20 }, { text: "old two", delayMs: 50 }]) },
       workspace: "",
       ephemeral: true,
       labels: {},
     });
-    const turn = runtime.startTurn(session.id, "first");
+    const turn = runtime.startTurn(admin, session.id, "first");
     const done = lastValueFrom(turn.events.pipe(toArray()));
     await new Promise((resolve) => setTimeout(resolve, 40));
-    runtime.configureSession(session.id, { model: model([{ text: "new one" }, { text: "new two" }]) });
+    runtime.configureSession(admin, session.id, { model: model([{ text: "new one" }, { text: "new two" }]) });
     const first = (await done).at(-1)!.payload;
     expect(first.type === "turn_completed" && first.result.text).toBe("old two");
 
-    const next = await lastValueFrom(runtime.startTurn(session.id, "second").events.pipe(toArray()));
+    const next = await lastValueFrom(runtime.startTurn(admin, session.id, "second").events.pipe(toArray()));
     const last = next.at(-1)!.payload;
     expect(last.type === "turn_completed" && last.result.text).toBe("new one");
     await runtime.close();
@@ -136,10 +137,10 @@ describe("Runtime, the core without the wire", () => {
     await store.save({ ...sessionRecord("child"), parentId: "parent", createdAt: "2026-01-01T00:00:01.000Z" });
     await store.save({ ...sessionRecord("stray"), parentId: "lost", createdAt: "2026-01-01T00:00:02.000Z" });
     const runtime = await open();
-    expect(runtime.listChildSessions("parent").map((s) => s.id)).toEqual(["child"]);
-    expect(runtime.getSession("stray").parentId).toBeNull();
-    await runtime.destroySession("parent", "cascade");
-    expect(runtime.listSessions({ owner: "", pageSize: 0, pageToken: "" }).sessions.map((s) => s.id)).toEqual(["stray"]);
+    expect(runtime.listChildSessions(admin, "parent").map((s) => s.id)).toEqual(["child"]);
+    expect(runtime.getSession(admin, "stray").parentId).toBeNull();
+    await runtime.destroySession(admin, "parent", "cascade");
+    expect(runtime.listSessions(admin, { owner: "", pageSize: 0, pageToken: "" }).sessions.map((s) => s.id)).toEqual(["stray"]);
     await runtime.close();
   });
 });

@@ -1,11 +1,12 @@
 import { turnContext } from "../helpers/turn-context.js";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { AgentdError } from "../../src/errors.js";
 import { AnthropicClient } from "../../src/llm/anthropic.js";
 import { LlmClientFactory } from "../../src/llm/factory.js";
+import { modelAccess } from "../../src/llm/model-access.js";
 import { OpenAiClient } from "../../src/llm/openai.js";
 import { ScriptedClient } from "../../src/llm/scripted.js";
 import type { ModelSettings } from "../../src/llm/types.js";
@@ -35,7 +36,12 @@ function failure(fn: () => unknown): AgentdError {
 describe("LlmClientFactory", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "agentd-factory-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const factory = new LlmClientFactory({ env: {} });
+  const access = modelAccess({
+    scriptsDir: dir,
+    allowedBaseUrls: ["http://127.0.0.1:11434/v1/", "http://127.0.0.1:1"],
+    allowedApiKeyEnvs: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_KEY", "CUSTOM"],
+  });
+  const factory = new LlmClientFactory({ env: {}, access });
 
   describe("validate", () => {
     it("rejects an unknown provider, listing the known ones", () => {
@@ -77,11 +83,50 @@ describe("LlmClientFactory", () => {
       expect(error.message).toContain("not both");
     });
 
-    it("reports an unreadable script file with its path", () => {
-      const missing = path.join(dir, "missing.json");
-      const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: missing })));
+    it("reports a script missing from the scripts folder", () => {
+      const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "missing.json" })));
       expect(error.kind).toBe("invalid_argument");
-      expect(error.message).toBe(`scripted model: cannot read script file ${missing} (ENOENT)`);
+      expect(error.message).toBe(`scripted model: script missing.json not found in the scripts folder ${dir}`);
+    });
+
+    it("reads no script outside the scripts folder, and says nothing of what is there", () => {
+      for (const scriptPath of ["/etc/passwd", "../../../../etc/passwd", "/no/such/file.json", `${dir}/../outside.json`]) {
+        const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath })));
+        expect(error.kind).toBe("permission_denied");
+        expect(error.message).toBe(`scripted model: script_path must name a file inside the server's scripts folder ${dir} (or send script_json)`);
+      }
+      // Nor through a symlink inside the folder.
+      symlinkSync("/etc/passwd", path.join(dir, "link.json"));
+      expect(failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "link.json" }))).kind).toBe("permission_denied");
+      // A file that is not JSON is reported by position, never quoted.
+      writeFileSync(path.join(dir, "secret.json"), "root:x:0:0:root:/root:/bin/bash");
+      const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "secret.json" })));
+      expect(error.message).toBe("scripted model: script secret.json is not valid JSON");
+    });
+
+    it("reads the operator's default script wherever it is", () => {
+      const elsewhere = mkdtempSync(path.join(tmpdir(), "agentd-default-script-"));
+      const file = path.join(elsewhere, "default.json");
+      writeFileSync(file, JSON.stringify({ steps: [{ text: "default" }] }));
+      const trusted = settings({ provider: "scripted", scriptPath: file });
+      const withDefault = new LlmClientFactory({ env: {}, access: modelAccess({ scriptsDir: dir, trusted }) });
+      expect(() => withDefault.validate(trusted)).not.toThrow();
+      expect(failure(() => factory.validate(trusted)).kind).toBe("permission_denied");
+      rmSync(elsewhere, { recursive: true, force: true });
+    });
+
+    it("sends requests and keys only to endpoints and variables the operator allowed", () => {
+      const url = failure(() => factory.validate(settings({ baseUrl: "http://attacker.example/v1" })));
+      expect(url.kind).toBe("permission_denied");
+      expect(url.message).toContain("models.allowedBaseUrls");
+      const env = failure(() => factory.validate(settings({ apiKeyEnv: "AWS_SECRET_ACCESS_KEY" })));
+      expect(env.kind).toBe("permission_denied");
+      expect(env.message).toContain("models.allowedApiKeyEnvs");
+      // Official endpoints and the allowed ones pass, in any spelling of the same URL.
+      for (const baseUrl of ["https://api.openai.com/v1", "https://API.openai.com/v1/", "http://127.0.0.1:11434/v1"]) {
+        expect(() => factory.validate(settings({ baseUrl }))).not.toThrow();
+      }
+      expect(() => factory.create(settings({ baseUrl: "http://attacker.example/v1" }), { apiKey: "sk-secret" })).toThrow(AgentdError);
     });
 
     it("reports an invalid script, in a file or inline", () => {
@@ -91,7 +136,7 @@ describe("LlmClientFactory", () => {
       expect(fromFile.message).toBe(`scripted model: script ${file} is invalid: steps[0].toolCalls[0].name must be a non-empty string`);
       const inline = failure(() => factory.validate(settings({ provider: "scripted", scriptJson: "{" })));
       expect(inline.kind).toBe("invalid_argument");
-      expect(inline.message).toMatch(/^scripted model: script from script_json is not valid JSON: /);
+      expect(inline.message).toBe("scripted model: script from script_json is not valid JSON (at position 1)");
     });
   });
 
@@ -110,7 +155,7 @@ describe("LlmClientFactory", () => {
 
     it("takes the key from the request, else from the environment variable", () => {
       expect(factory.create(settings({}), { apiKey: "sk-from-request" })).toBeInstanceOf(OpenAiClient);
-      const withEnv = new LlmClientFactory({ env: { ANTHROPIC_API_KEY: "k", CUSTOM: "k2" } });
+      const withEnv = new LlmClientFactory({ env: { ANTHROPIC_API_KEY: "k", CUSTOM: "k2" }, access });
       expect(withEnv.create(settings({ provider: "anthropic", model: "claude-test" }))).toBeInstanceOf(AnthropicClient);
       expect(withEnv.create(settings({ apiKeyEnv: "CUSTOM" }))).toBeInstanceOf(OpenAiClient);
     });
@@ -122,10 +167,10 @@ describe("LlmClientFactory", () => {
       expect(error.kind).toBe("failed_precondition");
     });
 
-    it("creates a scripted client from a file relative to the working directory, or inline", async () => {
+    it("creates a scripted client from a file in the scripts folder, or inline", async () => {
       const file = path.join(dir, "ok.json");
       writeFileSync(file, JSON.stringify({ steps: [{ text: "from file" }] }));
-      const relative = path.relative(process.cwd(), file);
+      const relative = "ok.json";
       const fromFile = factory.create(settings({ provider: "scripted", model: "", scriptPath: relative }));
       expect(fromFile).toBeInstanceOf(ScriptedClient);
       const request = { systemPrompt: "", messages: [], tools: [] };

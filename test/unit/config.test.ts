@@ -11,7 +11,7 @@ describe("configuration", () => {
     expect(resolveConfig()).toEqual(DEFAULT_CONFIG);
     const config = resolveConfig({ port: 1, limits: { maxSessions: 5 } }, { port: 2 });
     expect(config.port).toBe(2);
-    expect(config.limits).toEqual({ maxSessions: 5, maxSessionsPerOwner: DEFAULT_CONFIG.limits.maxSessionsPerOwner });
+    expect(config.limits).toEqual({ ...DEFAULT_CONFIG.limits, maxSessions: 5 });
     expect(config.host).toBe("127.0.0.1");
   });
 

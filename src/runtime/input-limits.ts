@@ -1,0 +1,93 @@
+import { invalidArgument } from "../errors.js";
+import type { SessionConfigPatch } from "../session/types.js";
+
+/**
+ * The largest values a client may send, so that no request can bloat every stored record, every
+ * listing, or an error message that echoes it. Errors name the field and the limit, and never
+ * echo an oversize value.
+ */
+export const INPUT_LIMITS = {
+  idChars: 128,
+  ownerChars: 128,
+  labelCount: 64,
+  labelKeyChars: 128,
+  labelValueChars: 1024,
+  systemPromptBytes: 256 * 1024,
+  promptBytes: 1024 * 1024,
+  scriptJsonBytes: 1024 * 1024,
+  scriptPathChars: 1024,
+  workspaceChars: 4096,
+  providerChars: 64,
+  modelNameChars: 256,
+  baseUrlChars: 2048,
+  apiKeyEnvChars: 128,
+  apiKeyBytes: 8 * 1024,
+  pageTokenChars: 1024,
+} as const;
+
+const ID = /^[A-Za-z0-9_-]+$/;
+const OWNER = /^[^\u0000-\u001f\u007f]+$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const bytes = (value: string) => Buffer.byteLength(value, "utf8");
+
+/** A session id: server-made ids are UUIDs; anything else is refused before any lookup. */
+export function checkId(field: string, value: string): string {
+  if (value === "") throw invalidArgument(`${field} is required`);
+  if (value.length > INPUT_LIMITS.idChars || !ID.test(value)) {
+    throw invalidArgument(`${field} must be 1 to ${INPUT_LIMITS.idChars} letters, digits, "-" or "_"`);
+  }
+  return value;
+}
+
+export function checkOwner(value: string): string {
+  if (value === "") return value;
+  if (value.length > INPUT_LIMITS.ownerChars || !OWNER.test(value)) {
+    throw invalidArgument(`owner must be at most ${INPUT_LIMITS.ownerChars} characters, without control characters`);
+  }
+  return value;
+}
+
+export function checkText(field: string, value: string, maxBytes: number): string {
+  const size = bytes(value);
+  if (size > maxBytes) throw invalidArgument(`${field} is ${size} bytes; the limit is ${maxBytes}`);
+  return value;
+}
+
+export function checkChars(field: string, value: string, maxChars: number): string {
+  if (value.length > maxChars) throw invalidArgument(`${field} is ${value.length} characters; the limit is ${maxChars}`);
+  if (value.includes("\u0000")) throw invalidArgument(`${field} must not contain NUL characters`);
+  return value;
+}
+
+/** Label keys and values are free text, but bounded. */
+export function checkLabels(labels: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(labels);
+  const { labelCount, labelKeyChars, labelValueChars } = INPUT_LIMITS;
+  if (entries.length > labelCount) throw invalidArgument(`at most ${labelCount} labels are allowed, got ${entries.length}`);
+  for (const [key, value] of entries) {
+    if (key === "" || key.length > labelKeyChars) {
+      throw invalidArgument(`label keys must be 1 to ${labelKeyChars} characters${key === "" ? "" : `, got one of ${key.length}`}`);
+    }
+    if (value.length > labelValueChars) {
+      throw invalidArgument(`label "${key}" is ${value.length} characters; the limit is ${labelValueChars}`);
+    }
+  }
+  return labels;
+}
+
+export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch {
+  if (patch.systemPrompt !== undefined) checkText("config.system_prompt", patch.systemPrompt, INPUT_LIMITS.systemPromptBytes);
+  const model = patch.model;
+  if (model) {
+    checkChars("config.model.provider", model.provider, INPUT_LIMITS.providerChars);
+    checkChars("config.model.model", model.model, INPUT_LIMITS.modelNameChars);
+    checkChars("config.model.base_url", model.baseUrl, INPUT_LIMITS.baseUrlChars);
+    checkChars("config.model.script_path", model.scriptPath, INPUT_LIMITS.scriptPathChars);
+    checkText("config.model.script_json", model.scriptJson, INPUT_LIMITS.scriptJsonBytes);
+    if (model.apiKeyEnv !== "" && (model.apiKeyEnv.length > INPUT_LIMITS.apiKeyEnvChars || !ENV_NAME.test(model.apiKeyEnv))) {
+      throw invalidArgument(`config.model.api_key_env must be an environment variable name of at most ${INPUT_LIMITS.apiKeyEnvChars} characters`);
+    }
+  }
+  return patch;
+}
