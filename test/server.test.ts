@@ -1,28 +1,9 @@
-import { credentials, loadPackageDefinition, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { createRequire } from "node:module";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { useSharedTestServer } from "./helpers/harness.js";
-
-// Clients built only from the standard protos, the way grpcurl or grpc_health_probe see the server.
-const require = createRequire(import.meta.url);
-const reflectionProto = path.join(
-  path.dirname(require.resolve("@grpc/reflection/package.json")),
-  "build/proto/grpc/reflection/v1/reflection.proto",
-);
-const healthProto = path.join(path.dirname(require.resolve("grpc-health-check/package.json")), "proto/health/v1/health.proto");
-
-type Unary = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
-type ClientConstructor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
-
-function clientFor(protoFile: string, qualifiedService: string, address: string): Client {
-  const root = loadPackageDefinition(loadSync(protoFile, { enums: String })) as Record<string, unknown>;
-  const ctor = qualifiedService.split(".").reduce<unknown>((node, key) => (node as Record<string, unknown>)[key], root);
-  return new (ctor as ClientConstructor)(address, credentials.createInsecure());
-}
+import { clientFor, healthProto, reflectionProto, type Unary } from "./helpers/standard-clients.js";
 
 const server = useSharedTestServer();
 
