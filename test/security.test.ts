@@ -280,6 +280,22 @@ describe("input bounds", () => {
     } while (pageToken !== "");
     expect(pages).toBeGreaterThan(1);
     expect(seen.filter((id) => ids.includes(id))).toEqual(ids);
+ 
+    // Children too: a session with many large children is listed in pages.
+    const parent = ids[0]!;
+    const children: string[] = [];
+    for (let i = 0; i < 20; i++) children.push((await bob.createChildSession({ parentId: parent, config: { systemPrompt: big } })).session!.id);
+    const listed: string[] = [];
+    let childPages = 0;
+    pageToken = "";
+    do {
+      const page = await bob.listChildSessions({ sessionId: parent, pageToken });
+      listed.push(...page.sessions.map((s) => s.id));
+      pageToken = page.nextPageToken;
+      childPages++;
+    } while (pageToken !== "");
+    expect(childPages).toBeGreaterThan(1);
+    expect(listed).toEqual(children);
   });
 });
 

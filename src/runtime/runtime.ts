@@ -143,8 +143,13 @@ export class Runtime {
     return this.registry.list({ ...options, owner: isAdmin(caller) ? options.owner : caller.owner });
   }
 
-  listChildSessions(caller: Caller, sessionId: string): SessionView[] {
-    return this.registry.children(this.owned(caller, sessionId).id);
+  listChildSessions(
+    caller: Caller,
+    sessionId: string,
+    page: Page & { budget?: PageBudget<SessionView> } = { pageSize: 0, pageToken: "" },
+  ): { sessions: SessionView[]; nextPageToken: string } {
+    checkChars("page_token", page.pageToken, INPUT_LIMITS.pageTokenChars);
+    return this.registry.list({ ...page, owner: "", parentId: this.owned(caller, sessionId).id });
   }
 
   async destroySession(caller: Caller, sessionId: string, policy: ChildPolicy): Promise<{ destroyed: string[]; orphaned: string[] }> {

@@ -125,9 +125,14 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       (request, response) => response?.session?.id ?? request.parentId,
     ),
 
-    listChildSessions: unary("ListChildSessions", (request, caller) => ({
-      sessions: runtime.listChildSessions(caller, request.sessionId).map(toSessionProto),
-    })),
+    listChildSessions: unary("ListChildSessions", (request, caller) => {
+      const page = runtime.listChildSessions(caller, request.sessionId, {
+        pageSize: request.pageSize,
+        pageToken: request.pageToken,
+        budget: sessionsWithin,
+      });
+      return { sessions: page.sessions.map(toSessionProto), nextPageToken: page.nextPageToken };
+    }),
 
     generate: (call: ServerUnaryCall<GenerateRequest, GenerateResponse>, callback: sendUnaryData<GenerateResponse>) => {
       const { sessionId, prompt, apiKey } = call.request;

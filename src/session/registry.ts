@@ -59,21 +59,21 @@ export class SessionRegistry {
     return this.sessions.values();
   }
 
-  /** One page of sessions in creation order, optionally of one owner. */
-  list(options: { owner: string; pageSize: number; pageToken: string; budget?: PageBudget<Session> }): {
+  /** One page of sessions in creation order: optionally of one owner, or the children of one session. */
+  list(options: { owner: string; parentId?: string; pageSize: number; pageToken: string; budget?: PageBudget<Session> }): {
     sessions: Session[];
     nextPageToken: string;
   } {
-    const size = pageSize(options.pageSize, 50);
-    const after = decodePageToken("sessions", options.pageToken);
-    const ordered = [...this.sessions.values()]
-      .filter((s) => options.owner === "" || s.owner === options.owner)
-      .sort(byCreation);
+    const kind = options.parentId === undefined ? "sessions" : "children";
+    const size = pageSize(options.pageSize, kind === "sessions" ? 50 : 1000);
+    const after = decodePageToken(kind, options.pageToken);
+    const candidates = options.parentId === undefined ? [...this.sessions.values()] : this.children(options.parentId);
+    const ordered = candidates.filter((s) => options.owner === "" || s.owner === options.owner).sort(byCreation);
     const start = after === null ? 0 : ordered.findIndex((s) => cursorOf(s) > after);
     const page = start < 0 ? [] : [...fitToBudget(ordered.slice(start, start + size), options.budget)];
     const last = page.at(-1);
     const more = start >= 0 && start + page.length < ordered.length;
-    return { sessions: page, nextPageToken: more && last ? encodePageToken("sessions", cursorOf(last)) : "" };
+    return { sessions: page, nextPageToken: more && last ? encodePageToken(kind, cursorOf(last)) : "" };
   }
 
   /** The direct children of a session, in creation order. */

@@ -137,7 +137,7 @@ describe("Runtime, the core without the wire", () => {
     await store.save({ ...sessionRecord("child"), parentId: "parent", createdAt: "2026-01-01T00:00:01.000Z" });
     await store.save({ ...sessionRecord("stray"), parentId: "lost", createdAt: "2026-01-01T00:00:02.000Z" });
     const runtime = await open();
-    expect(runtime.listChildSessions(admin, "parent").map((s) => s.id)).toEqual(["child"]);
+    expect(runtime.listChildSessions(admin, "parent").sessions.map((s) => s.id)).toEqual(["child"]);
     expect(runtime.getSession(admin, "stray").parentId).toBeNull();
     await runtime.destroySession(admin, "parent", "cascade");
     expect(runtime.listSessions(admin, { owner: "", pageSize: 0, pageToken: "" }).sessions.map((s) => s.id)).toEqual(["stray"]);

@@ -395,10 +395,19 @@ export interface CreateChildSessionResponse {
 
 export interface ListChildSessionsRequest {
   sessionId: string;
+  /**
+   * At most this many children; 0 means 1000 (the maximum). A page also ends early when the next
+   * session would make the reply larger than the server's message limit.
+   */
+  pageSize: number;
+  /** The next_page_token of a previous response. */
+  pageToken: string;
 }
 
 export interface ListChildSessionsResponse {
   sessions: Session[];
+  /** Set when there are more children; pass it as page_token. */
+  nextPageToken: string;
 }
 
 export interface GenerateRequest {
@@ -2903,13 +2912,19 @@ export const CreateChildSessionResponse: MessageFns<CreateChildSessionResponse> 
 };
 
 function createBaseListChildSessionsRequest(): ListChildSessionsRequest {
-  return { sessionId: "" };
+  return { sessionId: "", pageSize: 0, pageToken: "" };
 }
 
 export const ListChildSessionsRequest: MessageFns<ListChildSessionsRequest> = {
   encode(message: ListChildSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sessionId !== "") {
       writer.uint32(10).string(message.sessionId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
     }
     return writer;
   },
@@ -2935,6 +2950,22 @@ export const ListChildSessionsRequest: MessageFns<ListChildSessionsRequest> = {
             message.sessionId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2954,6 +2985,16 @@ export const ListChildSessionsRequest: MessageFns<ListChildSessionsRequest> = {
         : isSet(object.session_id)
         ? globalThis.String(object.session_id)
         : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -2961,6 +3002,12 @@ export const ListChildSessionsRequest: MessageFns<ListChildSessionsRequest> = {
     const obj: any = {};
     if (message.sessionId !== "") {
       obj.sessionId = message.sessionId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -2971,18 +3018,23 @@ export const ListChildSessionsRequest: MessageFns<ListChildSessionsRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListChildSessionsRequest>, I>>(object: I): ListChildSessionsRequest {
     const message = createBaseListChildSessionsRequest();
     message.sessionId = object.sessionId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListChildSessionsResponse(): ListChildSessionsResponse {
-  return { sessions: [] };
+  return { sessions: [], nextPageToken: "" };
 }
 
 export const ListChildSessionsResponse: MessageFns<ListChildSessionsResponse> = {
   encode(message: ListChildSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.sessions) {
       Session.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -3008,6 +3060,14 @@ export const ListChildSessionsResponse: MessageFns<ListChildSessionsResponse> = 
             message.sessions.push(Session.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3023,6 +3083,11 @@ export const ListChildSessionsResponse: MessageFns<ListChildSessionsResponse> = 
   fromJSON(object: any): ListChildSessionsResponse {
     return {
       sessions: globalThis.Array.isArray(object?.sessions) ? object.sessions.map((e: any) => Session.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -3030,6 +3095,9 @@ export const ListChildSessionsResponse: MessageFns<ListChildSessionsResponse> = 
     const obj: any = {};
     if (message.sessions?.length) {
       obj.sessions = message.sessions.map((e) => Session.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -3040,6 +3108,7 @@ export const ListChildSessionsResponse: MessageFns<ListChildSessionsResponse> = 
   fromPartial<I extends Exact<DeepPartial<ListChildSessionsResponse>, I>>(object: I): ListChildSessionsResponse {
     const message = createBaseListChildSessionsResponse();
     message.sessions = object.sessions?.map((e) => Session.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
