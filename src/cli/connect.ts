@@ -23,6 +23,9 @@ export interface ConnectFlagValues {
 
 export function connect(values: ConnectFlagValues): AgentdClient {
   const token = values.token ?? process.env.AGENTD_TOKEN;
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+    throw new Error("--tls-cert and --tls-key go together (a client certificate and its key)");
+  }
   const tls = values["tls-ca"] ?? values["tls-cert"];
   return new AgentdClient(values.server, {
     token: token || undefined,

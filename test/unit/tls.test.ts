@@ -13,66 +13,36 @@ import {
   type sendUnaryData,
 } from "@grpc/grpc-js";
 import { HealthImplementation, service as healthService } from "grpc-health-check";
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveConfig } from "../../src/config/config.js";
 import { AgentdError } from "../../src/errors.js";
 import { Authenticator } from "../../src/server/auth/authenticator.js";
 import { callerFromPeerCertificate, createServerCredentials } from "../../src/server/auth/tls.js";
 import { hashToken, newToken } from "../../src/server/auth/tokens.js";
+import { removeTempDirs } from "../helpers/harness.js";
+import { makePki, type Pki } from "../helpers/pki.js";
 
-const run = promisify(execFile);
-
-const OPENSSL_CONFIG = `
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-[client]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-`;
-
-let dir: string;
+let pki: Pki;
 const pem: Record<string, Buffer> = {};
-const file = (name: string) => path.join(dir, name);
+/** A file of the PKI's dir (which holds ca.pem, ca.key, server.pem, server.key and client-<CN>.pem/.key). */
+const file = (name: string) => path.join(pki.dir, name);
 
-/** A CA, a server certificate and client certificates, with openssl, in a temp dir. */
-async function makePki(): Promise<void> {
-  const openssl = (...args: string[]) => run("openssl", args, { cwd: dir });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await writeFile(file("openssl.cnf"), OPENSSL_CONFIG);
-  const ca = async (name: string) =>
-    openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", ...ec, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "1", "-subj", `/CN=${name}`);
-  const leaf = async (name: string, cn: string, kind: "server" | "client", signer: string) => {
-    await openssl("req", "-new", "-config", "openssl.cnf", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
-    await openssl("x509", "-req", "-in", `${name}.csr`, "-CA", `${signer}.pem`, "-CAkey", `${signer}.key`, "-CAcreateserial",
-      "-out", `${name}.pem`, "-days", "1", "-extfile", "openssl.cnf", "-extensions", kind);
+/** The CA, the server certificate and the clients alice and root; mallory is an "alice" from another CA. */
+async function loadPki(): Promise<void> {
+  const [main, rogue] = await Promise.all([makePki(["alice", "root"]), makePki(["alice"])]);
+  pki = main;
+  const files: Record<string, { certFile: string; keyFile: string }> = {
+    ca: main.ca,
+    server: main.server,
+    alice: main.clients.alice!,
+    root: main.clients.root!,
+    mallory: rogue.clients.alice!,
   };
-  await Promise.all([ca("ca"), ca("rogue-ca")]);
-  await Promise.all([
-    leaf("server", "localhost", "server", "ca"),
-    leaf("alice", "alice", "client", "ca"),
-    leaf("root", "root", "client", "ca"),
-    leaf("mallory", "alice", "client", "rogue-ca"),
-  ]);
-  for (const name of ["ca", "server", "alice", "root", "mallory"]) {
-    pem[`${name}.pem`] = await readFile(file(`${name}.pem`));
-    pem[`${name}.key`] = await readFile(file(`${name}.key`));
+  for (const [name, { certFile, keyFile }] of Object.entries(files)) {
+    pem[`${name}.pem`] = await readFile(certFile);
+    pem[`${name}.key`] = await readFile(keyFile);
   }
 }
 
@@ -137,14 +107,11 @@ function connect(Ctor: typeof WhoAmIClient, address: string, creds: ChannelCrede
 const clientCreds = (name?: "alice" | "root" | "mallory") =>
   name ? credentials.createSsl(pem["ca.pem"], pem[`${name}.key`], pem[`${name}.pem`]) : credentials.createSsl(pem["ca.pem"]);
 
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "agentd-tls-"));
-  await makePki();
-});
+beforeAll(loadPki);
 
 afterAll(async () => {
   for (const client of clients) client.close();
-  await rm(dir, { recursive: true, force: true });
+  await removeTempDirs();
 });
 
 describe("createServerCredentials", () => {
@@ -153,15 +120,15 @@ describe("createServerCredentials", () => {
   });
 
   it("names unreadable or unusable files, without their content", () => {
-    const tls = { certFile: file("server.pem"), keyFile: file("server.key"), clientCaFile: "" };
+    const tls = { certFile: pki.server.certFile, keyFile: pki.server.keyFile, clientCaFile: "" };
     expect(() => createServerCredentials({ ...tls, certFile: file("nope.pem") })).toThrow(/^cannot read tls\.certFile .*nope\.pem \(ENOENT\)$/);
     expect(() => createServerCredentials({ ...tls, clientCaFile: file("nope-ca.pem") })).toThrow(/^cannot read tls\.clientCaFile .*nope-ca\.pem/);
-    expect(() => createServerCredentials({ ...tls, certFile: file("server.key") })).toThrow(/tls\.certFile .*server\.key is not a PEM certificate/);
-    expect(() => createServerCredentials({ ...tls, keyFile: file("server.pem") })).toThrow(/tls\.keyFile .*server\.pem is not an unencrypted PEM private key/);
-    expect(() => createServerCredentials({ ...tls, keyFile: file("alice.key") })).toThrow(/is not the private key of the certificate in tls\.certFile/);
-    expect(() => createServerCredentials({ ...tls, clientCaFile: file("ca.key") })).toThrow(/tls\.clientCaFile .*ca\.key is not a PEM certificate/);
+    expect(() => createServerCredentials({ ...tls, certFile: pki.server.keyFile })).toThrow(/tls\.certFile .*server\.key is not a PEM certificate/);
+    expect(() => createServerCredentials({ ...tls, keyFile: pki.server.certFile })).toThrow(/tls\.keyFile .*server\.pem is not an unencrypted PEM private key/);
+    expect(() => createServerCredentials({ ...tls, keyFile: pki.clients.alice!.keyFile })).toThrow(/is not the private key of the certificate in tls\.certFile/);
+    expect(() => createServerCredentials({ ...tls, clientCaFile: pki.ca.keyFile })).toThrow(/tls\.clientCaFile .*ca\.key is not a PEM certificate/);
     try {
-      createServerCredentials({ ...tls, keyFile: file("server.pem") });
+      createServerCredentials({ ...tls, keyFile: pki.server.certFile });
     } catch (error) {
       expect(String(error)).not.toContain("BEGIN");
     }
@@ -170,7 +137,7 @@ describe("createServerCredentials", () => {
 
 describe("TLS server", () => {
   it("serves TLS without client certificates when there is no client CA", async () => {
-    const config = resolveConfig({ tls: { certFile: file("server.pem"), keyFile: file("server.key") } });
+    const config = resolveConfig({ tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile } });
     const auth = await Authenticator.create(config);
     expect(auth.required).toBe(false);
     const server = await startServer(createServerCredentials(config.tls), auth);
@@ -193,7 +160,7 @@ describe("mutual TLS", () => {
     token = newToken();
     await writeFile(file("tokens.json"), JSON.stringify({ tokens: [{ sha256: hashToken(token), owner: "bob", role: "user" }] }));
     const config = resolveConfig({
-      tls: { certFile: file("server.pem"), keyFile: file("server.key"), clientCaFile: file("ca.pem") },
+      tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile, clientCaFile: pki.ca.certFile },
       auth: { tokensFile: file("tokens.json"), adminOwners: ["root"] },
     });
     server = await startServer(createServerCredentials(config.tls), await Authenticator.create(config));
