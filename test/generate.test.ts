@@ -224,7 +224,13 @@ describe("history and bad input", () => {
 
   it("refuses a provider without an API key before starting the turn", async () => {
     await t.stop();
-    t = await startTestServer({ config: { models: { allowedBaseUrls: [], allowedApiKeyEnvs: ["AGENTD_TEST_UNSET_KEY"] } } });
+    t = await startTestServer({ config: {
+        models: {
+          allowedBaseUrls: [],
+          allowedApiKeyEnvs: ["AGENTD_TEST_UNSET_KEY"],
+          keyedEndpoints: [{ baseUrl: "https://api.openai.com/v1", apiKeyEnv: "AGENTD_TEST_UNSET_KEY" }],
+        },
+      } });
     const { session } = await t.client.createSession({
       config: { model: { provider: "openai", model: "gpt-4o-mini", apiKeyEnv: "AGENTD_TEST_UNSET_KEY" } },
     });

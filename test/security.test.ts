@@ -179,6 +179,21 @@ describe("the sandbox", () => {
     await denied(alice.createChildSession({ parentId: session!.id, workspace: `${inside}/../../..` }));
   });
 
+  it("keeps owners out of each other's workspaces", async () => {
+    const root = path.join(t.dataDir, "workspaces");
+    const shared = path.join(root, "team-x");
+    const { session } = await alice.createSession({ workspace: shared });
+    const { session: own } = await alice.createSession({});
+    for (const workspace of [shared, path.join(shared, "sub"), own!.workspace]) {
+      const error = await denied(bob.createSession({ workspace }));
+      expect(error.details).toContain("another owner");
+    }
+    // The same owner may share, and a workspace that holds another owner's is refused too.
+    expect((await alice.createSession({ workspace: path.join(shared, "sub") })).session!.workspace).toBe(path.join(shared, "sub"));
+    await alice.destroySession({ sessionId: session!.id });
+    await denied(bob.createSession({ workspace: shared }));
+  });
+
   it("reads no script outside the scripts folder and quotes no file", async () => {
     for (const scriptPath of ["/etc/shadow", "/etc/passwd", "../../etc/passwd", "/no/such/file"]) {
       const error = await grpcError(alice.createSession({ config: { model: { provider: "scripted", model: "s", scriptPath } } }));
@@ -209,6 +224,30 @@ describe("model endpoints and keys", () => {
     );
     expect(env.code).toBe(status.PERMISSION_DENIED);
     expect(env.details).toContain("api_key_env HOME");
+    // An allowed variable still goes only to the endpoint it is paired with.
+    const crossed = await grpcError(
+      alice.createSession({ config: { model: { provider: "openai", model: "m", baseUrl: `${provider.url}/v1`, apiKeyEnv: "OPENAI_API_KEY" } } }),
+    );
+    expect(crossed.code).toBe(status.PERMISSION_DENIED);
+    expect(crossed.details).toContain("models.keyedEndpoints");
+  });
+
+  it("sends the server's own key to no endpoint but its provider's", async () => {
+    const saved = process.env.OPENAI_API_KEY;
+    process.env.OPENAI_API_KEY = "sk-server-secret-do-not-leak";
+    try {
+      provider.handler = (_req, res) =>
+        sendSse(res, [
+          `data: ${JSON.stringify({ id: "1", object: "chat.completion.chunk", created: 0, model: "m", choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] })}\n\n`,
+          "data: [DONE]\n\n",
+        ]);
+      const { session } = await alice.createSession({ config: { model: { provider: "openai", model: "m", baseUrl: `${provider.url}/v1` } } });
+      await alice.generate({ sessionId: session!.id, prompt: "hi" });
+      expect(provider.requests.at(-1)!.headers.authorization).toBe("Bearer not-needed");
+    } finally {
+      if (saved === undefined) delete process.env.OPENAI_API_KEY;
+      else process.env.OPENAI_API_KEY = saved;
+    }
   });
 
   it("keeps a session serialisable when a model reports absurd token counts (1e300)", async () => {
@@ -265,6 +304,22 @@ describe("input bounds", () => {
     expect((await alice.listSessions({})).sessions).toBeDefined();
   });
 
+  it("pages messages by bytes", async () => {
+    const { session } = await bob.createSession({ config: { model: scripted([{ text: "ok" }], true) } });
+    for (let i = 0; i < 6; i++) await bob.generate({ sessionId: session!.id, prompt: `${i}`.repeat(900_000) });
+    const texts: string[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await bob.getMessages({ sessionId: session!.id, pageToken });
+      texts.push(...page.messages.map((m) => m.text.slice(0, 2)));
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== "");
+    expect(pages).toBeGreaterThan(1);
+    expect(texts).toEqual(["00", "ok", "11", "ok", "22", "ok", "33", "ok", "44", "ok", "55", "ok"]);
+  });
+
   it("pages by bytes as well as by count, so no reply passes the message limit", async () => {
     const big = "s".repeat(250_000);
     const ids: string[] = [];
@@ -301,8 +356,14 @@ describe("input bounds", () => {
 
 describe("the audit log", () => {
   it("has one line per mutating call: who, what, which session, the result", async () => {
-    const { session } = await alice.createSession({});
+    const { session } = await alice.createSession({ config: { model: scripted([{ text: "slow", delayMs: 5_000 }]) } });
     await grpcError(bob.destroySession({ sessionId: session!.id }));
+    const stream = alice.streamGenerate({ sessionId: session!.id, prompt: "hi" });
+    const ended = collect(stream).catch(() => []);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stream.cancel();
+    await ended;
+    await grpcError(new AgentdClient(t.server.address, { token: "agd_not-a-token" }).listSessions({}));
     await alice.destroySession({ sessionId: session!.id });
     await t.stop();
     t = await startTestServer({ dataDir: t.dataDir, config: { auth: { tokensFile: path.join(path.dirname(t.dataDir), "tokens.json") } } });
@@ -314,8 +375,14 @@ describe("the audit log", () => {
     expect(lines.map((l) => [l.method, l.owner, l.result])).toEqual([
       ["CreateSession", "alice", "OK"],
       ["DestroySession", "bob", "NOT_FOUND"],
+      ["StreamGenerate", "alice", "CANCELLED (client_disconnected)"],
       ["DestroySession", "alice", "OK"],
     ]);
     expect(lines[0]).toMatchObject({ role: "user", via: "token" });
+    // A failed sign-in is there too, with no owner; no line holds a token or a prompt.
+    const all = await readFile(path.join(t.dataDir, "audit.log"), "utf8");
+    expect(all).toContain('"method":"ListSessions","owner":"","role":"user","via":"none","sessionId":"","result":"UNAUTHENTICATED"');
+    for (const token of Object.values(tokens)) expect(all).not.toContain(token);
+    expect(all).not.toContain("agd_not-a-token");
   });
 });

@@ -48,6 +48,11 @@ export interface RuntimeConfig {
     allowedBaseUrls: string[];
     /** Environment variables a session may name in api_key_env. */
     allowedApiKeyEnvs: string[];
+    /**
+     * Which endpoint may be sent which server key. Each provider's key goes to its official endpoint,
+     * the default model's to its endpoint; other pairs only when listed here.
+     */
+    keyedEndpoints: Array<{ baseUrl: string; apiKeyEnv: string }>;
   };
   grpc: {
     /** Largest message the server accepts and sends. */
@@ -96,7 +101,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   tls: { certFile: "", keyFile: "", clientCaFile: "" },
   insecure: false,
   sandbox: { allowedWorkspaceRoots: [], scriptsDir: "" },
-  models: { allowedBaseUrls: [], allowedApiKeyEnvs: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"] },
+  models: { allowedBaseUrls: [], allowedApiKeyEnvs: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"], keyedEndpoints: [] },
   grpc: {
     maxMessageBytes: 4 * 1024 * 1024,
     maxConcurrentStreams: 100,
@@ -182,7 +187,10 @@ function validateConfig(config: RuntimeConfig): void {
   positive("limits.maxSessions", config.limits.maxSessions);
   positive("limits.maxSessionsPerOwner", config.limits.maxSessionsPerOwner);
   positive("limits.maxConcurrentTurnsPerOwner", config.limits.maxConcurrentTurnsPerOwner);
-  positive("grpc.maxMessageBytes", config.grpc.maxMessageBytes);
+  // The largest session a client can make (bounded inputs) must fit in one reply.
+  if (!Number.isInteger(config.grpc.maxMessageBytes) || config.grpc.maxMessageBytes < 4 * 1024 * 1024) {
+    throw new Error(`grpc.maxMessageBytes must be at least 4194304 (4 MiB), got ${config.grpc.maxMessageBytes}`);
+  }
   positive("grpc.maxConcurrentStreams", config.grpc.maxConcurrentStreams);
   positive("audit.maxBytes", config.audit.maxBytes);
   positive("audit.maxFiles", config.audit.maxFiles);

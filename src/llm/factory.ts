@@ -3,7 +3,7 @@ import { failedPrecondition, invalidArgument } from "../errors.js";
 import { AnthropicClient } from "./anthropic.js";
 import { OpenAiClient } from "./openai.js";
 import { parseScript, ScriptedClient, type Script } from "./scripted.js";
-import { checkApiKeyEnv, checkBaseUrl, modelAccess, resolveScriptFile, type ModelAccess } from "./model-access.js";
+import { checkApiKeyEnv, checkBaseUrl, endpointOf, mayLendKey, modelAccess, resolveScriptFile, type ModelAccess } from "./model-access.js";
 import type { LlmClient, ModelProgress, ModelSettings } from "./types.js";
 
 export interface LlmFactoryOptions {
@@ -17,7 +17,6 @@ export interface LlmFactoryOptions {
 
 export const KNOWN_PROVIDERS = ["openai", "anthropic", "scripted"] as const;
 
-const DEFAULT_KEY_ENV: Record<string, string> = { openai: "OPENAI_API_KEY", anthropic: "ANTHROPIC_API_KEY" };
 
 /** Local OpenAI-compatible servers (vLLM, Ollama) need no key, but the SDK insists on one. */
 const PLACEHOLDER_KEY = "not-needed";
@@ -48,10 +47,10 @@ export class LlmClientFactory {
           );
         }
         if (settings.baseUrl !== "" && !isHttpUrl(settings.baseUrl)) {
-          throw invalidArgument(`base URL "${settings.baseUrl}" is not an http(s) URL`);
+          throw invalidArgument(`base URL "${settings.baseUrl}" is not an http(s) URL without credentials, query or fragment`);
         }
         checkBaseUrl(this.access, settings.baseUrl);
-        checkApiKeyEnv(this.access, settings.apiKeyEnv);
+        checkApiKeyEnv(this.access, settings);
         return;
       case "scripted":
         this.loadScript(settings);
@@ -70,12 +69,17 @@ export class LlmClientFactory {
     // The script file is read once, here.
     if (settings.provider === "scripted") return new ScriptedClient(this.loadScript(settings), progress);
     this.validate(settings);
-    const keyEnv = settings.apiKeyEnv || DEFAULT_KEY_ENV[settings.provider]!;
-    let key = apiKey || this.env[keyEnv] || "";
+    const endpoint = endpointOf(settings);
+    const keyEnv = endpoint.apiKeyEnv;
+    // A server key goes only to the endpoint it is paired with; a key from the request goes where its sender chose.
+    const lent = mayLendKey(this.access, endpoint) ? this.env[keyEnv] : undefined;
+    let key = apiKey || lent || "";
     if (key === "" && settings.provider === "openai" && settings.baseUrl !== "") key = PLACEHOLDER_KEY;
     if (key === "") {
       throw failedPrecondition(
-        `no API key for provider "${settings.provider}": set ${keyEnv} in the server's environment or pass api_key with the request`,
+        lent === undefined && !mayLendKey(this.access, endpoint)
+          ? `no API key for ${endpoint.baseUrl}: the server lends ${keyEnv} only to the endpoints it is paired with (models.keyedEndpoints); pass api_key with the request`
+          : `no API key for provider "${settings.provider}": set ${keyEnv} in the server's environment or pass api_key with the request`,
       );
     }
     const options = {
@@ -116,6 +120,6 @@ export class LlmClientFactory {
 
 function isHttpUrl(value: string): boolean {
   if (!URL.canParse(value)) return false;
-  const protocol = new URL(value).protocol;
-  return protocol === "http:" || protocol === "https:";
+  const url = new URL(value);
+  return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password && !url.search && !url.hash;
 }

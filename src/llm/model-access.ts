@@ -3,20 +3,36 @@ import { AgentdError, invalidArgument } from "../errors.js";
 import { isInside, realpathOrNull } from "../util/paths.js";
 import type { ModelSettings } from "./types.js";
 
+/** Each provider's public endpoint and the server variable that holds its key. */
+export const OFFICIAL_ENDPOINTS: Record<string, { baseUrl: string; apiKeyEnv: string }> = {
+  openai: { baseUrl: "https://api.openai.com/v1", apiKeyEnv: "OPENAI_API_KEY" },
+  anthropic: { baseUrl: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY" },
+};
+
 /** The providers' public endpoints, always allowed. */
-export const OFFICIAL_BASE_URLS = ["https://api.openai.com/v1", "https://api.anthropic.com"];
+export const OFFICIAL_BASE_URLS = Object.values(OFFICIAL_ENDPOINTS).map((e) => e.baseUrl);
 
 /** The key variables a session may name unless the operator says otherwise. */
-export const DEFAULT_API_KEY_ENVS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+export const DEFAULT_API_KEY_ENVS = Object.values(OFFICIAL_ENDPOINTS).map((e) => e.apiKeyEnv);
+
+/** An endpoint that may be sent the key held in one of the server's variables. */
+export interface KeyedEndpoint {
+  baseUrl: string;
+  apiKeyEnv: string;
+}
 
 /**
- * What a client may choose for a model: which endpoints its key and prompts go to, which of the
- * server's environment variables may be sent as a key, and which script files may be read. The
- * server's own default model is trusted: its endpoint, key variable and script are always allowed.
+ * What a client may choose for a model: which endpoints its prompts go to, which of the server's
+ * environment variables may be sent as a key and to which endpoint, and which script files may be
+ * read. A server key goes only to an endpoint it is paired with: each provider's key to that
+ * provider's official endpoint, the default model's key to the default model's endpoint, and the
+ * operator's `models.keyedEndpoints`. The server's own default model is trusted.
  */
 export interface ModelAccess {
   allowedBaseUrls: string[];
   allowedApiKeyEnvs: string[];
+  /** Normalised endpoint and variable pairs. */
+  keyedEndpoints: KeyedEndpoint[];
   /** script_path names a file inside this folder; null allows none. */
   scriptsDir: string | null;
   /** Script files allowed wherever they are (the operator's default model's). */
@@ -26,13 +42,18 @@ export interface ModelAccess {
 export function modelAccess(options: {
   allowedBaseUrls?: string[];
   allowedApiKeyEnvs?: string[];
+  keyedEndpoints?: KeyedEndpoint[];
   scriptsDir?: string | null;
   trusted?: ModelSettings | null;
 }): ModelAccess {
   const trusted = options.trusted ?? null;
+  const official = Object.values(OFFICIAL_ENDPOINTS);
+  const trustedPair = trusted && OFFICIAL_ENDPOINTS[trusted.provider] ? [endpointOf(trusted)] : [];
+  const keyed = [...official, ...trustedPair, ...(options.keyedEndpoints ?? [])];
   return {
-    allowedBaseUrls: [...OFFICIAL_BASE_URLS, ...(options.allowedBaseUrls ?? []), ...(trusted?.baseUrl ? [trusted.baseUrl] : [])].map(normalizeBaseUrl),
-    allowedApiKeyEnvs: [...(options.allowedApiKeyEnvs ?? DEFAULT_API_KEY_ENVS), ...(trusted?.apiKeyEnv ? [trusted.apiKeyEnv] : [])],
+    allowedBaseUrls: [...OFFICIAL_BASE_URLS, ...(options.allowedBaseUrls ?? []), ...keyed.map((e) => e.baseUrl)].map(normalizeBaseUrl),
+    allowedApiKeyEnvs: [...(options.allowedApiKeyEnvs ?? DEFAULT_API_KEY_ENVS), ...trustedPair.map((e) => e.apiKeyEnv)],
+    keyedEndpoints: keyed.map((e) => ({ baseUrl: normalizeBaseUrl(e.baseUrl), apiKeyEnv: e.apiKeyEnv })),
     scriptsDir: options.scriptsDir ? path.resolve(options.scriptsDir) : null,
     trustedScriptFiles: trusted?.scriptPath ? [path.resolve(trusted.scriptPath)] : [],
   };
@@ -42,6 +63,7 @@ export function modelAccess(options: {
 export function normalizeBaseUrl(url: string): string {
   if (!URL.canParse(url)) return url;
   const parsed = new URL(url);
+  if (parsed.username || parsed.password || parsed.search || parsed.hash) return url;
   return `${parsed.protocol}//${parsed.host}${parsed.pathname.replace(/\/+$/, "")}`;
 }
 
@@ -53,7 +75,30 @@ export function checkBaseUrl(access: ModelAccess, baseUrl: string): void {
   );
 }
 
-export function checkApiKeyEnv(access: ModelAccess, apiKeyEnv: string): void {
+/** The endpoint a model's requests go to and the server variable its key would come from. */
+export function endpointOf(settings: Pick<ModelSettings, "provider" | "baseUrl" | "apiKeyEnv">): KeyedEndpoint {
+  const official = OFFICIAL_ENDPOINTS[settings.provider];
+  return { baseUrl: settings.baseUrl || official?.baseUrl || "", apiKeyEnv: settings.apiKeyEnv || official?.apiKeyEnv || "" };
+}
+
+/** Whether the server may send the key in `apiKeyEnv` to `baseUrl`. */
+export function mayLendKey(access: ModelAccess, endpoint: KeyedEndpoint): boolean {
+  const baseUrl = normalizeBaseUrl(endpoint.baseUrl);
+  return access.keyedEndpoints.some((e) => e.baseUrl === baseUrl && e.apiKeyEnv === endpoint.apiKeyEnv);
+}
+
+/**
+ * A variable the session names must be one the server lends, and lent to this endpoint: a key must
+ * never reach an endpoint its owner did not choose for it (OpenAI's key sent to a local server, say).
+ */
+export function checkApiKeyEnv(access: ModelAccess, settings: Pick<ModelSettings, "provider" | "baseUrl" | "apiKeyEnv">): void {
+  const { apiKeyEnv } = settings;
+  if (apiKeyEnv !== "" && access.allowedApiKeyEnvs.includes(apiKeyEnv) && !mayLendKey(access, endpointOf(settings))) {
+    throw new AgentdError(
+      "permission_denied",
+      `api_key_env ${apiKeyEnv} is not lent to ${endpointOf(settings).baseUrl}; the operator can pair them in models.keyedEndpoints, or pass api_key with the request`,
+    );
+  }
   if (apiKeyEnv === "" || access.allowedApiKeyEnvs.includes(apiKeyEnv)) return;
   throw new AgentdError(
     "permission_denied",

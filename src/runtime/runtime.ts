@@ -24,6 +24,7 @@ import { checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkTe
 import { ModelClients } from "./model-clients.js";
 import { TurnRunner, type StartTurnOptions, type TurnHandle } from "./turn-runner.js";
 import { WorkspacePolicy } from "./workspace-policy.js";
+import { isInside } from "../util/paths.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -89,6 +90,7 @@ export class Runtime {
     const access = modelAccess({
       allowedBaseUrls: config.models.allowedBaseUrls,
       allowedApiKeyEnvs: config.models.allowedApiKeyEnvs,
+      keyedEndpoints: config.models.keyedEndpoints,
       scriptsDir: config.sandbox.scriptsDir || path.join(config.dataDir, "scripts"),
       trusted: config.sessionDefaults.model,
     });
@@ -105,8 +107,10 @@ export class Runtime {
 
   /** A runtime with every stored session restored. */
   static async open(options: RuntimeOptions): Promise<Runtime> {
-    const { dataDir, sandbox } = options.config;
-    const runtime = new Runtime(options, await WorkspacePolicy.create(dataDir, sandbox.allowedWorkspaceRoots));
+    const { dataDir, sandbox, auth, tls, audit } = options.config;
+    const operatorFiles = [auth.tokensFile, auth.jwt?.publicKeyFile ?? "", tls.certFile, tls.keyFile, tls.clientCaFile, audit.file];
+    const workspaces = await WorkspacePolicy.create(dataDir, sandbox.allowedWorkspaceRoots, operatorFiles.filter((f) => f !== ""));
+    const runtime = new Runtime(options, workspaces);
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger);
     return runtime;
   }
@@ -115,15 +119,16 @@ export class Runtime {
     const owner = this.ownerFor(caller, checkOwner(options.owner));
     const config = mergeConfig(defaultSessionConfig(this.options.config.sessionDefaults), checkConfigPatch(options.config));
     const workspace = options.workspace === "" ? "" : await this.workspaces.check(options.workspace);
-    return this.create(owner, null, config, { workspace, ephemeral: options.ephemeral, labels: checkLabels(options.labels) });
+    return this.create(owner, null, config, { workspace, ephemeral: options.ephemeral, labels: checkLabels(options.labels), named: workspace !== "" });
   }
 
   /** A child belongs to its parent's owner and works in its parent's workspace unless told otherwise. */
   async createChildSession(caller: Caller, parentId: string, options: CreateChildOptions): Promise<SessionView> {
     const parent = this.owned(caller, parentId, "parent_id");
     const config = mergeConfig(parent.config, checkConfigPatch(options.config));
-    const workspace = options.workspace === "" ? parent.workspace : await this.workspaces.check(options.workspace, parent.workspace);
-    return this.create(parent.owner, parent.id, config, { workspace, ephemeral: parent.ephemeral, labels: checkLabels(options.labels) });
+    const named = options.workspace !== "";
+    const workspace = named ? await this.workspaces.check(options.workspace, parent.workspace) : parent.workspace;
+    return this.create(parent.owner, parent.id, config, { workspace, ephemeral: parent.ephemeral, labels: checkLabels(options.labels), named });
   }
 
   getSession(caller: Caller, sessionId: string): SessionView {
@@ -246,13 +251,16 @@ export class Runtime {
     owner: string,
     parentId: string | null,
     config: SessionConfig,
-    options: { workspace: string; ephemeral: boolean; labels: Record<string, string> },
+    options: { workspace: string; ephemeral: boolean; labels: Record<string, string>; named: boolean },
   ): Promise<Session> {
     this.registry.checkCapacity(owner);
     if (config.model) this.models.validate(config.model);
+    if (options.named) this.checkNotShared(owner, options.workspace);
     const id = randomUUID();
     const workspace = options.workspace || this.workspaces.defaultFor(id);
     await mkdir(workspace, { recursive: true });
+    // Checked again now that it exists: a symlink put in its way meanwhile would show here.
+    if (options.named) await this.workspaces.check(workspace);
     // Checked again: while the directory was made, another request may have taken the last place,
     // or destroyed the parent.
     this.registry.checkCapacity(owner);
@@ -262,6 +270,17 @@ export class Runtime {
     this.registry.add(session);
     session.markChanged();
     return session;
+  }
+
+  /** A workspace one owner names must not overlap another owner's: they would read each other's files. */
+  private checkNotShared(owner: string, workspace: string): void {
+    for (const session of this.registry.all()) {
+      if (session.owner === owner) continue;
+      const other = session.workspace;
+      if (other === workspace || isInside(other, workspace) || isInside(workspace, other)) {
+        throw new AgentdError("permission_denied", `workspace ${workspace} overlaps a workspace of another owner's session; choose another`);
+      }
+    }
   }
 
   /** A live session for a record, whose changes are written in the background unless ephemeral. */

@@ -79,10 +79,11 @@ export class TurnRunner {
         host,
         context,
       }).subscribe((event) => {
+        // The owner's slot is free before the terminal event goes out, so a client that starts the
+        // next turn when it sees the end is not refused.
+        if (isTerminal(event)) this.release(owner);
         session.recordTurnEvent(turnId, event);
-        if (!isTerminal(event)) return;
-        this.release(owner);
-        logTurnEnd(context.logger, event, performance.now() - startedAt);
+        if (isTerminal(event)) logTurnEnd(context.logger, event, performance.now() - startedAt);
       }),
     );
     return { turnId, events: turnEvents(session, turnId), cancel: (reason) => session.cancelTurn(reason, turnId) !== null };

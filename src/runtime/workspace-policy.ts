@@ -34,8 +34,12 @@ export class WorkspacePolicy {
     private readonly defaultRoot: string,
   ) {}
 
-  /** Resolves the configured roots; the default root, <dataDir>/workspaces, is created. */
-  static async create(dataDir: string, configuredRoots: string[]): Promise<WorkspacePolicy> {
+  /**
+   * Resolves the configured roots; the default root, <dataDir>/workspaces, is created. A root that
+   * holds the data directory or one of `protectedFiles` (tokens, keys, the audit log) is refused:
+   * an agent working there could read them.
+   */
+  static async create(dataDir: string, configuredRoots: string[], protectedFiles: string[] = []): Promise<WorkspacePolicy> {
     const defaultRoot = path.resolve(dataDir, "workspaces");
     await mkdir(defaultRoot, { recursive: true });
     const realData = await realpath(path.resolve(dataDir));
@@ -49,6 +53,10 @@ export class WorkspacePolicy {
       }
       if (real === realData || isInside(realData, real)) {
         throw new Error(`sandbox.allowedWorkspaceRoots: ${root} holds the data directory ${realData}; a workspace there could reach the stored sessions`);
+      }
+      for (const file of protectedFiles) {
+        const resolved = (await realpath(path.resolve(file)).catch(() => null)) ?? path.resolve(file);
+        if (isInside(resolved, real)) throw new Error(`sandbox.allowedWorkspaceRoots: ${root} holds ${file}; a workspace there could read it`);
       }
       roots.push(real);
     }
@@ -68,7 +76,9 @@ export class WorkspacePolicy {
     checkChars("workspace", requested, INPUT_LIMITS.workspaceChars);
     if (!path.isAbsolute(requested)) throw invalidArgument(`workspace must be an absolute path, got "${requested}"`);
     const real = await realpathOfNearest(path.resolve(requested));
-    const parent = parentWorkspace === undefined ? undefined : await realpathOfNearest(parentWorkspace);
+    // A parent's workspace counts only while it is itself allowed (a restored session's may not be).
+    const parent =
+      parentWorkspace !== undefined && (await this.allows(parentWorkspace)) ? await realpathOfNearest(parentWorkspace) : undefined;
     const allowed =
       this.roots.some((root) => isInside(real, root)) || (parent !== undefined && (real === parent || isInside(real, parent)));
     if (!allowed || !this.clearOfData(real)) {

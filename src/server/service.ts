@@ -30,6 +30,9 @@ export interface ServiceDeps {
   maxMessageBytes: number;
 }
 
+/** Who a call that failed authentication is, for the audit log. */
+const UNIDENTIFIED: Caller = { owner: "", role: "user", via: "none" };
+
 /** Room kept for the rest of a reply (page token, framing) next to its listed items. */
 const REPLY_MARGIN_BYTES = 64 * 1024;
 
@@ -57,8 +60,10 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           },
           (error: unknown) => {
             const failure = toServiceError(error, logger, method);
-            if (mutates && caller) {
-              audit.record({ method, caller, sessionId: mutates(call.request), result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+            // Failed sign-ins are recorded for every method; other failures for the ones that change something.
+            if (mutates || !caller) {
+              const sessionId = mutates ? mutates(call.request) : "";
+              audit.record({ method, caller: caller ?? UNIDENTIFIED, sessionId, result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
             }
             callback(failure);
           },
@@ -159,10 +164,16 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       void startTurn(call, "StreamGenerate", sessionId, (caller) => {
         const turn = runtime.startTurn(caller, sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
         const writer = new EventWriter(call);
+        let audited = false;
+        const record = (result: string) => {
+          if (audited) return;
+          audited = true;
+          audit.record({ method: "StreamGenerate", caller, sessionId, result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
+        };
         const subscription = turn.events.subscribe({
           next: (event) => {
             const reply = unaryOutcome(event);
-            if (reply) audit.record({ method: "StreamGenerate", caller, sessionId, result: reply.result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
+            if (reply) record(reply.result);
             writer.write(event);
           },
           complete: () => writer.end(),
@@ -172,6 +183,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           subscription.unsubscribe();
           writer.close();
           turn.cancel("client_disconnected");
+          record("CANCELLED (client_disconnected)");
         };
         if (call.cancelled) onCancelled();
       }).catch((failure: ReturnType<typeof toServiceError>) => call.emit("error", failure));
@@ -205,7 +217,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
    * subscribed in time). Rejects with the status to send when either step fails, after auditing it.
    */
   async function startTurn(
-    call: { metadata: Metadata; getAuthContext(): AuthContext; getPeer(): string },
+    call: { metadata: Metadata; getAuthContext(): AuthContext; getPeer(): string; cancelled: boolean },
     method: string,
     sessionId: string,
     start: (caller: Caller) => void,
@@ -213,10 +225,15 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     let caller: Caller | undefined;
     try {
       caller = await deps.authenticate(call);
+      // The client may have gone while it was being authenticated: no turn for nobody.
+      if (call.cancelled) {
+        audit.record({ method, caller, sessionId, result: "CANCELLED (before the turn started)", peer: call.getPeer() });
+        return;
+      }
       start(caller);
     } catch (error) {
       const failure = toServiceError(error, logger, method);
-      if (caller) audit.record({ method, caller, sessionId, result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+      audit.record({ method, caller: caller ?? UNIDENTIFIED, sessionId, result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
       throw failure;
     }
   }

@@ -26,7 +26,7 @@ export class SessionRegistry {
     const { maxSessions, maxSessionsPerOwner } = this.limits;
     if (this.sessions.size >= maxSessions) {
       throw resourceExhausted(
-        `the server holds ${this.sessions.size} sessions, its limit (limits.maxSessions = ${maxSessions}); destroy sessions or raise the limit`,
+        `the server is at its session limit (limits.maxSessions = ${maxSessions}); destroy sessions or ask the operator to raise the limit`,
       );
     }
     const owned = this.perOwner.get(owner) ?? 0;

@@ -132,6 +132,52 @@ describe("Runtime, the core without the wire", () => {
     await runtime.close();
   });
 
+  it("frees an owner's turn slot before the end of its turn goes out", async () => {
+    const config = resolveConfig({ dataDir, limits: { maxConcurrentTurnsPerOwner: 1 } });
+    const runtime = await Runtime.open({ config, store, tools: ToolRegistry.withBuiltins(), logger: createLogger("silent") });
+    const session = await runtime.createSession(admin, { owner: "o", config: { model: model([{ text: "a" }, { text: "b" }]) }, workspace: "", ephemeral: true, labels: {} });
+    const next = await new Promise<string>((resolve, reject) =>
+      runtime.startTurn(admin, session.id, "one").events.subscribe({
+        // A client that starts the next turn the moment it sees the end.
+        complete: () => {
+          try {
+            lastValueFrom(runtime.startTurn(admin, session.id, "two").events.pipe(toArray())).then((events) => {
+              const last = events.at(-1)!.payload;
+              resolve(last.type === "turn_completed" ? last.result.text : last.type);
+            }, reject);
+          } catch (error) {
+            reject(error);
+          }
+        },
+      }),
+    );
+    expect(next).toBe("b");
+    await runtime.close();
+  });
+
+  it("runs no tool in a restored session whose workspace is no longer allowed, nor lets a child in", async () => {
+    const outside = await mkdtemp(path.join(tmpdir(), "agentd-old-root-"));
+    await store.save({ ...sessionRecord("old"), workspace: outside, config: { model: model([{ toolCalls: [{ name: "list_dir", arguments: {} }] }, { text: "done" }]), systemPrompt: "", limits: { maxToolRounds: 5, toolTimeoutMs: 0 } } });
+    const runtime = await open();
+    const events = await lastValueFrom(runtime.startTurn(admin, "old", "look").events.pipe(toArray()));
+    const result = events.find((e) => e.payload.type === "tool_result")!.payload;
+    expect(result).toMatchObject({ result: { isError: true, output: expect.stringContaining("outside the server's allowed workspace roots") } });
+    await expect(
+      runtime.createChildSession(admin, "old", { config: {}, workspace: path.join(outside, "sub"), labels: {} }),
+    ).rejects.toMatchObject({ kind: "permission_denied" });
+    await rm(outside, { recursive: true, force: true });
+    await runtime.close();
+  });
+
+  it("refuses a workspace root that holds the data directory or an operator's file", async () => {
+    const config = (roots: string[], tokensFile = "") => resolveConfig({ dataDir, sandbox: { allowedWorkspaceRoots: roots, scriptsDir: "" }, auth: { tokensFile, jwt: null, adminOwners: [] } });
+    const options = { store, tools: ToolRegistry.withBuiltins(), logger: createLogger("silent") };
+    await expect(Runtime.open({ ...options, config: config([path.dirname(dataDir)]) })).rejects.toThrow("holds the data directory");
+    const elsewhere = await mkdtemp(path.join(tmpdir(), "agentd-root-"));
+    await expect(Runtime.open({ ...options, config: config([elsewhere], path.join(elsewhere, "tokens.json")) })).rejects.toThrow("tokens.json; a workspace there could read it");
+    await rm(elsewhere, { recursive: true, force: true });
+  });
+
   it("restores a child whose parent is gone as top-level, with a consistent tree", async () => {
     await store.save({ ...sessionRecord("parent"), createdAt: "2026-01-01T00:00:00.000Z" });
     await store.save({ ...sessionRecord("child"), parentId: "parent", createdAt: "2026-01-01T00:00:01.000Z" });

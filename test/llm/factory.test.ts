@@ -40,6 +40,10 @@ describe("LlmClientFactory", () => {
     scriptsDir: dir,
     allowedBaseUrls: ["http://127.0.0.1:11434/v1/", "http://127.0.0.1:1"],
     allowedApiKeyEnvs: ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_KEY", "CUSTOM"],
+    keyedEndpoints: [
+      { baseUrl: "https://api.anthropic.com", apiKeyEnv: "MY_KEY" },
+      { baseUrl: "https://api.openai.com/v1", apiKeyEnv: "CUSTOM" },
+    ],
   });
   const factory = new LlmClientFactory({ env: {}, access });
 
@@ -127,6 +131,18 @@ describe("LlmClientFactory", () => {
         expect(() => factory.validate(settings({ baseUrl }))).not.toThrow();
       }
       expect(() => factory.create(settings({ baseUrl: "http://attacker.example/v1" }), { apiKey: "sk-secret" })).toThrow(AgentdError);
+      // A server key goes only to the endpoint it is paired with, even among allowed ones.
+      const elsewhere = failure(() => factory.validate(settings({ baseUrl: "http://127.0.0.1:1", apiKeyEnv: "OPENAI_API_KEY" })));
+      expect(elsewhere.kind).toBe("permission_denied");
+      expect(elsewhere.message).toContain("models.keyedEndpoints");
+      const crossed = failure(() => factory.validate(settings({ apiKeyEnv: "ANTHROPIC_API_KEY" })));
+      expect(crossed.message).toBe(
+        "api_key_env ANTHROPIC_API_KEY is not lent to https://api.openai.com/v1; the operator can pair them in models.keyedEndpoints, or pass api_key with the request",
+      );
+      // URLs with credentials, a query or a fragment are refused outright.
+      for (const baseUrl of ["http://user:pw@127.0.0.1:1", "http://127.0.0.1:1/?x=1", "http://127.0.0.1:1/#f"]) {
+        expect(failure(() => factory.validate(settings({ baseUrl }))).kind).toBe("invalid_argument");
+      }
     });
 
     it("reports an invalid script, in a file or inline", () => {

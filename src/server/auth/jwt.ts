@@ -64,6 +64,9 @@ export class JwtVerifier {
         throw new Error(`auth.jwt.jwksUrl is not a valid URL`);
       }
       if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`auth.jwt.jwksUrl must be an http(s) URL`);
+      // Keys fetched in clear text could be swapped on the way: plain http only on this machine.
+      const loopback = url.hostname === "localhost" || url.hostname === "[::1]" || url.hostname.startsWith("127.");
+      if (url.protocol === "http:" && !loopback) throw new Error(`auth.jwt.jwksUrl must use https (plain http only on a loopback address)`);
       const remote = createRemoteJWKSet(url, { timeoutDuration: JWKS_TIMEOUT_MS });
       const getKey: JWTVerifyGetKey = async (header, token) => {
         try {

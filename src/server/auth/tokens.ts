@@ -46,6 +46,8 @@ export function ownerProblem(owner: unknown): string | null {
   if (owner === "") return "must not be empty";
   if (owner.length > MAX_OWNER_CHARS) return `must be at most ${MAX_OWNER_CHARS} characters`;
   if (CONTROL.test(owner)) return "must not contain control characters";
+  // Sessions made without authentication (before it was turned on) belong to "default".
+  if (owner === "default") return 'must not be "default", the owner of sessions made without authentication';
   return null;
 }
 
