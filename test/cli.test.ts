@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -26,6 +26,25 @@ describe("the agentd command", () => {
     expect(list.stdout).toContain(`${sessionId}  idle`);
     const messages = await agentd("sessions", "messages", sessionId, "--server", server().server.address);
     expect(messages.stdout.split("\n")[0]).toBe("user: hello CLI");
+  });
+
+  it("answers every prompt piped into chat, one turn each", async () => {
+    const child = spawn(tsx, [path.join(root, "src/cli/main.ts"), "chat", "--server", server().server.address, "--script", "examples/demo-script.json"], {
+      cwd: root,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    child.stdin.end("one\ntwo\nthree\n");
+    const code = await new Promise((resolve) => child.on("exit", resolve));
+    expect(code).toBe(0);
+    for (const word of ["one", "two", "three"]) expect(out).toContain(`You said: "${word}"`);
+  });
+
+  it("names a bad script file before reaching the server", async () => {
+    const failure = await agentd("chat", "--server", server().server.address, "--script", "README.md", "hi").catch((error: { code: number; stderr: string }) => error);
+    expect("code" in failure && failure.code).toBe(1);
+    expect((failure as { stderr: string }).stderr).toContain("scripted model: script README.md is not valid JSON");
   });
 
   it("reports a server error with a non-zero exit", async () => {

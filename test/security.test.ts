@@ -164,6 +164,12 @@ describe("the sandbox", () => {
     await denied(alice.createSession({ workspace: path.join(root, "escape") }));
     await denied(alice.createSession({ workspace: path.join(root, "escape", "sub") }));
 
+    // Paths inside a root that cannot be a directory are the client's mistake, said plainly.
+    await writeFile(path.join(root, "a-file"), "x");
+    await symlink(path.join(root, "nowhere"), path.join(root, "dangling"));
+    for (const workspace of [path.join(root, "a-file"), path.join(root, "a-file", "sub"), path.join(root, "dangling"), path.join(root, "n".repeat(300))]) {
+      expect((await grpcError(alice.createSession({ workspace }))).code, workspace).toBe(status.INVALID_ARGUMENT);
+    }
     const bad = await grpcError(alice.createSession({ workspace: "/tmp/a\u0000b" }));
     expect(bad.code).toBe(status.INVALID_ARGUMENT);
     expect((await grpcError(alice.createSession({ workspace: "relative/dir" }))).code).toBe(status.INVALID_ARGUMENT);
@@ -293,6 +299,14 @@ describe("input bounds", () => {
     const { session } = await alice.createSession({ config: { model: scripted([{ text: "x" }]) } });
     const prompt = await grpcError(alice.generate({ sessionId: session!.id, prompt: "q".repeat(2 * 1024 * 1024) }));
     expect(prompt.details).toBe("prompt is 2097152 bytes; the limit is 1048576");
+    expect((await grpcError(alice.createSession({ labels: { "k\n": "v" } }))).code).toBe(status.INVALID_ARGUMENT);
+    const key = await grpcError(alice.generate({ sessionId: session!.id, prompt: "hi", apiKey: "sk-abc\r\nX-Evil: 1" }));
+    expect(key.details).toBe("api_key must be printable ASCII without spaces");
+    // A script cannot blow a long prompt up into a huge answer.
+    const echo = scripted([{ text: "{{last_user_message}}".repeat(20) }]);
+    const { session: amplifier } = await alice.createSession({ config: { model: echo } });
+    const blown = await grpcError(alice.generate({ sessionId: amplifier!.id, prompt: "p".repeat(900_000) }));
+    expect(blown.code).toBe(status.RESOURCE_EXHAUSTED);
   });
 
   it("answers a 200 KB session id at once, and the connection keeps working", async () => {

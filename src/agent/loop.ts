@@ -30,6 +30,18 @@ export interface ToolRunner {
   execute(call: LlmToolCall, context: TurnContext): Promise<ToolOutput>;
 }
 
+/**
+ * The most text and tool arguments one model call may produce: far beyond what models answer, and
+ * small enough that every message fits in a reply and a record stays cheap to write.
+ */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
+const answerTooLong = () =>
+  new AgentdError(
+    "resource_exhausted",
+    `the model's answer passed ${MAX_ANSWER_BYTES} bytes and was cut there; lower config.model.max_output_tokens or ask for a shorter answer`,
+  );
+
 export interface TurnInput {
   prompt: string;
   systemPrompt: string;
@@ -122,13 +134,18 @@ class TurnRun {
     const toolCalls: LlmToolCall[] = [];
     const step: UsageTotals = { inputTokens: 0, outputTokens: 0 };
     let stopReason = "end_turn";
+    let answerBytes = 0;
     for await (const chunk of llm.stream(request, context)) {
       switch (chunk.type) {
         case "text":
+          answerBytes += Buffer.byteLength(chunk.delta, "utf8");
+          if (answerBytes > MAX_ANSWER_BYTES) throw answerTooLong();
           this.textPieces.push(chunk.delta);
           this.emit({ type: "text_delta", text: chunk.delta });
           break;
         case "tool_call":
+          answerBytes += Buffer.byteLength(chunk.call.argumentsJson, "utf8");
+          if (answerBytes > MAX_ANSWER_BYTES) throw answerTooLong();
           toolCalls.push({ ...chunk.call, id: host.claimCallId(chunk.call.id || `call_${randomUUID()}`) });
           break;
         case "usage":

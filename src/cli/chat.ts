@@ -5,6 +5,7 @@ import { events, type AgentdClient } from "../client/client.js";
 import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../gen/agentd/v1/runtime.js";
+import { parseScript } from "../llm/scripted.js";
 import { modelFromOptions, modelOptions } from "./model-options.js";
 
 const HELP = `agentd chat: talk to an agent session from the terminal
@@ -52,8 +53,21 @@ export async function runChat(args: string[]): Promise<number> {
 function modelConfigFromFlags(values: Parameters<typeof modelFromOptions>[0]): Partial<ModelConfig> | undefined {
   const model = modelFromOptions(values);
   if (!model) return undefined;
-  // The script is sent inline, so the server needs no access to this machine's files.
-  const scriptJson = model.scriptPath ? readFileSync(model.scriptPath, "utf8") : "";
+  // The script is sent inline, so the server needs no access to this machine's files; it is checked
+  // here first, so a mistake names the file rather than "script_json".
+  let scriptJson = "";
+  if (model.scriptPath) {
+    try {
+      scriptJson = readFileSync(model.scriptPath, "utf8");
+    } catch (error) {
+      throw new Error(`cannot read script file ${model.scriptPath} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+    }
+    try {
+      parseScript(scriptJson, model.scriptPath);
+    } catch (error) {
+      throw new Error((error as Error).message);
+    }
+  }
   return { ...model, scriptPath: "", scriptJson };
 }
 
@@ -73,18 +87,23 @@ async function openSession(
 }
 
 async function repl(client: AgentdClient, sessionId: string): Promise<void> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const interactive = process.stdin.isTTY === true;
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: interactive });
   let running: ClientReadableStream<StreamGenerateResponse> | null = null;
   // In a terminal, readline receives Ctrl-C itself: it cancels the running turn, or leaves at the prompt.
   rl.on("SIGINT", () => (running ? running.cancel() : rl.close()));
   try {
-    for (;;) {
-      const line = await rl.question("> ").catch(() => null);
-      if (line === null) return;
-      if (line.trim() === "") continue;
-      running = client.streamGenerate({ sessionId, prompt: line });
-      await streamTurn(running);
-      running = null;
+    rl.setPrompt(interactive ? "> " : "");
+    rl.prompt();
+    // Iterating the lines (rather than asking one question at a time) keeps piped lines that arrive
+    // while a turn runs: readline buffers them until the loop comes back.
+    for await (const line of rl) {
+      if (line.trim() !== "") {
+        running = client.streamGenerate({ sessionId, prompt: line });
+        await streamTurn(running);
+        running = null;
+      }
+      rl.prompt();
     }
   } finally {
     rl.close();
@@ -111,6 +130,10 @@ async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>): P
   } catch (error) {
     const { code, details } = error as Partial<ServiceError>;
     console.error(code === status.CANCELLED ? "\n[cancelled]" : `\n[error] ${details ?? String(error)}`);
+    // The server speaks of RPCs; at the terminal, the flags are what a person can change.
+    if (code === status.FAILED_PRECONDITION && details?.includes("has no model")) {
+      console.error("agentd chat: choose a model with --script FILE, or --provider and --model");
+    }
     return false;
   }
   return ok;
@@ -133,6 +156,7 @@ function render(event: AgentEvent): boolean | undefined {
       return undefined;
     }
     case "turnCompleted": {
+      process.stdout.write("\n");
       const usage = payload.turnCompleted.result?.usage;
       console.error(`\n[done] ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens`);
       return true;

@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
-import { failedPrecondition, invalidArgument } from "../errors.js";
+import { readFileSync, statSync } from "node:fs";
+import { AgentdError, failedPrecondition, invalidArgument } from "../errors.js";
 import { AnthropicClient } from "./anthropic.js";
 import { OpenAiClient } from "./openai.js";
 import { parseScript, ScriptedClient, type Script } from "./scripted.js";
@@ -17,6 +17,9 @@ export interface LlmFactoryOptions {
 
 export const KNOWN_PROVIDERS = ["openai", "anthropic", "scripted"] as const;
 
+
+/** A script file may be as large as a script sent inline. */
+const MAX_SCRIPT_FILE_BYTES = 1024 * 1024;
 
 /** Local OpenAI-compatible servers (vLLM, Ollama) need no key, but the SDK insists on one. */
 const PLACEHOLDER_KEY = "not-needed";
@@ -109,8 +112,15 @@ export class LlmClientFactory {
     const file = resolveScriptFile(this.access, settings.scriptPath);
     let text: string;
     try {
+      // Only a regular file of a sane size: a FIFO or a device would block the server on read.
+      const stats = statSync(file);
+      if (!stats.isFile()) throw invalidArgument(`scripted model: script ${settings.scriptPath} is not a regular file`);
+      if (stats.size > MAX_SCRIPT_FILE_BYTES) {
+        throw invalidArgument(`scripted model: script ${settings.scriptPath} is ${stats.size} bytes; the limit is ${MAX_SCRIPT_FILE_BYTES}`);
+      }
       text = readFileSync(file, "utf8");
     } catch (error) {
+      if (error instanceof AgentdError) throw error;
       const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
       throw invalidArgument(`scripted model: cannot read script file ${settings.scriptPath} (${reason})`);
     }

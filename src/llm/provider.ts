@@ -92,9 +92,13 @@ export function providerError(ctx: ProviderContext, failure: ProviderFailure, ca
 
 type Described = { kind: ErrorKind; message: string };
 
+const MAX_DETAIL_CHARS = 1000;
+
 function describe(ctx: ProviderContext, failure: ProviderFailure): Described {
   const p = ctx.provider;
-  const detail = failure.detail.trim() || "no details";
+  // An endpoint's error body can be anything, megabytes included: only its start is repeated.
+  const full = failure.detail.trim() || "no details";
+  const detail = full.length > MAX_DETAIL_CHARS ? `${full.slice(0, MAX_DETAIL_CHARS)}…` : full;
   switch (failure.kind) {
     case "connection":
       return {

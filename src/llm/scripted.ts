@@ -57,12 +57,14 @@ export class ScriptedClient implements LlmClient {
   async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     throwIfAborted(signal);
     const { step, number } = this.nextStep();
-    const text = (step.text ?? "").split(LAST_USER_MESSAGE).join(lastUserMessage(request));
+    const text = expandText(step.text ?? "", lastUserMessage(request));
     const chunkSize = step.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const delayMs = step.delayMs ?? 0;
     // Array.from splits by code point so that a chunk never cuts a surrogate pair in half.
     const characters = Array.from(text);
-    for (let start = 0; start < characters.length; start += chunkSize) {
+    for (let start = 0, n = 0; start < characters.length; start += chunkSize, n++) {
+      // Without a delay, let the event loop breathe now and then so other calls are served meanwhile.
+      if (delayMs === 0 && n % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
       await pause(delayMs, signal);
       yield { type: "text", delta: characters.slice(start, start + chunkSize).join("") };
     }
@@ -93,6 +95,21 @@ export class ScriptedClient implements LlmClient {
     const step = steps[taken % steps.length]!;
     return { step, number: this.progress.advance() };
   }
+}
+
+/** Text chunks streamed between two turns of the event loop when a step has no delay. */
+const YIELD_EVERY = 256;
+
+/** The most text one step may expand to ({{last_user_message}} can repeat a long prompt). */
+const MAX_STEP_TEXT_CHARS = 1024 * 1024;
+
+function expandText(template: string, lastUser: string): string {
+  const parts = template.split(LAST_USER_MESSAGE);
+  const chars = template.length + (parts.length - 1) * (lastUser.length - LAST_USER_MESSAGE.length);
+  if (chars > MAX_STEP_TEXT_CHARS) {
+    throw new AgentdError("resource_exhausted", `scripted model: this step's text would be ${chars} characters; the limit is ${MAX_STEP_TEXT_CHARS}`);
+  }
+  return parts.join(lastUser);
 }
 
 async function pause(ms: number, signal: AbortSignal): Promise<void> {

@@ -66,12 +66,13 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
   const { labelCount, labelKeyChars, labelValueChars } = INPUT_LIMITS;
   if (entries.length > labelCount) throw invalidArgument(`at most ${labelCount} labels are allowed, got ${entries.length}`);
   for (const [key, value] of entries) {
-    if (key === "" || key.length > labelKeyChars) {
-      throw invalidArgument(`label keys must be 1 to ${labelKeyChars} characters${key === "" ? "" : `, got one of ${key.length}`}`);
+    if (key === "" || key.length > labelKeyChars || !OWNER.test(key)) {
+      throw invalidArgument(`label keys must be 1 to ${labelKeyChars} characters, without control characters`);
     }
     if (value.length > labelValueChars) {
       throw invalidArgument(`label "${key}" is ${value.length} characters; the limit is ${labelValueChars}`);
     }
+    if (value.includes("\u0000")) throw invalidArgument(`label "${key}" must not contain NUL characters`);
   }
   return labels;
 }
@@ -90,4 +91,11 @@ export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch 
     }
   }
   return patch;
+}
+
+/** A key travels in an HTTP header: printable ASCII only, and bounded. */
+export function checkApiKey(value: string): string {
+  checkText("api_key", value, INPUT_LIMITS.apiKeyBytes);
+  if (!/^[\x21-\x7e]*$/.test(value)) throw invalidArgument("api_key must be printable ASCII without spaces");
+  return value;
 }

@@ -20,7 +20,7 @@ import type { SessionStore } from "../store/types.js";
 import { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
 import { isAdmin, type Caller } from "./caller.js";
-import { checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkText, INPUT_LIMITS } from "./input-limits.js";
+import { checkApiKey, checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkText, INPUT_LIMITS } from "./input-limits.js";
 import { ModelClients } from "./model-clients.js";
 import { TurnRunner, type StartTurnOptions, type TurnHandle } from "./turn-runner.js";
 import { WorkspacePolicy } from "./workspace-policy.js";
@@ -110,6 +110,8 @@ export class Runtime {
     const { dataDir, sandbox, auth, tls, audit } = options.config;
     const operatorFiles = [auth.tokensFile, auth.jwt?.publicKeyFile ?? "", tls.certFile, tls.keyFile, tls.clientCaFile, audit.file];
     const workspaces = await WorkspacePolicy.create(dataDir, sandbox.allowedWorkspaceRoots, operatorFiles.filter((f) => f !== ""));
+    // The default scripts folder exists from the start, so an operator sees where scripts go.
+    if (sandbox.scriptsDir === "") await mkdir(path.join(dataDir, "scripts"), { recursive: true });
     const runtime = new Runtime(options, workspaces);
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger);
     return runtime;
@@ -180,7 +182,7 @@ export class Runtime {
   startTurn(caller: Caller, sessionId: string, prompt: string, options: StartTurnOptions = {}): TurnHandle {
     const session = this.owned(caller, sessionId);
     checkText("prompt", prompt, INPUT_LIMITS.promptBytes);
-    if (options.apiKey !== undefined) checkText("api_key", options.apiKey, INPUT_LIMITS.apiKeyBytes);
+    if (options.apiKey !== undefined) checkApiKey(options.apiKey);
     return this.turns.start(session, prompt, options);
   }
 
@@ -258,7 +260,9 @@ export class Runtime {
     if (options.named) this.checkNotShared(owner, options.workspace);
     const id = randomUUID();
     const workspace = options.workspace || this.workspaces.defaultFor(id);
-    await mkdir(workspace, { recursive: true });
+    await mkdir(workspace, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      throw invalidArgument(`workspace ${workspace} cannot be created (${error.code ?? "failed"})`);
+    });
     // Checked again now that it exists: a symlink put in its way meanwhile would show here.
     if (options.named) await this.workspaces.check(workspace);
     // Checked again: while the directory was made, another request may have taken the last place,

@@ -74,8 +74,10 @@ export class WorkspacePolicy {
    */
   async check(requested: string, parentWorkspace?: string): Promise<string> {
     checkChars("workspace", requested, INPUT_LIMITS.workspaceChars);
-    if (!path.isAbsolute(requested)) throw invalidArgument(`workspace must be an absolute path, got "${requested}"`);
-    const real = await realpathOfNearest(path.resolve(requested));
+    if (!path.isAbsolute(requested)) throw invalidArgument("workspace must be an absolute path");
+    const real = await realpathOfNearest(path.resolve(requested)).catch((error: NodeJS.ErrnoException) => {
+      throw invalidArgument(`workspace ${requested} cannot be used (${error.code ?? "unreadable"})`);
+    });
     // A parent's workspace counts only while it is itself allowed (a restored session's may not be).
     const parent =
       parentWorkspace !== undefined && (await this.allows(parentWorkspace)) ? await realpathOfNearest(parentWorkspace) : undefined;

@@ -20,7 +20,7 @@ export class FileSessionStore implements SessionStore {
   }
 
   async loadAll(): Promise<LoadResult> {
-    await mkdir(this.directory, { recursive: true });
+    await mkdir(this.directory, { recursive: true, mode: 0o700 });
     const records: SessionRecord[] = [];
     const failures: LoadFailure[] = [];
     for (const name of (await readdir(this.directory)).sort()) {
@@ -40,8 +40,9 @@ export class FileSessionStore implements SessionStore {
   async save(record: SessionRecord): Promise<void> {
     const target = this.fileFor(record.id);
     const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
-    await mkdir(this.directory, { recursive: true });
-    const handle = await open(temp, "w");
+    await mkdir(this.directory, { recursive: true, mode: 0o700 });
+    // Records hold whole conversations: readable by the server's user only.
+    const handle = await open(temp, "w", 0o600);
     try {
       await handle.writeFile(encodeRecord(record));
       await handle.sync();

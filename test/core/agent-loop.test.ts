@@ -1,10 +1,10 @@
 import { lastValueFrom, toArray } from "rxjs";
 import { describe, expect, it } from "vitest";
 import { TurnAbortedError } from "../../src/agent/cancellation.js";
-import { runTurn, type TurnHost } from "../../src/agent/loop.js";
+import { MAX_ANSWER_BYTES, runTurn, type TurnHost } from "../../src/agent/loop.js";
 import type { TurnEvent } from "../../src/events/types.js";
 import { parseScript, ScriptedClient } from "../../src/llm/scripted.js";
-import type { LlmMessage } from "../../src/llm/types.js";
+import type { LlmClient, LlmMessage } from "../../src/llm/types.js";
 import { PauseGate } from "../../src/session/pause-gate.js";
 import type { Message } from "../../src/session/types.js";
 import { ToolExecutor } from "../../src/tools/executor.js";
@@ -107,6 +107,31 @@ describe("the agent loop, without a server", () => {
     const { host, events } = turn([{ text: "partial", error: { code: "UNAVAILABLE", message: "down" } }]);
     expect((await events).at(-1)).toEqual({ type: "turn_failed", error: { kind: "unavailable", message: "down" } });
     expect(host.messages.at(-1)).toMatchObject({ role: "assistant", text: "partial" });
+  });
+
+  it("stops a model whose answer passes the limit, keeping what it said up to there", async () => {
+    const host = new FakeHost();
+    const flood: LlmClient = {
+      provider: "flood",
+      async *stream() {
+        for (;;) yield { type: "text", delta: "x".repeat(64 * 1024) };
+      },
+    };
+    const registry = new ToolRegistry([]);
+    const events = await lastValueFrom(
+      runTurn({
+        prompt: "go",
+        systemPrompt: "",
+        limits: { maxToolRounds: 1, toolTimeoutMs: 0 },
+        llm: flood,
+        tools: { definitions: () => [], execute: (call, context) => new ToolExecutor(registry).execute(call, { ...context, workspace: "/", timeoutMs: 0 }) },
+        host,
+        context: turnContext(),
+      }).pipe(toArray()),
+    );
+    const last = events.at(-1)!;
+    expect(last.type === "turn_failed" && last.error.kind).toBe("resource_exhausted");
+    expect(host.messages.at(-1)!.text.length).toBe(MAX_ANSWER_BYTES);
   });
 
   it("reports a bug as an internal failure without its message", async () => {

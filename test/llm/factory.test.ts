@@ -1,4 +1,5 @@
 import { turnContext } from "../helpers/turn-context.js";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -106,6 +107,15 @@ describe("LlmClientFactory", () => {
       writeFileSync(path.join(dir, "secret.json"), "root:x:0:0:root:/root:/bin/bash");
       const error = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "secret.json" })));
       expect(error.message).toBe("scripted model: script secret.json is not valid JSON");
+    });
+
+    it("reads only regular files of a sane size, so a FIFO cannot block the server", () => {
+      execFileSync("mkfifo", [path.join(dir, "pipe.json")]);
+      const fifo = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "pipe.json" })));
+      expect(fifo.message).toBe("scripted model: script pipe.json is not a regular file");
+      writeFileSync(path.join(dir, "big.json"), " ".repeat(1024 * 1024 + 1));
+      const big = failure(() => factory.validate(settings({ provider: "scripted", scriptPath: "big.json" })));
+      expect(big.message).toBe("scripted model: script big.json is 1048577 bytes; the limit is 1048576");
     });
 
     it("reads the operator's default script wherever it is", () => {

@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FileSessionStore } from "../../src/store/file-store.js";
@@ -24,6 +24,14 @@ describe("FileSessionStore", () => {
     ]);
     await store.delete("a");
     expect(await readdir(store.directory)).toEqual(["b.json"]);
+  });
+
+  it("keeps records readable by the server's user only", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir);
+    await store.save(record("private"));
+    expect((await stat(path.join(dir, "sessions", "private.json"))).mode & 0o777).toBe(0o600);
+    expect((await stat(path.join(dir, "sessions"))).mode & 0o777).toBe(0o700);
   });
 
   it("reports unreadable files without touching them", async () => {
