@@ -61,6 +61,9 @@ const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 
 const RESERVED_FIELDS = new Set(["time", "method", "owner", "role", "via", "sessionId", "result", "detail", "peer"]);
 
+/** How long a recorded line may wait for others to share its write. */
+const BATCH_WINDOW_MS = 20;
+
 export class AuditLog {
   private queue: string[] = [];
   private pendingBytes = 0;
@@ -115,7 +118,8 @@ export class AuditLog {
       }
       this.queue.push(line);
       this.pendingBytes += bytes;
-      this.draining ??= this.drain();
+      // Lines recorded within a short window share one write, off the request path.
+      this.draining ??= new Promise<void>((resolve) => setTimeout(resolve, this.closed ? 0 : BATCH_WINDOW_MS)).then(() => this.drain());
     } catch (error) {
       this.drop(1, error, "cannot format an audit entry; dropped");
     }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { lastValueFrom, toArray } from "rxjs";
@@ -167,6 +167,21 @@ describe("Runtime, the core without the wire", () => {
     ).rejects.toMatchObject({ kind: "permission_denied" });
     await rm(outside, { recursive: true, force: true });
     await runtime.close();
+  });
+
+  it("resolves a root that is a symlink, so its real path and its link name are one root", async () => {
+    const real = await mkdtemp(path.join(tmpdir(), "agentd-real-root-"));
+    const link = path.join(dataDir, "..", `${path.basename(dataDir)}-link`);
+    await symlink(real, link);
+    const config = resolveConfig({ dataDir, sandbox: { allowedWorkspaceRoots: [link], scriptsDir: "" } });
+    const runtime = await Runtime.open({ config, store, tools: ToolRegistry.withBuiltins(), logger: createLogger("silent") });
+    const options = { owner: "", config: {}, ephemeral: true, labels: {} };
+    expect((await runtime.createSession(admin, { ...options, workspace: path.join(link, "a") })).workspace).toBe(path.join(real, "a"));
+    expect((await runtime.createSession(admin, { ...options, workspace: path.join(real, "b") })).workspace).toBe(path.join(real, "b"));
+    await expect(runtime.createSession(admin, { ...options, workspace: path.join(link, "..") })).rejects.toMatchObject({ kind: "permission_denied" });
+    await runtime.close();
+    await rm(link, { force: true });
+    await rm(real, { recursive: true, force: true });
   });
 
   it("refuses a workspace root that holds the data directory or an operator's file", async () => {
