@@ -1,26 +1,8 @@
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { AgentdError, invalidArgument } from "../errors.js";
-import { isInside } from "../util/paths.js";
+import { isInside, realpathOfNearest } from "../util/paths.js";
 import { checkChars, INPUT_LIMITS } from "./input-limits.js";
-
-/** The real path of `target`, resolving symlinks in the part that exists (the rest cannot hold any). */
-async function realpathOfNearest(target: string): Promise<string> {
-  const missing: string[] = [];
-  let current = target;
-  for (;;) {
-    try {
-      return path.join(await realpath(current), ...missing.reverse());
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw error;
-      const parent = path.dirname(current);
-      if (parent === current) throw error;
-      missing.push(path.basename(current));
-      current = parent;
-    }
-  }
-}
 
 /**
  * Where sessions may work on the host. A workspace a client names must lie inside one of the
@@ -76,7 +58,7 @@ export class WorkspacePolicy {
     checkChars("workspace", requested, INPUT_LIMITS.workspaceChars);
     if (!path.isAbsolute(requested)) throw invalidArgument("workspace must be an absolute path");
     const real = await realpathOfNearest(path.resolve(requested)).catch((error: NodeJS.ErrnoException) => {
-      throw invalidArgument(`workspace ${requested} cannot be used (${error.code ?? "unreadable"})`);
+      throw invalidArgument(`workspace ${requested} cannot be used (${error.code ?? "unreadable"}${error.code === "EDANGLING" ? `: ${error.message}` : ""})`);
     });
     // A parent's workspace counts only while it is itself allowed (a restored session's may not be).
     const parent =

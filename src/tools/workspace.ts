@@ -1,52 +1,9 @@
-import { lstat, realpath } from "node:fs/promises";
+import { realpath } from "node:fs/promises";
+import { isWithin, realpathOfNearest, UnsafePathError } from "../util/paths.js";
 import path from "node:path";
-
-/** True when `candidate` is `root` itself or lies below it (both absolute and normalised). */
-export function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative === "" || (relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative));
-}
 
 function errorCode(error: unknown): string | undefined {
   return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : undefined;
-}
-
-/**
- * The real path of `target`: symlinks resolved for the part that exists, the missing tail (a file
- * about to be written, say) appended as is. That tail cannot contain symlinks because it does not exist.
- */
-async function realPathOfDeepestAncestor(target: string, requested: string): Promise<string> {
-  const missing: string[] = [];
-  let current = target;
-  for (;;) {
-    try {
-      return path.join(await realpath(current), ...missing);
-    } catch (error) {
-      const code = errorCode(error);
-      // ENOENT: not there yet; ENOTDIR: a parent is a file, so the fs call itself will fail later.
-      if (code !== "ENOENT" && code !== "ENOTDIR") {
-        if (code === "ELOOP") throw new Error(`path "${requested}" goes through a symbolic link loop`);
-        throw error;
-      }
-    }
-    // realpath fails on a dangling symlink too, which would then pass for a missing directory and
-    // let a write follow it anywhere; following it by hand is not worth the risk, so refuse.
-    if (await isSymlink(current)) {
-      throw new Error(`path "${requested}" goes through a symbolic link to a missing target`);
-    }
-    const parent = path.dirname(current);
-    if (parent === current) return path.join(current, ...missing);
-    missing.unshift(path.basename(current));
-    current = parent;
-  }
-}
-
-async function isSymlink(file: string): Promise<boolean> {
-  try {
-    return (await lstat(file)).isSymbolicLink();
-  } catch {
-    return false;
-  }
 }
 
 async function realWorkspace(workspace: string): Promise<string> {
@@ -68,10 +25,12 @@ export async function resolveInWorkspace(workspace: string, requested: string): 
   const target = path.resolve(root, requested === "" ? "." : requested);
   const outside = () => new Error(`path "${requested}" is outside the workspace`);
   // Cheap lexical check first so the common escapes fail without touching the disk.
-  if (!isInside(root, target)) throw outside();
+  if (!isWithin(target, root)) throw outside();
   const realRoot = await realWorkspace(workspace);
-  const real = await realPathOfDeepestAncestor(target, requested);
-  if (!isInside(realRoot, real)) throw outside();
+  const real = await realpathOfNearest(target).catch((error: unknown) => {
+    throw error instanceof UnsafePathError ? new Error(`path "${requested}" ${error.message}`) : error;
+  });
+  if (!isWithin(real, realRoot)) throw outside();
   return real;
 }
 

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { isInside, resolveInWorkspace, workspaceRelative } from "../../src/tools/workspace.js";
+import { resolveInWorkspace, workspaceRelative } from "../../src/tools/workspace.js";
+import { isInside, isWithin } from "../../src/util/paths.js";
 
 let base: string;
 let workspace: string;
@@ -82,12 +83,15 @@ describe("resolveInWorkspace", () => {
   });
 });
 
-describe("isInside", () => {
-  it("compares whole path segments", () => {
-    expect(isInside("/a/b", "/a/b")).toBe(true);
-    expect(isInside("/a/b", "/a/b/c")).toBe(true);
-    expect(isInside("/a/b", "/a/bc")).toBe(false);
-    expect(isInside("/a/b", "/a")).toBe(false);
-    expect(isInside("/a/b", "/a/b/..c")).toBe(true);
+describe("isWithin and isInside", () => {
+  it("compare whole path segments; isInside excludes the root itself", () => {
+    expect(isWithin("/a/b", "/a/b")).toBe(true);
+    expect(isWithin("/a/b/c", "/a/b")).toBe(true);
+    expect(isWithin("/a/bc", "/a/b")).toBe(false);
+    expect(isWithin("/a", "/a/b")).toBe(false);
+    expect(isWithin("/a/b/..c", "/a/b")).toBe(true);
+    expect(isInside("/a/b", "/a/b")).toBe(false);
+    expect(isInside("/a/b/c", "/a/b")).toBe(true);
+    expect(isInside("/a/bc", "/a/b")).toBe(false);
   });
 });
