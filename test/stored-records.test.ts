@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { Role, SessionState, type Message, type ModelConfig, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
+import { Decision, Role, SessionState, TimeoutAction, type Message, type ModelConfig, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
 import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, type TestServer } from "./helpers/harness.js";
 
 /**
@@ -283,6 +283,14 @@ async function allMessages(server: TestServer, sessionId: string): Promise<Messa
   return (await server.client.getMessages({ sessionId, pageSize: 1000 })).messages;
 }
 
+const BUILT_IN_PERMISSIONS = {
+  deny: [],
+  ask: ["write_file", "edit_file", "bash"],
+  allow: ["read_file", "list_dir", "glob", "grep"],
+  defaultDecision: Decision.DECISION_ASK,
+};
+const BUILT_IN_CONFIRMATION = { enabled: true, timeoutMs: 30000, timeoutAction: TimeoutAction.TIMEOUT_ACTION_REJECT };
+
 describe("version-1 session records", () => {
   it("the fixture folder holds exactly the ten frozen records", async () => {
     const files = (await readdir(FIXTURES)).filter((name) => name.endsWith(".json"));
@@ -300,7 +308,8 @@ describe("version-1 session records", () => {
           owner: want.owner,
           parentId: want.parentId,
           state: want.state,
-          config: { model: want.model, systemPrompt: want.systemPrompt, limits: want.limits },
+          // Records from before permission policies get the built-in ones.
+          config: { model: want.model, systemPrompt: want.systemPrompt, limits: want.limits, permissions: BUILT_IN_PERMISSIONS, confirmation: BUILT_IN_CONFIRMATION },
           createTime: new Date(want.createdAt),
           updateTime: expect.any(Date),
           usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens },

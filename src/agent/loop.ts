@@ -30,6 +30,18 @@ export interface ToolRunner {
   execute(call: LlmToolCall, context: TurnContext): Promise<ToolOutput>;
 }
 
+/** Whether a tool call runs: a gate may refuse it, or wait for a person, or let it run with edited arguments. */
+export type Admission = { run: true; call: LlmToolCall } | { run: false; output: string };
+
+/** Decides each tool call before it runs; the permission policy lives behind it. */
+export interface ToolGate {
+  /** May wait (for a person); rejects with an AbortError when the turn is cancelled meanwhile. */
+  admit(call: LlmToolCall, context: TurnContext, emit: (event: TurnEvent) => void): Promise<Admission>;
+}
+
+/** Lets every call run: for turns without a policy (tests of the loop, internal uses). */
+export const OPEN_GATE: ToolGate = { admit: async (call) => ({ run: true, call }) };
+
 /**
  * The most text and tool arguments one model call may produce: far beyond what models answer, and
  * small enough that every message fits in a reply and a record stays cheap to write.
@@ -50,6 +62,8 @@ export interface TurnInput {
   maxOutputTokens?: number;
   llm: LlmClient;
   tools: ToolRunner;
+  /** Default: every call runs. */
+  gate?: ToolGate;
   host: TurnHost;
   context: TurnContext;
 }
@@ -113,7 +127,8 @@ class TurnRun {
       for (const call of toolCalls) {
         await host.waitIfPaused(context.signal);
         this.emit({ type: "tool_call", call });
-        const outcome = await this.input.tools.execute(call, context);
+        const admission = await (this.input.gate ?? OPEN_GATE).admit(call, context, this.emit);
+        const outcome = admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
         const result = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
         host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult: result });
         this.unanswered.shift();

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { ModelSettings } from "../llm/types.js";
 import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
+import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type ConfirmationSettings, type PermissionRules } from "../policy/types.js";
 
 /** Everything the server can be configured with. Embedded defaults make `agentd serve` work bare. */
 export interface RuntimeConfig {
@@ -79,6 +80,9 @@ export interface RuntimeConfig {
     systemPrompt: string;
     maxToolRounds: number;
     toolTimeoutMs: number;
+    /** Which tool calls run, ask or are refused; see README "Permissions". */
+    permissions: PermissionRules;
+    confirmation: ConfirmationSettings;
   };
   persistence: {
     /** Mutations within this window are coalesced into one write. */
@@ -115,6 +119,8 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
     systemPrompt: "You are a helpful assistant. Use the tools you are given when they help.",
     maxToolRounds: 50,
     toolTimeoutMs: 120_000,
+    permissions: DEFAULT_PERMISSIONS,
+    confirmation: DEFAULT_CONFIRMATION,
   },
   persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
 };

@@ -1,6 +1,7 @@
 import type { CancelReason } from "../agent/cancellation.js";
 import type { ErrorKind } from "../errors.js";
 import type { LlmToolCall } from "../llm/types.js";
+import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
 import type { SessionStateName, ToolResult, UsageTotals } from "../session/types.js";
 
 /**
@@ -24,6 +25,10 @@ export type TurnEvent =
   | { type: "text_delta"; text: string }
   | { type: "tool_call"; call: LlmToolCall }
   | { type: "tool_result"; result: ToolResult }
+  /** A rule refused a call; its result tells the model. `rule` is null when the default decision did. */
+  | { type: "permission_denied"; callId: string; toolName: string; rule: string | null }
+  | { type: "confirmation_required"; confirmation: PendingConfirmation }
+  | { type: "confirmation_resolved"; confirmationId: string; callId: string; resolution: Resolution }
   /** Token usage after one model call: that call, the turn so far and the session so far. */
   | { type: "usage"; step: UsageTotals; turn: UsageTotals; session: UsageTotals }
   | { type: "turn_completed"; result: TurnResult }

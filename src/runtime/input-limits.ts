@@ -1,4 +1,5 @@
 import { invalidArgument } from "../errors.js";
+import { RuleSet } from "../policy/rules.js";
 import type { SessionConfigPatch } from "../session/types.js";
 
 /**
@@ -77,7 +78,16 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
   return labels;
 }
 
+/** Longest a confirmation may be set to wait: a day. */
+const MAX_CONFIRMATION_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
 export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch {
+  // Rules are compiled now, so a bad one is refused when it is set, naming the rule.
+  if (patch.permissions) new RuleSet(patch.permissions);
+  const timeoutMs = patch.confirmation?.timeoutMs;
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= MAX_CONFIRMATION_TIMEOUT_MS)) {
+    throw invalidArgument(`config.confirmation.timeout_ms must be 0 (wait for ever) to ${MAX_CONFIRMATION_TIMEOUT_MS}, got ${timeoutMs}`);
+  }
   if (patch.systemPrompt !== undefined) checkText("config.system_prompt", patch.systemPrompt, INPUT_LIMITS.systemPromptBytes);
   const model = patch.model;
   if (model) {

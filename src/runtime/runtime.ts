@@ -3,7 +3,10 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { CancelReason } from "../agent/cancellation.js";
 import type { RuntimeConfig } from "../config/config.js";
-import { AgentdError, invalidArgument, notFound } from "../errors.js";
+import { AgentdError, failedPrecondition, invalidArgument, notFound } from "../errors.js";
+import { argumentsObjectOrEmpty } from "../llm/provider.js";
+import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
+import { rememberedRule } from "../policy/rules.js";
 import { LlmClientFactory } from "../llm/factory.js";
 import { modelAccess } from "../llm/model-access.js";
 import type { Logger } from "../logging.js";
@@ -50,6 +53,14 @@ export interface CreateChildOptions {
   /** "" for the parent's workspace. */
   workspace: string;
   labels: Record<string, string>;
+}
+
+export interface ConfirmAnswer {
+  confirmationId: string;
+  decision: "approve" | "reject";
+  reason: string;
+  editedArgumentsJson?: string;
+  remember: boolean;
 }
 
 export interface Page {
@@ -215,6 +226,62 @@ export class Runtime {
     return { messages, nextPageToken: next < session.messageCount ? encodePageToken("messages", String(next)) : "" };
   }
 
+  /**
+   * Answers a confirmation. Edited arguments must fit the tool's schema (INVALID_ARGUMENT, and the
+   * confirmation stays pending); `remember` adds an allow (or deny) rule for the tool or command
+   * prefix. NOT_FOUND for an unknown id; FAILED_PRECONDITION, saying how, for one already decided.
+   */
+  confirmToolCall(caller: Caller, sessionId: string, answer: ConfirmAnswer): { resolution: Resolution; callId: string; rememberedRule: string } {
+    const session = this.owned(caller, sessionId);
+    const id = checkChars("confirmation_id", answer.confirmationId, INPUT_LIMITS.idChars);
+    if (id === "") throw invalidArgument("confirmation_id is required");
+    checkText("reason", answer.reason, 4096);
+    const pending = session.confirmations.get(id);
+    if (!pending) {
+      const decided = session.confirmations.decision(id);
+      if (decided) {
+        throw failedPrecondition(`confirmation ${id} was already decided: ${decided.outcome.replace("_", " ")} by ${decided.resolvedBy}`);
+      }
+      throw notFound(`confirmation ${id} not found in session ${sessionId}`);
+    }
+    const approve = answer.decision === "approve";
+    let args = argumentsObjectOrEmpty(pending.argumentsJson);
+    if (approve && answer.editedArgumentsJson !== undefined) {
+      checkText("edited_arguments_json", answer.editedArgumentsJson, INPUT_LIMITS.promptBytes);
+      args = this.checkEditedArguments(pending.toolName, answer.editedArgumentsJson);
+    }
+    const remembered = answer.remember ? rememberedRule(pending.toolName, args) : "";
+    if (remembered) session.addRule(approve ? "allow" : "deny", remembered);
+    const resolution: Resolution = {
+      outcome: approve ? "approved" : "rejected",
+      runs: approve,
+      resolvedBy: `client:${caller.owner || "admin"}`,
+      reason: answer.reason,
+      editedArgumentsJson: approve ? answer.editedArgumentsJson : undefined,
+      resolvedAtMs: Date.now(),
+    };
+    session.confirmations.resolve(id, resolution);
+    return { resolution, callId: pending.callId, rememberedRule: remembered };
+  }
+
+  /** The confirmations a session waits for, and with `includeDescendants` its children's too. */
+  listPendingConfirmations(caller: Caller, sessionId: string, includeDescendants: boolean): PendingConfirmation[] {
+    const session = this.owned(caller, sessionId);
+    const sessions = includeDescendants ? this.registry.descendantsOf(session) : [session];
+    return sessions.flatMap((s) => s.confirmations.list());
+  }
+
+  /** The tools a session's model can call. */
+  listTools(caller: Caller, sessionId: string): Array<{ name: string; description: string; inputSchema: Record<string, unknown>; readOnly: boolean }> {
+    this.owned(caller, sessionId);
+    return this.options.tools.list().map((tool) => ({
+      name: tool.name,
+      description: tool.description,
+      inputSchema: tool.inputSchema,
+      readOnly: (tool as { readOnly?: boolean }).readOnly === true,
+    }));
+  }
+
   /** Writes everything pending to the store now. */
   flush(): Promise<void> {
     return this.persister.flush();
@@ -274,6 +341,23 @@ export class Runtime {
     this.registry.add(session);
     session.markChanged();
     return session;
+  }
+
+  private checkEditedArguments(toolName: string, json: string): Record<string, unknown> {
+    let value: unknown;
+    try {
+      value = JSON.parse(json);
+    } catch {
+      throw invalidArgument("edited_arguments_json is not valid JSON; the confirmation is still pending");
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw invalidArgument("edited_arguments_json must be a JSON object; the confirmation is still pending");
+    }
+    const problems = this.options.tools.has(toolName) ? this.options.tools.validate(toolName, value) : [];
+    if (problems.length > 0) {
+      throw invalidArgument(`edited_arguments_json does not fit ${toolName}'s schema: ${problems.join("; ")}; the confirmation is still pending`);
+    }
+    return value as Record<string, unknown>;
   }
 
   /** A workspace one owner names must not overlap another owner's: they would read each other's files. */

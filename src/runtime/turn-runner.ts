@@ -9,6 +9,7 @@ import type { Session } from "../session/session.js";
 import type { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
 import type { ModelClients } from "./model-clients.js";
+import { policyGate } from "../policy/gate.js";
 import type { WorkspacePolicy } from "./workspace-policy.js";
 
 /** A running turn, as its caller holds it. */
@@ -76,6 +77,14 @@ export class TurnRunner {
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,
         tools: this.toolsFor(session, config.limits.toolTimeoutMs),
+        gate: policyGate({
+          sessionId: session.id,
+          workspace: session.workspace,
+          rules: () => session.ruleSet(),
+          settings: () => session.config.confirmation,
+          book: session.confirmations,
+          isReadOnly: (name) => (this.deps.registry.get(name) as { readOnly?: boolean } | undefined)?.readOnly === true,
+        }),
         host,
         context,
       }).subscribe((event) => {

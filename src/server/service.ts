@@ -2,6 +2,7 @@ import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type S
 import type { AuthContext } from "@grpc/grpc-js/build/src/auth-context.js";
 import type { SessionEvent } from "../events/types.js";
 import {
+  ConfirmDecision,
   Message as MessageProto,
   Session as SessionProto,
   type AgentRuntimeServer,
@@ -17,7 +18,16 @@ import type { StartTurnOptions } from "../runtime/turn-runner.js";
 import type { AuditLog } from "./audit.js";
 import { EventWriter } from "./event-writer.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
-import { toChildPolicy, toConfigPatch, toMessageProto, toSessionProto, toTurnResultProto } from "./wire.js";
+import { invalidArgument } from "../errors.js";
+import {
+  toChildPolicy,
+  toConfigPatch,
+  toMessageProto,
+  toPendingConfirmationProto,
+  toResolutionProto,
+  toSessionProto,
+  toTurnResultProto,
+} from "./wire.js";
 
 /** What the handlers need around the runtime: who is calling, where to record it, how big a reply may be. */
 export interface ServiceDeps {
@@ -201,6 +211,37 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     pause: unary("Pause", (request, caller) => ({ session: toSessionProto(runtime.pause(caller, request.sessionId)) }), (request) => request.sessionId),
 
     resume: unary("Resume", (request, caller) => ({ session: toSessionProto(runtime.resume(caller, request.sessionId)) }), (request) => request.sessionId),
+
+    confirmToolCall: unary(
+      "ConfirmToolCall",
+      (request, caller) => {
+        const decision =
+          request.decision === ConfirmDecision.CONFIRM_DECISION_APPROVE ? "approve" : request.decision === ConfirmDecision.CONFIRM_DECISION_REJECT ? "reject" : null;
+        if (decision === null) throw invalidArgument("decision must be CONFIRM_DECISION_APPROVE or CONFIRM_DECISION_REJECT");
+        const answer = runtime.confirmToolCall(caller, request.sessionId, {
+          confirmationId: request.confirmationId,
+          decision,
+          reason: request.reason,
+          editedArgumentsJson: request.editedArgumentsJson,
+          remember: request.remember,
+        });
+        return { resolution: toResolutionProto(request.confirmationId, answer.callId, answer.resolution), rememberedRule: answer.rememberedRule };
+      },
+      (request) => request.sessionId,
+    ),
+
+    listPendingConfirmations: unary("ListPendingConfirmations", (request, caller) => ({
+      confirmations: runtime.listPendingConfirmations(caller, request.sessionId, request.includeDescendants).map(toPendingConfirmationProto),
+    })),
+
+    listTools: unary("ListTools", (request, caller) => ({
+      tools: runtime.listTools(caller, request.sessionId).map((tool) => ({
+        name: tool.name,
+        description: tool.description,
+        inputSchemaJson: JSON.stringify(tool.inputSchema),
+        readOnly: tool.readOnly,
+      })),
+    })),
 
     getMessages: unary("GetMessages", (request, caller) => {
       const page = runtime.messages(caller, request.sessionId, {

@@ -1,11 +1,18 @@
 import {
   ChildPolicy,
+  ConfirmationOutcome,
+  Decision,
+  TimeoutAction,
   Role,
   SessionState,
   StopReason,
   type AgentEvent,
   type Message as MessageProto,
   type ModelConfig,
+  type ConfirmationResolved as ConfirmationResolvedProto,
+  type ConfirmationSettings as ConfirmationSettingsProto,
+  type PendingConfirmation as PendingConfirmationProto,
+  type PermissionPolicy,
   type Session as SessionProto,
   type SessionConfig as SessionConfigProto,
   type TurnResult as TurnResultProto,
@@ -13,6 +20,9 @@ import {
 } from "../gen/agentd/v1/runtime.js";
 import type { EventPayload, SessionEvent, StopReason as DomainStopReason, TurnResult } from "../events/types.js";
 import type { ModelSettings } from "../llm/types.js";
+import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
+import type { ConfirmationSettings, Decision as DomainDecision, PermissionRules } from "../policy/types.js";
+import { invalidArgument } from "../errors.js";
 import type { SessionView } from "../session/session.js";
 import type { ChildPolicy as DomainChildPolicy, Message, SessionConfig, SessionConfigPatch, SessionStateName, UsageTotals } from "../session/types.js";
 import { checkChildPolicy, checkLimits, checkModelConfig } from "./validation.js";
@@ -80,6 +90,57 @@ function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
       : undefined,
     systemPrompt: config.systemPrompt,
     limits: { maxToolRounds: config.limits.maxToolRounds, toolTimeoutMs: config.limits.toolTimeoutMs },
+    permissions: {
+      deny: [...config.permissions.deny],
+      ask: [...config.permissions.ask],
+      allow: [...config.permissions.allow],
+      defaultDecision: DECISIONS[config.permissions.defaultDecision],
+    },
+    confirmation: {
+      enabled: config.confirmation.enabled,
+      timeoutMs: config.confirmation.timeoutMs,
+      timeoutAction: config.confirmation.timeoutAction === "approve" ? TimeoutAction.TIMEOUT_ACTION_APPROVE : TimeoutAction.TIMEOUT_ACTION_REJECT,
+    },
+  };
+}
+
+const DECISIONS: Record<DomainDecision, Decision> = {
+  allow: Decision.DECISION_ALLOW,
+  ask: Decision.DECISION_ASK,
+  deny: Decision.DECISION_DENY,
+};
+
+const OUTCOMES: Record<Resolution["outcome"], ConfirmationOutcome> = {
+  approved: ConfirmationOutcome.CONFIRMATION_OUTCOME_APPROVED,
+  rejected: ConfirmationOutcome.CONFIRMATION_OUTCOME_REJECTED,
+  timed_out: ConfirmationOutcome.CONFIRMATION_OUTCOME_TIMED_OUT,
+  cancelled: ConfirmationOutcome.CONFIRMATION_OUTCOME_CANCELLED,
+};
+
+export function toPendingConfirmationProto(c: PendingConfirmation): PendingConfirmationProto {
+  return {
+    id: c.id,
+    sessionId: c.sessionId,
+    turnId: c.turnId,
+    callId: c.callId,
+    toolName: c.toolName,
+    argumentsJson: c.argumentsJson,
+    rule: c.rule ?? "",
+    createTime: new Date(c.createdAtMs),
+    deadline: c.deadlineMs > 0 ? new Date(c.deadlineMs) : undefined,
+    readOnly: c.readOnly,
+  };
+}
+
+export function toResolutionProto(confirmationId: string, callId: string, r: Resolution): ConfirmationResolvedProto {
+  return {
+    confirmationId,
+    callId,
+    outcome: OUTCOMES[r.outcome],
+    runs: r.runs,
+    resolvedBy: r.resolvedBy,
+    reason: r.reason,
+    editedArgumentsJson: r.editedArgumentsJson ?? "",
   };
 }
 
@@ -144,6 +205,12 @@ function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
       return { $case: "persistenceFailed", persistenceFailed: { message: payload.message, attempts: payload.attempts } };
     case "state_changed":
       return { $case: "stateChanged", stateChanged: { state: STATES[payload.state] } };
+    case "permission_denied":
+      return { $case: "permissionDenied", permissionDenied: { callId: payload.callId, toolName: payload.toolName, rule: payload.rule ?? "" } };
+    case "confirmation_required":
+      return { $case: "confirmationRequired", confirmationRequired: { confirmation: toPendingConfirmationProto(payload.confirmation) } };
+    case "confirmation_resolved":
+      return { $case: "confirmationResolved", confirmationResolved: toResolutionProto(payload.confirmationId, payload.callId, payload.resolution) };
   }
 }
 
@@ -154,6 +221,28 @@ export function toConfigPatch(config: SessionConfigProto | undefined): SessionCo
     model: config.model ? toModelSettings(config.model) : undefined,
     systemPrompt: config.systemPrompt,
     limits: config.limits ? checkLimits(config.limits) : undefined,
+    permissions: config.permissions ? toPermissionRules(config.permissions) : undefined,
+    confirmation: config.confirmation ? toConfirmationPatch(config.confirmation) : undefined,
+  };
+}
+
+function toPermissionRules(policy: PermissionPolicy): PermissionRules {
+  const decision = (Object.entries(DECISIONS) as Array<[DomainDecision, Decision]>).find(([, value]) => value === policy.defaultDecision)?.[0];
+  if (decision === undefined && policy.defaultDecision !== Decision.DECISION_UNSPECIFIED) {
+    throw invalidArgument(`config.permissions.default_decision ${String(policy.defaultDecision)} is not known; use DECISION_ALLOW, DECISION_ASK or DECISION_DENY`);
+  }
+  return { deny: [...policy.deny], ask: [...policy.ask], allow: [...policy.allow], defaultDecision: decision ?? "ask" };
+}
+
+function toConfirmationPatch(settings: ConfirmationSettingsProto): Partial<ConfirmationSettings> {
+  const action = settings.timeoutAction;
+  if (![TimeoutAction.TIMEOUT_ACTION_UNSPECIFIED, TimeoutAction.TIMEOUT_ACTION_REJECT, TimeoutAction.TIMEOUT_ACTION_APPROVE].includes(action)) {
+    throw invalidArgument(`config.confirmation.timeout_action ${String(action)} is not known; use TIMEOUT_ACTION_REJECT or TIMEOUT_ACTION_APPROVE`);
+  }
+  return {
+    enabled: settings.enabled,
+    timeoutMs: settings.timeoutMs,
+    timeoutAction: action === TimeoutAction.TIMEOUT_ACTION_UNSPECIFIED ? undefined : action === TimeoutAction.TIMEOUT_ACTION_APPROVE ? "approve" : "reject",
   };
 }
 

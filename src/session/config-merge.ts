@@ -1,5 +1,6 @@
 import type { SessionConfig, SessionConfigPatch } from "./types.js";
 import { definedOnly } from "../util/defined.js";
+import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type PermissionRules } from "../policy/types.js";
 
 /**
  * Applies a request's partial configuration on top of a base: the parent's config for a child, the
@@ -11,5 +12,20 @@ export function mergeConfig(base: SessionConfig, patch: SessionConfigPatch): Ses
     model: patch.model ? { ...patch.model } : base.model ? { ...base.model } : null,
     systemPrompt: patch.systemPrompt ?? base.systemPrompt,
     limits: { ...base.limits, ...definedOnly(patch.limits ?? {}) },
+    permissions: clonePermissions(patch.permissions ?? base.permissions),
+    confirmation: { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
+  };
+}
+
+function clonePermissions(rules: PermissionRules): PermissionRules {
+  return { deny: [...rules.deny], ask: [...rules.ask], allow: [...rules.allow], defaultDecision: rules.defaultDecision };
+}
+
+/** A stored config from before policies existed gets the built-in ones. */
+export function withPolicyDefaults(config: Partial<SessionConfig> & Pick<SessionConfig, "model" | "systemPrompt" | "limits">): SessionConfig {
+  return {
+    ...config,
+    permissions: clonePermissions(config.permissions ?? DEFAULT_PERMISSIONS),
+    confirmation: { ...DEFAULT_CONFIRMATION, ...(config.confirmation ?? {}) },
   };
 }

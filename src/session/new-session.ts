@@ -8,6 +8,8 @@ export function defaultSessionConfig(defaults: RuntimeConfig["sessionDefaults"])
     model: defaults.model,
     systemPrompt: defaults.systemPrompt,
     limits: { maxToolRounds: defaults.maxToolRounds, toolTimeoutMs: defaults.toolTimeoutMs },
+    permissions: structuredClone(defaults.permissions),
+    confirmation: { ...defaults.confirmation },
   };
 }
 

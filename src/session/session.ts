@@ -5,7 +5,10 @@ import type { TurnHost } from "../agent/loop.js";
 import { isTerminal, type EventPayload, type SessionEvent, type TurnEvent } from "../events/types.js";
 import type { LlmMessage, ModelProgress } from "../llm/types.js";
 import type { SessionRecord } from "../store/record.js";
+import { withPolicyDefaults } from "./config-merge.js";
 import { PauseGate } from "./pause-gate.js";
+import { ConfirmationBook } from "../policy/confirmations.js";
+import { RuleSet } from "../policy/rules.js";
 import { nextState, type SessionAction } from "./state-machine.js";
 import type { Message, SessionConfig, SessionStateName, UsageTotals } from "./types.js";
 
@@ -75,6 +78,9 @@ export class Session implements SessionView {
   private stateName: SessionStateName;
   private turn: ActiveTurn | null = null;
   private readonly gate = new PauseGate();
+  /** The tool calls waiting for a person. */
+  readonly confirmations = new ConfirmationBook();
+  private compiledRules: RuleSet | null = null;
   private readonly events = new Subject<SessionEvent>();
 
   /** Every event of this session: turn events and session-level ones. Completes when the session closes. */
@@ -97,7 +103,7 @@ export class Session implements SessionView {
     this.id = record.id;
     this.ownerName = record.owner;
     this.parent = record.parentId;
-    this.currentConfig = record.config;
+    this.currentConfig = withPolicyDefaults(record.config);
     this.workspacePath = record.workspace;
     this.ephemeral = record.ephemeral;
     this.labelMap = record.labels;
@@ -224,6 +230,19 @@ export class Session implements SessionView {
     }
     this.currentConfig = config;
     this.markChanged();
+  }
+
+  /** The session's permission rules, compiled once per change. */
+  ruleSet(): RuleSet {
+    if (this.compiledRules?.rules !== this.currentConfig.permissions) this.compiledRules = new RuleSet(this.currentConfig.permissions);
+    return this.compiledRules;
+  }
+
+  /** Adds a rule (from "always" or "never"), unless the list already has it. */
+  addRule(list: "allow" | "deny", rule: string): void {
+    const permissions = this.currentConfig.permissions;
+    if (permissions[list].includes(rule)) return;
+    this.configure({ ...this.currentConfig, permissions: { ...permissions, [list]: [...permissions[list], rule] } });
   }
 
   /** Makes this session top-level (its parent was destroyed with the orphan policy, or is lost). */

@@ -1,4 +1,5 @@
 import type { LlmToolCall, ModelSettings } from "../llm/types.js";
+import type { ConfirmationSettings, PermissionRules } from "../policy/types.js";
 
 export type SessionStateName = "idle" | "running" | "paused" | "closed";
 
@@ -13,6 +14,8 @@ export interface SessionConfig {
   model: ModelSettings | null;
   systemPrompt: string;
   limits: SessionLimits;
+  permissions: PermissionRules;
+  confirmation: ConfirmationSettings;
 }
 
 /** A partial SessionConfig: what a request sets; everything else is kept or inherited. */
@@ -20,6 +23,9 @@ export interface SessionConfigPatch {
   model?: ModelSettings;
   systemPrompt?: string;
   limits?: Partial<SessionLimits>;
+  /** Replaces the whole policy. */
+  permissions?: PermissionRules;
+  confirmation?: Partial<ConfirmationSettings>;
 }
 
 export interface ToolResult {

@@ -12,7 +12,8 @@ export interface SessionRecord {
   parentId: string | null;
   /** A session that was running when written is restored idle: its turn did not survive. */
   state: SessionStateName;
-  config: SessionConfig;
+  /** Records from before permission policies lack `permissions` and `confirmation`: the built-in ones apply. */
+  config: StoredSessionConfig;
   workspace: string;
   ephemeral: boolean;
   labels: Record<string, string>;
@@ -24,6 +25,8 @@ export interface SessionRecord {
   /** Model calls this session's scripted model has answered (its position in the script); absent means 0. */
   scriptSteps?: number;
 }
+
+export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmation"> & Partial<Pick<SessionConfig, "permissions" | "confirmation">>;
 
 /** A stored message has the shape of the domain's Message; the alias marks where the two may part. */
 export type MessageRecord = Message;

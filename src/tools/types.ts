@@ -20,6 +20,12 @@ export interface Tool {
   /** JSON schema (draft 2020-12 subset understood by Ajv) of the arguments object. */
   inputSchema: Record<string, unknown>;
   /**
+   * True when the tool only looks (reads files, lists, searches) and changes nothing, in the
+   * workspace or anywhere else; false when it can write files or run commands. A permission gate
+   * can let read-only calls through and ask before the others, so say false when in doubt.
+   */
+  readOnly: boolean;
+  /**
    * Runs the tool with arguments already validated against inputSchema. Throwing is allowed: the
    * executor turns the error into an is_error result the model can read.
    */

@@ -38,8 +38,16 @@ export async function startTestServer(
   const dataDir = options.dataDir ?? (await makeTempDir());
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger("debug", { write: (line: string) => void logs.push(JSON.parse(line)) });
+  // Tests of other features run without the permission gate's questions (ASK behaves as ALLOW);
+  // the tests of permissions turn confirmations back on for their sessions.
   const config = resolveConfig(
-    { host: "127.0.0.1", port: 0, dataDir, persistence: { debounceMs: 5, retryBaseMs: 20, retryMaxMs: 100 } },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      persistence: { debounceMs: 5, retryBaseMs: 20, retryMaxMs: 100 },
+      sessionDefaults: { confirmation: { enabled: false, timeoutMs: 30_000, timeoutAction: "reject" } },
+    },
     options.config ?? {},
   );
   const server = await startServer({ ...options, config, logger });

@@ -45,6 +45,7 @@ export function builtinFileTools(overrides: Partial<FileToolLimits> = {}): Tool[
 
 const readFileTool = ({ maxReadBytes, defaultReadLines }: FileToolLimits): Tool => ({
   name: "read_file",
+  readOnly: true,
   description:
     "Read a UTF-8 text file in the workspace. `path` is relative to the workspace root. Returns the file's " +
     `text as is (no line numbers). By default returns the first ${defaultReadLines} lines; use \`offset\` ` +
@@ -97,6 +98,7 @@ function pageLines(shown: string, text: string, offset: number, limit: number): 
 
 const writeFileTool: Tool = {
   name: "write_file",
+  readOnly: false,
   description:
     "Create or overwrite a file in the workspace with the given text content. `path` is relative to the " +
     "workspace root; missing parent directories are created. The whole file is replaced atomically (readers " +
@@ -124,7 +126,7 @@ const writeFileTool: Tool = {
 };
 
 /** Temp file in the same directory + rename, which is atomic on one filesystem. */
-async function writeAtomically(file: string, content: string, existing: Stats | undefined, context: ToolContext): Promise<void> {
+export async function writeAtomically(file: string, content: string, existing: Stats | undefined, context: ToolContext): Promise<void> {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
   try {
     await writeFile(temp, content, { flag: "wx", signal: context.signal });
@@ -139,6 +141,7 @@ async function writeAtomically(file: string, content: string, existing: Stats | 
 
 const listDirTool = ({ maxListDepth, maxListEntries }: FileToolLimits): Tool => ({
   name: "list_dir",
+  readOnly: true,
   description:
     "List a directory in the workspace, one entry per line, sorted by name. Directories end with \"/\", " +
     "symbolic links with \"@\" (links are not followed). `path` is relative to the workspace root and defaults " +
@@ -204,7 +207,7 @@ async function walk(dir: string, prefix: string, depth: number, options: WalkOpt
   }
 }
 
-async function statIfExists(file: string): Promise<Stats | undefined> {
+export async function statIfExists(file: string): Promise<Stats | undefined> {
   try {
     return await stat(file);
   } catch (error) {
@@ -213,7 +216,7 @@ async function statIfExists(file: string): Promise<Stats | undefined> {
   }
 }
 
-function codeOf(error: unknown): string | undefined {
+export function codeOf(error: unknown): string | undefined {
   return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : undefined;
 }
 
@@ -221,7 +224,7 @@ function codeOf(error: unknown): string | undefined {
  * Runs an fs call, rewording the common failures: Node's messages carry the absolute host path,
  * which the model cannot use and should not see.
  */
-async function fsCall<T>(shown: string, call: () => Promise<T>): Promise<T> {
+export async function fsCall<T>(shown: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {

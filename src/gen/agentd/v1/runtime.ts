@@ -82,6 +82,90 @@ export function sessionStateToJSON(object: SessionState): string {
   }
 }
 
+export enum Decision {
+  DECISION_UNSPECIFIED = 0,
+  DECISION_ALLOW = 1,
+  DECISION_ASK = 2,
+  DECISION_DENY = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function decisionFromJSON(object: any): Decision {
+  switch (object) {
+    case 0:
+    case "DECISION_UNSPECIFIED":
+      return Decision.DECISION_UNSPECIFIED;
+    case 1:
+    case "DECISION_ALLOW":
+      return Decision.DECISION_ALLOW;
+    case 2:
+    case "DECISION_ASK":
+      return Decision.DECISION_ASK;
+    case 3:
+    case "DECISION_DENY":
+      return Decision.DECISION_DENY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Decision.UNRECOGNIZED;
+  }
+}
+
+export function decisionToJSON(object: Decision): string {
+  switch (object) {
+    case Decision.DECISION_UNSPECIFIED:
+      return "DECISION_UNSPECIFIED";
+    case Decision.DECISION_ALLOW:
+      return "DECISION_ALLOW";
+    case Decision.DECISION_ASK:
+      return "DECISION_ASK";
+    case Decision.DECISION_DENY:
+      return "DECISION_DENY";
+    case Decision.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum TimeoutAction {
+  TIMEOUT_ACTION_UNSPECIFIED = 0,
+  TIMEOUT_ACTION_REJECT = 1,
+  TIMEOUT_ACTION_APPROVE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function timeoutActionFromJSON(object: any): TimeoutAction {
+  switch (object) {
+    case 0:
+    case "TIMEOUT_ACTION_UNSPECIFIED":
+      return TimeoutAction.TIMEOUT_ACTION_UNSPECIFIED;
+    case 1:
+    case "TIMEOUT_ACTION_REJECT":
+      return TimeoutAction.TIMEOUT_ACTION_REJECT;
+    case 2:
+    case "TIMEOUT_ACTION_APPROVE":
+      return TimeoutAction.TIMEOUT_ACTION_APPROVE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TimeoutAction.UNRECOGNIZED;
+  }
+}
+
+export function timeoutActionToJSON(object: TimeoutAction): string {
+  switch (object) {
+    case TimeoutAction.TIMEOUT_ACTION_UNSPECIFIED:
+      return "TIMEOUT_ACTION_UNSPECIFIED";
+    case TimeoutAction.TIMEOUT_ACTION_REJECT:
+      return "TIMEOUT_ACTION_REJECT";
+    case TimeoutAction.TIMEOUT_ACTION_APPROVE:
+      return "TIMEOUT_ACTION_APPROVE";
+    case TimeoutAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** What happens to the children of a destroyed session. */
 export enum ChildPolicy {
   /** CHILD_POLICY_UNSPECIFIED - The same as CHILD_POLICY_CASCADE. */
@@ -220,6 +304,96 @@ export function stopReasonToJSON(object: StopReason): string {
   }
 }
 
+export enum ConfirmationOutcome {
+  CONFIRMATION_OUTCOME_UNSPECIFIED = 0,
+  CONFIRMATION_OUTCOME_APPROVED = 1,
+  CONFIRMATION_OUTCOME_REJECTED = 2,
+  CONFIRMATION_OUTCOME_TIMED_OUT = 3,
+  CONFIRMATION_OUTCOME_CANCELLED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function confirmationOutcomeFromJSON(object: any): ConfirmationOutcome {
+  switch (object) {
+    case 0:
+    case "CONFIRMATION_OUTCOME_UNSPECIFIED":
+      return ConfirmationOutcome.CONFIRMATION_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "CONFIRMATION_OUTCOME_APPROVED":
+      return ConfirmationOutcome.CONFIRMATION_OUTCOME_APPROVED;
+    case 2:
+    case "CONFIRMATION_OUTCOME_REJECTED":
+      return ConfirmationOutcome.CONFIRMATION_OUTCOME_REJECTED;
+    case 3:
+    case "CONFIRMATION_OUTCOME_TIMED_OUT":
+      return ConfirmationOutcome.CONFIRMATION_OUTCOME_TIMED_OUT;
+    case 4:
+    case "CONFIRMATION_OUTCOME_CANCELLED":
+      return ConfirmationOutcome.CONFIRMATION_OUTCOME_CANCELLED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ConfirmationOutcome.UNRECOGNIZED;
+  }
+}
+
+export function confirmationOutcomeToJSON(object: ConfirmationOutcome): string {
+  switch (object) {
+    case ConfirmationOutcome.CONFIRMATION_OUTCOME_UNSPECIFIED:
+      return "CONFIRMATION_OUTCOME_UNSPECIFIED";
+    case ConfirmationOutcome.CONFIRMATION_OUTCOME_APPROVED:
+      return "CONFIRMATION_OUTCOME_APPROVED";
+    case ConfirmationOutcome.CONFIRMATION_OUTCOME_REJECTED:
+      return "CONFIRMATION_OUTCOME_REJECTED";
+    case ConfirmationOutcome.CONFIRMATION_OUTCOME_TIMED_OUT:
+      return "CONFIRMATION_OUTCOME_TIMED_OUT";
+    case ConfirmationOutcome.CONFIRMATION_OUTCOME_CANCELLED:
+      return "CONFIRMATION_OUTCOME_CANCELLED";
+    case ConfirmationOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum ConfirmDecision {
+  CONFIRM_DECISION_UNSPECIFIED = 0,
+  CONFIRM_DECISION_APPROVE = 1,
+  CONFIRM_DECISION_REJECT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function confirmDecisionFromJSON(object: any): ConfirmDecision {
+  switch (object) {
+    case 0:
+    case "CONFIRM_DECISION_UNSPECIFIED":
+      return ConfirmDecision.CONFIRM_DECISION_UNSPECIFIED;
+    case 1:
+    case "CONFIRM_DECISION_APPROVE":
+      return ConfirmDecision.CONFIRM_DECISION_APPROVE;
+    case 2:
+    case "CONFIRM_DECISION_REJECT":
+      return ConfirmDecision.CONFIRM_DECISION_REJECT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ConfirmDecision.UNRECOGNIZED;
+  }
+}
+
+export function confirmDecisionToJSON(object: ConfirmDecision): string {
+  switch (object) {
+    case ConfirmDecision.CONFIRM_DECISION_UNSPECIFIED:
+      return "CONFIRM_DECISION_UNSPECIFIED";
+    case ConfirmDecision.CONFIRM_DECISION_APPROVE:
+      return "CONFIRM_DECISION_APPROVE";
+    case ConfirmDecision.CONFIRM_DECISION_REJECT:
+      return "CONFIRM_DECISION_REJECT";
+    case ConfirmDecision.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which model a session talks to. */
 export interface ModelConfig {
   /** "openai" (any OpenAI-compatible endpoint), "anthropic" or "scripted". */
@@ -259,7 +433,42 @@ export interface SessionLimits {
 export interface SessionConfig {
   model: ModelConfig | undefined;
   systemPrompt?: string | undefined;
-  limits: SessionLimits | undefined;
+  limits:
+    | SessionLimits
+    | undefined;
+  /** Which tool calls run, ask a person first, or are refused. Set: replaces the whole policy. */
+  permissions:
+    | PermissionPolicy
+    | undefined;
+  /** How a call that asks is carried out. Fields left unset keep their value. */
+  confirmation: ConfirmationSettings | undefined;
+}
+
+/**
+ * Rules are checked deny first, then ask, then allow; a call no rule matches gets default_decision.
+ * A rule is a tool name, a glob for MCP tools ("mcp__github__*"), with an optional pattern:
+ * "write_file(src/**)" matches the path resolved inside the workspace, "bash(npm test:*)" a command
+ * prefix, "bash(git status)" one command.
+ */
+export interface PermissionPolicy {
+  deny: string[];
+  ask: string[];
+  allow: string[];
+  /** DECISION_UNSPECIFIED means ASK. */
+  defaultDecision: Decision;
+}
+
+export interface ConfirmationSettings {
+  /** False makes ASK behave as ALLOW: nobody is asked. */
+  enabled?:
+    | boolean
+    | undefined;
+  /** How long a confirmation waits; 0 waits for ever. Default 30000. */
+  timeoutMs?:
+    | number
+    | undefined;
+  /** What a confirmation that times out becomes; unspecified keeps the current (default REJECT). */
+  timeoutAction: TimeoutAction;
 }
 
 /** Token counts. */
@@ -534,6 +743,9 @@ export interface AgentEvent {
     | { $case: "cancelled"; cancelled: TurnCancelled }
     | { $case: "persistenceFailed"; persistenceFailed: PersistenceFailed }
     | { $case: "stateChanged"; stateChanged: StateChanged }
+    | { $case: "permissionDenied"; permissionDenied: PermissionDenied }
+    | { $case: "confirmationRequired"; confirmationRequired: ConfirmationRequired }
+    | { $case: "confirmationResolved"; confirmationResolved: ConfirmationResolved }
     | undefined;
 }
 
@@ -589,6 +801,99 @@ export interface PersistenceFailed {
 
 export interface StateChanged {
   state: SessionState;
+}
+
+/** A rule refused a tool call; the model is told so in the call's result. */
+export interface PermissionDenied {
+  callId: string;
+  toolName: string;
+  /** The rule that matched; empty when the session's default decision refused it. */
+  rule: string;
+}
+
+export interface ConfirmationRequired {
+  confirmation: PendingConfirmation | undefined;
+}
+
+export interface ConfirmationResolved {
+  confirmationId: string;
+  callId: string;
+  outcome: ConfirmationOutcome;
+  /** Whether the tool call runs (an approval, or a timeout whose action is APPROVE). */
+  runs: boolean;
+  /** "client:<owner>", "timeout" or "cancel". */
+  resolvedBy: string;
+  reason: string;
+  /** Set when the person edited the arguments; the call runs with these. */
+  editedArgumentsJson: string;
+}
+
+/** A tool call waiting for a person. */
+export interface PendingConfirmation {
+  id: string;
+  sessionId: string;
+  turnId: string;
+  callId: string;
+  toolName: string;
+  argumentsJson: string;
+  /** The rule that asked; empty when the default decision did. */
+  rule: string;
+  createTime:
+    | Date
+    | undefined;
+  /** When the timeout action applies; unset when it waits for ever. */
+  deadline: Date | undefined;
+  readOnly: boolean;
+}
+
+export interface ConfirmToolCallRequest {
+  sessionId: string;
+  confirmationId: string;
+  decision: ConfirmDecision;
+  /** Told to the model with a rejection, and recorded. */
+  reason: string;
+  /** Approve with these arguments instead (a JSON object valid for the tool's schema). */
+  editedArgumentsJson?:
+    | string
+    | undefined;
+  /**
+   * Also add a rule so the same question is not asked again: allow (or, with REJECT, deny) this
+   * tool, or for bash this command prefix.
+   */
+  remember: boolean;
+}
+
+export interface ConfirmToolCallResponse {
+  resolution:
+    | ConfirmationResolved
+    | undefined;
+  /** The rule added with remember, if any. */
+  rememberedRule: string;
+}
+
+export interface ListPendingConfirmationsRequest {
+  sessionId: string;
+  includeDescendants: boolean;
+}
+
+export interface ListPendingConfirmationsResponse {
+  confirmations: PendingConfirmation[];
+}
+
+export interface ListToolsRequest {
+  sessionId: string;
+}
+
+export interface ListToolsResponse {
+  tools: ToolInfo[];
+}
+
+export interface ToolInfo {
+  name: string;
+  description: string;
+  /** The JSON schema of the arguments object. */
+  inputSchemaJson: string;
+  readOnly: boolean;
 }
 
 function createBaseModelConfig(): ModelConfig {
@@ -895,7 +1200,13 @@ export const SessionLimits: MessageFns<SessionLimits> = {
 };
 
 function createBaseSessionConfig(): SessionConfig {
-  return { model: undefined, systemPrompt: undefined, limits: undefined };
+  return {
+    model: undefined,
+    systemPrompt: undefined,
+    limits: undefined,
+    permissions: undefined,
+    confirmation: undefined,
+  };
 }
 
 export const SessionConfig: MessageFns<SessionConfig> = {
@@ -908,6 +1219,12 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.limits !== undefined) {
       SessionLimits.encode(message.limits, writer.uint32(26).fork()).join();
+    }
+    if (message.permissions !== undefined) {
+      PermissionPolicy.encode(message.permissions, writer.uint32(34).fork()).join();
+    }
+    if (message.confirmation !== undefined) {
+      ConfirmationSettings.encode(message.confirmation, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -949,6 +1266,22 @@ export const SessionConfig: MessageFns<SessionConfig> = {
             message.limits = SessionLimits.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.permissions = PermissionPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.confirmation = ConfirmationSettings.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -970,6 +1303,8 @@ export const SessionConfig: MessageFns<SessionConfig> = {
         ? globalThis.String(object.system_prompt)
         : undefined,
       limits: isSet(object.limits) ? SessionLimits.fromJSON(object.limits) : undefined,
+      permissions: isSet(object.permissions) ? PermissionPolicy.fromJSON(object.permissions) : undefined,
+      confirmation: isSet(object.confirmation) ? ConfirmationSettings.fromJSON(object.confirmation) : undefined,
     };
   },
 
@@ -983,6 +1318,12 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.limits !== undefined) {
       obj.limits = SessionLimits.toJSON(message.limits);
+    }
+    if (message.permissions !== undefined) {
+      obj.permissions = PermissionPolicy.toJSON(message.permissions);
+    }
+    if (message.confirmation !== undefined) {
+      obj.confirmation = ConfirmationSettings.toJSON(message.confirmation);
     }
     return obj;
   },
@@ -999,6 +1340,242 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     message.limits = (object.limits !== undefined && object.limits !== null)
       ? SessionLimits.fromPartial(object.limits)
       : undefined;
+    message.permissions = (object.permissions !== undefined && object.permissions !== null)
+      ? PermissionPolicy.fromPartial(object.permissions)
+      : undefined;
+    message.confirmation = (object.confirmation !== undefined && object.confirmation !== null)
+      ? ConfirmationSettings.fromPartial(object.confirmation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePermissionPolicy(): PermissionPolicy {
+  return { deny: [], ask: [], allow: [], defaultDecision: 0 };
+}
+
+export const PermissionPolicy: MessageFns<PermissionPolicy> = {
+  encode(message: PermissionPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deny) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.ask) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.allow) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.defaultDecision !== 0) {
+      writer.uint32(32).int32(message.defaultDecision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PermissionPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePermissionPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deny.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ask.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.allow.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.defaultDecision = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PermissionPolicy {
+    return {
+      deny: globalThis.Array.isArray(object?.deny) ? object.deny.map((e: any) => globalThis.String(e)) : [],
+      ask: globalThis.Array.isArray(object?.ask) ? object.ask.map((e: any) => globalThis.String(e)) : [],
+      allow: globalThis.Array.isArray(object?.allow) ? object.allow.map((e: any) => globalThis.String(e)) : [],
+      defaultDecision: isSet(object.defaultDecision)
+        ? decisionFromJSON(object.defaultDecision)
+        : isSet(object.default_decision)
+        ? decisionFromJSON(object.default_decision)
+        : 0,
+    };
+  },
+
+  toJSON(message: PermissionPolicy): unknown {
+    const obj: any = {};
+    if (message.deny?.length) {
+      obj.deny = message.deny;
+    }
+    if (message.ask?.length) {
+      obj.ask = message.ask;
+    }
+    if (message.allow?.length) {
+      obj.allow = message.allow;
+    }
+    if (message.defaultDecision !== 0) {
+      obj.defaultDecision = decisionToJSON(message.defaultDecision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PermissionPolicy>, I>>(base?: I): PermissionPolicy {
+    return PermissionPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PermissionPolicy>, I>>(object: I): PermissionPolicy {
+    const message = createBasePermissionPolicy();
+    message.deny = object.deny?.map((e) => e) || [];
+    message.ask = object.ask?.map((e) => e) || [];
+    message.allow = object.allow?.map((e) => e) || [];
+    message.defaultDecision = object.defaultDecision ?? 0;
+    return message;
+  },
+};
+
+function createBaseConfirmationSettings(): ConfirmationSettings {
+  return { enabled: undefined, timeoutMs: undefined, timeoutAction: 0 };
+}
+
+export const ConfirmationSettings: MessageFns<ConfirmationSettings> = {
+  encode(message: ConfirmationSettings, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== undefined) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.timeoutMs !== undefined) {
+      writer.uint32(16).int64(message.timeoutMs);
+    }
+    if (message.timeoutAction !== 0) {
+      writer.uint32(24).int32(message.timeoutAction);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmationSettings {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmationSettings();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeoutAction = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmationSettings {
+    return {
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : undefined,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : undefined,
+      timeoutAction: isSet(object.timeoutAction)
+        ? timeoutActionFromJSON(object.timeoutAction)
+        : isSet(object.timeout_action)
+        ? timeoutActionFromJSON(object.timeout_action)
+        : 0,
+    };
+  },
+
+  toJSON(message: ConfirmationSettings): unknown {
+    const obj: any = {};
+    if (message.enabled !== undefined) {
+      obj.enabled = message.enabled;
+    }
+    if (message.timeoutMs !== undefined) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.timeoutAction !== 0) {
+      obj.timeoutAction = timeoutActionToJSON(message.timeoutAction);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmationSettings>, I>>(base?: I): ConfirmationSettings {
+    return ConfirmationSettings.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmationSettings>, I>>(object: I): ConfirmationSettings {
+    const message = createBaseConfirmationSettings();
+    message.enabled = object.enabled ?? undefined;
+    message.timeoutMs = object.timeoutMs ?? undefined;
+    message.timeoutAction = object.timeoutAction ?? 0;
     return message;
   },
 };
@@ -4742,6 +5319,15 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "stateChanged":
         StateChanged.encode(message.payload.stateChanged, writer.uint32(154).fork()).join();
         break;
+      case "permissionDenied":
+        PermissionDenied.encode(message.payload.permissionDenied, writer.uint32(162).fork()).join();
+        break;
+      case "confirmationRequired":
+        ConfirmationRequired.encode(message.payload.confirmationRequired, writer.uint32(170).fork()).join();
+        break;
+      case "confirmationResolved":
+        ConfirmationResolved.encode(message.payload.confirmationResolved, writer.uint32(178).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4874,6 +5460,39 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             message.payload = { $case: "stateChanged", stateChanged: StateChanged.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.payload = {
+              $case: "permissionDenied",
+              permissionDenied: PermissionDenied.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.payload = {
+              $case: "confirmationRequired",
+              confirmationRequired: ConfirmationRequired.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.payload = {
+              $case: "confirmationResolved",
+              confirmationResolved: ConfirmationResolved.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4934,6 +5553,30 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         ? { $case: "stateChanged", stateChanged: StateChanged.fromJSON(object.stateChanged) }
         : isSet(object.state_changed)
         ? { $case: "stateChanged", stateChanged: StateChanged.fromJSON(object.state_changed) }
+        : isSet(object.permissionDenied)
+        ? { $case: "permissionDenied", permissionDenied: PermissionDenied.fromJSON(object.permissionDenied) }
+        : isSet(object.permission_denied)
+        ? { $case: "permissionDenied", permissionDenied: PermissionDenied.fromJSON(object.permission_denied) }
+        : isSet(object.confirmationRequired)
+        ? {
+          $case: "confirmationRequired",
+          confirmationRequired: ConfirmationRequired.fromJSON(object.confirmationRequired),
+        }
+        : isSet(object.confirmation_required)
+        ? {
+          $case: "confirmationRequired",
+          confirmationRequired: ConfirmationRequired.fromJSON(object.confirmation_required),
+        }
+        : isSet(object.confirmationResolved)
+        ? {
+          $case: "confirmationResolved",
+          confirmationResolved: ConfirmationResolved.fromJSON(object.confirmationResolved),
+        }
+        : isSet(object.confirmation_resolved)
+        ? {
+          $case: "confirmationResolved",
+          confirmationResolved: ConfirmationResolved.fromJSON(object.confirmation_resolved),
+        }
         : undefined,
     };
   },
@@ -4972,6 +5615,12 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.persistenceFailed = PersistenceFailed.toJSON(message.payload.persistenceFailed);
     } else if (message.payload?.$case === "stateChanged") {
       obj.stateChanged = StateChanged.toJSON(message.payload.stateChanged);
+    } else if (message.payload?.$case === "permissionDenied") {
+      obj.permissionDenied = PermissionDenied.toJSON(message.payload.permissionDenied);
+    } else if (message.payload?.$case === "confirmationRequired") {
+      obj.confirmationRequired = ConfirmationRequired.toJSON(message.payload.confirmationRequired);
+    } else if (message.payload?.$case === "confirmationResolved") {
+      obj.confirmationResolved = ConfirmationResolved.toJSON(message.payload.confirmationResolved);
     }
     return obj;
   },
@@ -5051,6 +5700,33 @@ export const AgentEvent: MessageFns<AgentEvent> = {
           message.payload = {
             $case: "stateChanged",
             stateChanged: StateChanged.fromPartial(object.payload.stateChanged),
+          };
+        }
+        break;
+      }
+      case "permissionDenied": {
+        if (object.payload?.permissionDenied !== undefined && object.payload?.permissionDenied !== null) {
+          message.payload = {
+            $case: "permissionDenied",
+            permissionDenied: PermissionDenied.fromPartial(object.payload.permissionDenied),
+          };
+        }
+        break;
+      }
+      case "confirmationRequired": {
+        if (object.payload?.confirmationRequired !== undefined && object.payload?.confirmationRequired !== null) {
+          message.payload = {
+            $case: "confirmationRequired",
+            confirmationRequired: ConfirmationRequired.fromPartial(object.payload.confirmationRequired),
+          };
+        }
+        break;
+      }
+      case "confirmationResolved": {
+        if (object.payload?.confirmationResolved !== undefined && object.payload?.confirmationResolved !== null) {
+          message.payload = {
+            $case: "confirmationResolved",
+            confirmationResolved: ConfirmationResolved.fromPartial(object.payload.confirmationResolved),
           };
         }
         break;
@@ -5670,6 +6346,1319 @@ export const StateChanged: MessageFns<StateChanged> = {
   },
 };
 
+function createBasePermissionDenied(): PermissionDenied {
+  return { callId: "", toolName: "", rule: "" };
+}
+
+export const PermissionDenied: MessageFns<PermissionDenied> = {
+  encode(message: PermissionDenied, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== "") {
+      writer.uint32(10).string(message.callId);
+    }
+    if (message.toolName !== "") {
+      writer.uint32(18).string(message.toolName);
+    }
+    if (message.rule !== "") {
+      writer.uint32(26).string(message.rule);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PermissionDenied {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePermissionDenied();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toolName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PermissionDenied {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      toolName: isSet(object.toolName)
+        ? globalThis.String(object.toolName)
+        : isSet(object.tool_name)
+        ? globalThis.String(object.tool_name)
+        : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+    };
+  },
+
+  toJSON(message: PermissionDenied): unknown {
+    const obj: any = {};
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.toolName !== "") {
+      obj.toolName = message.toolName;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PermissionDenied>, I>>(base?: I): PermissionDenied {
+    return PermissionDenied.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PermissionDenied>, I>>(object: I): PermissionDenied {
+    const message = createBasePermissionDenied();
+    message.callId = object.callId ?? "";
+    message.toolName = object.toolName ?? "";
+    message.rule = object.rule ?? "";
+    return message;
+  },
+};
+
+function createBaseConfirmationRequired(): ConfirmationRequired {
+  return { confirmation: undefined };
+}
+
+export const ConfirmationRequired: MessageFns<ConfirmationRequired> = {
+  encode(message: ConfirmationRequired, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.confirmation !== undefined) {
+      PendingConfirmation.encode(message.confirmation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmationRequired {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmationRequired();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.confirmation = PendingConfirmation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmationRequired {
+    return { confirmation: isSet(object.confirmation) ? PendingConfirmation.fromJSON(object.confirmation) : undefined };
+  },
+
+  toJSON(message: ConfirmationRequired): unknown {
+    const obj: any = {};
+    if (message.confirmation !== undefined) {
+      obj.confirmation = PendingConfirmation.toJSON(message.confirmation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmationRequired>, I>>(base?: I): ConfirmationRequired {
+    return ConfirmationRequired.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmationRequired>, I>>(object: I): ConfirmationRequired {
+    const message = createBaseConfirmationRequired();
+    message.confirmation = (object.confirmation !== undefined && object.confirmation !== null)
+      ? PendingConfirmation.fromPartial(object.confirmation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConfirmationResolved(): ConfirmationResolved {
+  return {
+    confirmationId: "",
+    callId: "",
+    outcome: 0,
+    runs: false,
+    resolvedBy: "",
+    reason: "",
+    editedArgumentsJson: "",
+  };
+}
+
+export const ConfirmationResolved: MessageFns<ConfirmationResolved> = {
+  encode(message: ConfirmationResolved, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.confirmationId !== "") {
+      writer.uint32(10).string(message.confirmationId);
+    }
+    if (message.callId !== "") {
+      writer.uint32(18).string(message.callId);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(24).int32(message.outcome);
+    }
+    if (message.runs !== false) {
+      writer.uint32(32).bool(message.runs);
+    }
+    if (message.resolvedBy !== "") {
+      writer.uint32(42).string(message.resolvedBy);
+    }
+    if (message.reason !== "") {
+      writer.uint32(50).string(message.reason);
+    }
+    if (message.editedArgumentsJson !== "") {
+      writer.uint32(58).string(message.editedArgumentsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmationResolved {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmationResolved();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.confirmationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.runs = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resolvedBy = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.editedArgumentsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmationResolved {
+    return {
+      confirmationId: isSet(object.confirmationId)
+        ? globalThis.String(object.confirmationId)
+        : isSet(object.confirmation_id)
+        ? globalThis.String(object.confirmation_id)
+        : "",
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      outcome: isSet(object.outcome) ? confirmationOutcomeFromJSON(object.outcome) : 0,
+      runs: isSet(object.runs) ? globalThis.Boolean(object.runs) : false,
+      resolvedBy: isSet(object.resolvedBy)
+        ? globalThis.String(object.resolvedBy)
+        : isSet(object.resolved_by)
+        ? globalThis.String(object.resolved_by)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      editedArgumentsJson: isSet(object.editedArgumentsJson)
+        ? globalThis.String(object.editedArgumentsJson)
+        : isSet(object.edited_arguments_json)
+        ? globalThis.String(object.edited_arguments_json)
+        : "",
+    };
+  },
+
+  toJSON(message: ConfirmationResolved): unknown {
+    const obj: any = {};
+    if (message.confirmationId !== "") {
+      obj.confirmationId = message.confirmationId;
+    }
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = confirmationOutcomeToJSON(message.outcome);
+    }
+    if (message.runs !== false) {
+      obj.runs = message.runs;
+    }
+    if (message.resolvedBy !== "") {
+      obj.resolvedBy = message.resolvedBy;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.editedArgumentsJson !== "") {
+      obj.editedArgumentsJson = message.editedArgumentsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmationResolved>, I>>(base?: I): ConfirmationResolved {
+    return ConfirmationResolved.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmationResolved>, I>>(object: I): ConfirmationResolved {
+    const message = createBaseConfirmationResolved();
+    message.confirmationId = object.confirmationId ?? "";
+    message.callId = object.callId ?? "";
+    message.outcome = object.outcome ?? 0;
+    message.runs = object.runs ?? false;
+    message.resolvedBy = object.resolvedBy ?? "";
+    message.reason = object.reason ?? "";
+    message.editedArgumentsJson = object.editedArgumentsJson ?? "";
+    return message;
+  },
+};
+
+function createBasePendingConfirmation(): PendingConfirmation {
+  return {
+    id: "",
+    sessionId: "",
+    turnId: "",
+    callId: "",
+    toolName: "",
+    argumentsJson: "",
+    rule: "",
+    createTime: undefined,
+    deadline: undefined,
+    readOnly: false,
+  };
+}
+
+export const PendingConfirmation: MessageFns<PendingConfirmation> = {
+  encode(message: PendingConfirmation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(18).string(message.sessionId);
+    }
+    if (message.turnId !== "") {
+      writer.uint32(26).string(message.turnId);
+    }
+    if (message.callId !== "") {
+      writer.uint32(34).string(message.callId);
+    }
+    if (message.toolName !== "") {
+      writer.uint32(42).string(message.toolName);
+    }
+    if (message.argumentsJson !== "") {
+      writer.uint32(50).string(message.argumentsJson);
+    }
+    if (message.rule !== "") {
+      writer.uint32(58).string(message.rule);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(66).fork()).join();
+    }
+    if (message.deadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.deadline), writer.uint32(74).fork()).join();
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(80).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PendingConfirmation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePendingConfirmation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.turnId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.toolName = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.argumentsJson = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.deadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PendingConfirmation {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      turnId: isSet(object.turnId)
+        ? globalThis.String(object.turnId)
+        : isSet(object.turn_id)
+        ? globalThis.String(object.turn_id)
+        : "",
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      toolName: isSet(object.toolName)
+        ? globalThis.String(object.toolName)
+        : isSet(object.tool_name)
+        ? globalThis.String(object.tool_name)
+        : "",
+      argumentsJson: isSet(object.argumentsJson)
+        ? globalThis.String(object.argumentsJson)
+        : isSet(object.arguments_json)
+        ? globalThis.String(object.arguments_json)
+        : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      deadline: isSet(object.deadline) ? fromJsonTimestamp(object.deadline) : undefined,
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: PendingConfirmation): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.turnId !== "") {
+      obj.turnId = message.turnId;
+    }
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.toolName !== "") {
+      obj.toolName = message.toolName;
+    }
+    if (message.argumentsJson !== "") {
+      obj.argumentsJson = message.argumentsJson;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.deadline !== undefined) {
+      obj.deadline = message.deadline.toISOString();
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PendingConfirmation>, I>>(base?: I): PendingConfirmation {
+    return PendingConfirmation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PendingConfirmation>, I>>(object: I): PendingConfirmation {
+    const message = createBasePendingConfirmation();
+    message.id = object.id ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.turnId = object.turnId ?? "";
+    message.callId = object.callId ?? "";
+    message.toolName = object.toolName ?? "";
+    message.argumentsJson = object.argumentsJson ?? "";
+    message.rule = object.rule ?? "";
+    message.createTime = object.createTime ?? undefined;
+    message.deadline = object.deadline ?? undefined;
+    message.readOnly = object.readOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseConfirmToolCallRequest(): ConfirmToolCallRequest {
+  return {
+    sessionId: "",
+    confirmationId: "",
+    decision: 0,
+    reason: "",
+    editedArgumentsJson: undefined,
+    remember: false,
+  };
+}
+
+export const ConfirmToolCallRequest: MessageFns<ConfirmToolCallRequest> = {
+  encode(message: ConfirmToolCallRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.confirmationId !== "") {
+      writer.uint32(18).string(message.confirmationId);
+    }
+    if (message.decision !== 0) {
+      writer.uint32(24).int32(message.decision);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    if (message.editedArgumentsJson !== undefined) {
+      writer.uint32(42).string(message.editedArgumentsJson);
+    }
+    if (message.remember !== false) {
+      writer.uint32(48).bool(message.remember);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmToolCallRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmToolCallRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.confirmationId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decision = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.editedArgumentsJson = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.remember = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmToolCallRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      confirmationId: isSet(object.confirmationId)
+        ? globalThis.String(object.confirmationId)
+        : isSet(object.confirmation_id)
+        ? globalThis.String(object.confirmation_id)
+        : "",
+      decision: isSet(object.decision) ? confirmDecisionFromJSON(object.decision) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      editedArgumentsJson: isSet(object.editedArgumentsJson)
+        ? globalThis.String(object.editedArgumentsJson)
+        : isSet(object.edited_arguments_json)
+        ? globalThis.String(object.edited_arguments_json)
+        : undefined,
+      remember: isSet(object.remember) ? globalThis.Boolean(object.remember) : false,
+    };
+  },
+
+  toJSON(message: ConfirmToolCallRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.confirmationId !== "") {
+      obj.confirmationId = message.confirmationId;
+    }
+    if (message.decision !== 0) {
+      obj.decision = confirmDecisionToJSON(message.decision);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.editedArgumentsJson !== undefined) {
+      obj.editedArgumentsJson = message.editedArgumentsJson;
+    }
+    if (message.remember !== false) {
+      obj.remember = message.remember;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmToolCallRequest>, I>>(base?: I): ConfirmToolCallRequest {
+    return ConfirmToolCallRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmToolCallRequest>, I>>(object: I): ConfirmToolCallRequest {
+    const message = createBaseConfirmToolCallRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.confirmationId = object.confirmationId ?? "";
+    message.decision = object.decision ?? 0;
+    message.reason = object.reason ?? "";
+    message.editedArgumentsJson = object.editedArgumentsJson ?? undefined;
+    message.remember = object.remember ?? false;
+    return message;
+  },
+};
+
+function createBaseConfirmToolCallResponse(): ConfirmToolCallResponse {
+  return { resolution: undefined, rememberedRule: "" };
+}
+
+export const ConfirmToolCallResponse: MessageFns<ConfirmToolCallResponse> = {
+  encode(message: ConfirmToolCallResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resolution !== undefined) {
+      ConfirmationResolved.encode(message.resolution, writer.uint32(10).fork()).join();
+    }
+    if (message.rememberedRule !== "") {
+      writer.uint32(18).string(message.rememberedRule);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmToolCallResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmToolCallResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resolution = ConfirmationResolved.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rememberedRule = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmToolCallResponse {
+    return {
+      resolution: isSet(object.resolution) ? ConfirmationResolved.fromJSON(object.resolution) : undefined,
+      rememberedRule: isSet(object.rememberedRule)
+        ? globalThis.String(object.rememberedRule)
+        : isSet(object.remembered_rule)
+        ? globalThis.String(object.remembered_rule)
+        : "",
+    };
+  },
+
+  toJSON(message: ConfirmToolCallResponse): unknown {
+    const obj: any = {};
+    if (message.resolution !== undefined) {
+      obj.resolution = ConfirmationResolved.toJSON(message.resolution);
+    }
+    if (message.rememberedRule !== "") {
+      obj.rememberedRule = message.rememberedRule;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmToolCallResponse>, I>>(base?: I): ConfirmToolCallResponse {
+    return ConfirmToolCallResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmToolCallResponse>, I>>(object: I): ConfirmToolCallResponse {
+    const message = createBaseConfirmToolCallResponse();
+    message.resolution = (object.resolution !== undefined && object.resolution !== null)
+      ? ConfirmationResolved.fromPartial(object.resolution)
+      : undefined;
+    message.rememberedRule = object.rememberedRule ?? "";
+    return message;
+  },
+};
+
+function createBaseListPendingConfirmationsRequest(): ListPendingConfirmationsRequest {
+  return { sessionId: "", includeDescendants: false };
+}
+
+export const ListPendingConfirmationsRequest: MessageFns<ListPendingConfirmationsRequest> = {
+  encode(message: ListPendingConfirmationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.includeDescendants !== false) {
+      writer.uint32(16).bool(message.includeDescendants);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPendingConfirmationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPendingConfirmationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.includeDescendants = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPendingConfirmationsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      includeDescendants: isSet(object.includeDescendants)
+        ? globalThis.Boolean(object.includeDescendants)
+        : isSet(object.include_descendants)
+        ? globalThis.Boolean(object.include_descendants)
+        : false,
+    };
+  },
+
+  toJSON(message: ListPendingConfirmationsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.includeDescendants !== false) {
+      obj.includeDescendants = message.includeDescendants;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPendingConfirmationsRequest>, I>>(base?: I): ListPendingConfirmationsRequest {
+    return ListPendingConfirmationsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPendingConfirmationsRequest>, I>>(
+    object: I,
+  ): ListPendingConfirmationsRequest {
+    const message = createBaseListPendingConfirmationsRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.includeDescendants = object.includeDescendants ?? false;
+    return message;
+  },
+};
+
+function createBaseListPendingConfirmationsResponse(): ListPendingConfirmationsResponse {
+  return { confirmations: [] };
+}
+
+export const ListPendingConfirmationsResponse: MessageFns<ListPendingConfirmationsResponse> = {
+  encode(message: ListPendingConfirmationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.confirmations) {
+      PendingConfirmation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPendingConfirmationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPendingConfirmationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.confirmations.push(PendingConfirmation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPendingConfirmationsResponse {
+    return {
+      confirmations: globalThis.Array.isArray(object?.confirmations)
+        ? object.confirmations.map((e: any) => PendingConfirmation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListPendingConfirmationsResponse): unknown {
+    const obj: any = {};
+    if (message.confirmations?.length) {
+      obj.confirmations = message.confirmations.map((e) => PendingConfirmation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPendingConfirmationsResponse>, I>>(
+    base?: I,
+  ): ListPendingConfirmationsResponse {
+    return ListPendingConfirmationsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPendingConfirmationsResponse>, I>>(
+    object: I,
+  ): ListPendingConfirmationsResponse {
+    const message = createBaseListPendingConfirmationsResponse();
+    message.confirmations = object.confirmations?.map((e) => PendingConfirmation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListToolsRequest(): ListToolsRequest {
+  return { sessionId: "" };
+}
+
+export const ListToolsRequest: MessageFns<ListToolsRequest> = {
+  encode(message: ListToolsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListToolsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListToolsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListToolsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListToolsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListToolsRequest>, I>>(base?: I): ListToolsRequest {
+    return ListToolsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListToolsRequest>, I>>(object: I): ListToolsRequest {
+    const message = createBaseListToolsRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseListToolsResponse(): ListToolsResponse {
+  return { tools: [] };
+}
+
+export const ListToolsResponse: MessageFns<ListToolsResponse> = {
+  encode(message: ListToolsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tools) {
+      ToolInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListToolsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListToolsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tools.push(ToolInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListToolsResponse {
+    return { tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => ToolInfo.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListToolsResponse): unknown {
+    const obj: any = {};
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => ToolInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListToolsResponse>, I>>(base?: I): ListToolsResponse {
+    return ListToolsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListToolsResponse>, I>>(object: I): ListToolsResponse {
+    const message = createBaseListToolsResponse();
+    message.tools = object.tools?.map((e) => ToolInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseToolInfo(): ToolInfo {
+  return { name: "", description: "", inputSchemaJson: "", readOnly: false };
+}
+
+export const ToolInfo: MessageFns<ToolInfo> = {
+  encode(message: ToolInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.inputSchemaJson !== "") {
+      writer.uint32(26).string(message.inputSchemaJson);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(32).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inputSchemaJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      inputSchemaJson: isSet(object.inputSchemaJson)
+        ? globalThis.String(object.inputSchemaJson)
+        : isSet(object.input_schema_json)
+        ? globalThis.String(object.input_schema_json)
+        : "",
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ToolInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.inputSchemaJson !== "") {
+      obj.inputSchemaJson = message.inputSchemaJson;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolInfo>, I>>(base?: I): ToolInfo {
+    return ToolInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolInfo>, I>>(object: I): ToolInfo {
+    const message = createBaseToolInfo();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.inputSchemaJson = object.inputSchemaJson ?? "";
+    message.readOnly = object.readOnly ?? false;
+    return message;
+  },
+};
+
 /**
  * AgentRuntime hosts many LLM agent sessions. The server owns conversation state: clients create a
  * session, drive turns with Generate or StreamGenerate, and may detach and come back later.
@@ -5821,6 +7810,49 @@ export const AgentRuntimeService = {
     responseSerialize: (value: GetMessagesResponse): Buffer => Buffer.from(GetMessagesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetMessagesResponse => GetMessagesResponse.decode(value),
   },
+  /**
+   * Answers a tool call that waits for a person (a confirmation_required event): approve, with the
+   * arguments as they are or edited, or reject. Any client of the session's owner may answer; the
+   * first answer wins. NOT_FOUND for an unknown confirmation, FAILED_PRECONDITION once decided.
+   */
+  confirmToolCall: {
+    path: "/agentd.v1.AgentRuntime/ConfirmToolCall" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConfirmToolCallRequest): Buffer =>
+      Buffer.from(ConfirmToolCallRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConfirmToolCallRequest => ConfirmToolCallRequest.decode(value),
+    responseSerialize: (value: ConfirmToolCallResponse): Buffer =>
+      Buffer.from(ConfirmToolCallResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConfirmToolCallResponse => ConfirmToolCallResponse.decode(value),
+  },
+  /**
+   * The confirmations a session (and, when asked, its descendants) waits for, so a client that
+   * comes back sees what is waiting.
+   */
+  listPendingConfirmations: {
+    path: "/agentd.v1.AgentRuntime/ListPendingConfirmations" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPendingConfirmationsRequest): Buffer =>
+      Buffer.from(ListPendingConfirmationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPendingConfirmationsRequest =>
+      ListPendingConfirmationsRequest.decode(value),
+    responseSerialize: (value: ListPendingConfirmationsResponse): Buffer =>
+      Buffer.from(ListPendingConfirmationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPendingConfirmationsResponse =>
+      ListPendingConfirmationsResponse.decode(value),
+  },
+  /** The tools a session's model can call, with their schemas and whether they only read. */
+  listTools: {
+    path: "/agentd.v1.AgentRuntime/ListTools" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListToolsRequest): Buffer => Buffer.from(ListToolsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListToolsRequest => ListToolsRequest.decode(value),
+    responseSerialize: (value: ListToolsResponse): Buffer => Buffer.from(ListToolsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListToolsResponse => ListToolsResponse.decode(value),
+  },
 } as const;
 
 export interface AgentRuntimeServer extends UntypedServiceImplementation {
@@ -5853,6 +7885,19 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
   resume: handleUnaryCall<ResumeRequest, ResumeResponse>;
   /** Returns the conversation history of a session, oldest first, a page at a time. */
   getMessages: handleUnaryCall<GetMessagesRequest, GetMessagesResponse>;
+  /**
+   * Answers a tool call that waits for a person (a confirmation_required event): approve, with the
+   * arguments as they are or edited, or reject. Any client of the session's owner may answer; the
+   * first answer wins. NOT_FOUND for an unknown confirmation, FAILED_PRECONDITION once decided.
+   */
+  confirmToolCall: handleUnaryCall<ConfirmToolCallRequest, ConfirmToolCallResponse>;
+  /**
+   * The confirmations a session (and, when asked, its descendants) waits for, so a client that
+   * comes back sees what is waiting.
+   */
+  listPendingConfirmations: handleUnaryCall<ListPendingConfirmationsRequest, ListPendingConfirmationsResponse>;
+  /** The tools a session's model can call, with their schemas and whether they only read. */
+  listTools: handleUnaryCall<ListToolsRequest, ListToolsResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -6060,6 +8105,61 @@ export interface AgentRuntimeClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetMessagesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Answers a tool call that waits for a person (a confirmation_required event): approve, with the
+   * arguments as they are or edited, or reject. Any client of the session's owner may answer; the
+   * first answer wins. NOT_FOUND for an unknown confirmation, FAILED_PRECONDITION once decided.
+   */
+  confirmToolCall(
+    request: ConfirmToolCallRequest,
+    callback: (error: ServiceError | null, response: ConfirmToolCallResponse) => void,
+  ): ClientUnaryCall;
+  confirmToolCall(
+    request: ConfirmToolCallRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ConfirmToolCallResponse) => void,
+  ): ClientUnaryCall;
+  confirmToolCall(
+    request: ConfirmToolCallRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ConfirmToolCallResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The confirmations a session (and, when asked, its descendants) waits for, so a client that
+   * comes back sees what is waiting.
+   */
+  listPendingConfirmations(
+    request: ListPendingConfirmationsRequest,
+    callback: (error: ServiceError | null, response: ListPendingConfirmationsResponse) => void,
+  ): ClientUnaryCall;
+  listPendingConfirmations(
+    request: ListPendingConfirmationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPendingConfirmationsResponse) => void,
+  ): ClientUnaryCall;
+  listPendingConfirmations(
+    request: ListPendingConfirmationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPendingConfirmationsResponse) => void,
+  ): ClientUnaryCall;
+  /** The tools a session's model can call, with their schemas and whether they only read. */
+  listTools(
+    request: ListToolsRequest,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
+  ): ClientUnaryCall;
+  listTools(
+    request: ListToolsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
+  ): ClientUnaryCall;
+  listTools(
+    request: ListToolsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListToolsResponse) => void,
   ): ClientUnaryCall;
 }
 

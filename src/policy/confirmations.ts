@@ -1,0 +1,70 @@
+/** A tool call waiting for a person. */
+export interface PendingConfirmation {
+  id: string;
+  sessionId: string;
+  turnId: string;
+  callId: string;
+  toolName: string;
+  argumentsJson: string;
+  /** The rule that asked; null when the default decision did. */
+  rule: string | null;
+  readOnly: boolean;
+  createdAtMs: number;
+  /** When the timeout action applies; 0 when it waits for ever. */
+  deadlineMs: number;
+}
+
+export type ConfirmationOutcome = "approved" | "rejected" | "timed_out" | "cancelled";
+
+export interface Resolution {
+  outcome: ConfirmationOutcome;
+  /** Whether the call runs: an approval, or a timeout whose action is to approve. */
+  runs: boolean;
+  /** "client:<owner>", "timeout" or "cancel". */
+  resolvedBy: string;
+  reason: string;
+  /** The arguments the person approved instead, if they edited them. */
+  editedArgumentsJson?: string;
+  resolvedAtMs: number;
+}
+
+/** How many decided confirmations are remembered, to tell a late answer how it was decided. */
+const DECIDED_KEPT = 256;
+
+/**
+ * A session's confirmations: the pending ones, each with the turn waiting on it, and the last
+ * decided ones. resolve() is synchronous, so when two clients answer at once exactly one wins.
+ */
+export class ConfirmationBook {
+  private readonly pending = new Map<string, { confirmation: PendingConfirmation; settle: (resolution: Resolution) => void }>();
+  private readonly decided = new Map<string, Resolution>();
+
+  /** Registers a confirmation; the promise settles when it is resolved. */
+  open(confirmation: PendingConfirmation): Promise<Resolution> {
+    return new Promise((settle) => this.pending.set(confirmation.id, { confirmation, settle }));
+  }
+
+  get(id: string): PendingConfirmation | undefined {
+    return this.pending.get(id)?.confirmation;
+  }
+
+  /** How an id was decided, if it was recently. */
+  decision(id: string): Resolution | undefined {
+    return this.decided.get(id);
+  }
+
+  list(): PendingConfirmation[] {
+    return [...this.pending.values()].map((entry) => entry.confirmation);
+  }
+
+  /** Settles a pending confirmation; false when it is not pending (unknown, or already decided). */
+  resolve(id: string, resolution: Resolution): boolean {
+    const entry = this.pending.get(id);
+    if (!entry) return false;
+    this.pending.delete(id);
+    this.decided.set(id, resolution);
+    if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);
+    entry.settle(resolution);
+    return true;
+  }
+}

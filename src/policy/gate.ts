@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import { abortError } from "../llm/abort.js";
+import { argumentsObjectOrEmpty } from "../llm/provider.js";
+import type { Admission, ToolGate } from "../agent/loop.js";
+import type { ConfirmationBook, Resolution } from "./confirmations.js";
+import type { RuleSet } from "./rules.js";
+import type { ConfirmationSettings } from "./types.js";
+
+export interface PolicyGateDeps {
+  sessionId: string;
+  workspace: string;
+  /** Read for every call, so a rule added by "always" applies to the next call of the same turn. */
+  rules(): RuleSet;
+  settings(): ConfirmationSettings;
+  book: ConfirmationBook;
+  isReadOnly(toolName: string): boolean;
+}
+
+/**
+ * The permission policy in front of every tool call. DENY: the call gets an error result naming
+ * the rule. ALLOW (or ASK with confirmations off): it runs. ASK: a confirmation is opened and the
+ * turn waits for a person, the timeout, or the turn's cancellation; a rejection becomes an error
+ * result that says so, and the turn goes on.
+ */
+export function policyGate(deps: PolicyGateDeps): ToolGate {
+  return {
+    async admit(call, context, emit): Promise<Admission> {
+      // Broken JSON matches no argument pattern; the tool itself reports the bad arguments.
+      const args = argumentsObjectOrEmpty(call.argumentsJson);
+      const { decision, rule } = deps.rules().decide({ name: call.name, args, workspace: deps.workspace });
+      if (decision === "deny") {
+        emit({ type: "permission_denied", callId: call.id, toolName: call.name, rule });
+        const why = rule === null ? "the session's default decision is DENY" : `the permission rule "${rule}" denies it`;
+        return { run: false, output: `not run: ${why}` };
+      }
+      const settings = deps.settings();
+      if (decision === "allow" || !settings.enabled) return { run: true, call };
+
+      const now = Date.now();
+      const confirmation = {
+        id: `conf_${randomUUID()}`,
+        sessionId: deps.sessionId,
+        turnId: context.turnId,
+        callId: call.id,
+        toolName: call.name,
+        argumentsJson: call.argumentsJson,
+        rule,
+        readOnly: deps.isReadOnly(call.name),
+        createdAtMs: now,
+        deadlineMs: settings.timeoutMs > 0 ? now + settings.timeoutMs : 0,
+      };
+      const answered = deps.book.open(confirmation);
+      emit({ type: "confirmation_required", confirmation });
+      const resolution = await waitFor(confirmation.id, answered, settings, deps.book, context.signal);
+      emit({ type: "confirmation_resolved", confirmationId: confirmation.id, callId: call.id, resolution });
+      if (resolution.outcome === "cancelled") throw abortError(context.signal);
+      if (!resolution.runs) {
+        const reason = resolution.reason ? `: ${resolution.reason}` : "";
+        const who = resolution.outcome === "timed_out" ? "nobody confirmed it in time" : "the user rejected it";
+        return { run: false, output: `not run: ${who}${reason}` };
+      }
+      return { run: true, call: resolution.editedArgumentsJson ? { ...call, argumentsJson: resolution.editedArgumentsJson } : call };
+    },
+  };
+}
+
+/** Resolves the confirmation by the person, the deadline or the turn's cancellation, whichever comes first. */
+async function waitFor(
+  id: string,
+  answered: Promise<Resolution>,
+  settings: ConfirmationSettings,
+  book: ConfirmationBook,
+  signal: AbortSignal,
+): Promise<Resolution> {
+  const settle = (outcome: Resolution["outcome"], runs: boolean, resolvedBy: string, reason: string) =>
+    book.resolve(id, { outcome, runs, resolvedBy, reason, resolvedAtMs: Date.now() });
+  const onAbort = () => settle("cancelled", false, "cancel", "the turn was cancelled");
+  let timer: NodeJS.Timeout | undefined;
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  if (settings.timeoutMs > 0) {
+    const approve = settings.timeoutAction === "approve";
+    timer = setTimeout(() => settle("timed_out", approve, "timeout", `no answer within ${settings.timeoutMs} ms`), settings.timeoutMs);
+  }
+  try {
+    return await answered;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+

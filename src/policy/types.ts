@@ -1,0 +1,35 @@
+/** What a permission rule decides for a tool call. */
+export type Decision = "allow" | "ask" | "deny";
+
+/**
+ * A session's permission rules, checked deny first, then ask, then allow; a call no rule matches
+ * gets `defaultDecision`. A rule is a tool name (a glob: `mcp__github__*`) with an optional
+ * argument pattern: `write_file(src/**)` matches the path, resolved inside the workspace;
+ * `bash(npm test:*)` matches a command prefix, `bash(git status)` one exact command.
+ */
+export interface PermissionRules {
+  deny: string[];
+  ask: string[];
+  allow: string[];
+  defaultDecision: Decision;
+}
+
+/** How ASK is carried out. */
+export interface ConfirmationSettings {
+  /** When false, ASK behaves as ALLOW: nobody is asked. */
+  enabled: boolean;
+  /** How long a confirmation waits; 0 waits for ever. */
+  timeoutMs: number;
+  /** What a confirmation that times out becomes. */
+  timeoutAction: "reject" | "approve";
+}
+
+/** What users expect out of the box: reading is free, changing things asks. */
+export const DEFAULT_PERMISSIONS: PermissionRules = {
+  deny: [],
+  ask: ["write_file", "edit_file", "bash"],
+  allow: ["read_file", "list_dir", "glob", "grep"],
+  defaultDecision: "ask",
+};
+
+export const DEFAULT_CONFIRMATION: ConfirmationSettings = { enabled: true, timeoutMs: 30_000, timeoutAction: "reject" };
