@@ -12,6 +12,7 @@ function slowTool() {
   const tool: Tool = {
     name: "slow_job",
     description: "Waits a long time.",
+    readOnly: true,
     inputSchema: { type: "object", properties: {} },
     execute: (_args, context) =>
       new Promise<string>((resolve, reject) => {

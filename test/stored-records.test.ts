@@ -285,7 +285,7 @@ async function allMessages(server: TestServer, sessionId: string): Promise<Messa
 
 const BUILT_IN_PERMISSIONS = {
   deny: [],
-  ask: ["write_file", "edit_file", "bash"],
+  ask: [],
   allow: ["read_file", "list_dir", "glob", "grep"],
   defaultDecision: Decision.DECISION_ASK,
 };

@@ -6,6 +6,7 @@ import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../gen/agentd/v1/runtime.js";
 import { parseScript } from "../llm/scripted.js";
+import { answerConfirmation, type Ask } from "./confirm.js";
 import { modelFromOptions, modelOptions } from "./model-options.js";
 
 const HELP = `agentd chat: talk to an agent session from the terminal
@@ -18,9 +19,12 @@ ${CONNECT_HELP}
   --provider, --model, --base-url, --api-key-env
                     model of a new session (or of --session, which is reconfigured)
   --script FILE     use the scripted provider with this script (read here, sent inline)
+  --yes             approve every tool call that asks, without asking
 
 With a PROMPT, runs one turn and exits. Without, reads prompts line by line; Ctrl-C cancels a
-running turn, Ctrl-C at the prompt (or Ctrl-D) leaves.`;
+running turn, Ctrl-C at the prompt (or Ctrl-D) leaves. A tool call that needs approval (writing
+files, running commands; see the session's permission rules) is shown and you answer
+y (once), n (no), a (always: adds an allow rule) or e (edit its arguments).`;
 
 export async function runChat(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -29,6 +33,7 @@ export async function runChat(args: string[]): Promise<number> {
       ...connectOptions,
       session: { type: "string" },
       owner: { type: "string", default: "" },
+      yes: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
       ...modelOptions,
     },
@@ -42,8 +47,9 @@ export async function runChat(args: string[]): Promise<number> {
   try {
     const sessionId = await openSession(client, values.session, values.owner, modelConfigFromFlags(values));
     console.error(`session ${sessionId}`);
-    if (positionals.length > 0) return (await runTurn(client, sessionId, positionals.join(" "))) ? 0 : 1;
-    await repl(client, sessionId);
+    const confirm = { client, autoApprove: values.yes === true };
+    if (positionals.length > 0) return (await runTurn(client, sessionId, positionals.join(" "), confirm)) ? 0 : 1;
+    await repl(client, sessionId, confirm);
     return 0;
   } finally {
     client.close();
@@ -86,7 +92,13 @@ async function openSession(
   return session!.id;
 }
 
-async function repl(client: AgentdClient, sessionId: string): Promise<void> {
+/** What a turn needs to answer confirmations: the client, and whether --yes approves them all. */
+interface Confirming {
+  client: AgentdClient;
+  autoApprove: boolean;
+}
+
+async function repl(client: AgentdClient, sessionId: string, confirm: Confirming): Promise<void> {
   const interactive = process.stdin.isTTY === true;
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: interactive });
   let running: ClientReadableStream<StreamGenerateResponse> | null = null;
@@ -100,7 +112,9 @@ async function repl(client: AgentdClient, sessionId: string): Promise<void> {
     for await (const line of rl) {
       if (line.trim() !== "") {
         running = client.streamGenerate({ sessionId, prompt: line });
-        await streamTurn(running);
+        // While a turn runs, a question to the person takes the next line they type.
+        const ask = interactive ? (question: string) => rl.question(question).catch(() => null) : null;
+        await streamTurn(running, { ...confirm, ask });
         running = null;
       }
       rl.prompt();
@@ -111,22 +125,31 @@ async function repl(client: AgentdClient, sessionId: string): Promise<void> {
 }
 
 /** Runs one turn outside the REPL; Ctrl-C cancels it. */
-async function runTurn(client: AgentdClient, sessionId: string, prompt: string): Promise<boolean> {
+async function runTurn(client: AgentdClient, sessionId: string, prompt: string, confirm: Confirming): Promise<boolean> {
   const call = client.streamGenerate({ sessionId, prompt });
   const onInterrupt = () => call.cancel();
   process.on("SIGINT", onInterrupt);
+  // A terminal is asked; a pipe is not (there is nobody to answer).
+  const terminal = process.stdin.isTTY ? createInterface({ input: process.stdin, output: process.stderr }) : null;
   try {
-    return await streamTurn(call);
+    return await streamTurn(call, { ...confirm, ask: terminal ? (question) => terminal.question(question).catch(() => null) : null });
   } finally {
+    terminal?.close();
     process.off("SIGINT", onInterrupt);
   }
 }
 
-/** Prints a turn's events as they arrive; returns false when it failed or was cancelled. */
-async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>): Promise<boolean> {
+/** Prints a turn's events as they arrive, answering confirmations; returns false when it failed or was cancelled. */
+async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>, confirm: Confirming & { ask: Ask | null }): Promise<boolean> {
   let ok = false;
   try {
-    for await (const event of events(call)) ok = render(event) ?? ok;
+    for await (const event of events(call)) {
+      if (event.payload?.$case === "confirmationRequired" && event.payload.confirmationRequired.confirmation) {
+        await answerConfirmation(confirm.client, event.payload.confirmationRequired.confirmation, confirm);
+        continue;
+      }
+      ok = render(event) ?? ok;
+    }
   } catch (error) {
     const { code, details } = error as Partial<ServiceError>;
     console.error(code === status.CANCELLED ? "\n[cancelled]" : `\n[error] ${details ?? String(error)}`);
@@ -167,6 +190,14 @@ function render(event: AgentEvent): boolean | undefined {
     case "cancelled":
       console.error(`\n[cancelled] ${payload.cancelled.reason}`);
       return false;
+    case "permissionDenied":
+      console.error(`[denied] ${payload.permissionDenied.toolName}${payload.permissionDenied.rule ? ` by rule ${payload.permissionDenied.rule}` : ""}`);
+      return undefined;
+    case "confirmationResolved": {
+      const { runs, resolvedBy, reason } = payload.confirmationResolved;
+      console.error(`[${runs ? "approved" : "not approved"} by ${resolvedBy}${reason ? `: ${reason}` : ""}]`);
+      return undefined;
+    }
     case "persistenceFailed":
       console.error(`\n[warning] the server could not save this session: ${payload.persistenceFailed.message}`);
       return undefined;

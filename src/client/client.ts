@@ -27,6 +27,12 @@ import {
   GenerateRequest,
   type GenerateResponse,
   GetMessagesRequest,
+  ConfirmToolCallRequest,
+  type ConfirmToolCallResponse,
+  ListPendingConfirmationsRequest,
+  type ListPendingConfirmationsResponse,
+  ListToolsRequest,
+  type ListToolsResponse,
   type GetMessagesResponse,
   GetSessionRequest,
   type GetSessionResponse,
@@ -84,6 +90,12 @@ export class AgentdClient {
   pause = this.unary<PauseRequest, PauseResponse>(PauseRequest, "pause");
   resume = this.unary<ResumeRequest, ResumeResponse>(ResumeRequest, "resume");
   getMessages = this.unary<GetMessagesRequest, GetMessagesResponse>(GetMessagesRequest, "getMessages");
+  confirmToolCall = this.unary<ConfirmToolCallRequest, ConfirmToolCallResponse>(ConfirmToolCallRequest, "confirmToolCall");
+  listPendingConfirmations = this.unary<ListPendingConfirmationsRequest, ListPendingConfirmationsResponse>(
+    ListPendingConfirmationsRequest,
+    "listPendingConfirmations",
+  );
+  listTools = this.unary<ListToolsRequest, ListToolsResponse>(ListToolsRequest, "listTools");
 
   /**
    * Starts a StreamGenerate call; iterate it with `events(call)` or listen to its "data" events.

@@ -3,6 +3,8 @@ import picomatch from "picomatch";
 import { invalidArgument } from "../errors.js";
 import type { Decision, PermissionRules } from "./types.js";
 
+const STRICTNESS: Record<Decision, number> = { allow: 0, ask: 1, deny: 2 };
+
 /** A rule parsed once: a tool-name matcher and an optional argument matcher. */
 interface CompiledRule {
   text: string;
@@ -72,14 +74,44 @@ export class RuleSet {
     this.allow = rules.allow.map(compileRule);
   }
 
-  /** Deny wins, then ask, then allow; then the default. `rule` is the rule that matched, if any. */
+  /**
+   * Deny wins, then ask, then allow; then the default. `rule` is the rule that matched, if any. A
+   * shell line is judged command by command ("npm test && rm -rf ~" is not "npm test"), the strictest
+   * answer winning; a line whose text cannot be judged (substitutions, redirections) is allowed by
+   * no pattern rule, though deny rules still see it.
+   */
   decide(call: RuleInput): { decision: Decision; rule: string | null } {
+    if (typeof call.args.command !== "string") return this.decideOne(call, false);
+    const commands = commandChain(call.args.command);
+    if (commands === null) return this.decideOne(call, true);
+    const parts = (commands.length > 0 ? commands : [call.args.command]).map((command) =>
+      this.decideOne({ ...call, args: { ...call.args, command } }, false),
+    );
+    return parts.reduce((worst, part) => (STRICTNESS[part.decision] > STRICTNESS[worst.decision] ? part : worst));
+  }
+
+  private decideOne(call: RuleInput, opaque: boolean): { decision: Decision; rule: string | null } {
     for (const [decision, list] of [["deny", this.deny], ["ask", this.ask], ["allow", this.allow]] as const) {
-      const hit = list.find((rule) => rule.tool(call.name) && (rule.argument === null || rule.argument(call)));
+      const hit = list.find(
+        (rule) => rule.tool(call.name) && (rule.argument === null || ((decision === "deny" || !opaque) && rule.argument(call))),
+      );
       if (hit) return { decision, rule: hit.text };
     }
     return { decision: this.rules.defaultDecision, rule: null };
   }
+}
+
+/**
+ * The commands of a shell line split at `;`, `&&`, `||`, `|`, `&` and newlines; null when it holds
+ * what cannot be judged from its text (command substitution, redirections), which no allow rule
+ * then matches.
+ */
+function commandChain(line: string): string[] | null {
+  if (/`|\$\(|[<>]/.test(line)) return null;
+  return line
+    .split(/&&|\|\||[;|&\n]/)
+    .map((part) => part.trim())
+    .filter((part) => part !== "");
 }
 
 /** The rule that "always" (or "never") adds for a call: the tool, or for a command its first words. */

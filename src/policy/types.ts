@@ -24,10 +24,14 @@ export interface ConfirmationSettings {
   timeoutAction: "reject" | "approve";
 }
 
-/** What users expect out of the box: reading is free, changing things asks. */
+/**
+ * What users expect out of the box: reading is free, everything else (writing, running commands,
+ * unknown tools) asks, through the default decision. Asking is not an explicit rule, so that an
+ * "always" answer (an allow rule) does take effect: an ask rule would beat it.
+ */
 export const DEFAULT_PERMISSIONS: PermissionRules = {
   deny: [],
-  ask: ["write_file", "edit_file", "bash"],
+  ask: [],
   allow: ["read_file", "list_dir", "glob", "grep"],
   defaultDecision: "ask",
 };

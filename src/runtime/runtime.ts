@@ -278,7 +278,7 @@ export class Runtime {
       name: tool.name,
       description: tool.description,
       inputSchema: tool.inputSchema,
-      readOnly: (tool as { readOnly?: boolean }).readOnly === true,
+      readOnly: tool.readOnly,
     }));
   }
 

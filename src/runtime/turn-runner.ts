@@ -83,7 +83,7 @@ export class TurnRunner {
           rules: () => session.ruleSet(),
           settings: () => session.config.confirmation,
           book: session.confirmations,
-          isReadOnly: (name) => (this.deps.registry.get(name) as { readOnly?: boolean } | undefined)?.readOnly === true,
+          isReadOnly: (name) => this.deps.registry.get(name)?.readOnly === true,
         }),
         host,
         context,

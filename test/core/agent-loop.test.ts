@@ -46,6 +46,7 @@ class FakeHost implements TurnHost {
 const echo: Tool = {
   name: "echo",
   description: "Echoes its text.",
+  readOnly: true,
   inputSchema: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
   execute: async (args) => `echo: ${String(args.text)}`,
 };

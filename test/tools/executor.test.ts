@@ -5,7 +5,7 @@ import { ToolRegistry } from "../../src/tools/registry.js";
 import type { Tool, ToolContext } from "../../src/tools/types.js";
 
 function tool(name: string, execute: Tool["execute"], inputSchema?: Record<string, unknown>): Tool {
-  return { name, description: name, inputSchema: inputSchema ?? { type: "object", properties: {} }, execute };
+  return { name, description: name, readOnly: true, inputSchema: inputSchema ?? { type: "object", properties: {} }, execute };
 }
 
 const echo = tool("echo", async (args) => String(args.text), {

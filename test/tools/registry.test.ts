@@ -3,7 +3,7 @@ import { ToolRegistry } from "../../src/tools/registry.js";
 import type { Tool } from "../../src/tools/types.js";
 
 function tool(name: string, inputSchema: Record<string, unknown> = { type: "object", properties: {} }): Tool {
-  return { name, description: `the ${name} tool`, inputSchema, execute: async () => "ok" };
+  return { name, description: `the ${name} tool`, readOnly: true, inputSchema, execute: async () => "ok" };
 }
 
 describe("ToolRegistry", () => {
