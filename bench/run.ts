@@ -17,6 +17,7 @@ import { AgentdClient, events } from "../src/client/client.js";
 import { resolveConfig } from "../src/config/config.js";
 import { createLogger } from "../src/logging.js";
 import { startServer } from "../src/server/server.js";
+import { RuleSet } from "../src/policy/rules.js";
 
 interface Result {
   name: string;
@@ -47,6 +48,8 @@ async function main(): Promise<void> {
     await benchFirstEvent(client);
     await benchThroughput(client);
     await benchConcurrentSessions(client);
+    benchPolicyCheck();
+    await benchConfirmToToolStart(client);
   } finally {
     client.close();
     await server.close();
@@ -58,6 +61,49 @@ async function main(): Promise<void> {
     console.log(`  ${r.ok ? "ok  " : "MISS"} ${r.name.padEnd(44)} ${r.value.toFixed(2).padStart(10)} ${r.unit.padEnd(9)} target ${r.target}`);
   }
   if (results.some((r) => !r.ok)) process.exitCode = 1;
+}
+
+/** The permission check in front of every tool call, with 100 rules of every kind. */
+function benchPolicyCheck(): void {
+  const rules = new RuleSet({
+    deny: Array.from({ length: 30 }, (_, i) => `read_file(secret${i}/**/*.env)`),
+    ask: Array.from({ length: 30 }, (_, i) => `bash(tool${i} deploy:*)`),
+    allow: [...Array.from({ length: 38 }, (_, i) => `write_file(src/module${i}/**)`), "bash(npm test:*)", "mcp__github__*"],
+    defaultDecision: "ask",
+  });
+  const calls = [
+    { name: "write_file", args: { path: "src/module37/deep/file.ts", content: "x" }, workspace: "/w" },
+    { name: "bash", args: { command: "npm test -- --run && npm test" }, workspace: "/w" },
+    { name: "read_file", args: { path: "secret29/a/b/.env" }, workspace: "/w" },
+  ];
+  const samples: number[] = [];
+  for (let i = 0; i < 30_000; i++) {
+    const t0 = performance.now();
+    rules.decide(calls[i % calls.length]!);
+    samples.push((performance.now() - t0) * 1000);
+  }
+  const p50 = percentile(samples.slice(3000), 50);
+  results.push({ name: "policy check, 100 rules, p50", value: p50, unit: "µs", target: "< 50 µs", ok: p50 < 50 });
+}
+
+/** From a ConfirmToolCall approving a call to the call's result on the turn's stream (the tool is quick). */
+async function benchConfirmToToolStart(client: AgentdClient): Promise<void> {
+  const model = { ...scripted([{ toolCalls: [{ name: "write_file", arguments: { path: "n.txt", content: "x" } }] }, { text: "ok" }]) };
+  const { session } = await client.createSession({ config: { model, confirmation: { enabled: true, timeoutMs: 0 } } });
+  const latencies: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    let approvedAt = 0;
+    for await (const event of events(client.streamGenerate({ sessionId: session!.id, prompt: `w${i}` }))) {
+      const payload = event.payload;
+      if (payload?.$case === "confirmationRequired") {
+        approvedAt = performance.now();
+        void client.confirmToolCall({ sessionId: session!.id, confirmationId: payload.confirmationRequired.confirmation!.id, decision: 1 });
+      }
+      if (payload?.$case === "toolResult" && approvedAt > 0) latencies.push(performance.now() - approvedAt);
+    }
+  }
+  const p50 = percentile(latencies, 50);
+  results.push({ name: "confirm to tool result p50", value: p50, unit: "ms", target: "< 5 ms", ok: p50 < 5 && latencies.length === 100 });
 }
 
 async function benchCreate(client: AgentdClient): Promise<void> {

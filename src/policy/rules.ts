@@ -9,7 +9,13 @@ const STRICTNESS: Record<Decision, number> = { allow: 0, ask: 1, deny: 2 };
 interface CompiledRule {
   text: string;
   tool: (name: string) => boolean;
-  argument: ((call: RuleInput) => boolean) | null;
+  argument: ((call: PreparedInput) => boolean) | null;
+}
+
+/** A call with its path resolved once, not once per rule. */
+interface PreparedInput extends RuleInput {
+  /** The `path` argument relative to the workspace, with "/" separators; null without one. */
+  relativePath: string | null;
 }
 
 /** What a rule is matched against: the call, and where relative paths are resolved. */
@@ -44,19 +50,15 @@ export function compileRule(text: string): CompiledRule {
  * path resolved inside the workspace, so `./src/../src/a.ts` is `src/a.ts`). A call with neither
  * argument never matches a rule with a pattern.
  */
-function argumentMatcher(pattern: string): (call: RuleInput) => boolean {
+function argumentMatcher(pattern: string): (call: PreparedInput) => boolean {
   const prefix = pattern.endsWith(":*") ? pattern.slice(0, -2).trim() : null;
   const glob = picomatch(pattern, { dot: true });
-  return ({ args, workspace }) => {
+  return ({ args, relativePath }) => {
     if (typeof args.command === "string") {
       const command = args.command.trim();
       return prefix === null ? command === pattern : command === prefix || command.startsWith(`${prefix} `);
     }
-    if (typeof args.path === "string") {
-      const relative = path.relative(workspace, path.resolve(workspace, args.path)).split(path.sep).join("/") || ".";
-      return glob(relative);
-    }
-    return false;
+    return relativePath !== null && glob(relativePath);
   };
 }
 
@@ -80,17 +82,21 @@ export class RuleSet {
    * answer winning; a line whose text cannot be judged (substitutions, redirections) is allowed by
    * no pattern rule, though deny rules still see it.
    */
-  decide(call: RuleInput): { decision: Decision; rule: string | null } {
-    if (typeof call.args.command !== "string") return this.decideOne(call, false);
-    const commands = commandChain(call.args.command);
+  decide(input: RuleInput): { decision: Decision; rule: string | null } {
+    const { workspace, args } = input;
+    const relativePath =
+      typeof args.path === "string" ? path.relative(workspace, path.resolve(workspace, args.path)).split(path.sep).join("/") || "." : null;
+    const call: PreparedInput = { ...input, relativePath };
+    if (typeof args.command !== "string") return this.decideOne(call, false);
+    const commands = commandChain(args.command);
     if (commands === null) return this.decideOne(call, true);
-    const parts = (commands.length > 0 ? commands : [call.args.command]).map((command) =>
-      this.decideOne({ ...call, args: { ...call.args, command } }, false),
+    const parts = (commands.length > 0 ? commands : [args.command]).map((command) =>
+      this.decideOne({ ...call, args: { ...args, command } }, false),
     );
     return parts.reduce((worst, part) => (STRICTNESS[part.decision] > STRICTNESS[worst.decision] ? part : worst));
   }
 
-  private decideOne(call: RuleInput, opaque: boolean): { decision: Decision; rule: string | null } {
+  private decideOne(call: PreparedInput, opaque: boolean): { decision: Decision; rule: string | null } {
     for (const [decision, list] of [["deny", this.deny], ["ask", this.ask], ["allow", this.allow]] as const) {
       const hit = list.find(
         (rule) => rule.tool(call.name) && (rule.argument === null || ((decision === "deny" || !opaque) && rule.argument(call))),
