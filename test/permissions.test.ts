@@ -134,6 +134,26 @@ describe("permission rules and confirmations", () => {
     expect((await t.client.getSession({ sessionId: session.id })).session!.config!.permissions!.allow).toContain("write_file");
   });
 
+  it("bash asks; 'always' remembers the command prefix, so the next command with it runs unasked", async () => {
+    const bash = (command: string) => ({ name: "bash", arguments: { command } });
+    const session = await sessionWith([{ toolCalls: [bash("ls -a")] }, { toolCalls: [bash("ls .")] }, { toolCalls: [bash("pwd")] }, { text: "done" }]);
+    const { pending, done } = await turnWaiting(session.id);
+    expect(pending.toolName).toBe("bash");
+    const reply = await t.client.confirmToolCall({ sessionId: session.id, confirmationId: pending.id, decision: ConfirmDecision.CONFIRM_DECISION_APPROVE, remember: true });
+    expect(reply.rememberedRule).toBe("bash(ls:*)");
+    // "ls ." runs without a question; "pwd" is another command and asks.
+    const third = await waitFor(async () => {
+      const [next] = (await t.client.listPendingConfirmations({ sessionId: session.id })).confirmations;
+      return next && next.id !== pending.id ? next : undefined;
+    });
+    expect(JSON.parse(third.argumentsJson)).toEqual({ command: "pwd" });
+    await t.client.confirmToolCall({ sessionId: session.id, confirmationId: third.id, decision: ConfirmDecision.CONFIRM_DECISION_REJECT });
+    const events = await done;
+    const results = payloads(events, "toolResult") as Array<{ toolResult: { output: string; isError: boolean } }>;
+    expect(results.map((r) => r.toolResult.isError)).toEqual([false, false, true]);
+    expect(payloads(events, "confirmationRequired")).toHaveLength(2);
+  });
+
   it("deny beats allow, and says which rule denied", async () => {
     const session = await sessionWith([{ toolCalls: [{ name: "read_file", arguments: { path: "secrets/.env" } }] }, { text: "fine" }], {
       permissions: { deny: ["read_file(**/*.env)"], allow: ["read_file"], defaultDecision: Decision.DECISION_ASK },

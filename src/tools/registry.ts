@@ -1,6 +1,7 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import type { LlmToolDefinition } from "../llm/types.js";
 import { builtinFileTools } from "./builtin/files.js";
+import { codingTools } from "./builtin/index.js";
 import type { Tool } from "./types.js";
 
 /** What the model APIs (Anthropic, OpenAI) accept as a tool name. */
@@ -25,9 +26,9 @@ export class ToolRegistry {
     for (const tool of tools) this.register(tool);
   }
 
-  /** A registry holding the built-in file tools (read_file, write_file, list_dir). */
+  /** A registry holding the built-in tools: read_file, write_file, list_dir, edit_file, glob, grep and bash. */
   static withBuiltins(): ToolRegistry {
-    return new ToolRegistry(builtinFileTools());
+    return new ToolRegistry([...builtinFileTools(), ...codingTools()]);
   }
 
   register(tool: Tool): void {

@@ -67,8 +67,8 @@ describe("ToolRegistry", () => {
     ]);
   });
 
-  it("builds the built-in registry with the file tools", () => {
-    expect(ToolRegistry.withBuiltins().list().map((t) => t.name)).toEqual(["list_dir", "read_file", "write_file"]);
-    expect(ToolRegistry.withBuiltins().definitions()).toHaveLength(3);
+  it("builds the built-in registry with the file and coding tools", () => {
+    expect(ToolRegistry.withBuiltins().list().map((t) => t.name)).toEqual(["bash", "edit_file", "glob", "grep", "list_dir", "read_file", "write_file"]);
+    expect(ToolRegistry.withBuiltins().definitions()).toHaveLength(7);
   });
 });
