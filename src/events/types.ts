@@ -38,7 +38,9 @@ export type TurnEvent =
 /** Events about the session rather than one turn. */
 export type SessionLevelEvent =
   | { type: "persistence_failed"; message: string; attempts: number }
-  | { type: "state_changed"; state: SessionStateName };
+  | { type: "state_changed"; state: SessionStateName }
+  /** After a restart: a changing tool call was running when the server stopped; it was not run again. */
+  | { type: "call_in_doubt"; callId: string; toolName: string };
 
 export type EventPayload = TurnEvent | SessionLevelEvent;
 

@@ -373,8 +373,12 @@ export class Runtime {
 
   /** A live session for a record, whose changes are written in the background unless ephemeral. */
   private track(record: SessionRecord): Session {
-    return new Session(record, (changed) => {
-      if (!changed.ephemeral && changed.state !== "closed") this.persister.markDirty(changed.id, () => changed.toRecord());
-    });
+    return new Session(
+      record,
+      (changed) => {
+        if (!changed.ephemeral && changed.state !== "closed") this.persister.markDirty(changed.id, () => changed.toRecord());
+      },
+      (session) => this.persister.flushSession(session.id),
+    );
   }
 }

@@ -113,6 +113,12 @@ export class TurnRunner {
         if (!(await workspaces.allows(session.workspace))) {
           return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };
         }
+        // A call that changes things is recorded, durably, before it starts: after a crash it comes
+        // back "in doubt", never silently run a second time.
+        const tool = registry.get(call.name);
+        if (tool && !tool.readOnly && !(await session.recordIntent({ callId: call.id, toolName: call.name, turnId: context.turnId }))) {
+          return { output: `tool "${call.name}" not run: the server could not record that it was about to run it (the store is failing)`, isError: true };
+        }
         return executor.execute(call, { ...context, workspace: session.workspace, timeoutMs });
       },
     };

@@ -209,8 +209,12 @@ function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
       return { $case: "permissionDenied", permissionDenied: { callId: payload.callId, toolName: payload.toolName, rule: payload.rule ?? "" } };
     case "confirmation_required":
       return { $case: "confirmationRequired", confirmationRequired: { confirmation: toPendingConfirmationProto(payload.confirmation) } };
+    case "call_in_doubt":
+      return { $case: "callInDoubt", callInDoubt: { callId: payload.callId, toolName: payload.toolName } };
     case "confirmation_resolved":
       return { $case: "confirmationResolved", confirmationResolved: toResolutionProto(payload.confirmationId, payload.callId, payload.resolution) };
+    default:
+      return unreachable(payload);
   }
 }
 
@@ -263,4 +267,9 @@ function toModelSettings(model: ModelConfig): ModelSettings {
 export function toChildPolicy(policy: ChildPolicy): DomainChildPolicy {
   checkChildPolicy(policy);
   return policy === ChildPolicy.CHILD_POLICY_ORPHAN ? "orphan" : "cascade";
+}
+
+/** Makes the compiler insist that every event type has a case above. */
+function unreachable(payload: never): never {
+  throw new Error(`no wire form for event ${JSON.stringify(payload)}`);
 }

@@ -20,9 +20,13 @@ export async function restoreSessions(
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
   for (const stored of records) {
-    const { record, repaired } = repairInterruptedTurn(stored);
+    const { record, repaired, inDoubt } = repairInterruptedTurn(stored);
     const session = open(record);
     registry.add(session);
+    if (inDoubt) {
+      logger.warn({ sessionId: session.id, callId: inDoubt.callId, tool: inDoubt.toolName }, "a tool call was running when the server stopped; it is in doubt and was not run again");
+      session.reportInDoubt(inDoubt);
+    }
     if (repaired) session.markChanged();
   }
   // A parent may be missing: its file unreadable, or a crash between two writes.
@@ -41,10 +45,16 @@ export async function restoreSessions(
  * did not survive, so the session comes back idle (or paused), and tool calls that never got a result
  * are answered, because model providers reject a history with unanswered tool calls.
  */
-export function repairInterruptedTurn(record: SessionRecord): { record: SessionRecord; repaired: boolean } {
+export function repairInterruptedTurn(record: SessionRecord): {
+  record: SessionRecord;
+  repaired: boolean;
+  inDoubt: { callId: string; toolName: string } | null;
+} {
   const answered = new Set(record.messages.flatMap((m) => (m.toolResult ? [m.toolResult.callId] : [])));
   const repairedMessages = [...record.messages];
   let repaired = record.state === "running";
+  const flight = record.callInFlight ?? null;
+  const inDoubt = flight !== null && !answered.has(flight.callId) ? { callId: flight.callId, toolName: flight.toolName } : null;
   for (const message of record.messages) {
     for (const call of message.toolCalls) {
       if (answered.has(call.id)) continue;
@@ -57,7 +67,10 @@ export function repairInterruptedTurn(record: SessionRecord): { record: SessionR
         toolResult: {
           callId: call.id,
           name: call.name,
-          output: "interrupted: the server stopped before this tool call finished",
+          output:
+            call.id === inDoubt?.callId
+              ? "in doubt: the server stopped while this call was running; it may or may not have taken effect, and it was not run again. Check its effect before trying again."
+              : "interrupted: the server stopped before this tool call finished",
           isError: true,
         },
         createdAt: new Date().toISOString(),
@@ -66,5 +79,5 @@ export function repairInterruptedTurn(record: SessionRecord): { record: SessionR
     }
   }
   const state = record.state === "paused" ? "paused" : "idle";
-  return { record: { ...record, state, messages: repairedMessages }, repaired };
+  return { record: { ...record, state, messages: repairedMessages, callInFlight: null }, repaired: repaired || flight !== null, inDoubt };
 }

@@ -71,6 +71,8 @@ export class Session implements SessionView {
   private scriptSteps: number;
   /** The model changed while a turn ran: its script starts over once that turn, still on the old one, ends. */
   private scriptResetPending = false;
+  /** A changing tool call that has started and has no result yet. */
+  private inFlight: { callId: string; toolName: string; turnId: string } | null = null;
   private writeError = "";
   private readonly messages: Message[];
   /** Every tool call id in the history, built on first use. */
@@ -99,6 +101,8 @@ export class Session implements SessionView {
   constructor(
     record: SessionRecord,
     private readonly onChange: (session: Session) => void,
+    /** Writes the session now; resolves to whether the store has it. */
+    private readonly persistNow: (session: Session) => Promise<boolean> = async () => true,
   ) {
     this.id = record.id;
     this.ownerName = record.owner;
@@ -251,6 +255,22 @@ export class Session implements SessionView {
     this.markChanged();
   }
 
+  /**
+   * Records, durably, that a changing tool call is about to start, so that a crash during it leaves
+   * it "in doubt" rather than silently run again. False when the store could not take it.
+   */
+  async recordIntent(call: { callId: string; toolName: string; turnId: string }): Promise<boolean> {
+    this.inFlight = call;
+    this.markChanged();
+    if (this.ephemeral) return true;
+    return this.persistNow(this);
+  }
+
+  /** After a restart: a call that was running is answered as in doubt, and said so in an event. */
+  reportInDoubt(call: { callId: string; toolName: string }): void {
+    this.emit("", { type: "call_in_doubt", callId: call.callId, toolName: call.toolName });
+  }
+
   reportPersistenceFailure(message: string, attempts: number): void {
     this.writeError = message;
     this.emit("", { type: "persistence_failed", message, attempts });
@@ -277,6 +297,7 @@ export class Session implements SessionView {
       lastSequence: this.sequence,
       messages: this.messages,
       scriptSteps: this.scriptSteps,
+      callInFlight: this.inFlight,
     });
   }
 
@@ -324,6 +345,7 @@ export class Session implements SessionView {
     return {
       history: () => toLlmHistory(this.messages),
       appendMessage: (message) => {
+        if (message.toolResult && message.toolResult.callId === this.inFlight?.callId) this.inFlight = null;
         this.messages.push({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });
         this.markChanged();
       },

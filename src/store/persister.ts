@@ -67,6 +67,20 @@ export class Persister {
     await Promise.all(work);
   }
 
+  /**
+   * Writes one session's latest state now and reports whether the store has it: for the few
+   * changes that must be durable before something happens (a tool call that changes the world).
+   */
+  async flushSession(sessionId: string): Promise<boolean> {
+    const entry = this.entries.get(sessionId);
+    if (!entry) return true;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    await entry.inFlight;
+    if (entry.pending) await this.write(sessionId, entry);
+    return entry.pending === null && entry.failures === 0;
+  }
+
   /** Flushes, then stops scheduling; used on shutdown. */
   async close(): Promise<void> {
     await this.flush();

@@ -23,6 +23,10 @@ export function decodeRecord(text: string): SessionRecord {
   if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
   if (!isObject(value.config) || !isObject(value.config.limits)) throw new Error("config is missing or malformed");
   if (!isObject(value.usage)) throw new Error("usage is missing");
+  const flight = value.callInFlight;
+  if (flight !== undefined && flight !== null && !(isObject(flight) && typeof flight.callId === "string" && typeof flight.toolName === "string")) {
+    throw new Error("callInFlight must be null or name a call");
+  }
   if (value.scriptSteps !== undefined && !(Number.isInteger(value.scriptSteps) && (value.scriptSteps as number) >= 0)) {
     throw new Error("scriptSteps must be a non-negative integer");
   }

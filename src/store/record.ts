@@ -24,6 +24,11 @@ export interface SessionRecord {
   messages: MessageRecord[];
   /** Model calls this session's scripted model has answered (its position in the script); absent means 0. */
   scriptSteps?: number;
+  /**
+   * A tool call that changes things and had started when this was written. Written (durably)
+   * before the call starts and cleared with its result: found on restore, the call is "in doubt".
+   */
+  callInFlight?: { callId: string; toolName: string; turnId: string } | null;
 }
 
 export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmation"> & Partial<Pick<SessionConfig, "permissions" | "confirmation">>;

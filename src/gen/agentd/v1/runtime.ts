@@ -746,6 +746,7 @@ export interface AgentEvent {
     | { $case: "permissionDenied"; permissionDenied: PermissionDenied }
     | { $case: "confirmationRequired"; confirmationRequired: ConfirmationRequired }
     | { $case: "confirmationResolved"; confirmationResolved: ConfirmationResolved }
+    | { $case: "callInDoubt"; callInDoubt: CallInDoubt }
     | undefined;
 }
 
@@ -809,6 +810,15 @@ export interface PermissionDenied {
   toolName: string;
   /** The rule that matched; empty when the session's default decision refused it. */
   rule: string;
+}
+
+/**
+ * After a restart: a tool call that changes things was running when the server stopped. It was not
+ * run again; its result in the history says it is in doubt.
+ */
+export interface CallInDoubt {
+  callId: string;
+  toolName: string;
 }
 
 export interface ConfirmationRequired {
@@ -5328,6 +5338,9 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "confirmationResolved":
         ConfirmationResolved.encode(message.payload.confirmationResolved, writer.uint32(178).fork()).join();
         break;
+      case "callInDoubt":
+        CallInDoubt.encode(message.payload.callInDoubt, writer.uint32(186).fork()).join();
+        break;
     }
     return writer;
   },
@@ -5493,6 +5506,14 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             };
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.payload = { $case: "callInDoubt", callInDoubt: CallInDoubt.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5577,6 +5598,10 @@ export const AgentEvent: MessageFns<AgentEvent> = {
           $case: "confirmationResolved",
           confirmationResolved: ConfirmationResolved.fromJSON(object.confirmation_resolved),
         }
+        : isSet(object.callInDoubt)
+        ? { $case: "callInDoubt", callInDoubt: CallInDoubt.fromJSON(object.callInDoubt) }
+        : isSet(object.call_in_doubt)
+        ? { $case: "callInDoubt", callInDoubt: CallInDoubt.fromJSON(object.call_in_doubt) }
         : undefined,
     };
   },
@@ -5621,6 +5646,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.confirmationRequired = ConfirmationRequired.toJSON(message.payload.confirmationRequired);
     } else if (message.payload?.$case === "confirmationResolved") {
       obj.confirmationResolved = ConfirmationResolved.toJSON(message.payload.confirmationResolved);
+    } else if (message.payload?.$case === "callInDoubt") {
+      obj.callInDoubt = CallInDoubt.toJSON(message.payload.callInDoubt);
     }
     return obj;
   },
@@ -5728,6 +5755,12 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             $case: "confirmationResolved",
             confirmationResolved: ConfirmationResolved.fromPartial(object.payload.confirmationResolved),
           };
+        }
+        break;
+      }
+      case "callInDoubt": {
+        if (object.payload?.callInDoubt !== undefined && object.payload?.callInDoubt !== null) {
+          message.payload = { $case: "callInDoubt", callInDoubt: CallInDoubt.fromPartial(object.payload.callInDoubt) };
         }
         break;
       }
@@ -6451,6 +6484,99 @@ export const PermissionDenied: MessageFns<PermissionDenied> = {
     message.callId = object.callId ?? "";
     message.toolName = object.toolName ?? "";
     message.rule = object.rule ?? "";
+    return message;
+  },
+};
+
+function createBaseCallInDoubt(): CallInDoubt {
+  return { callId: "", toolName: "" };
+}
+
+export const CallInDoubt: MessageFns<CallInDoubt> = {
+  encode(message: CallInDoubt, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== "") {
+      writer.uint32(10).string(message.callId);
+    }
+    if (message.toolName !== "") {
+      writer.uint32(18).string(message.toolName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallInDoubt {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallInDoubt();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.callId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toolName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallInDoubt {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.String(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.String(object.call_id)
+        : "",
+      toolName: isSet(object.toolName)
+        ? globalThis.String(object.toolName)
+        : isSet(object.tool_name)
+        ? globalThis.String(object.tool_name)
+        : "",
+    };
+  },
+
+  toJSON(message: CallInDoubt): unknown {
+    const obj: any = {};
+    if (message.callId !== "") {
+      obj.callId = message.callId;
+    }
+    if (message.toolName !== "") {
+      obj.toolName = message.toolName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallInDoubt>, I>>(base?: I): CallInDoubt {
+    return CallInDoubt.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallInDoubt>, I>>(object: I): CallInDoubt {
+    const message = createBaseCallInDoubt();
+    message.callId = object.callId ?? "";
+    message.toolName = object.toolName ?? "";
     return message;
   },
 };
