@@ -54,8 +54,24 @@ const answerTooLong = () =>
     `the model's answer passed ${MAX_ANSWER_BYTES} bytes and was cut there; lower config.model.max_output_tokens or ask for a shorter answer`,
   );
 
+/**
+ * Thrown by a gate when the server shuts down while a call waits for a person: the turn stops
+ * without answering its remaining calls, so that it can be resumed, still waiting, after a restart.
+ */
+export class TurnSuspended extends Error {
+  constructor() {
+    super("the turn is suspended at a confirmation until the server restarts");
+    this.name = "TurnSuspended";
+  }
+}
+
 export interface TurnInput {
   prompt: string;
+  /**
+   * Resumes a turn that was suspended at a confirmation: no new user message and no model call
+   * first; these calls (the last assistant message's unanswered ones) are run, then the loop goes on.
+   */
+  resume?: { calls: LlmToolCall[] };
   systemPrompt: string;
   limits: SessionLimits;
   temperature?: number;
@@ -94,13 +110,18 @@ class TurnRun {
   ) {}
 
   async run(): Promise<void> {
-    const { host, prompt, context } = this.input;
-    host.appendMessage({ role: "user", text: prompt, toolCalls: [] });
+    const { host, prompt, context, resume } = this.input;
+    if (!resume) host.appendMessage({ role: "user", text: prompt, toolCalls: [] });
     this.emit({ type: "turn_started", prompt });
     try {
-      const result = await this.loop();
+      const result = await this.loop(resume?.calls);
       this.emit({ type: "turn_completed", result });
     } catch (error) {
+      if (error instanceof TurnSuspended) {
+        // The waiting call and those after it stay unanswered in the history, to be resumed.
+        this.emit({ type: "turn_cancelled", reason: "shutdown" });
+        return;
+      }
       this.closeDanglingWork(error);
       if (isAbortError(error, context.signal)) {
         this.emit({ type: "turn_cancelled", reason: cancelReasonOf(context.signal) });
@@ -110,14 +131,23 @@ class TurnRun {
     }
   }
 
-  private async loop(): Promise<TurnResult> {
+  private async loop(resumed?: LlmToolCall[]): Promise<TurnResult> {
     const { host, limits, context } = this.input;
+    let pending = resumed;
     for (;;) {
       await host.waitIfPaused(context.signal);
-      const { text, toolCalls, stopReason } = await this.callModel();
-      host.appendMessage({ role: "assistant", text, toolCalls });
-      this.textPieces = [];
-      if (toolCalls.length === 0) return this.result(text, stopReason === "max_tokens" ? "max_tokens" : "end_turn");
+      let text = "";
+      let toolCalls: LlmToolCall[];
+      if (pending) {
+        toolCalls = pending;
+        pending = undefined;
+      } else {
+        const answer = await this.callModel();
+        ({ text, toolCalls } = answer);
+        host.appendMessage({ role: "assistant", text, toolCalls });
+        this.textPieces = [];
+        if (toolCalls.length === 0) return this.result(text, answer.stopReason === "max_tokens" ? "max_tokens" : "end_turn");
+      }
       this.unanswered = [...toolCalls];
       if (this.toolRounds >= limits.maxToolRounds) {
         this.answerUnanswered(`not run: the turn reached its limit of ${limits.maxToolRounds} tool rounds`);

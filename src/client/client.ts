@@ -32,6 +32,7 @@ import {
   ListPendingConfirmationsRequest,
   type ListPendingConfirmationsResponse,
   ListToolsRequest,
+  WatchTurnRequest,
   type ListToolsResponse,
   type GetMessagesResponse,
   GetSessionRequest,
@@ -96,6 +97,14 @@ export class AgentdClient {
     "listPendingConfirmations",
   );
   listTools = this.unary<ListToolsRequest, ListToolsResponse>(ListToolsRequest, "listTools");
+
+  /** Follows a session's running turn from now until its end; cancelling it leaves the turn running. */
+  watchTurn(request: DeepPartial<WatchTurnRequest>, options: ClientCallOptions = {}): ClientReadableStream<StreamGenerateResponse> {
+    const { signal, callOptions } = splitSignal(options);
+    const call = this.stub.watchTurn(WatchTurnRequest.fromPartial(request), callOptions);
+    if (signal) call.once("status", cancelOnAbort(signal, () => call.cancel()));
+    return call;
+  }
 
   /**
    * Starts a StreamGenerate call; iterate it with `events(call)` or listen to its "data" events.

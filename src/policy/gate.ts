@@ -1,8 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { abortError } from "../llm/abort.js";
 import { argumentsObjectOrEmpty } from "../llm/provider.js";
-import type { Admission, ToolGate } from "../agent/loop.js";
-import type { ConfirmationBook, Resolution } from "./confirmations.js";
+import { cancelReasonOf } from "../agent/cancellation.js";
+import { TurnSuspended, type Admission, type ToolGate } from "../agent/loop.js";
+import type { TurnContext } from "../agent/turn-context.js";
+import type { TurnEvent } from "../events/types.js";
+import type { LlmToolCall } from "../llm/types.js";
+import type { ConfirmationBook, PendingConfirmation, Resolution } from "./confirmations.js";
 import type { RuleSet } from "./rules.js";
 import type { ConfirmationSettings } from "./types.js";
 
@@ -14,6 +18,8 @@ export interface PolicyGateDeps {
   settings(): ConfirmationSettings;
   book: ConfirmationBook;
   isReadOnly(toolName: string): boolean;
+  /** A confirmation a resumed turn was waiting on before the restart: asked again as it was. */
+  restored?: PendingConfirmation;
 }
 
 /**
@@ -25,6 +31,7 @@ export interface PolicyGateDeps {
 export function policyGate(deps: PolicyGateDeps): ToolGate {
   return {
     async admit(call, context, emit): Promise<Admission> {
+      if (deps.restored?.callId === call.id) return ask(deps.restored, call, context, emit);
       // Broken JSON matches no argument pattern; the tool itself reports the bad arguments.
       const args = argumentsObjectOrEmpty(call.argumentsJson);
       const { decision, rule } = deps.rules().decide({ name: call.name, args, workspace: deps.workspace });
@@ -37,7 +44,7 @@ export function policyGate(deps: PolicyGateDeps): ToolGate {
       if (decision === "allow" || !settings.enabled) return { run: true, call };
 
       const now = Date.now();
-      const confirmation = {
+      const confirmation: PendingConfirmation = {
         id: `conf_${randomUUID()}`,
         sessionId: deps.sessionId,
         turnId: context.turnId,
@@ -49,41 +56,56 @@ export function policyGate(deps: PolicyGateDeps): ToolGate {
         createdAtMs: now,
         deadlineMs: settings.timeoutMs > 0 ? now + settings.timeoutMs : 0,
       };
-      const answered = deps.book.open(confirmation);
-      emit({ type: "confirmation_required", confirmation });
-      const resolution = await waitFor(confirmation.id, answered, settings, deps.book, context.signal);
-      emit({ type: "confirmation_resolved", confirmationId: confirmation.id, callId: call.id, resolution });
-      if (resolution.outcome === "cancelled") throw abortError(context.signal);
-      if (!resolution.runs) {
-        const reason = resolution.reason ? `: ${resolution.reason}` : "";
-        const who = resolution.outcome === "timed_out" ? "nobody confirmed it in time" : "the user rejected it";
-        return { run: false, output: `not run: ${who}${reason}` };
-      }
-      return { run: true, call: resolution.editedArgumentsJson ? { ...call, argumentsJson: resolution.editedArgumentsJson } : call };
+      return ask(confirmation, call, context, emit);
     },
   };
+
+  /** Opens the confirmation and waits for its answer; turns the answer into an admission. */
+  async function ask(confirmation: PendingConfirmation, call: LlmToolCall, context: TurnContext, emit: (event: TurnEvent) => void): Promise<Admission> {
+    const answered = deps.book.open(confirmation);
+    emit({ type: "confirmation_required", confirmation });
+    const resolution = await waitFor(confirmation, answered, deps.settings(), deps.book, context.signal);
+    emit({ type: "confirmation_resolved", confirmationId: confirmation.id, callId: call.id, resolution });
+    if (resolution.outcome === "cancelled") throw abortError(context.signal);
+    if (!resolution.runs) {
+      const reason = resolution.reason ? `: ${resolution.reason}` : "";
+      const who = resolution.outcome === "timed_out" ? "nobody confirmed it in time" : "the user rejected it";
+      return { run: false, output: `not run: ${who}${reason}` };
+    }
+    return { run: true, call: resolution.editedArgumentsJson ? { ...call, argumentsJson: resolution.editedArgumentsJson } : call };
+  }
 }
 
-/** Resolves the confirmation by the person, the deadline or the turn's cancellation, whichever comes first. */
+/**
+ * Resolves the confirmation by the person, the deadline or the turn's cancellation, whichever
+ * comes first. A shutdown leaves it pending and suspends the turn, to be asked again after the
+ * restart; a deadline that passed meanwhile applies its action at once.
+ */
 async function waitFor(
-  id: string,
+  confirmation: PendingConfirmation,
   answered: Promise<Resolution>,
   settings: ConfirmationSettings,
   book: ConfirmationBook,
   signal: AbortSignal,
 ): Promise<Resolution> {
   const settle = (outcome: Resolution["outcome"], runs: boolean, resolvedBy: string, reason: string) =>
-    book.resolve(id, { outcome, runs, resolvedBy, reason, resolvedAtMs: Date.now() });
-  const onAbort = () => settle("cancelled", false, "cancel", "the turn was cancelled");
+    book.resolve(confirmation.id, { outcome, runs, resolvedBy, reason, resolvedAtMs: Date.now() });
+  let suspend: () => void = () => {};
+  const suspended = new Promise<never>((_, reject) => (suspend = () => reject(new TurnSuspended())));
+  const onAbort = () => (cancelReasonOf(signal) === "shutdown" ? suspend() : settle("cancelled", false, "cancel", "the turn was cancelled"));
   let timer: NodeJS.Timeout | undefined;
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
-  if (settings.timeoutMs > 0) {
+  if (confirmation.deadlineMs > 0) {
     const approve = settings.timeoutAction === "approve";
-    timer = setTimeout(() => settle("timed_out", approve, "timeout", `no answer within ${settings.timeoutMs} ms`), settings.timeoutMs);
+    const timeoutMs = confirmation.deadlineMs - confirmation.createdAtMs;
+    timer = setTimeout(
+      () => settle("timed_out", approve, "timeout", `no answer within ${timeoutMs} ms`),
+      Math.max(0, confirmation.deadlineMs - Date.now()),
+    );
   }
   try {
-    return await answered;
+    return await Promise.race([answered, suspended]);
   } finally {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);

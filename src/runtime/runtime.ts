@@ -25,7 +25,9 @@ import type { ToolRegistry } from "../tools/registry.js";
 import { isAdmin, type Caller } from "./caller.js";
 import { checkApiKey, checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkText, INPUT_LIMITS } from "./input-limits.js";
 import { ModelClients } from "./model-clients.js";
-import { TurnRunner, type StartTurnOptions, type TurnHandle } from "./turn-runner.js";
+import { TurnRunner, turnEvents, type StartTurnOptions, type TurnHandle } from "./turn-runner.js";
+import type { Observable } from "rxjs";
+import type { SessionEvent } from "../events/types.js";
 import { WorkspacePolicy } from "./workspace-policy.js";
 import { isInside } from "../util/paths.js";
 
@@ -124,7 +126,10 @@ export class Runtime {
     // The default scripts folder exists from the start, so an operator sees where scripts go.
     if (sandbox.scriptsDir === "") await mkdir(path.join(dataDir, "scripts"), { recursive: true });
     const runtime = new Runtime(options, workspaces);
-    await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger);
+    await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger, (session, suspended) => {
+      options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
+      runtime.turns.resume(session, suspended);
+    });
     return runtime;
   }
 
@@ -195,6 +200,14 @@ export class Runtime {
     checkText("prompt", prompt, INPUT_LIMITS.promptBytes);
     if (options.apiKey !== undefined) checkApiKey(options.apiKey);
     return this.turns.start(session, prompt, options);
+  }
+
+  /** The running turn's events from now until its end: for a client that comes back, or a second one. */
+  watchTurn(caller: Caller, sessionId: string): Observable<SessionEvent> {
+    const session = this.owned(caller, sessionId);
+    const turnId = session.activeTurnId;
+    if (turnId === null) throw failedPrecondition(`session ${sessionId} has no running turn to watch`);
+    return turnEvents(session, turnId);
   }
 
   /** Cancels the session's running turn; returns its id, or null when none was running. */

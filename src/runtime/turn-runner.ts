@@ -9,6 +9,8 @@ import type { Session } from "../session/session.js";
 import type { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
 import type { ModelClients } from "./model-clients.js";
+import type { LlmClient } from "../llm/types.js";
+import type { SuspendedTurn } from "../session/restore.js";
 import { policyGate } from "../policy/gate.js";
 import type { WorkspacePolicy } from "./workspace-policy.js";
 
@@ -49,6 +51,24 @@ export class TurnRunner {
 
   start(session: Session, prompt: string, options: StartTurnOptions = {}): TurnHandle {
     if (prompt.trim() === "") throw invalidArgument("prompt must not be empty");
+    // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
+    const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
+    return this.launch(session, prompt, llm, options);
+  }
+
+  /**
+   * Resumes, after a restart, a turn that waited for a person: it asks again (same confirmation,
+   * same deadline; one that passed meanwhile applies its action at once), then goes on. Its events
+   * reach whoever watches the session's turn (WatchTurn).
+   */
+  resume(session: Session, suspended: SuspendedTurn): TurnHandle {
+    const prompt = session.lastUserText();
+    // The model is needed only after the calls: a missing key then fails the turn, not the restore.
+    const llm: LlmClient = { provider: "resumed", stream: (request, context) => this.deps.models.clientFor(session, "").stream(request, context) };
+    return this.launch(session, prompt, llm, { turnId: suspended.confirmation.turnId }, suspended);
+  }
+
+  private launch(session: Session, prompt: string, llm: LlmClient, options: StartTurnOptions & { turnId?: string }, suspended?: SuspendedTurn): TurnHandle {
     const owner = session.owner;
     const running = this.running.get(owner) ?? 0;
     if (running >= this.deps.maxConcurrentTurnsPerOwner) {
@@ -56,9 +76,7 @@ export class TurnRunner {
         `owner "${owner}" has ${running} turns running, the limit (limits.maxConcurrentTurnsPerOwner = ${this.deps.maxConcurrentTurnsPerOwner}); wait for one to end`,
       );
     }
-    // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
-    const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
-    const { turnId, signal, host } = session.beginTurn({ deadlineMs: options.deadlineMs });
+    const { turnId, signal, host } = session.beginTurn({ deadlineMs: options.deadlineMs, turnId: options.turnId });
     this.running.set(owner, running + 1);
     const config = session.config;
     const context: TurnContext = {
@@ -71,6 +89,7 @@ export class TurnRunner {
     queueMicrotask(() =>
       runTurn({
         prompt,
+        resume: suspended ? { calls: suspended.calls } : undefined,
         systemPrompt: config.systemPrompt,
         limits: config.limits,
         temperature: config.model?.temperature,
@@ -84,6 +103,7 @@ export class TurnRunner {
           settings: () => session.config.confirmation,
           book: session.confirmations,
           isReadOnly: (name) => this.deps.registry.get(name)?.readOnly === true,
+          restored: suspended?.confirmation,
         }),
         host,
         context,
@@ -126,7 +146,7 @@ export class TurnRunner {
 }
 
 /** A turn's own events and session-level ones (persistence failures, state changes), until its end. */
-function turnEvents(session: Session, turnId: string): Observable<SessionEvent> {
+export function turnEvents(session: Session, turnId: string): Observable<SessionEvent> {
   return session.events$.pipe(
     filter((event) => event.turnId === turnId || event.turnId === ""),
     takeWhile((event) => !(event.turnId === turnId && isTerminal(event.payload)), true),

@@ -10,6 +10,7 @@ import {
   type GenerateResponse,
   type StreamGenerateRequest,
   type StreamGenerateResponse,
+  type WatchTurnRequest,
 } from "../gen/agentd/v1/runtime.js";
 import type { Logger } from "../logging.js";
 import type { Caller } from "../runtime/caller.js";
@@ -233,6 +234,24 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     listPendingConfirmations: unary("ListPendingConfirmations", (request, caller) => ({
       confirmations: runtime.listPendingConfirmations(caller, request.sessionId, request.includeDescendants).map(toPendingConfirmationProto),
     })),
+
+    watchTurn: (call: ServerWritableStream<WatchTurnRequest, StreamGenerateResponse>) => {
+      deps
+        .authenticate(call)
+        .then((caller) => {
+          const writer = new EventWriter(call);
+          const subscription = runtime.watchTurn(caller, call.request.sessionId).subscribe({
+            next: (event) => writer.write(event),
+            complete: () => writer.end(),
+          });
+          // Only the watch ends with the call; the turn goes on.
+          call.on("cancelled", () => {
+            subscription.unsubscribe();
+            writer.close();
+          });
+        })
+        .catch((error: unknown) => call.emit("error", toServiceError(error, logger, "WatchTurn")));
+    },
 
     listTools: unary("ListTools", (request, caller) => ({
       tools: runtime.listTools(caller, request.sessionId).map((tool) => ({

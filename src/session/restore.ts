@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../logging.js";
+import type { LlmToolCall } from "../llm/types.js";
+import type { PendingConfirmation } from "../policy/confirmations.js";
 import type { SessionRecord } from "../store/record.js";
 import type { SessionStore } from "../store/types.js";
 import type { SessionRegistry } from "./registry.js";
@@ -9,20 +11,29 @@ import type { Session } from "./session.js";
  * Loads every stored session into the registry. Damaged files are logged and skipped, never
  * rewritten; interrupted turns are repaired; children whose parent is gone become top-level.
  */
+/** A turn that was waiting for a person when the server stopped, to be resumed still waiting. */
+export interface SuspendedTurn {
+  confirmation: PendingConfirmation;
+  /** The unanswered calls of its last model answer, in order, the waiting one first. */
+  calls: LlmToolCall[];
+}
+
 export async function restoreSessions(
   store: SessionStore,
   registry: SessionRegistry,
   open: (record: SessionRecord) => Session,
   logger: Logger,
+  resume: (session: Session, turn: SuspendedTurn) => void = () => {},
 ): Promise<{ restored: number; failed: number }> {
   const { records, failures } = await store.loadAll();
   for (const failure of failures) {
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
   for (const stored of records) {
-    const { record, repaired, inDoubt } = repairInterruptedTurn(stored);
+    const { record, repaired, inDoubt, suspended } = repairInterruptedTurn(stored);
     const session = open(record);
     registry.add(session);
+    if (suspended) resume(session, suspended);
     if (inDoubt) {
       logger.warn({ sessionId: session.id, callId: inDoubt.callId, tool: inDoubt.toolName }, "a tool call was running when the server stopped; it is in doubt and was not run again");
       session.reportInDoubt(inDoubt);
@@ -49,8 +60,16 @@ export function repairInterruptedTurn(record: SessionRecord): {
   record: SessionRecord;
   repaired: boolean;
   inDoubt: { callId: string; toolName: string } | null;
+  suspended: SuspendedTurn | null;
 } {
   const answered = new Set(record.messages.flatMap((m) => (m.toolResult ? [m.toolResult.callId] : [])));
+  // A turn waiting for a person keeps its unanswered calls: it resumes, still waiting, on restore.
+  // (A paused session cannot start a turn: its waiting call is answered as interrupted instead.)
+  const waiting = record.state === "paused" ? null : (record.pendingConfirmation ?? null);
+  const holder = waiting && !answered.has(waiting.callId) ? record.messages.find((m) => m.toolCalls.some((c) => c.id === waiting.callId)) : undefined;
+  const suspended: SuspendedTurn | null =
+    waiting && holder ? { confirmation: waiting, calls: holder.toolCalls.filter((c) => !answered.has(c.id)) } : null;
+  if (suspended) for (const call of suspended.calls) answered.add(call.id);
   const repairedMessages = [...record.messages];
   let repaired = record.state === "running";
   const flight = record.callInFlight ?? null;
@@ -79,5 +98,10 @@ export function repairInterruptedTurn(record: SessionRecord): {
     }
   }
   const state = record.state === "paused" ? "paused" : "idle";
-  return { record: { ...record, state, messages: repairedMessages, callInFlight: null }, repaired: repaired || flight !== null, inDoubt };
+  return {
+    record: { ...record, state, messages: repairedMessages, callInFlight: null, pendingConfirmation: null },
+    repaired: repaired || flight !== null,
+    inDoubt,
+    suspended,
+  };
 }

@@ -158,6 +158,12 @@ export class Session implements SessionView {
     return this.turn?.id ?? null;
   }
 
+  /** The text of the last user message (the prompt of the current or last turn). */
+  lastUserText(): string {
+    for (let i = this.messages.length - 1; i >= 0; i--) if (this.messages[i]!.role === "user") return this.messages[i]!.text;
+    return "";
+  }
+
   messagesPage(offset: number, limit: number): readonly Message[] {
     return this.messages.slice(offset, offset + limit);
   }
@@ -167,9 +173,9 @@ export class Session implements SessionView {
    * reports its events with recordTurnEvent; the terminal one frees the slot. `deadlineMs` (epoch
    * milliseconds) aborts the turn with reason `deadline_exceeded` when it passes.
    */
-  beginTurn(options: { deadlineMs?: number } = {}): TurnSlot {
+  beginTurn(options: { deadlineMs?: number; turnId?: string } = {}): TurnSlot {
     this.transition("start_turn");
-    const turnId = randomUUID();
+    const turnId = options.turnId ?? randomUUID();
     const controller = new AbortController();
     let markFinished: () => void = () => {};
     const finished = new Promise<void>((resolve) => (markFinished = resolve));
@@ -298,6 +304,7 @@ export class Session implements SessionView {
       messages: this.messages,
       scriptSteps: this.scriptSteps,
       callInFlight: this.inFlight,
+      pendingConfirmation: this.confirmations.list()[0] ?? null,
     });
   }
 

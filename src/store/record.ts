@@ -1,3 +1,4 @@
+import type { PendingConfirmation } from "../policy/confirmations.js";
 import type { Message, SessionConfig, SessionStateName, UsageTotals } from "../session/types.js";
 
 /**
@@ -29,6 +30,8 @@ export interface SessionRecord {
    * before the call starts and cleared with its result: found on restore, the call is "in doubt".
    */
   callInFlight?: { callId: string; toolName: string; turnId: string } | null;
+  /** The confirmation the session's turn waits on; on restore, the turn resumes waiting on it. */
+  pendingConfirmation?: PendingConfirmation | null;
 }
 
 export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmation"> & Partial<Pick<SessionConfig, "permissions" | "confirmation">>;

@@ -890,6 +890,10 @@ export interface ListPendingConfirmationsResponse {
   confirmations: PendingConfirmation[];
 }
 
+export interface WatchTurnRequest {
+  sessionId: string;
+}
+
 export interface ListToolsRequest {
   sessionId: string;
 }
@@ -7520,6 +7524,79 @@ export const ListPendingConfirmationsResponse: MessageFns<ListPendingConfirmatio
   },
 };
 
+function createBaseWatchTurnRequest(): WatchTurnRequest {
+  return { sessionId: "" };
+}
+
+export const WatchTurnRequest: MessageFns<WatchTurnRequest> = {
+  encode(message: WatchTurnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTurnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTurnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchTurnRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchTurnRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchTurnRequest>, I>>(base?: I): WatchTurnRequest {
+    return WatchTurnRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTurnRequest>, I>>(object: I): WatchTurnRequest {
+    const message = createBaseWatchTurnRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
 function createBaseListToolsRequest(): ListToolsRequest {
   return { sessionId: "" };
 }
@@ -7979,6 +8056,21 @@ export const AgentRuntimeService = {
     responseSerialize: (value: ListToolsResponse): Buffer => Buffer.from(ListToolsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListToolsResponse => ListToolsResponse.decode(value),
   },
+  /**
+   * Streams the events of a session's running turn from now until its end: for a client that comes
+   * back to a turn (one resumed after a restart, waiting on a confirmation, say) or a second client.
+   * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
+   */
+  watchTurn: {
+    path: "/agentd.v1.AgentRuntime/WatchTurn" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchTurnRequest): Buffer => Buffer.from(WatchTurnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchTurnRequest => WatchTurnRequest.decode(value),
+    responseSerialize: (value: StreamGenerateResponse): Buffer =>
+      Buffer.from(StreamGenerateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamGenerateResponse => StreamGenerateResponse.decode(value),
+  },
 } as const;
 
 export interface AgentRuntimeServer extends UntypedServiceImplementation {
@@ -8024,6 +8116,12 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
   listPendingConfirmations: handleUnaryCall<ListPendingConfirmationsRequest, ListPendingConfirmationsResponse>;
   /** The tools a session's model can call, with their schemas and whether they only read. */
   listTools: handleUnaryCall<ListToolsRequest, ListToolsResponse>;
+  /**
+   * Streams the events of a session's running turn from now until its end: for a client that comes
+   * back to a turn (one resumed after a restart, waiting on a confirmation, say) or a second client.
+   * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
+   */
+  watchTurn: handleServerStreamingCall<WatchTurnRequest, StreamGenerateResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -8287,6 +8385,17 @@ export interface AgentRuntimeClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListToolsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams the events of a session's running turn from now until its end: for a client that comes
+   * back to a turn (one resumed after a restart, waiting on a confirmation, say) or a second client.
+   * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
+   */
+  watchTurn(request: WatchTurnRequest, options?: Partial<CallOptions>): ClientReadableStream<StreamGenerateResponse>;
+  watchTurn(
+    request: WatchTurnRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<StreamGenerateResponse>;
 }
 
 export const AgentRuntimeClient = makeGenericClientConstructor(
