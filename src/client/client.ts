@@ -33,6 +33,7 @@ import {
   type ListPendingConfirmationsResponse,
   ListToolsRequest,
   WatchTurnRequest,
+  type WatchTurnResponse,
   type ListToolsResponse,
   type GetMessagesResponse,
   GetSessionRequest,
@@ -99,7 +100,7 @@ export class AgentdClient {
   listTools = this.unary<ListToolsRequest, ListToolsResponse>(ListToolsRequest, "listTools");
 
   /** Follows a session's running turn from now until its end; cancelling it leaves the turn running. */
-  watchTurn(request: DeepPartial<WatchTurnRequest>, options: ClientCallOptions = {}): ClientReadableStream<StreamGenerateResponse> {
+  watchTurn(request: DeepPartial<WatchTurnRequest>, options: ClientCallOptions = {}): ClientReadableStream<WatchTurnResponse> {
     const { signal, callOptions } = splitSignal(options);
     const call = this.stub.watchTurn(WatchTurnRequest.fromPartial(request), callOptions);
     if (signal) call.once("status", cancelOnAbort(signal, () => call.cancel()));

@@ -11,6 +11,7 @@ import {
   type StreamGenerateRequest,
   type StreamGenerateResponse,
   type WatchTurnRequest,
+  type WatchTurnResponse,
 } from "../gen/agentd/v1/runtime.js";
 import type { Logger } from "../logging.js";
 import type { Caller } from "../runtime/caller.js";
@@ -235,7 +236,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       confirmations: runtime.listPendingConfirmations(caller, request.sessionId, request.includeDescendants).map(toPendingConfirmationProto),
     })),
 
-    watchTurn: (call: ServerWritableStream<WatchTurnRequest, StreamGenerateResponse>) => {
+    watchTurn: (call: ServerWritableStream<WatchTurnRequest, WatchTurnResponse>) => {
       deps
         .authenticate(call)
         .then((caller) => {

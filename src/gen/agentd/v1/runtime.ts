@@ -894,6 +894,10 @@ export interface WatchTurnRequest {
   sessionId: string;
 }
 
+export interface WatchTurnResponse {
+  event: AgentEvent | undefined;
+}
+
 export interface ListToolsRequest {
   sessionId: string;
 }
@@ -7597,6 +7601,75 @@ export const WatchTurnRequest: MessageFns<WatchTurnRequest> = {
   },
 };
 
+function createBaseWatchTurnResponse(): WatchTurnResponse {
+  return { event: undefined };
+}
+
+export const WatchTurnResponse: MessageFns<WatchTurnResponse> = {
+  encode(message: WatchTurnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      AgentEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTurnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTurnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = AgentEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchTurnResponse {
+    return { event: isSet(object.event) ? AgentEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: WatchTurnResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = AgentEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchTurnResponse>, I>>(base?: I): WatchTurnResponse {
+    return WatchTurnResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTurnResponse>, I>>(object: I): WatchTurnResponse {
+    const message = createBaseWatchTurnResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? AgentEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseListToolsRequest(): ListToolsRequest {
   return { sessionId: "" };
 }
@@ -8067,9 +8140,8 @@ export const AgentRuntimeService = {
     responseStream: true as const,
     requestSerialize: (value: WatchTurnRequest): Buffer => Buffer.from(WatchTurnRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): WatchTurnRequest => WatchTurnRequest.decode(value),
-    responseSerialize: (value: StreamGenerateResponse): Buffer =>
-      Buffer.from(StreamGenerateResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): StreamGenerateResponse => StreamGenerateResponse.decode(value),
+    responseSerialize: (value: WatchTurnResponse): Buffer => Buffer.from(WatchTurnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchTurnResponse => WatchTurnResponse.decode(value),
   },
 } as const;
 
@@ -8121,7 +8193,7 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
    * back to a turn (one resumed after a restart, waiting on a confirmation, say) or a second client.
    * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
    */
-  watchTurn: handleServerStreamingCall<WatchTurnRequest, StreamGenerateResponse>;
+  watchTurn: handleServerStreamingCall<WatchTurnRequest, WatchTurnResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -8390,12 +8462,12 @@ export interface AgentRuntimeClient extends Client {
    * back to a turn (one resumed after a restart, waiting on a confirmation, say) or a second client.
    * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
    */
-  watchTurn(request: WatchTurnRequest, options?: Partial<CallOptions>): ClientReadableStream<StreamGenerateResponse>;
+  watchTurn(request: WatchTurnRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchTurnResponse>;
   watchTurn(
     request: WatchTurnRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
-  ): ClientReadableStream<StreamGenerateResponse>;
+  ): ClientReadableStream<WatchTurnResponse>;
 }
 
 export const AgentRuntimeClient = makeGenericClientConstructor(
