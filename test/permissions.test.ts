@@ -118,6 +118,38 @@ describe("permission rules and confirmations", () => {
     expect(await readFile(path.join(session.workspace, "c.txt"), "utf8")).toBe("edited");
   });
 
+  it("re-checks edited arguments against the rules: an edit cannot reach what a rule denies", async () => {
+    const session = await sessionWith([{ toolCalls: [write("ok.txt", "x")] }, { text: "done" }], {
+      permissions: { deny: ["write_file(secret.txt)"], allow: [], defaultDecision: Decision.DECISION_ASK },
+    });
+    const { pending, done } = await turnWaiting(session.id);
+    const denied = await grpcError(
+      t.client.confirmToolCall({
+        sessionId: session.id,
+        confirmationId: pending.id,
+        decision: ConfirmDecision.CONFIRM_DECISION_APPROVE,
+        editedArgumentsJson: JSON.stringify({ path: "secret.txt", content: "pwned" }),
+      }),
+    );
+    expect(denied.code).toBe(status.PERMISSION_DENIED);
+    expect(denied.details).toBe('the edited call is denied by the rule "write_file(secret.txt)"; the confirmation is still pending');
+    await t.client.confirmToolCall({ sessionId: session.id, confirmationId: pending.id, decision: ConfirmDecision.CONFIRM_DECISION_REJECT });
+    await done;
+    await expect(readFile(path.join(session.workspace, "secret.txt"))).rejects.toThrow();
+  });
+
+  it("a child may tighten its parent's policy, never loosen it", async () => {
+    const parent = await sessionWith([{ text: "p" }], { permissions: { deny: ["bash"], allow: ["read_file"], defaultDecision: Decision.DECISION_ASK } });
+    const { session: child } = await t.client.createChildSession({
+      parentId: parent.id,
+      config: { permissions: { allow: ["bash", "write_file"], defaultDecision: Decision.DECISION_ALLOW }, confirmation: { enabled: false } },
+    });
+    const { permissions, confirmation } = child!.config!;
+    expect(permissions!.deny).toEqual(["bash"]);
+    expect(permissions!.defaultDecision).toBe(Decision.DECISION_ASK);
+    expect(confirmation!.enabled).toBe(true);
+  });
+
   it("remember adds an allow rule, so the next call of that tool is not asked; for bash, the command prefix", async () => {
     const session = await sessionWith([{ toolCalls: [write("d1.txt", "1")] }, { toolCalls: [write("d2.txt", "2")] }, { text: "both" }]);
     const { pending, done } = await turnWaiting(session.id);

@@ -38,6 +38,8 @@ const DECIDED_KEPT = 256;
 export class ConfirmationBook {
   private readonly pending = new Map<string, { confirmation: PendingConfirmation; settle: (resolution: Resolution) => void }>();
   private readonly decided = new Map<string, Resolution>();
+  /** Pending confirmations whose turn stopped for a shutdown: asked again after the restart. */
+  private readonly suspended = new Set<string>();
 
   /** Registers a confirmation; the promise settles when it is resolved. */
   open(confirmation: PendingConfirmation): Promise<Resolution> {
@@ -57,10 +59,19 @@ export class ConfirmationBook {
     return [...this.pending.values()].map((entry) => entry.confirmation);
   }
 
-  /** Settles a pending confirmation; false when it is not pending (unknown, or already decided). */
+  /** Marks a confirmation as kept for a restart: it stays listed, but cannot be answered until then. */
+  suspend(id: string): void {
+    if (this.pending.has(id)) this.suspended.add(id);
+  }
+
+  isSuspended(id: string): boolean {
+    return this.suspended.has(id);
+  }
+
+  /** Settles a pending confirmation; false when it is not pending (unknown, decided, or suspended). */
   resolve(id: string, resolution: Resolution): boolean {
     const entry = this.pending.get(id);
-    if (!entry) return false;
+    if (!entry || this.suspended.has(id)) return false;
     this.pending.delete(id);
     this.decided.set(id, resolution);
     if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);

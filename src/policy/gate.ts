@@ -31,10 +31,12 @@ export interface PolicyGateDeps {
 export function policyGate(deps: PolicyGateDeps): ToolGate {
   return {
     async admit(call, context, emit): Promise<Admission> {
-      if (deps.restored?.callId === call.id) return ask(deps.restored, call, context, emit);
       // Broken JSON matches no argument pattern; the tool itself reports the bad arguments.
       const args = argumentsObjectOrEmpty(call.argumentsJson);
       const { decision, rule } = deps.rules().decide({ name: call.name, args, workspace: deps.workspace });
+      // A confirmation from before a restart is asked again as it was, unless the rules changed meanwhile.
+      const restored = deps.restored?.callId === call.id && decision === "ask" && deps.settings().enabled ? deps.restored : undefined;
+      if (restored) return ask(restored, call, context, emit);
       if (decision === "deny") {
         emit({ type: "permission_denied", callId: call.id, toolName: call.name, rule });
         const why = rule === null ? "the session's default decision is DENY" : `the permission rule "${rule}" denies it`;
@@ -92,7 +94,12 @@ async function waitFor(
     book.resolve(confirmation.id, { outcome, runs, resolvedBy, reason, resolvedAtMs: Date.now() });
   let suspend: () => void = () => {};
   const suspended = new Promise<never>((_, reject) => (suspend = () => reject(new TurnSuspended())));
-  const onAbort = () => (cancelReasonOf(signal) === "shutdown" ? suspend() : settle("cancelled", false, "cancel", "the turn was cancelled"));
+  const onAbort = () => {
+    if (cancelReasonOf(signal) !== "shutdown") return settle("cancelled", false, "cancel", "the turn was cancelled");
+    // Kept for the restart; an answer given meanwhile is refused (UNAVAILABLE), not silently lost.
+    book.suspend(confirmation.id);
+    suspend();
+  };
   let timer: NodeJS.Timeout | undefined;
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });

@@ -128,7 +128,12 @@ export class Runtime {
     const runtime = new Runtime(options, workspaces);
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger, (session, suspended) => {
       options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
-      runtime.turns.resume(session, suspended);
+      try {
+        runtime.turns.resume(session, suspended);
+      } catch (error) {
+        // One session that cannot resume must not keep the server from starting.
+        options.logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
+      }
     });
     return runtime;
   }
@@ -143,7 +148,7 @@ export class Runtime {
   /** A child belongs to its parent's owner and works in its parent's workspace unless told otherwise. */
   async createChildSession(caller: Caller, parentId: string, options: CreateChildOptions): Promise<SessionView> {
     const parent = this.owned(caller, parentId, "parent_id");
-    const config = mergeConfig(parent.config, checkConfigPatch(options.config));
+    const config = narrowedTo(parent.config, mergeConfig(parent.config, checkConfigPatch(options.config)));
     const named = options.workspace !== "";
     const workspace = named ? await this.workspaces.check(options.workspace, parent.workspace) : parent.workspace;
     return this.create(parent.owner, parent.id, config, { workspace, ephemeral: parent.ephemeral, labels: checkLabels(options.labels), named });
@@ -250,6 +255,9 @@ export class Runtime {
     if (id === "") throw invalidArgument("confirmation_id is required");
     checkText("reason", answer.reason, 4096);
     const pending = session.confirmations.get(id);
+    if (pending && session.confirmations.isSuspended(id)) {
+      throw new AgentdError("unavailable", `the server is stopping; answer confirmation ${id} again once it has restarted`);
+    }
     if (!pending) {
       const decided = session.confirmations.decision(id);
       if (decided) {
@@ -263,8 +271,16 @@ export class Runtime {
       checkText("edited_arguments_json", answer.editedArgumentsJson, INPUT_LIMITS.promptBytes);
       args = this.checkEditedArguments(pending.toolName, answer.editedArgumentsJson);
     }
-    const remembered = answer.remember ? rememberedRule(pending.toolName, args) : "";
-    if (remembered) session.addRule(approve ? "allow" : "deny", remembered);
+    if (approve && answer.editedArgumentsJson !== undefined) {
+      // The person saw one call and approved another: the edited one must pass the rules too.
+      const { decision, rule } = session.ruleSet().decide({ name: pending.toolName, args, workspace: session.workspace });
+      if (decision === "deny") {
+        throw new AgentdError("permission_denied", `the edited call is denied by ${rule === null ? "the default decision" : `the rule "${rule}"`}; the confirmation is still pending`);
+      }
+    }
+    // A rule that would not compile (too long, too many) is not remembered: the answer still counts.
+    let remembered = answer.remember ? rememberedRule(pending.toolName, args) : "";
+    if (remembered && !session.addRule(approve ? "allow" : "deny", remembered)) remembered = "";
     const resolution: Resolution = {
       outcome: approve ? "approved" : "rejected",
       runs: approve,
@@ -394,4 +410,23 @@ export class Runtime {
       (session) => this.persister.flushSession(session.id),
     );
   }
+}
+
+/**
+ * A child may tighten its parent's policy, never loosen it: the parent's deny rules stay, its default
+ * decision is the floor, and if the parent asks people, so does the child.
+ */
+function narrowedTo(parent: Readonly<SessionConfig>, child: SessionConfig): SessionConfig {
+  const strictness = { allow: 0, ask: 1, deny: 2 } as const;
+  const p = parent.permissions;
+  const c = child.permissions;
+  return {
+    ...child,
+    permissions: {
+      ...c,
+      deny: [...new Set([...p.deny, ...c.deny])],
+      defaultDecision: strictness[c.defaultDecision] >= strictness[p.defaultDecision] ? c.defaultDecision : p.defaultDecision,
+    },
+    confirmation: { ...child.confirmation, enabled: child.confirmation.enabled || parent.confirmation.enabled },
+  };
 }

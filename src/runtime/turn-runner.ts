@@ -51,6 +51,7 @@ export class TurnRunner {
 
   start(session: Session, prompt: string, options: StartTurnOptions = {}): TurnHandle {
     if (prompt.trim() === "") throw invalidArgument("prompt must not be empty");
+    this.checkTurnLimit(session.owner);
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);
@@ -68,16 +69,20 @@ export class TurnRunner {
     return this.launch(session, prompt, llm, { turnId: suspended.confirmation.turnId }, suspended);
   }
 
-  private launch(session: Session, prompt: string, llm: LlmClient, options: StartTurnOptions & { turnId?: string }, suspended?: SuspendedTurn): TurnHandle {
-    const owner = session.owner;
+  /** Whether an owner may start one more turn; a resumed turn was already counted before the restart. */
+  private checkTurnLimit(owner: string): void {
     const running = this.running.get(owner) ?? 0;
     if (running >= this.deps.maxConcurrentTurnsPerOwner) {
       throw resourceExhausted(
         `owner "${owner}" has ${running} turns running, the limit (limits.maxConcurrentTurnsPerOwner = ${this.deps.maxConcurrentTurnsPerOwner}); wait for one to end`,
       );
     }
+  }
+
+  private launch(session: Session, prompt: string, llm: LlmClient, options: StartTurnOptions & { turnId?: string }, suspended?: SuspendedTurn): TurnHandle {
+    const owner = session.owner;
     const { turnId, signal, host } = session.beginTurn({ deadlineMs: options.deadlineMs, turnId: options.turnId });
-    this.running.set(owner, running + 1);
+    this.running.set(owner, (this.running.get(owner) ?? 0) + 1);
     const config = session.config;
     const context: TurnContext = {
       sessionId: session.id,

@@ -248,11 +248,18 @@ export class Session implements SessionView {
     return this.compiledRules;
   }
 
-  /** Adds a rule (from "always" or "never"), unless the list already has it. */
-  addRule(list: "allow" | "deny", rule: string): void {
+  /** Adds a rule (from "always" or "never"), unless the list has it; false when the rules would not compile. */
+  addRule(list: "allow" | "deny", rule: string): boolean {
     const permissions = this.currentConfig.permissions;
-    if (permissions[list].includes(rule)) return;
-    this.configure({ ...this.currentConfig, permissions: { ...permissions, [list]: [...permissions[list], rule] } });
+    if (permissions[list].includes(rule)) return true;
+    const next = { ...permissions, [list]: [...permissions[list], rule] };
+    try {
+      new RuleSet(next);
+    } catch {
+      return false;
+    }
+    this.configure({ ...this.currentConfig, permissions: next });
+    return true;
   }
 
   /** Makes this session top-level (its parent was destroyed with the orphan policy, or is lost). */

@@ -78,7 +78,8 @@ export class Persister {
     entry.timer = null;
     await entry.inFlight;
     if (entry.pending) await this.write(sessionId, entry);
-    return entry.pending === null && entry.failures === 0;
+    // Changes made during that write may be pending again; what was asked for is written unless it failed.
+    return entry.failures === 0;
   }
 
   /** Flushes, then stops scheduling; used on shutdown. */

@@ -33,6 +33,16 @@ describe("permission rules", () => {
     expect(deny.decide(call("bash", { command: "echo hi; rm -rf /" })).decision).toBe("deny");
   });
 
+  it("let ask rules see lines the rules cannot fully read, and deny rules see through disguises", () => {
+    const set = rules({ ask: ["bash(git push:*)"], allow: ["bash"] });
+    expect(set.decide(call("bash", { command: "git push origin 2>&1" })).decision).toBe("ask");
+    expect(set.decide(call("bash", { command: "git push $(git remote)" })).decision).toBe("ask");
+    const deny = rules({ deny: ["bash(rm:*)"], allow: ["bash"] });
+    for (const command of ["rm\t-rf /", "'rm' -rf /", "\\rm -rf /", "FOO=1 rm -rf /", "/bin/rm -rf /", "(rm -rf /)", "{ rm -rf /; }", "sudo rm -rf /", "x=$(date); rm -rf /"]) {
+      expect(deny.decide(call("bash", { command })).decision, command).toBe("deny");
+    }
+  });
+
   it("match paths resolved inside the workspace, dot files included", () => {
     const set = rules({ deny: ["read_file(**/*.env)"], allow: ["write_file(src/**)"] });
     expect(set.decide(call("read_file", { path: ".env" })).decision).toBe("deny");
@@ -62,6 +72,10 @@ describe("permission rules", () => {
     expect(rememberedRule("bash", { command: "npm test -- --watch" })).toBe("bash(npm test:*)");
     expect(rememberedRule("bash", { command: "rm -rf build" })).toBe("bash(rm:*)");
     expect(rememberedRule("bash", { command: "ls" })).toBe("bash(ls:*)");
+    // Interpreters run anything: only that exact line. Chains and unreadable lines: nothing.
+    expect(rememberedRule("bash", { command: "python3 build.py --all" })).toBe("bash(python3 build.py --all)");
+    expect(rememberedRule("bash", { command: "npm test && npm run build" })).toBe("");
+    expect(rememberedRule("bash", { command: "cat $(ls)" })).toBe("");
   });
 
   it("by default let read-only tools run and ask for everything else", () => {
