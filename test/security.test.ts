@@ -379,6 +379,7 @@ describe("the audit log", () => {
     await ended;
     await grpcError(new AgentdClient(t.server.address, { token: "agd_not-a-token" }).listSessions({}));
     await alice.destroySession({ sessionId: session!.id });
+    const { session: forAlice } = await root.createSession({ owner: "alice" });
     await t.stop();
     t = await startTestServer({ dataDir: t.dataDir, config: { auth: { tokensFile: path.join(path.dirname(t.dataDir), "tokens.json") } } });
     const lines = (await readFile(path.join(t.dataDir, "audit.log"), "utf8"))
@@ -393,6 +394,14 @@ describe("the audit log", () => {
       ["DestroySession", "alice", "OK"],
     ]);
     expect(lines[0]).toMatchObject({ role: "user", via: "token" });
+    expect(lines[0]!.sessionOwner).toBeUndefined();
+    // An admin acting for someone: both are named.
+    const byAdmin = (await readFile(path.join(t.dataDir, "audit.log"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, string>)
+      .find((line) => line.sessionId === forAlice!.id);
+    expect(byAdmin).toMatchObject({ method: "CreateSession", owner: "ops", role: "admin", sessionOwner: "alice", result: "OK" });
     // A failed sign-in is there too, with no owner; no line holds a token or a prompt.
     const all = await readFile(path.join(t.dataDir, "audit.log"), "utf8");
     expect(all).toContain('"method":"ListSessions","owner":"","role":"user","via":"none","sessionId":"","result":"UNAUTHENTICATED"');

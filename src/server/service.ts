@@ -67,7 +67,12 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         .then((who) => handle(call.request, (caller = who)))
         .then(
           (response) => {
-            if (mutates && caller) audit.record({ method, caller, sessionId: mutates(call.request, response), result: "OK", peer: call.getPeer() });
+            if (mutates && caller) {
+              // The owner the session belongs to, when it is not the caller (an admin acting for someone).
+              const owner = (response as { session?: { owner?: string } } | undefined)?.session?.owner;
+              const extra = owner !== undefined && owner !== caller.owner ? { sessionOwner: owner } : undefined;
+              audit.record({ method, caller, sessionId: mutates(call.request, response), result: "OK", peer: call.getPeer(), extra });
+            }
             callback(null, response);
           },
           (error: unknown) => {
