@@ -277,6 +277,10 @@ describe("permission rules and confirmations", () => {
     await t.client.confirmToolCall({ sessionId: child!.id, confirmationId: listed.id, decision: ConfirmDecision.CONFIRM_DECISION_APPROVE });
     await done;
 
+    const idle = await grpcError(collect(t.client.watchTurn({ sessionId: parent.id })));
+    expect(idle.code).toBe(status.FAILED_PRECONDITION);
+    expect(idle.details).toBe(`session ${parent.id} has no running turn to watch`);
+
     const { tools } = await t.client.listTools({ sessionId: parent.id });
     const byName = Object.fromEntries(tools.map((tool) => [tool.name, tool.readOnly]));
     expect(byName).toMatchObject({ read_file: true, list_dir: true, write_file: false });

@@ -67,6 +67,7 @@ describe("authentication", () => {
     const wrong = new AgentdClient(t.server.address, { token: newToken() });
     expect(await codeOf(wrong.createSession({}))).toBe(status.UNAUTHENTICATED);
     expect(await codeOf(collect(wrong.streamGenerate({ sessionId: "x", prompt: "hi" })))).toBe(status.UNAUTHENTICATED);
+    expect(await codeOf(collect(wrong.watchTurn({ sessionId: "x" })))).toBe(status.UNAUTHENTICATED);
     wrong.close();
   });
 

@@ -242,21 +242,33 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     })),
 
     watchTurn: (call: ServerWritableStream<WatchTurnRequest, WatchTurnResponse>) => {
+      let stop = () => {};
+      // Only the watch ends with the call; the turn goes on.
+      call.on("cancelled", () => stop());
+      let caller: Caller | undefined;
       deps
         .authenticate(call)
-        .then((caller) => {
+        .then((who) => {
+          caller = who;
+          if (call.cancelled) return;
           const writer = new EventWriter(call);
-          const subscription = runtime.watchTurn(caller, call.request.sessionId).subscribe({
+          const subscription = runtime.watchTurn(who, call.request.sessionId).subscribe({
             next: (event) => writer.write(event),
             complete: () => writer.end(),
           });
-          // Only the watch ends with the call; the turn goes on.
-          call.on("cancelled", () => {
+          stop = () => {
             subscription.unsubscribe();
             writer.close();
-          });
+          };
         })
-        .catch((error: unknown) => call.emit("error", toServiceError(error, logger, "WatchTurn")));
+        .catch((error: unknown) => {
+          const failure = toServiceError(error, logger, "WatchTurn");
+          // A failed sign-in is recorded, as for every other method.
+          if (!caller) {
+            audit.record({ method: "WatchTurn", caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+          }
+          call.emit("error", failure);
+        });
     },
 
     listTools: unary("ListTools", (request, caller) => ({
