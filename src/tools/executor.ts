@@ -1,7 +1,7 @@
 import type { TurnContext } from "../agent/turn-context.js";
 import { errorMessage } from "../errors.js";
 import type { ToolRegistry } from "./registry.js";
-import type { ToolContext, ToolOutput } from "./types.js";
+import type { ToolContext, ToolOutput, ToolReturn } from "./types.js";
 
 export interface ToolCallRequest {
   name: string;
@@ -51,7 +51,7 @@ export class ToolExecutor {
     if (problems.length > 0) return failure(`invalid arguments for ${call.name}: ${problems.join("; ")}`);
 
     const result = await this.run(call.name, context, (toolContext) => tool.execute(parsed, toolContext));
-    return { output: truncate(result.output, this.maxOutputBytes), isError: result.isError };
+    return { ...result, output: truncate(result.output, this.maxOutputBytes) };
   }
 
   private unknownTool(name: string): string {
@@ -67,7 +67,7 @@ export class ToolExecutor {
   private async run(
     name: string,
     context: ToolExecutionContext,
-    start: (context: ToolContext) => Promise<string>,
+    start: (context: ToolContext) => Promise<string | ToolReturn>,
   ): Promise<ToolOutput> {
     const { signal, timeoutMs } = context;
     const controller = new AbortController();
@@ -93,7 +93,10 @@ export class ToolExecutor {
     // The async wrapper turns a synchronous throw into a rejection like any other failure.
     const { sessionId, turnId, logger, workspace } = context;
     const completed = (async () => start({ sessionId, turnId, logger, workspace, signal: controller.signal }))().then(
-      (output): ToolOutput => ({ output: typeof output === "string" ? output : String(output), isError: false }),
+      (returned): ToolOutput =>
+        typeof returned === "string"
+          ? { output: returned, isError: false }
+          : { output: String(returned.output), isError: returned.isError === true, ...(returned.usage ? { usage: returned.usage } : {}) },
       (error: unknown): ToolOutput => failure(errorMessage(error) || `tool "${name}" failed`),
     );
 

@@ -1,4 +1,5 @@
 import type { TurnContext } from "../agent/turn-context.js";
+import type { UsageTotals } from "../session/types.js";
 
 /** Tools the agent loop can run on behalf of the model. */
 
@@ -12,7 +13,19 @@ export interface ToolContext extends TurnContext {
 export interface ToolOutput {
   output: string;
   isError: boolean;
+  /** Model tokens the tool itself spent (a subagent's turn), added to the calling turn's usage. */
+  usage?: UsageTotals;
 }
+
+/** What a tool may return instead of a plain string: an error the tool reports itself, or usage. */
+export interface ToolReturn {
+  output: string;
+  isError?: boolean;
+  usage?: UsageTotals;
+}
+
+/** Where a tool comes from, for ListTools and the logs. */
+export type ToolSource = { kind: "builtin" } | { kind: "mcp"; server: string; tool: string };
 
 export interface Tool {
   name: string;
@@ -25,9 +38,16 @@ export interface Tool {
    * can let read-only calls through and ask before the others, so say false when in doubt.
    */
   readOnly: boolean;
+  /** Default: built in. */
+  source?: ToolSource;
+  /**
+   * False when the arguments are checked by someone else (an MCP server checks its own): the
+   * executor then only requires a JSON object. Default true.
+   */
+  validateArguments?: boolean;
   /**
    * Runs the tool with arguments already validated against inputSchema. Throwing is allowed: the
    * executor turns the error into an is_error result the model can read.
    */
-  execute(args: Record<string, unknown>, context: ToolContext): Promise<string>;
+  execute(args: Record<string, unknown>, context: ToolContext): Promise<string | ToolReturn>;
 }

@@ -268,7 +268,7 @@ describe("bash", () => {
   });
 
   it("merges stderr and returns a failing exit code as a normal result", async () => {
-    const output = await bash.execute({ command: "echo out; echo err >&2; exit 3" }, ctx);
+    const output = String(await bash.execute({ command: "echo out; echo err >&2; exit 3" }, ctx));
     expect(output).toContain("out");
     expect(output).toContain("err");
     expect(output.endsWith("\n[exit code 3]")).toBe(true);
@@ -276,7 +276,7 @@ describe("bash", () => {
 
   it("keeps the head and tail of long output", async () => {
     const small = createBashTool({ maxOutputBytes: 100 });
-    const output = await small.execute({ command: "seq 1 10000" }, ctx);
+    const output = String(await small.execute({ command: "seq 1 10000" }, ctx));
     const total = Array.from({ length: 10_000 }, (_, i) => `${i + 1}\n`).join("").length;
     expect(output.startsWith("1\n2\n3\n")).toBe(true);
     expect(output).toContain(`[... ${total - 100} bytes of output omitted in the middle (${total} in all) ...]`);
