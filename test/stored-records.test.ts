@@ -286,7 +286,7 @@ async function allMessages(server: TestServer, sessionId: string): Promise<Messa
 const BUILT_IN_PERMISSIONS = {
   deny: [],
   ask: [],
-  allow: ["read_file", "list_dir", "glob", "grep"],
+  allow: ["read_file", "list_dir", "glob", "grep", "skill", "task"],
   defaultDecision: Decision.DECISION_ASK,
 };
 const BUILT_IN_CONFIRMATION = { enabled: true, timeoutMs: 30000, timeoutAction: TimeoutAction.TIMEOUT_ACTION_REJECT };
@@ -309,7 +309,7 @@ describe("version-1 session records", () => {
           parentId: want.parentId,
           state: want.state,
           // Records from before permission policies get the built-in ones.
-          config: { model: want.model, systemPrompt: want.systemPrompt, limits: want.limits, permissions: BUILT_IN_PERMISSIONS, confirmation: BUILT_IN_CONFIRMATION },
+          config: { model: want.model, systemPrompt: want.systemPrompt, limits: want.limits, permissions: BUILT_IN_PERMISSIONS, confirmation: BUILT_IN_CONFIRMATION, tools: { allow: [] } },
           createTime: new Date(want.createdAt),
           updateTime: expect.any(Date),
           usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens },
@@ -321,6 +321,7 @@ describe("version-1 session records", () => {
           turnActive: false,
           activeTurnId: "",
           persistenceError: "",
+          agent: "",
         });
       }
     }));

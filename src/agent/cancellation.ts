@@ -1,5 +1,12 @@
 /** Why a turn was cancelled, as reported in the turn_cancelled event. */
-export type CancelReason = "cancel_rpc" | "client_disconnected" | "session_destroyed" | "shutdown" | "deadline_exceeded";
+export type CancelReason =
+  | "cancel_rpc"
+  | "client_disconnected"
+  | "session_destroyed"
+  | "shutdown"
+  | "deadline_exceeded"
+  /** A subagent's turn, because the parent turn that handed it the task was cancelled. */
+  | "parent_cancelled";
 
 /**
  * The reason object a turn's AbortController is aborted with. Its name is "AbortError" so every

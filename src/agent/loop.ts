@@ -158,7 +158,9 @@ class TurnRun {
         await host.waitIfPaused(context.signal);
         this.emit({ type: "tool_call", call });
         const admission = await (this.input.gate ?? OPEN_GATE).admit(call, context, this.emit);
-        const outcome = admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
+        const outcome: ToolOutput = admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
+        // A subagent's model calls count toward this turn (and session), like this turn's own.
+        if (outcome.usage) this.reportUsage({ inputTokens: tokenCount(outcome.usage.inputTokens), outputTokens: tokenCount(outcome.usage.outputTokens) });
         const result = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
         host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult: result });
         this.unanswered.shift();

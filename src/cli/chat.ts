@@ -143,12 +143,21 @@ async function runTurn(client: AgentdClient, sessionId: string, prompt: string, 
 async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>, confirm: Confirming & { ask: Ask | null }): Promise<boolean> {
   let ok = false;
   try {
-    for await (const event of events(call)) {
+    for await (const outer of events(call)) {
+      // A subagent's events come wrapped, perhaps several levels deep; its questions are asked like ours.
+      let event = outer;
+      const agents: string[] = [];
+      while (event.payload?.$case === "subagent" && event.payload.subagent.event) {
+        agents.push(event.payload.subagent.agent);
+        event = event.payload.subagent.event;
+      }
       if (event.payload?.$case === "confirmationRequired" && event.payload.confirmationRequired.confirmation) {
+        if (agents.length > 0) console.error(`\n[subagent ${agents.join(" › ")} asks]`);
         await answerConfirmation(confirm.client, event.payload.confirmationRequired.confirmation, confirm);
         continue;
       }
-      ok = render(event) ?? ok;
+      if (agents.length > 0) renderSubagent(agents.join(" › "), event);
+      else ok = render(event) ?? ok;
     }
   } catch (error) {
     const { code, details } = error as Partial<ServiceError>;
@@ -160,6 +169,33 @@ async function streamTurn(call: ClientReadableStream<StreamGenerateResponse>, co
     return false;
   }
   return ok;
+}
+
+/** A subagent's progress, on stderr: its tool calls and how it ended (its answer comes back as the task's result). */
+function renderSubagent(agent: string, event: AgentEvent): void {
+  const payload = event.payload;
+  switch (payload?.$case) {
+    case "turnStarted":
+      console.error(`\n[${agent}] started`);
+      break;
+    case "toolCall":
+      console.error(`[${agent}] [tool] ${payload.toolCall.name} ${payload.toolCall.argumentsJson}`);
+      break;
+    case "permissionDenied":
+      console.error(`[${agent}] [denied] ${payload.permissionDenied.toolName}`);
+      break;
+    case "turnCompleted":
+      console.error(`[${agent}] done`);
+      break;
+    case "error":
+      console.error(`[${agent}] [error] ${payload.error.code}: ${payload.error.message}`);
+      break;
+    case "cancelled":
+      console.error(`[${agent}] [cancelled] ${payload.cancelled.reason}`);
+      break;
+    default:
+      break;
+  }
 }
 
 /** Prints one event; returns the turn's outcome for terminal events. */

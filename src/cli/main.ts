@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { runChat } from "./chat.js";
 import { runServe } from "./serve.js";
+import { runAgents, runMcp, runSkills } from "./registries.js";
 import { runSessions } from "./sessions.js";
 import { runToken } from "./token.js";
 
@@ -12,6 +13,9 @@ Usage:
                [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
   agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
   agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR] [--token T]
+  agentd skills list|show|load|unload|reload [NAME|PATH] [--session ID]
+  agentd agents list|load|unload|reload [NAME|PATH] [--session ID]
+  agentd mcp list|add|remove [NAME] [--session ID] [--url URL | -- COMMAND ARGS...]
   agentd token create --owner NAME [--role user|admin] [--name LABEL]
 
 Run "agentd <command> --help" for the options of one command.`;
@@ -21,6 +25,9 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   chat: runChat,
   sessions: runSessions,
   token: runToken,
+  skills: runSkills,
+  agents: runAgents,
+  mcp: runMcp,
 };
 
 async function main(argv: string[]): Promise<number> {

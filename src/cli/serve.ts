@@ -28,7 +28,13 @@ Security (see README "Running it for a team"):
   --insecure                allow a non-loopback --host without authentication
   --workspace-root DIR      where client-named workspaces may lie (repeatable; default <data dir>/workspaces)
   --scripts-dir DIR         where script_path files may lie (default <data dir>/scripts)
-  --allow-base-url URL      a model endpoint sessions may use besides the official ones (repeatable)`;
+  --allow-base-url URL      a model endpoint sessions may use besides the official ones (repeatable)
+
+Skills, subagents and MCP (see README "Skills, MCP servers and subagents"):
+  --skills-dir DIR          global skills, one folder with a SKILL.md each (default <data dir>/skills)
+  --agents-dir DIR          global subagent definitions, *.md files (default <data dir>/agents)
+  --mcp-allow-command CMD   a command clients may run as a stdio MCP server (repeatable)
+  Global MCP servers go in the config file's "mcpServers", in the shape editors use.`;
 
 export async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -51,6 +57,9 @@ export async function runServe(args: string[]): Promise<number> {
       "workspace-root": { type: "string", multiple: true },
       "scripts-dir": { type: "string" },
       "allow-base-url": { type: "string", multiple: true },
+      "skills-dir": { type: "string" },
+      "agents-dir": { type: "string" },
+      "mcp-allow-command": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
       ...modelOptions,
     },
@@ -76,6 +85,9 @@ export async function runServe(args: string[]): Promise<number> {
     tls: definedOnly({ certFile: values["tls-cert"], keyFile: values["tls-key"], clientCaFile: values["tls-client-ca"] }),
     sandbox: definedOnly({ allowedWorkspaceRoots: values["workspace-root"], scriptsDir: values["scripts-dir"] }),
     models: definedOnly({ allowedBaseUrls: values["allow-base-url"] }),
+    skills: definedOnly({ dir: values["skills-dir"] }),
+    agents: definedOnly({ dir: values["agents-dir"] }),
+    mcp: definedOnly({ allowedCommands: values["mcp-allow-command"] }),
   };
   const model = modelFromOptions(values);
   if (model) fromFlags.sessionDefaults = { model };

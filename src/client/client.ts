@@ -48,6 +48,30 @@ import {
   type ResumeResponse,
   StreamGenerateRequest,
   type StreamGenerateResponse,
+  ReloadSkillsRequest,
+  type ReloadSkillsResponse,
+  LoadSkillRequest,
+  type LoadSkillResponse,
+  UnloadSkillRequest,
+  type UnloadSkillResponse,
+  ListSkillsRequest,
+  type ListSkillsResponse,
+  GetSkillRequest,
+  type GetSkillResponse,
+  AddMcpServerRequest,
+  type AddMcpServerResponse,
+  RemoveMcpServerRequest,
+  type RemoveMcpServerResponse,
+  ListMcpServersRequest,
+  type ListMcpServersResponse,
+  ReloadAgentsRequest,
+  type ReloadAgentsResponse,
+  LoadAgentRequest,
+  type LoadAgentResponse,
+  UnloadAgentRequest,
+  type UnloadAgentResponse,
+  ListAgentsRequest,
+  type ListAgentsResponse,
 } from "../gen/agentd/v1/runtime.js";
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
@@ -98,6 +122,18 @@ export class AgentdClient {
     "listPendingConfirmations",
   );
   listTools = this.unary<ListToolsRequest, ListToolsResponse>(ListToolsRequest, "listTools");
+  reloadSkills = this.unary<ReloadSkillsRequest, ReloadSkillsResponse>(ReloadSkillsRequest, "reloadSkills");
+  loadSkill = this.unary<LoadSkillRequest, LoadSkillResponse>(LoadSkillRequest, "loadSkill");
+  unloadSkill = this.unary<UnloadSkillRequest, UnloadSkillResponse>(UnloadSkillRequest, "unloadSkill");
+  listSkills = this.unary<ListSkillsRequest, ListSkillsResponse>(ListSkillsRequest, "listSkills");
+  getSkill = this.unary<GetSkillRequest, GetSkillResponse>(GetSkillRequest, "getSkill");
+  addMcpServer = this.unary<AddMcpServerRequest, AddMcpServerResponse>(AddMcpServerRequest, "addMcpServer");
+  removeMcpServer = this.unary<RemoveMcpServerRequest, RemoveMcpServerResponse>(RemoveMcpServerRequest, "removeMcpServer");
+  listMcpServers = this.unary<ListMcpServersRequest, ListMcpServersResponse>(ListMcpServersRequest, "listMcpServers");
+  reloadAgents = this.unary<ReloadAgentsRequest, ReloadAgentsResponse>(ReloadAgentsRequest, "reloadAgents");
+  loadAgent = this.unary<LoadAgentRequest, LoadAgentResponse>(LoadAgentRequest, "loadAgent");
+  unloadAgent = this.unary<UnloadAgentRequest, UnloadAgentResponse>(UnloadAgentRequest, "unloadAgent");
+  listAgents = this.unary<ListAgentsRequest, ListAgentsResponse>(ListAgentsRequest, "listAgents");
 
   /** Follows a session's running turn from now until its end; cancelling it leaves the turn running. */
   watchTurn(request: DeepPartial<WatchTurnRequest>, options: ClientCallOptions = {}): ClientReadableStream<WatchTurnResponse> {

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { ModelSettings } from "../llm/types.js";
 import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
+import { parseMcpServers } from "../mcp/config.js";
 import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type ConfirmationSettings, type PermissionRules } from "../policy/types.js";
 
 /** Everything the server can be configured with. Embedded defaults make `agentd serve` work bare. */
@@ -84,6 +85,38 @@ export interface RuntimeConfig {
     permissions: PermissionRules;
     confirmation: ConfirmationSettings;
   };
+  /** Skills (Agent Skills folders holding a SKILL.md) every session sees, and where sessions may load more from. */
+  skills: {
+    /** Every subfolder holding a SKILL.md is a global skill; "" means <dataDir>/skills. */
+    dir: string;
+    /** Besides a session's workspace and `dir`, folders LoadSkill may read a skill from. */
+    allowedRoots: string[];
+  };
+  /** Subagent definitions (Markdown files with front matter) every session sees. */
+  agents: {
+    /** Every *.md file is a global definition; "" means <dataDir>/agents. */
+    dir: string;
+    /** Besides a session's workspace and `dir`, folders LoadAgent may read a definition from. */
+    allowedRoots: string[];
+  };
+  /** Global MCP servers, in the shape editors use: {"name": {"command", "args", "env", "cwd"} | {"url", "headers", "type"}}. */
+  mcpServers: Record<string, unknown>;
+  mcp: {
+    /** Commands a client may run as a stdio MCP server with AddMcpServer (exactly as given); none by default. */
+    allowedCommands: string[];
+    /** A server that fails is tried again after this delay, doubling up to backoffMaxMs. */
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    /** How long starting and initializing a server may take. */
+    connectTimeoutMs: number;
+  };
+  /** The task tool: subagents as child sessions. */
+  subagents: {
+    /** How deep below a top-level session a subagent may be (1: only the top level delegates). */
+    maxDepth: number;
+    /** Task calls one turn may make. */
+    maxTasksPerTurn: number;
+  };
   persistence: {
     /** Mutations within this window are coalesced into one write. */
     debounceMs: number;
@@ -122,6 +155,11 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
     permissions: DEFAULT_PERMISSIONS,
     confirmation: DEFAULT_CONFIRMATION,
   },
+  skills: { dir: "", allowedRoots: [] },
+  agents: { dir: "", allowedRoots: [] },
+  mcpServers: {},
+  mcp: { allowedCommands: [], backoffBaseMs: 500, backoffMaxMs: 30_000, connectTimeoutMs: 30_000 },
+  subagents: { maxDepth: 2, maxTasksPerTurn: 16 },
   persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
 };
 
@@ -208,5 +246,14 @@ function validateConfig(config: RuntimeConfig): void {
     if (issuer === "" || audience === "") throw new Error("auth.jwt needs issuer and audience");
   }
   positive("sessionDefaults.maxToolRounds", config.sessionDefaults.maxToolRounds);
+  positive("mcp.backoffBaseMs", config.mcp.backoffBaseMs);
+  positive("mcp.backoffMaxMs", config.mcp.backoffMaxMs);
+  positive("mcp.connectTimeoutMs", config.mcp.connectTimeoutMs);
+  positive("subagents.maxTasksPerTurn", config.subagents.maxTasksPerTurn);
+  if (!Number.isInteger(config.subagents.maxDepth) || config.subagents.maxDepth < 0) {
+    throw new Error(`subagents.maxDepth must be an integer >= 0 (0 turns the task tool off), got ${config.subagents.maxDepth}`);
+  }
+  // Global MCP servers are checked when the config is read, so a typo stops the start with its name.
+  parseMcpServers(config.mcpServers, "mcpServers");
   if (config.sessionDefaults.toolTimeoutMs < 0) throw new Error("sessionDefaults.toolTimeoutMs must be >= 0");
 }

@@ -33,7 +33,9 @@ export type TurnEvent =
   | { type: "usage"; step: UsageTotals; turn: UsageTotals; session: UsageTotals }
   | { type: "turn_completed"; result: TurnResult }
   | { type: "turn_failed"; error: { kind: ErrorKind; message: string } }
-  | { type: "turn_cancelled"; reason: CancelReason };
+  | { type: "turn_cancelled"; reason: CancelReason }
+  /** An event of a child session running a task for this turn (the task tool), as the child emitted it. */
+  | { type: "subagent_event"; childSessionId: string; agent: string; event: SessionEvent };
 
 /** Events about the session rather than one turn. */
 export type SessionLevelEvent =

@@ -66,11 +66,12 @@ export class LlmClientFactory {
   /**
    * Builds a client. The key passed with the request wins over the environment; `progress` is where
    * a scripted model keeps its position (the session's). Throws INVALID_ARGUMENT for bad settings
-   * and FAILED_PRECONDITION when no key is available.
+   * and FAILED_PRECONDITION when no key is available. `agent` names the subagent definition a child
+   * session runs: a scripted model plays that agent's steps of the script.
    */
-  create(settings: ModelSettings, { apiKey, progress }: { apiKey?: string; progress?: ModelProgress } = {}): LlmClient {
+  create(settings: ModelSettings, { apiKey, progress, agent = "" }: { apiKey?: string; progress?: ModelProgress; agent?: string } = {}): LlmClient {
     // The script file is read once, here.
-    if (settings.provider === "scripted") return new ScriptedClient(this.loadScript(settings), progress);
+    if (settings.provider === "scripted") return new ScriptedClient(scriptFor(this.loadScript(settings), agent), progress);
     this.validate(settings);
     const endpoint = endpointOf(settings);
     const keyEnv = endpoint.apiKeyEnv;
@@ -132,4 +133,15 @@ function isHttpUrl(value: string): boolean {
   if (!URL.canParse(value)) return false;
   const url = new URL(value);
   return (url.protocol === "http:" || url.protocol === "https:") && !url.username && !url.password && !url.search && !url.hash;
+}
+
+/** The steps a session plays: a subagent's own when the script has an `agents` section, else the script's. */
+function scriptFor(script: Script, agent: string): Script {
+  if (agent === "" || script.agents === undefined) return script;
+  const own = script.agents[agent];
+  if (!own) {
+    const known = Object.keys(script.agents).join(", ") || "none";
+    throw failedPrecondition(`scripted model: the script has no steps for subagent "${agent}" (agents: ${known}); add agents.${agent}`);
+  }
+  return own;
 }

@@ -12,7 +12,7 @@ export interface ScriptToolCall {
 }
 
 export interface ScriptStep {
-  /** May contain {{last_user_message}}. */
+  /** May contain {{last_user_message}}, {{system_prompt}}, {{tools}} and {{last_tool_result}}. */
   text?: string;
   /** Characters per text delta, default 8. */
   chunkSize?: number;
@@ -30,10 +30,21 @@ export interface Script {
   steps: ScriptStep[];
   /** Start over after the last step instead of failing. */
   repeat: boolean;
+  /** Scripts for subagents: a child session running the definition of that name plays these steps instead. */
+  agents?: Record<string, Script>;
 }
 
 const DEFAULT_CHUNK_SIZE = 8;
-const LAST_USER_MESSAGE = "{{last_user_message}}";
+/**
+ * What a step's text may quote of the request it answers, so a test sees what the model was sent:
+ * the last user message, the system prompt, the offered tools' names, the last tool result.
+ */
+const PLACEHOLDERS = {
+  "{{last_user_message}}": lastUserMessage,
+  "{{system_prompt}}": (request: LlmRequest) => request.systemPrompt,
+  "{{tools}}": (request: LlmRequest) => request.tools.map((tool) => tool.name).join(", "),
+  "{{last_tool_result}}": lastToolResult,
+} as const;
 
 /** A step count kept by the client itself, for a script used outside a session. */
 export function memoryProgress(): ModelProgress {
@@ -57,7 +68,7 @@ export class ScriptedClient implements LlmClient {
   async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     throwIfAborted(signal);
     const { step, number } = this.nextStep();
-    const text = expandText(step.text ?? "", lastUserMessage(request));
+    const text = expandText(step.text ?? "", request);
     const chunkSize = step.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const delayMs = step.delayMs ?? 0;
     // Array.from splits by code point so that a chunk never cuts a surrogate pair in half.
@@ -103,13 +114,19 @@ const YIELD_EVERY = 256;
 /** The most text one step may expand to ({{last_user_message}} can repeat a long prompt). */
 const MAX_STEP_TEXT_CHARS = 1024 * 1024;
 
-function expandText(template: string, lastUser: string): string {
-  const parts = template.split(LAST_USER_MESSAGE);
-  const chars = template.length + (parts.length - 1) * (lastUser.length - LAST_USER_MESSAGE.length);
-  if (chars > MAX_STEP_TEXT_CHARS) {
-    throw new AgentdError("resource_exhausted", `scripted model: this step's text would be ${chars} characters; the limit is ${MAX_STEP_TEXT_CHARS}`);
+function expandText(template: string, request: LlmRequest): string {
+  let text = template;
+  for (const [placeholder, valueOf] of Object.entries(PLACEHOLDERS)) {
+    if (!text.includes(placeholder)) continue;
+    const value = valueOf(request);
+    const parts = text.split(placeholder);
+    const chars = text.length + (parts.length - 1) * (value.length - placeholder.length);
+    if (chars > MAX_STEP_TEXT_CHARS) {
+      throw new AgentdError("resource_exhausted", `scripted model: this step's text would be ${chars} characters; the limit is ${MAX_STEP_TEXT_CHARS}`);
+    }
+    text = parts.join(value);
   }
-  return parts.join(lastUser);
+  return text;
 }
 
 async function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -121,6 +138,14 @@ function lastUserMessage(request: LlmRequest): string {
   for (let i = request.messages.length - 1; i >= 0; i--) {
     const message = request.messages[i]!;
     if (message.role === "user") return message.text;
+  }
+  return "";
+}
+
+function lastToolResult(request: LlmRequest): string {
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const message = request.messages[i]!;
+    if (message.role === "tool") return message.output;
   }
   return "";
 }
@@ -165,12 +190,18 @@ export function parseScript(text: string, origin: string): Script {
   }
 }
 
-function toScript(value: unknown): Script {
-  const root = object(value, "the script");
-  noUnknownFields(root, ["steps", "repeat"], "the script");
-  if (!Array.isArray(root.steps) || root.steps.length === 0) throw new ScriptProblem("steps must be a non-empty array");
-  if (root.repeat !== undefined && typeof root.repeat !== "boolean") throw new ScriptProblem("repeat must be true or false");
-  return { steps: root.steps.map((step, i) => toStep(step, `steps[${i}]`)), repeat: root.repeat === true };
+function toScript(value: unknown, where = "the script"): Script {
+  const root = object(value, where);
+  const prefix = where === "the script" ? "" : `${where}.`;
+  noUnknownFields(root, where === "the script" ? ["steps", "repeat", "agents"] : ["steps", "repeat"], where);
+  if (!Array.isArray(root.steps) || root.steps.length === 0) throw new ScriptProblem(`${prefix}steps must be a non-empty array`);
+  if (root.repeat !== undefined && typeof root.repeat !== "boolean") throw new ScriptProblem(`${prefix}repeat must be true or false`);
+  const script: Script = { steps: root.steps.map((step, i) => toStep(step, `${prefix}steps[${i}]`)), repeat: root.repeat === true };
+  if (root.agents !== undefined) {
+    const agents = object(root.agents, "agents");
+    script.agents = Object.fromEntries(Object.entries(agents).map(([name, sub]) => [name, toScript(sub, `agents.${name}`)]));
+  }
+  return script;
 }
 
 function toStep(value: unknown, where: string): ScriptStep {

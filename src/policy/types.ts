@@ -32,7 +32,8 @@ export interface ConfirmationSettings {
 export const DEFAULT_PERMISSIONS: PermissionRules = {
   deny: [],
   ask: [],
-  allow: ["read_file", "list_dir", "glob", "grep"],
+  // skill only reads instructions; task hands work to a subagent whose own calls pass its own gate.
+  allow: ["read_file", "list_dir", "glob", "grep", "skill", "task"],
   defaultDecision: "ask",
 };
 

@@ -24,6 +24,17 @@ export const INPUT_LIMITS = {
   apiKeyEnvChars: 128,
   apiKeyBytes: 8 * 1024,
   pageTokenChars: 1024,
+  toolSelectionCount: 256,
+  toolPatternChars: 128,
+  /** A SKILL.md or subagent definition given as text. */
+  definitionBytes: 256 * 1024,
+  definitionNameChars: 64,
+  mcpServerNameChars: 32,
+  mcpArgCount: 64,
+  mcpArgChars: 4096,
+  mcpEnvCount: 64,
+  mcpEnvValueBytes: 8 * 1024,
+  mcpUrlChars: 2048,
 } as const;
 
 const ID = /^[A-Za-z0-9_-]+$/;
@@ -89,6 +100,7 @@ export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch 
     throw invalidArgument(`config.confirmation.timeout_ms must be 0 (wait for ever) to ${MAX_CONFIRMATION_TIMEOUT_MS}, got ${timeoutMs}`);
   }
   if (patch.systemPrompt !== undefined) checkText("config.system_prompt", patch.systemPrompt, INPUT_LIMITS.systemPromptBytes);
+  if (patch.tools) checkToolSelection(patch.tools);
   const model = patch.model;
   if (model) {
     checkChars("config.model.provider", model.provider, INPUT_LIMITS.providerChars);
@@ -101,6 +113,19 @@ export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch 
     }
   }
   return patch;
+}
+
+/** Tool names or globs: the characters tool names have, and glob marks. */
+const TOOL_PATTERN = /^[A-Za-z0-9_*?{},\[\]!-]+$/;
+
+function checkToolSelection(tools: string[]): void {
+  const { toolSelectionCount, toolPatternChars } = INPUT_LIMITS;
+  if (tools.length > toolSelectionCount) throw invalidArgument(`config.tools.allow has ${tools.length} entries; the limit is ${toolSelectionCount}`);
+  for (const pattern of tools) {
+    if (pattern.length > toolPatternChars || !TOOL_PATTERN.test(pattern)) {
+      throw invalidArgument(`config.tools.allow entries are tool names or globs of 1 to ${toolPatternChars} letters, digits, "_", "-" and glob marks`);
+    }
+  }
 }
 
 /** A key travels in an HTTP header: printable ASCII only, and bounded. */

@@ -26,11 +26,12 @@ export class ModelClients {
       );
     }
     const progress = session.scriptProgress;
-    if (apiKey !== "") return this.factory.create(model, { apiKey, progress });
+    const agent = session.agent;
+    if (apiKey !== "") return this.factory.create(model, { apiKey, progress, agent });
     const key = JSON.stringify(model);
     const cached = this.clients.get(session.id);
     if (cached?.key === key) return cached.client;
-    const client = this.factory.create(model, { progress });
+    const client = this.factory.create(model, { progress, agent });
     this.clients.set(session.id, { key, client });
     return client;
   }

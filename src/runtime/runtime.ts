@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { CancelReason } from "../agent/cancellation.js";
 import type { RuntimeConfig } from "../config/config.js";
@@ -20,8 +20,18 @@ import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch } from "..
 import { Persister } from "../store/persister.js";
 import type { SessionRecord } from "../store/record.js";
 import type { SessionStore } from "../store/types.js";
-import { ToolExecutor } from "../tools/executor.js";
 import type { ToolRegistry } from "../tools/registry.js";
+import type { ToolSource } from "../tools/types.js";
+import type { DefinitionProblem } from "../definitions/problems.js";
+import { parseMcpServers } from "../mcp/config.js";
+import type { McpTransportSpec } from "../mcp/types.js";
+import type { Skill } from "../skills/types.js";
+import type { AgentDefinition } from "../subagents/types.js";
+import { Capabilities } from "./capabilities.js";
+import { DefinitionsService, type DefinitionSource, type Visible } from "./definitions-service.js";
+import { McpService, type VisibleServer } from "./mcp-service.js";
+import { SkillsService } from "./skills-service.js";
+import { AGENT_DEFINITIONS, type SubagentHost } from "./subagents.js";
 import { isAdmin, type Caller } from "./caller.js";
 import { checkApiKey, checkChars, checkConfigPatch, checkId, checkLabels, checkOwner, checkText, INPUT_LIMITS } from "./input-limits.js";
 import { ModelClients } from "./model-clients.js";
@@ -70,6 +80,15 @@ export interface Page {
   pageToken: string;
 }
 
+/** A tool as ListTools shows it. */
+export interface ToolDescription {
+  name: string;
+  description: string;
+  inputSchema: Record<string, unknown>;
+  readOnly: boolean;
+  source: ToolSource;
+}
+
 /**
  * The core's front door: everything a client can ask of agentd, in domain terms, on behalf of a
  * caller. Edges (the gRPC server today) authenticate the caller, translate their requests into
@@ -83,10 +102,15 @@ export class Runtime {
   private readonly persister: Persister;
   private readonly models: ModelClients;
   private readonly turns: TurnRunner;
+  private readonly skills: SkillsService;
+  private readonly agents: DefinitionsService<AgentDefinition>;
+  private readonly mcp: McpService;
+  private readonly capabilities: Capabilities;
 
   private constructor(
     private readonly options: RuntimeOptions,
     private readonly workspaces: WorkspacePolicy,
+    roots: { skillsDir: string; skillRoots: string[]; agentsDir: string; agentRoots: string[] },
   ) {
     const { config, store, tools, logger } = options;
     this.registry = new SessionRegistry(config.limits);
@@ -108,10 +132,33 @@ export class Runtime {
       trusted: config.sessionDefaults.model,
     });
     this.models = new ModelClients(options.llm ?? new LlmClientFactory({ access }));
+    const lineage = (session: Session) => this.registry.lineage(session);
+    this.skills = new SkillsService({
+      dir: roots.skillsDir,
+      allowedRoots: roots.skillRoots,
+      lineage,
+      find: (id) => this.registry.find(id),
+      logger,
+    });
+    this.agents = new DefinitionsService(AGENT_DEFINITIONS, { dir: roots.agentsDir, allowedRoots: roots.agentRoots, lineage, logger });
+    this.mcp = new McpService({
+      allowedCommands: config.mcp.allowedCommands,
+      backoff: { baseMs: config.mcp.backoffBaseMs, maxMs: config.mcp.backoffMaxMs },
+      connectTimeoutMs: config.mcp.connectTimeoutMs,
+      lineage,
+      logger,
+    });
+    this.capabilities = new Capabilities(tools, {
+      skills: this.skills,
+      agents: this.agents,
+      mcp: this.mcp,
+      lineage,
+      subagents: config.subagents,
+      host: this.subagentHost(),
+    });
     this.turns = new TurnRunner({
       models: this.models,
-      registry: tools,
-      executor: new ToolExecutor(tools),
+      capabilities: this.capabilities,
       workspaces,
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
@@ -125,7 +172,21 @@ export class Runtime {
     const workspaces = await WorkspacePolicy.create(dataDir, sandbox.allowedWorkspaceRoots, operatorFiles.filter((f) => f !== ""));
     // The default scripts folder exists from the start, so an operator sees where scripts go.
     if (sandbox.scriptsDir === "") await mkdir(path.join(dataDir, "scripts"), { recursive: true });
-    const runtime = new Runtime(options, workspaces);
+    const { skills, agents } = options.config;
+    const skillsDir = path.resolve(skills.dir || path.join(dataDir, "skills"));
+    const agentsDir = path.resolve(agents.dir || path.join(dataDir, "agents"));
+    // The default folders exist from the start, so an operator sees where skills and agents go.
+    if (skills.dir === "") await mkdir(skillsDir, { recursive: true });
+    if (agents.dir === "") await mkdir(agentsDir, { recursive: true });
+    const runtime = new Runtime(options, workspaces, {
+      skillsDir,
+      skillRoots: await resolvedRoots([skillsDir, ...skills.allowedRoots]),
+      agentsDir,
+      agentRoots: await resolvedRoots([agentsDir, ...agents.allowedRoots]),
+    });
+    await runtime.skills.registry.reload();
+    await runtime.agents.reload();
+    runtime.mcp.startGlobal(parseMcpServers(options.config.mcpServers, "mcpServers"));
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger, (session, suspended) => {
       options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
       try {
@@ -135,6 +196,7 @@ export class Runtime {
         options.logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
       }
     });
+    for (const session of runtime.registry.all()) runtime.mcp.restore(session);
     return runtime;
   }
 
@@ -185,6 +247,7 @@ export class Runtime {
     const { destroyed, orphaned } = await this.registry.destroy(sessionId, policy);
     for (const session of destroyed) {
       this.models.forget(session.id);
+      void this.mcp.closeSession(session.id);
       if (!session.ephemeral) this.persister.markDeleted(session.id);
     }
     this.options.logger.info({ sessionId, destroyed: destroyed.length, orphaned: orphaned.length }, "session destroyed");
@@ -250,9 +313,11 @@ export class Runtime {
    * prefix. NOT_FOUND for an unknown id; FAILED_PRECONDITION, saying how, for one already decided.
    */
   confirmToolCall(caller: Caller, sessionId: string, answer: ConfirmAnswer): { resolution: Resolution; callId: string; rememberedRule: string } {
-    const session = this.owned(caller, sessionId);
     const id = checkChars("confirmation_id", answer.confirmationId, INPUT_LIMITS.idChars);
     if (id === "") throw invalidArgument("confirmation_id is required");
+    // A subagent's confirmation may be answered through its parent (its stream is where it was seen).
+    const named = this.owned(caller, sessionId);
+    const session = this.registry.descendantsOf(named).find((s) => s.confirmations.get(id) || s.confirmations.decision(id)) ?? named;
     checkText("reason", answer.reason, 4096);
     const pending = session.confirmations.get(id);
     if (pending && session.confirmations.isSuspended(id)) {
@@ -300,15 +365,83 @@ export class Runtime {
     return sessions.flatMap((s) => s.confirmations.list());
   }
 
-  /** The tools a session's model can call. */
-  listTools(caller: Caller, sessionId: string): Array<{ name: string; description: string; inputSchema: Record<string, unknown>; readOnly: boolean }> {
-    this.owned(caller, sessionId);
-    return this.options.tools.list().map((tool) => ({
-      name: tool.name,
-      description: tool.description,
-      inputSchema: tool.inputSchema,
-      readOnly: tool.readOnly,
-    }));
+  /** The tools a session's model can call now: built-in, skill and task, and its MCP servers'. */
+  listTools(caller: Caller, sessionId: string): ToolDescription[] {
+    const session = this.owned(caller, sessionId);
+    return this.capabilities
+      .toolset(session)
+      .list()
+      .map((tool) => ({
+        name: tool.name,
+        description: tool.description,
+        inputSchema: tool.inputSchema,
+        readOnly: tool.readOnly,
+        source: tool.source ?? { kind: "builtin" },
+      }));
+  }
+
+  // --- Skills -----------------------------------------------------------------------------------
+
+  /** Loads the server's skills folder again; admins only. */
+  async reloadSkills(caller: Caller): Promise<{ skills: Visible<Skill>[]; problems: readonly DefinitionProblem[] }> {
+    this.adminOnly(caller, "reload the server's skills");
+    const { items, problems } = await this.skills.registry.reload();
+    return { skills: items.map(asGlobal), problems };
+  }
+
+  loadSkill(caller: Caller, sessionId: string, source: DefinitionSource): Promise<Visible<Skill>> {
+    return this.skills.registry.load(this.owned(caller, sessionId), source);
+  }
+
+  unloadSkill(caller: Caller, sessionId: string, name: string): void {
+    this.skills.registry.unload(this.owned(caller, sessionId), checkChars("name", name, INPUT_LIMITS.definitionNameChars));
+  }
+
+  /** A session's skills (own, inherited, global); with no session, the global ones and their load problems. */
+  listSkills(caller: Caller, sessionId: string): { skills: Visible<Skill>[]; problems: readonly DefinitionProblem[] } {
+    if (sessionId === "") return { skills: this.skills.registry.globalList().map(asGlobal), problems: isAdmin(caller) ? this.skills.registry.problems() : [] };
+    return { skills: this.skills.registry.visible(this.owned(caller, sessionId)), problems: [] };
+  }
+
+  getSkill(caller: Caller, sessionId: string, name: string): Visible<Skill> {
+    checkChars("name", name, INPUT_LIMITS.definitionNameChars);
+    return this.skills.registry.find(sessionId === "" ? null : this.owned(caller, sessionId), name);
+  }
+
+  // --- Subagent definitions ---------------------------------------------------------------------
+
+  async reloadAgents(caller: Caller): Promise<{ agents: Visible<AgentDefinition>[]; problems: readonly DefinitionProblem[] }> {
+    this.adminOnly(caller, "reload the server's subagent definitions");
+    const { items, problems } = await this.agents.reload();
+    return { agents: items.map(asGlobal), problems };
+  }
+
+  loadAgent(caller: Caller, sessionId: string, source: DefinitionSource): Promise<Visible<AgentDefinition>> {
+    return this.agents.load(this.owned(caller, sessionId), source);
+  }
+
+  unloadAgent(caller: Caller, sessionId: string, name: string): void {
+    this.agents.unload(this.owned(caller, sessionId), checkChars("name", name, INPUT_LIMITS.definitionNameChars));
+  }
+
+  listAgents(caller: Caller, sessionId: string): { agents: Visible<AgentDefinition>[]; problems: readonly DefinitionProblem[] } {
+    if (sessionId === "") return { agents: this.agents.globalList().map(asGlobal), problems: isAdmin(caller) ? this.agents.problems() : [] };
+    return { agents: this.agents.visible(this.owned(caller, sessionId)), problems: [] };
+  }
+
+  // --- MCP servers ------------------------------------------------------------------------------
+
+  addMcpServer(caller: Caller, sessionId: string, name: string, spec: McpTransportSpec): Promise<VisibleServer> {
+    return this.mcp.add(this.owned(caller, sessionId), name, spec);
+  }
+
+  removeMcpServer(caller: Caller, sessionId: string, name: string): Promise<void> {
+    return this.mcp.remove(this.owned(caller, sessionId), checkChars("name", name, INPUT_LIMITS.mcpServerNameChars));
+  }
+
+  /** A session's MCP servers (own, inherited, global) with their state; with no session, the global ones. */
+  listMcpServers(caller: Caller, sessionId: string): VisibleServer[] {
+    return this.mcp.visible(sessionId === "" ? null : this.owned(caller, sessionId));
   }
 
   /** Writes everything pending to the store now. */
@@ -323,10 +456,42 @@ export class Runtime {
     await Promise.all(sessions.map((s) => s.settled()));
   }
 
-  /** Flushes the store and stops writing; returns how many sessions could not be written. */
+  /** Stops the MCP servers, flushes the store and stops writing; returns how many sessions could not be written. */
   async close(): Promise<number> {
+    await this.mcp.closeAll();
     await this.persister.close();
     return this.persister.pendingCount();
+  }
+
+  private adminOnly(caller: Caller, what: string): void {
+    if (!isAdmin(caller)) throw new AgentdError("permission_denied", `only an admin may ${what}`);
+  }
+
+  /** The runtime as the task tool sees it: child sessions that run a definition, and their turns. */
+  private subagentHost(): SubagentHost {
+    return {
+      session: (id) => this.registry.find(id),
+      definitions: (session) => this.agents.visible(session),
+      depthOf: (session) => this.registry.lineage(session).length - 1,
+      createChild: (parent, definition) => {
+        const skills = this.skills.registry.visible(parent);
+        const preloaded = definition.skills.map((name) => {
+          const skill = skills.find((v) => v.item.name === name)?.item;
+          if (!skill) throw invalidArgument(`subagent ${definition.name} names the skill "${name}", which this session does not have`);
+          return `## Skill: ${skill.name}\n\n${skill.body}`;
+        });
+        const model = definition.model === "" || !parent.config.model ? undefined : { ...parent.config.model, model: definition.model };
+        const patch: SessionConfigPatch = {
+          systemPrompt: [definition.systemPrompt, ...preloaded].join("\n\n"),
+          tools: definition.tools,
+          ...(model ? { model } : {}),
+        };
+        const config = narrowedTo(parent.config, mergeConfig(parent.config, patch));
+        const labels = { "agentd.agent": definition.name };
+        return this.create(parent.owner, parent.id, config, { workspace: parent.workspace, ephemeral: parent.ephemeral, labels, named: false, agent: definition.name });
+      },
+      startTurn: (child, prompt, parentTurnId) => this.turns.startChild(child, prompt, parentTurnId),
+    };
   }
 
   /** The session, if the caller may see it; NOT_FOUND otherwise, so ids of others do not leak. */
@@ -349,7 +514,7 @@ export class Runtime {
     owner: string,
     parentId: string | null,
     config: SessionConfig,
-    options: { workspace: string; ephemeral: boolean; labels: Record<string, string>; named: boolean },
+    options: { workspace: string; ephemeral: boolean; labels: Record<string, string>; named: boolean; agent?: string },
   ): Promise<Session> {
     this.registry.checkCapacity(owner);
     if (config.model) this.models.validate(config.model);
@@ -365,8 +530,8 @@ export class Runtime {
     // or destroyed the parent.
     this.registry.checkCapacity(owner);
     if (parentId !== null) this.registry.get(parentId);
-    const { ephemeral, labels } = options;
-    const session = this.track(newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels }));
+    const { ephemeral, labels, agent } = options;
+    const session = this.track(newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels, ...(agent ? { agent } : {}) }));
     this.registry.add(session);
     session.markChanged();
     return session;
@@ -429,4 +594,12 @@ function narrowedTo(parent: Readonly<SessionConfig>, child: SessionConfig): Sess
     },
     confirmation: { ...child.confirmation, enabled: child.confirmation.enabled || parent.confirmation.enabled },
   };
+}
+
+const asGlobal = <T>(item: T): Visible<T> => ({ item, scope: "global", sessionId: "" });
+
+/** Folders as the file system names them, so a symlinked root still matches resolved paths. */
+async function resolvedRoots(roots: string[]): Promise<string[]> {
+  const resolved = await Promise.all(roots.map((root) => realpath(path.resolve(root)).catch(() => null)));
+  return resolved.filter((root): root is string => root !== null);
 }

@@ -6,8 +6,9 @@ import { invalidArgument, resourceExhausted } from "../errors.js";
 import { isTerminal, type SessionEvent, type TurnEvent } from "../events/types.js";
 import type { Logger } from "../logging.js";
 import type { Session } from "../session/session.js";
-import type { ToolExecutor } from "../tools/executor.js";
-import type { ToolRegistry } from "../tools/registry.js";
+import { ToolExecutor } from "../tools/executor.js";
+import type { Toolset } from "../tools/toolset.js";
+import type { RuleSet } from "../policy/rules.js";
 import type { ModelClients } from "./model-clients.js";
 import type { LlmClient } from "../llm/types.js";
 import type { SuspendedTurn } from "../session/restore.js";
@@ -33,10 +34,20 @@ export interface StartTurnOptions {
   deadlineMs?: number;
 }
 
+/** What a session's turn gets from its skills, MCP servers and tool selection. */
+export interface SessionCapabilities {
+  /** The tools the session's model is offered now. */
+  toolset(session: Session): Toolset;
+  /** The session's system prompt with the catalogue of what it can use (skills, subagents). */
+  systemPrompt(session: Session): string;
+  /** The permission rules for a call of this turn (a skill the model read may allow more). */
+  rules(session: Session, turnId: string): RuleSet;
+  turnEnded(session: Session, turnId: string): void;
+}
+
 export interface TurnRunnerDeps {
   models: ModelClients;
-  registry: ToolRegistry;
-  executor: ToolExecutor;
+  capabilities: SessionCapabilities;
   workspaces: WorkspacePolicy;
   maxConcurrentTurnsPerOwner: number;
   logger: Logger;
@@ -46,6 +57,8 @@ export interface TurnRunnerDeps {
 export class TurnRunner {
   /** Running turns per owner, for the per-owner limit. */
   private readonly running = new Map<string, number>();
+  /** Keys given with a running turn, lent to its subagents' turns; never stored. */
+  private readonly turnKeys = new Map<string, string>();
 
   constructor(private readonly deps: TurnRunnerDeps) {}
 
@@ -55,6 +68,12 @@ export class TurnRunner {
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);
+  }
+
+  /** A subagent's turn, with the key its parent's turn was given, if any. */
+  startChild(child: Session, prompt: string, parentTurnId: string): TurnHandle {
+    const apiKey = this.turnKeys.get(parentTurnId);
+    return this.start(child, prompt, apiKey === undefined ? {} : { apiKey });
   }
 
   /**
@@ -83,7 +102,9 @@ export class TurnRunner {
     const owner = session.owner;
     const { turnId, signal, host } = session.beginTurn({ deadlineMs: options.deadlineMs, turnId: options.turnId });
     this.running.set(owner, (this.running.get(owner) ?? 0) + 1);
+    if (options.apiKey) this.turnKeys.set(turnId, options.apiKey);
     const config = session.config;
+    const capabilities = this.deps.capabilities;
     const context: TurnContext = {
       sessionId: session.id,
       turnId,
@@ -95,7 +116,7 @@ export class TurnRunner {
       runTurn({
         prompt,
         resume: suspended ? { calls: suspended.calls } : undefined,
-        systemPrompt: config.systemPrompt,
+        systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
@@ -104,10 +125,10 @@ export class TurnRunner {
         gate: policyGate({
           sessionId: session.id,
           workspace: session.workspace,
-          rules: () => session.ruleSet(),
+          rules: () => capabilities.rules(session, turnId),
           settings: () => session.config.confirmation,
           book: session.confirmations,
-          isReadOnly: (name) => this.deps.registry.get(name)?.readOnly === true,
+          isReadOnly: (name) => capabilities.toolset(session).get(name)?.readOnly === true,
           restored: suspended?.confirmation,
         }),
         host,
@@ -115,7 +136,11 @@ export class TurnRunner {
       }).subscribe((event) => {
         // The owner's slot is free before the terminal event goes out, so a client that starts the
         // next turn when it sees the end is not refused.
-        if (isTerminal(event)) this.release(owner);
+        if (isTerminal(event)) {
+          this.release(owner);
+          this.turnKeys.delete(turnId);
+          capabilities.turnEnded(session, turnId);
+        }
         session.recordTurnEvent(turnId, event);
         if (isTerminal(event)) logTurnEnd(context.logger, event, performance.now() - startedAt);
       }),
@@ -130,21 +155,22 @@ export class TurnRunner {
   }
 
   private toolsFor(session: Session, timeoutMs: number): ToolRunner {
-    const { registry, executor, workspaces } = this.deps;
+    const { capabilities, workspaces } = this.deps;
     return {
-      definitions: () => registry.definitions(),
+      definitions: () => capabilities.toolset(session).definitions(),
       execute: async (call, context) => {
+        const toolset = capabilities.toolset(session);
         // A session restored from an older configuration may name a workspace no longer allowed.
         if (!(await workspaces.allows(session.workspace))) {
           return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };
         }
         // A call that changes things is recorded, durably, before it starts: after a crash it comes
         // back "in doubt", never silently run a second time.
-        const tool = registry.get(call.name);
+        const tool = toolset.get(call.name);
         if (tool && !tool.readOnly && !(await session.recordIntent({ callId: call.id, toolName: call.name, turnId: context.turnId }))) {
           return { output: `tool "${call.name}" not run: the server could not record that it was about to run it (the store is failing)`, isError: true };
         }
-        return executor.execute(call, { ...context, workspace: session.workspace, timeoutMs });
+        return new ToolExecutor(toolset).execute(call, { ...context, workspace: session.workspace, timeoutMs });
       },
     };
   }

@@ -21,6 +21,7 @@ import type { AuditLog } from "./audit.js";
 import { EventWriter } from "./event-writer.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
 import { invalidArgument } from "../errors.js";
+import { toAgentInfo, toDefinitionSource, toMcpServerInfo, toMcpTransportSpec, toProblemProto, toSkillInfo } from "./registries-wire.js";
 import {
   toChildPolicy,
   toConfigPatch,
@@ -277,8 +278,95 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         description: tool.description,
         inputSchemaJson: JSON.stringify(tool.inputSchema),
         readOnly: tool.readOnly,
+        origin: tool.source.kind,
+        mcpServer: tool.source.kind === "mcp" ? tool.source.server : "",
+        mcpTool: tool.source.kind === "mcp" ? tool.source.tool : "",
       })),
     })),
+
+    reloadSkills: unary(
+      "ReloadSkills",
+      async (_request, caller) => {
+        const { skills, problems } = await runtime.reloadSkills(caller);
+        return { skills: skills.map(toSkillInfo), problems: problems.map(toProblemProto) };
+      },
+      () => "",
+    ),
+
+    loadSkill: unary(
+      "LoadSkill",
+      async (request, caller) => ({ skill: toSkillInfo(await runtime.loadSkill(caller, request.sessionId, toDefinitionSource(request.source, "skill"))) }),
+      (request) => request.sessionId,
+    ),
+
+    unloadSkill: unary(
+      "UnloadSkill",
+      (request, caller) => {
+        runtime.unloadSkill(caller, request.sessionId, request.name);
+        return {};
+      },
+      (request) => request.sessionId,
+    ),
+
+    listSkills: unary("ListSkills", (request, caller) => {
+      const { skills, problems } = runtime.listSkills(caller, request.sessionId);
+      return { skills: skills.map(toSkillInfo), problems: problems.map(toProblemProto) };
+    }),
+
+    getSkill: unary("GetSkill", (request, caller) => {
+      const skill = runtime.getSkill(caller, request.sessionId, request.name);
+      return { skill: toSkillInfo(skill), body: skill.item.body };
+    }),
+
+    addMcpServer: unary(
+      "AddMcpServer",
+      async (request, caller) => ({
+        server: toMcpServerInfo(await runtime.addMcpServer(caller, request.sessionId, request.name, toMcpTransportSpec(request.server))),
+      }),
+      (request) => request.sessionId,
+    ),
+
+    removeMcpServer: unary(
+      "RemoveMcpServer",
+      async (request, caller) => {
+        await runtime.removeMcpServer(caller, request.sessionId, request.name);
+        return {};
+      },
+      (request) => request.sessionId,
+    ),
+
+    listMcpServers: unary("ListMcpServers", (request, caller) => ({
+      servers: runtime.listMcpServers(caller, request.sessionId).map(toMcpServerInfo),
+    })),
+
+    reloadAgents: unary(
+      "ReloadAgents",
+      async (_request, caller) => {
+        const { agents, problems } = await runtime.reloadAgents(caller);
+        return { agents: agents.map(toAgentInfo), problems: problems.map(toProblemProto) };
+      },
+      () => "",
+    ),
+
+    loadAgent: unary(
+      "LoadAgent",
+      async (request, caller) => ({ agent: toAgentInfo(await runtime.loadAgent(caller, request.sessionId, toDefinitionSource(request.source, "subagent definition"))) }),
+      (request) => request.sessionId,
+    ),
+
+    unloadAgent: unary(
+      "UnloadAgent",
+      (request, caller) => {
+        runtime.unloadAgent(caller, request.sessionId, request.name);
+        return {};
+      },
+      (request) => request.sessionId,
+    ),
+
+    listAgents: unary("ListAgents", (request, caller) => {
+      const { agents, problems } = runtime.listAgents(caller, request.sessionId);
+      return { agents: agents.map(toAgentInfo), problems: problems.map(toProblemProto) };
+    }),
 
     getMessages: unary("GetMessages", (request, caller) => {
       const page = runtime.messages(caller, request.sessionId, {

@@ -70,6 +70,7 @@ export function toSessionProto(session: SessionView): SessionProto {
     turnActive: session.activeTurnId !== null,
     activeTurnId: session.activeTurnId ?? "",
     persistenceError: session.persistenceError,
+    agent: session.agent,
   };
 }
 
@@ -101,6 +102,7 @@ function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
       timeoutMs: config.confirmation.timeoutMs,
       timeoutAction: config.confirmation.timeoutAction === "approve" ? TimeoutAction.TIMEOUT_ACTION_APPROVE : TimeoutAction.TIMEOUT_ACTION_REJECT,
     },
+    tools: { allow: [...(config.tools ?? [])] },
   };
 }
 
@@ -213,6 +215,8 @@ function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
       return { $case: "callInDoubt", callInDoubt: { callId: payload.callId, toolName: payload.toolName } };
     case "confirmation_resolved":
       return { $case: "confirmationResolved", confirmationResolved: toResolutionProto(payload.confirmationId, payload.callId, payload.resolution) };
+    case "subagent_event":
+      return { $case: "subagent", subagent: { childSessionId: payload.childSessionId, agent: payload.agent, event: toEventProto(payload.event) } };
     default:
       return unreachable(payload);
   }
@@ -227,6 +231,8 @@ export function toConfigPatch(config: SessionConfigProto | undefined): SessionCo
     limits: config.limits ? checkLimits(config.limits) : undefined,
     permissions: config.permissions ? toPermissionRules(config.permissions) : undefined,
     confirmation: config.confirmation ? toConfirmationPatch(config.confirmation) : undefined,
+    // An empty selection is "every tool", as on the way out.
+    tools: config.tools ? (config.tools.allow.length > 0 ? [...config.tools.allow] : null) : undefined,
   };
 }
 

@@ -14,18 +14,22 @@ export function mergeConfig(base: SessionConfig, patch: SessionConfigPatch): Ses
     limits: { ...base.limits, ...definedOnly(patch.limits ?? {}) },
     permissions: clonePermissions(patch.permissions ?? base.permissions),
     confirmation: { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
+    tools: patch.tools !== undefined ? copyOrNull(patch.tools) : copyOrNull(base.tools),
   };
 }
+
+const copyOrNull = (list: string[] | null): string[] | null => (list === null ? null : [...list]);
 
 function clonePermissions(rules: PermissionRules): PermissionRules {
   return { deny: [...rules.deny], ask: [...rules.ask], allow: [...rules.allow], defaultDecision: rules.defaultDecision };
 }
 
-/** A stored config from before policies existed gets the built-in ones. */
+/** A stored config from before policies (or tool selections) existed gets the built-in ones. */
 export function withPolicyDefaults(config: Partial<SessionConfig> & Pick<SessionConfig, "model" | "systemPrompt" | "limits">): SessionConfig {
   return {
     ...config,
     permissions: clonePermissions(config.permissions ?? DEFAULT_PERMISSIONS),
     confirmation: { ...DEFAULT_CONFIRMATION, ...(config.confirmation ?? {}) },
+    tools: copyOrNull(config.tools ?? null),
   };
 }

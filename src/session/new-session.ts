@@ -10,6 +10,7 @@ export function defaultSessionConfig(defaults: RuntimeConfig["sessionDefaults"])
     limits: { maxToolRounds: defaults.maxToolRounds, toolTimeoutMs: defaults.toolTimeoutMs },
     permissions: structuredClone(defaults.permissions),
     confirmation: { ...defaults.confirmation },
+    tools: null,
   };
 }
 
@@ -21,6 +22,8 @@ export interface NewSession {
   workspace: string;
   ephemeral: boolean;
   labels: Record<string, string>;
+  /** The subagent definition the session runs, for children the task tool creates. */
+  agent?: string;
 }
 
 /** The record of a session that has just been created: idle, empty, sequence 0. */

@@ -55,6 +55,19 @@ export class SessionRegistry {
     return this.sessions.get(sessionId);
   }
 
+  /** The session, its parent, its parent's parent...: what it inherits from, nearest first. */
+  lineage(session: Session): Session[] {
+    const chain = [session];
+    for (let parent = session.parentId; parent !== null; ) {
+      const next = this.sessions.get(parent);
+      // A lost parent (restored without it) ends the chain; a cycle cannot form, but is not trusted.
+      if (!next || chain.includes(next)) break;
+      chain.push(next);
+      parent = next.parentId;
+    }
+    return chain;
+  }
+
   all(): IterableIterator<Session> {
     return this.sessions.values();
   }

@@ -9,6 +9,7 @@ import { withPolicyDefaults } from "./config-merge.js";
 import { PauseGate } from "./pause-gate.js";
 import { ConfirmationBook } from "../policy/confirmations.js";
 import { RuleSet } from "../policy/rules.js";
+import { SessionExtensions } from "./extensions.js";
 import { nextState, type SessionAction } from "./state-machine.js";
 import type { Message, SessionConfig, SessionStateName, UsageTotals } from "./types.js";
 
@@ -30,6 +31,8 @@ export interface SessionView {
   readonly persistenceError: string;
   readonly messageCount: number;
   readonly activeTurnId: string | null;
+  /** The subagent definition this session runs; "" unless the task tool created it. */
+  readonly agent: string;
 }
 
 /** The running turn's hold on its session, for the turn runner. */
@@ -82,6 +85,9 @@ export class Session implements SessionView {
   private readonly gate = new PauseGate();
   /** The tool calls waiting for a person. */
   readonly confirmations = new ConfirmationBook();
+  /** Skills, subagent definitions and MCP servers added to this session. */
+  readonly extensions: SessionExtensions;
+  readonly agent: string;
   private compiledRules: RuleSet | null = null;
   private readonly events = new Subject<SessionEvent>();
 
@@ -117,6 +123,8 @@ export class Session implements SessionView {
     this.sequence = record.lastSequence;
     this.scriptSteps = record.scriptSteps ?? 0;
     this.messages = record.messages;
+    this.extensions = new SessionExtensions(record.extensions, () => this.markChanged());
+    this.agent = record.agent ?? "";
     this.stateName = record.state === "paused" ? "paused" : "idle";
     if (this.stateName === "paused") this.gate.pause();
   }
@@ -284,6 +292,12 @@ export class Session implements SessionView {
     this.emit("", { type: "call_in_doubt", callId: call.callId, toolName: call.toolName });
   }
 
+  /** Publishes an event of a subagent's turn on this session's running turn, tagged with the child. */
+  relaySubagentEvent(turnId: string, childSessionId: string, agent: string, event: SessionEvent): void {
+    if (this.turn?.id !== turnId) return;
+    this.emit(turnId, { type: "subagent_event", childSessionId, agent, event });
+  }
+
   reportPersistenceFailure(message: string, attempts: number): void {
     this.writeError = message;
     this.emit("", { type: "persistence_failed", message, attempts });
@@ -312,6 +326,8 @@ export class Session implements SessionView {
       scriptSteps: this.scriptSteps,
       callInFlight: this.inFlight,
       pendingConfirmation: this.confirmations.list()[0] ?? null,
+      extensions: this.extensions.toRecord(),
+      ...(this.agent ? { agent: this.agent } : {}),
     });
   }
 

@@ -16,6 +16,8 @@ export interface SessionConfig {
   limits: SessionLimits;
   permissions: PermissionRules;
   confirmation: ConfirmationSettings;
+  /** Tool names or globs the model is offered; null for every tool. Ancestors' selections apply too. */
+  tools: string[] | null;
 }
 
 /** A partial SessionConfig: what a request sets; everything else is kept or inherited. */
@@ -26,6 +28,8 @@ export interface SessionConfigPatch {
   /** Replaces the whole policy. */
   permissions?: PermissionRules;
   confirmation?: Partial<ConfirmationSettings>;
+  /** Replaces the selection; null selects every tool. */
+  tools?: string[] | null;
 }
 
 export interface ToolResult {

@@ -1,3 +1,4 @@
+import type { McpTransportSpec } from "../mcp/types.js";
 import type { PendingConfirmation } from "../policy/confirmations.js";
 import type { Message, SessionConfig, SessionStateName, UsageTotals } from "../session/types.js";
 
@@ -32,9 +33,34 @@ export interface SessionRecord {
   callInFlight?: { callId: string; toolName: string; turnId: string } | null;
   /** The confirmation the session's turn waits on; on restore, the turn resumes waiting on it. */
   pendingConfirmation?: PendingConfirmation | null;
+  /** What was added to this session (and its descendants): skills, subagent definitions, MCP servers. */
+  extensions?: SessionExtensionsRecord;
+  /** The subagent definition this session runs, when the task tool created it. */
+  agent?: string;
 }
 
-export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmation"> & Partial<Pick<SessionConfig, "permissions" | "confirmation">>;
+/** A skill or subagent definition as a session keeps it: its file's text, re-parsed on restore. */
+export interface StoredDefinition {
+  name: string;
+  text: string;
+  /** A skill's folder, for the files it refers to; null for one given as text. */
+  dir: string | null;
+}
+
+/** An MCP server a client added to a session. Its env and headers are kept (the file is private to the server). */
+export interface StoredMcpServer {
+  name: string;
+  spec: McpTransportSpec;
+}
+
+export interface SessionExtensionsRecord {
+  skills: StoredDefinition[];
+  agents: StoredDefinition[];
+  mcpServers: StoredMcpServer[];
+}
+
+export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmation" | "tools"> &
+  Partial<Pick<SessionConfig, "permissions" | "confirmation" | "tools">>;
 
 /** A stored message has the shape of the domain's Message; the alias marks where the two may part. */
 export type MessageRecord = Message;

@@ -1,7 +1,14 @@
 import type { TurnContext } from "../agent/turn-context.js";
 import { errorMessage } from "../errors.js";
-import type { ToolRegistry } from "./registry.js";
-import type { ToolContext, ToolOutput, ToolReturn } from "./types.js";
+import type { Tool, ToolContext, ToolOutput, ToolReturn } from "./types.js";
+
+/** The tools a call may name: a registry, or a session's view of one. */
+export interface ToolLookup {
+  get(name: string): Tool | undefined;
+  /** Readable problems with the arguments; empty when valid. */
+  validate(name: string, args: unknown): string[];
+  list(): Tool[];
+}
 
 export interface ToolCallRequest {
   name: string;
@@ -34,7 +41,7 @@ export class ToolExecutor {
   private readonly maxOutputBytes: number;
 
   constructor(
-    private readonly registry: ToolRegistry,
+    private readonly registry: ToolLookup,
     options: ToolExecutorOptions = {},
   ) {
     this.maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
@@ -50,7 +57,8 @@ export class ToolExecutor {
     const problems = this.registry.validate(call.name, parsed);
     if (problems.length > 0) return failure(`invalid arguments for ${call.name}: ${problems.join("; ")}`);
 
-    const result = await this.run(call.name, context, (toolContext) => tool.execute(parsed, toolContext));
+    const timeoutMs = tool.timeoutMs ?? context.timeoutMs;
+    const result = await this.run(call.name, { ...context, timeoutMs }, (toolContext) => tool.execute(parsed, toolContext));
     return { ...result, output: truncate(result.output, this.maxOutputBytes) };
   }
 

@@ -46,6 +46,11 @@ export interface Tool {
    */
   validateArguments?: boolean;
   /**
+   * Overrides the session's per-call time limit; 0 for none. For a tool bounded otherwise (a
+   * subagent's turn has its own limits and follows its caller's cancellation).
+   */
+  timeoutMs?: number;
+  /**
    * Runs the tool with arguments already validated against inputSchema. Throwing is allowed: the
    * executor turns the error into an is_error result the model can read.
    */

@@ -5,7 +5,7 @@ import { newSessionRecord } from "../../src/session/new-session.js";
 import { SessionRegistry } from "../../src/session/registry.js";
 import { Session } from "../../src/session/session.js";
 
-const config = { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 }, permissions: DEFAULT_PERMISSIONS, confirmation: DEFAULT_CONFIRMATION };
+const config = { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 }, permissions: DEFAULT_PERMISSIONS, confirmation: DEFAULT_CONFIRMATION, tools: null };
 
 function session(id: string, owner = "o", parentId: string | null = null, createdAt = `2026-01-01T00:00:00.${id.padStart(3, "0")}Z`) {
   return new Session(newSessionRecord({ id, owner, parentId, config, workspace: "/w", ephemeral: false, labels: {} }, createdAt), () => {});

@@ -394,6 +394,108 @@ export function confirmDecisionToJSON(object: ConfirmDecision): string {
   }
 }
 
+/** Where a skill, subagent definition or MCP server a session sees comes from. */
+export enum Scope {
+  SCOPE_UNSPECIFIED = 0,
+  /** SCOPE_GLOBAL - The server's: its skills or agents folder, or its configuration file. */
+  SCOPE_GLOBAL = 1,
+  /** SCOPE_SESSION - Added to this session. */
+  SCOPE_SESSION = 2,
+  /** SCOPE_INHERITED - Added to an ancestor of this session. */
+  SCOPE_INHERITED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function scopeFromJSON(object: any): Scope {
+  switch (object) {
+    case 0:
+    case "SCOPE_UNSPECIFIED":
+      return Scope.SCOPE_UNSPECIFIED;
+    case 1:
+    case "SCOPE_GLOBAL":
+      return Scope.SCOPE_GLOBAL;
+    case 2:
+    case "SCOPE_SESSION":
+      return Scope.SCOPE_SESSION;
+    case 3:
+    case "SCOPE_INHERITED":
+      return Scope.SCOPE_INHERITED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Scope.UNRECOGNIZED;
+  }
+}
+
+export function scopeToJSON(object: Scope): string {
+  switch (object) {
+    case Scope.SCOPE_UNSPECIFIED:
+      return "SCOPE_UNSPECIFIED";
+    case Scope.SCOPE_GLOBAL:
+      return "SCOPE_GLOBAL";
+    case Scope.SCOPE_SESSION:
+      return "SCOPE_SESSION";
+    case Scope.SCOPE_INHERITED:
+      return "SCOPE_INHERITED";
+    case Scope.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum McpServerState {
+  MCP_SERVER_STATE_UNSPECIFIED = 0,
+  MCP_SERVER_STATE_CONNECTING = 1,
+  MCP_SERVER_STATE_CONNECTED = 2,
+  /** MCP_SERVER_STATE_FAILED - Failed to start or died; retried with exponential backoff (see next_retry_time). */
+  MCP_SERVER_STATE_FAILED = 3,
+  /** MCP_SERVER_STATE_DISCONNECTED - Closed on purpose. */
+  MCP_SERVER_STATE_DISCONNECTED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function mcpServerStateFromJSON(object: any): McpServerState {
+  switch (object) {
+    case 0:
+    case "MCP_SERVER_STATE_UNSPECIFIED":
+      return McpServerState.MCP_SERVER_STATE_UNSPECIFIED;
+    case 1:
+    case "MCP_SERVER_STATE_CONNECTING":
+      return McpServerState.MCP_SERVER_STATE_CONNECTING;
+    case 2:
+    case "MCP_SERVER_STATE_CONNECTED":
+      return McpServerState.MCP_SERVER_STATE_CONNECTED;
+    case 3:
+    case "MCP_SERVER_STATE_FAILED":
+      return McpServerState.MCP_SERVER_STATE_FAILED;
+    case 4:
+    case "MCP_SERVER_STATE_DISCONNECTED":
+      return McpServerState.MCP_SERVER_STATE_DISCONNECTED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return McpServerState.UNRECOGNIZED;
+  }
+}
+
+export function mcpServerStateToJSON(object: McpServerState): string {
+  switch (object) {
+    case McpServerState.MCP_SERVER_STATE_UNSPECIFIED:
+      return "MCP_SERVER_STATE_UNSPECIFIED";
+    case McpServerState.MCP_SERVER_STATE_CONNECTING:
+      return "MCP_SERVER_STATE_CONNECTING";
+    case McpServerState.MCP_SERVER_STATE_CONNECTED:
+      return "MCP_SERVER_STATE_CONNECTED";
+    case McpServerState.MCP_SERVER_STATE_FAILED:
+      return "MCP_SERVER_STATE_FAILED";
+    case McpServerState.MCP_SERVER_STATE_DISCONNECTED:
+      return "MCP_SERVER_STATE_DISCONNECTED";
+    case McpServerState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which model a session talks to. */
 export interface ModelConfig {
   /** "openai" (any OpenAI-compatible endpoint), "anthropic" or "scripted". */
@@ -441,7 +543,20 @@ export interface SessionConfig {
     | PermissionPolicy
     | undefined;
   /** How a call that asks is carried out. Fields left unset keep their value. */
-  confirmation: ConfirmationSettings | undefined;
+  confirmation:
+    | ConfirmationSettings
+    | undefined;
+  /**
+   * Which tools the model is offered. Unset: keep (or inherit); a child never gets a tool its
+   * ancestors do not have, whatever it sets here.
+   */
+  tools: ToolSelection | undefined;
+}
+
+/** The tools a session's model is offered. */
+export interface ToolSelection {
+  /** Tool names or globs ("read_file", "mcp__github__*"). Empty means every tool. */
+  allow: string[];
 }
 
 /**
@@ -506,6 +621,8 @@ export interface Session {
   activeTurnId: string;
   /** The last error from writing this session to the store; empty once a later write succeeds. */
   persistenceError: string;
+  /** For a session a model started with the task tool: the subagent definition it runs. */
+  agent: string;
 }
 
 export interface Session_LabelsEntry {
@@ -747,7 +864,21 @@ export interface AgentEvent {
     | { $case: "confirmationRequired"; confirmationRequired: ConfirmationRequired }
     | { $case: "confirmationResolved"; confirmationResolved: ConfirmationResolved }
     | { $case: "callInDoubt"; callInDoubt: CallInDoubt }
+    | { $case: "subagent"; subagent: SubagentEvent }
     | undefined;
+}
+
+/**
+ * An event of a subagent (a child session the model handed a task with the task tool), relayed on
+ * its parent's stream while the task runs. Answer its confirmations with ConfirmToolCall on either
+ * session.
+ */
+export interface SubagentEvent {
+  childSessionId: string;
+  /** The definition the child runs. */
+  agent: string;
+  /** The child's event, with the child's session id and sequence number. */
+  event: AgentEvent | undefined;
 }
 
 export interface TurnStarted {
@@ -911,7 +1042,244 @@ export interface ToolInfo {
   description: string;
   /** The JSON schema of the arguments object. */
   inputSchemaJson: string;
+  /** For MCP tools, what the server says (its readOnlyHint), not a guarantee. */
   readOnly: boolean;
+  /** "builtin" or "mcp". */
+  origin: string;
+  /** For MCP tools: the server and the tool's own name there. */
+  mcpServer: string;
+  mcpTool: string;
+}
+
+/** A problem in a skill or definition file; the file was not loaded. */
+export interface DefinitionProblem {
+  file: string;
+  /** 1-based; the front matter's first line for a missing field. */
+  line: number;
+  message: string;
+}
+
+export interface SkillInfo {
+  name: string;
+  description: string;
+  scope: Scope;
+  /** The session that loaded it (SCOPE_SESSION, SCOPE_INHERITED). */
+  sessionId: string;
+  /** The folder it was read from; empty for a skill given as text. */
+  folder: string;
+  /** Its allowed-tools, as permission rules; see has_allowed_tools. */
+  allowedTools: string[];
+  /** False when the skill has no allowed-tools field (empty allowed_tools then means nothing). */
+  hasAllowedTools: boolean;
+  license: string;
+  metadata: { [key: string]: string };
+}
+
+export interface SkillInfo_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+export interface ReloadSkillsRequest {
+}
+
+export interface ReloadSkillsResponse {
+  skills: SkillInfo[];
+  problems: DefinitionProblem[];
+}
+
+export interface LoadSkillRequest {
+  sessionId: string;
+  source:
+    | //
+    /**
+     * A skill folder (holding SKILL.md) on the server: inside the session's workspace or one of
+     * the server's allowed skill roots.
+     */
+    { $case: "path"; path: string }
+    | //
+    /** The SKILL.md text itself. Such a skill has no other files. */
+    { $case: "content"; content: string }
+    | undefined;
+}
+
+export interface LoadSkillResponse {
+  skill: SkillInfo | undefined;
+}
+
+export interface UnloadSkillRequest {
+  sessionId: string;
+  name: string;
+}
+
+export interface UnloadSkillResponse {
+}
+
+export interface ListSkillsRequest {
+  /** Empty for the server's global skills. */
+  sessionId: string;
+}
+
+export interface ListSkillsResponse {
+  skills: SkillInfo[];
+  /** With no session: what the last load of the skills folder could not load. */
+  problems: DefinitionProblem[];
+}
+
+export interface GetSkillRequest {
+  /** Empty for a global skill. */
+  sessionId: string;
+  name: string;
+}
+
+export interface GetSkillResponse {
+  skill:
+    | SkillInfo
+    | undefined;
+  /** The Markdown instructions (SKILL.md without its front matter). */
+  body: string;
+}
+
+/** How to reach an MCP server. */
+export interface McpServerConfig {
+  transport: { $case: "stdio"; stdio: McpStdio } | { $case: "http"; http: McpHttp } | undefined;
+}
+
+/** A server the agentd server runs as a child process, speaking MCP on its stdin and stdout. */
+export interface McpStdio {
+  /** Must be exactly one of the server's allowed commands (mcp.allowedCommands). */
+  command: string;
+  args: string[];
+  /** Added to a minimal environment (PATH, HOME...). Never returned or logged. */
+  env: { [key: string]: string };
+  /** Absolute path inside the session's workspace; empty for the workspace itself. */
+  cwd: string;
+}
+
+export interface McpStdio_EnvEntry {
+  key: string;
+  value: string;
+}
+
+/** A server reached over HTTP: Streamable HTTP, falling back to the older SSE transport. */
+export interface McpHttp {
+  url: string;
+  /** Sent with every request (Authorization, say). Never returned or logged. */
+  headers: { [key: string]: string };
+  /** Use only the older SSE transport. */
+  sseOnly: boolean;
+}
+
+export interface McpHttp_HeadersEntry {
+  key: string;
+  value: string;
+}
+
+export interface McpServerInfo {
+  /** The name its tools carry: mcp__<name>__<tool>. */
+  name: string;
+  scope: Scope;
+  /** The session that added it (SCOPE_SESSION, SCOPE_INHERITED). */
+  sessionId: string;
+  /** "stdio", "http" (Streamable HTTP) or "sse". */
+  transport: string;
+  /** The command line, or the URL without credentials or query. */
+  target: string;
+  state: McpServerState;
+  /** Why it failed, when it did. */
+  error: string;
+  /** What the server says it is, once connected. */
+  serverName: string;
+  serverVersion: string;
+  toolCount: number;
+  /** Failed attempts in a row. */
+  attempts: number;
+  /** When a failed server is tried again. */
+  nextRetryTime: Date | undefined;
+}
+
+export interface AddMcpServerRequest {
+  sessionId: string;
+  /** Letters, digits, "_" and "-", at most 32, no "__". */
+  name: string;
+  server: McpServerConfig | undefined;
+}
+
+export interface AddMcpServerResponse {
+  server: McpServerInfo | undefined;
+}
+
+export interface RemoveMcpServerRequest {
+  sessionId: string;
+  name: string;
+}
+
+export interface RemoveMcpServerResponse {
+}
+
+export interface ListMcpServersRequest {
+  /** Empty for the server's global MCP servers. */
+  sessionId: string;
+}
+
+export interface ListMcpServersResponse {
+  servers: McpServerInfo[];
+}
+
+export interface AgentInfo {
+  name: string;
+  description: string;
+  scope: Scope;
+  sessionId: string;
+  /** The tools (names or globs) a child running it may use, within its parent's; see all_tools. */
+  tools: string[];
+  /** True when the definition names no tools: the child gets its parent's. */
+  allTools: boolean;
+  /** Empty: the parent's model. */
+  model: string;
+  /** Skills whose instructions the child starts with. */
+  skills: string[];
+}
+
+export interface ReloadAgentsRequest {
+}
+
+export interface ReloadAgentsResponse {
+  agents: AgentInfo[];
+  problems: DefinitionProblem[];
+}
+
+export interface LoadAgentRequest {
+  sessionId: string;
+  source:
+    | //
+    /** A definition file on the server, inside the session's workspace or an allowed agents root. */
+    { $case: "path"; path: string }
+    | //
+    /** The definition's text: front matter, then the child's system prompt. */
+    { $case: "content"; content: string }
+    | undefined;
+}
+
+export interface LoadAgentResponse {
+  agent: AgentInfo | undefined;
+}
+
+export interface UnloadAgentRequest {
+  sessionId: string;
+  name: string;
+}
+
+export interface UnloadAgentResponse {
+}
+
+export interface ListAgentsRequest {
+  sessionId: string;
+}
+
+export interface ListAgentsResponse {
+  agents: AgentInfo[];
+  problems: DefinitionProblem[];
 }
 
 function createBaseModelConfig(): ModelConfig {
@@ -1224,6 +1592,7 @@ function createBaseSessionConfig(): SessionConfig {
     limits: undefined,
     permissions: undefined,
     confirmation: undefined,
+    tools: undefined,
   };
 }
 
@@ -1243,6 +1612,9 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.confirmation !== undefined) {
       ConfirmationSettings.encode(message.confirmation, writer.uint32(42).fork()).join();
+    }
+    if (message.tools !== undefined) {
+      ToolSelection.encode(message.tools, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1300,6 +1672,14 @@ export const SessionConfig: MessageFns<SessionConfig> = {
             message.confirmation = ConfirmationSettings.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.tools = ToolSelection.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1323,6 +1703,7 @@ export const SessionConfig: MessageFns<SessionConfig> = {
       limits: isSet(object.limits) ? SessionLimits.fromJSON(object.limits) : undefined,
       permissions: isSet(object.permissions) ? PermissionPolicy.fromJSON(object.permissions) : undefined,
       confirmation: isSet(object.confirmation) ? ConfirmationSettings.fromJSON(object.confirmation) : undefined,
+      tools: isSet(object.tools) ? ToolSelection.fromJSON(object.tools) : undefined,
     };
   },
 
@@ -1342,6 +1723,9 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.confirmation !== undefined) {
       obj.confirmation = ConfirmationSettings.toJSON(message.confirmation);
+    }
+    if (message.tools !== undefined) {
+      obj.tools = ToolSelection.toJSON(message.tools);
     }
     return obj;
   },
@@ -1364,6 +1748,76 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     message.confirmation = (object.confirmation !== undefined && object.confirmation !== null)
       ? ConfirmationSettings.fromPartial(object.confirmation)
       : undefined;
+    message.tools = (object.tools !== undefined && object.tools !== null)
+      ? ToolSelection.fromPartial(object.tools)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseToolSelection(): ToolSelection {
+  return { allow: [] };
+}
+
+export const ToolSelection: MessageFns<ToolSelection> = {
+  encode(message: ToolSelection, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.allow) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ToolSelection {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseToolSelection();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.allow.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ToolSelection {
+    return { allow: globalThis.Array.isArray(object?.allow) ? object.allow.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: ToolSelection): unknown {
+    const obj: any = {};
+    if (message.allow?.length) {
+      obj.allow = message.allow;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ToolSelection>, I>>(base?: I): ToolSelection {
+    return ToolSelection.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ToolSelection>, I>>(object: I): ToolSelection {
+    const message = createBaseToolSelection();
+    message.allow = object.allow?.map((e) => e) || [];
     return message;
   },
 };
@@ -1729,6 +2183,7 @@ function createBaseSession(): Session {
     turnActive: false,
     activeTurnId: "",
     persistenceError: "",
+    agent: "",
   };
 }
 
@@ -1781,6 +2236,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.persistenceError !== "") {
       writer.uint32(130).string(message.persistenceError);
+    }
+    if (message.agent !== "") {
+      writer.uint32(138).string(message.agent);
     }
     return writer;
   },
@@ -1929,6 +2387,14 @@ export const Session: MessageFns<Session> = {
             message.persistenceError = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2004,6 +2470,7 @@ export const Session: MessageFns<Session> = {
         : isSet(object.persistence_error)
         ? globalThis.String(object.persistence_error)
         : "",
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
     };
   },
 
@@ -2063,6 +2530,9 @@ export const Session: MessageFns<Session> = {
     if (message.persistenceError !== "") {
       obj.persistenceError = message.persistenceError;
     }
+    if (message.agent !== "") {
+      obj.agent = message.agent;
+    }
     return obj;
   },
 
@@ -2097,6 +2567,7 @@ export const Session: MessageFns<Session> = {
     message.turnActive = object.turnActive ?? false;
     message.activeTurnId = object.activeTurnId ?? "";
     message.persistenceError = object.persistenceError ?? "";
+    message.agent = object.agent ?? "";
     return message;
   },
 };
@@ -5349,6 +5820,9 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "callInDoubt":
         CallInDoubt.encode(message.payload.callInDoubt, writer.uint32(186).fork()).join();
         break;
+      case "subagent":
+        SubagentEvent.encode(message.payload.subagent, writer.uint32(194).fork()).join();
+        break;
     }
     return writer;
   },
@@ -5522,6 +5996,14 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             message.payload = { $case: "callInDoubt", callInDoubt: CallInDoubt.decode(reader, reader.uint32()) };
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.payload = { $case: "subagent", subagent: SubagentEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5610,6 +6092,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         ? { $case: "callInDoubt", callInDoubt: CallInDoubt.fromJSON(object.callInDoubt) }
         : isSet(object.call_in_doubt)
         ? { $case: "callInDoubt", callInDoubt: CallInDoubt.fromJSON(object.call_in_doubt) }
+        : isSet(object.subagent)
+        ? { $case: "subagent", subagent: SubagentEvent.fromJSON(object.subagent) }
         : undefined,
     };
   },
@@ -5656,6 +6140,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.confirmationResolved = ConfirmationResolved.toJSON(message.payload.confirmationResolved);
     } else if (message.payload?.$case === "callInDoubt") {
       obj.callInDoubt = CallInDoubt.toJSON(message.payload.callInDoubt);
+    } else if (message.payload?.$case === "subagent") {
+      obj.subagent = SubagentEvent.toJSON(message.payload.subagent);
     }
     return obj;
   },
@@ -5772,7 +6258,120 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         }
         break;
       }
+      case "subagent": {
+        if (object.payload?.subagent !== undefined && object.payload?.subagent !== null) {
+          message.payload = { $case: "subagent", subagent: SubagentEvent.fromPartial(object.payload.subagent) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSubagentEvent(): SubagentEvent {
+  return { childSessionId: "", agent: "", event: undefined };
+}
+
+export const SubagentEvent: MessageFns<SubagentEvent> = {
+  encode(message: SubagentEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.childSessionId !== "") {
+      writer.uint32(10).string(message.childSessionId);
+    }
+    if (message.agent !== "") {
+      writer.uint32(18).string(message.agent);
+    }
+    if (message.event !== undefined) {
+      AgentEvent.encode(message.event, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubagentEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubagentEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.childSessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = AgentEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubagentEvent {
+    return {
+      childSessionId: isSet(object.childSessionId)
+        ? globalThis.String(object.childSessionId)
+        : isSet(object.child_session_id)
+        ? globalThis.String(object.child_session_id)
+        : "",
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
+      event: isSet(object.event) ? AgentEvent.fromJSON(object.event) : undefined,
+    };
+  },
+
+  toJSON(message: SubagentEvent): unknown {
+    const obj: any = {};
+    if (message.childSessionId !== "") {
+      obj.childSessionId = message.childSessionId;
+    }
+    if (message.agent !== "") {
+      obj.agent = message.agent;
+    }
+    if (message.event !== undefined) {
+      obj.event = AgentEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubagentEvent>, I>>(base?: I): SubagentEvent {
+    return SubagentEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubagentEvent>, I>>(object: I): SubagentEvent {
+    const message = createBaseSubagentEvent();
+    message.childSessionId = object.childSessionId ?? "";
+    message.agent = object.agent ?? "";
+    message.event = (object.event !== undefined && object.event !== null)
+      ? AgentEvent.fromPartial(object.event)
+      : undefined;
     return message;
   },
 };
@@ -7811,7 +8410,7 @@ export const ListToolsResponse: MessageFns<ListToolsResponse> = {
 };
 
 function createBaseToolInfo(): ToolInfo {
-  return { name: "", description: "", inputSchemaJson: "", readOnly: false };
+  return { name: "", description: "", inputSchemaJson: "", readOnly: false, origin: "", mcpServer: "", mcpTool: "" };
 }
 
 export const ToolInfo: MessageFns<ToolInfo> = {
@@ -7827,6 +8426,15 @@ export const ToolInfo: MessageFns<ToolInfo> = {
     }
     if (message.readOnly !== false) {
       writer.uint32(32).bool(message.readOnly);
+    }
+    if (message.origin !== "") {
+      writer.uint32(42).string(message.origin);
+    }
+    if (message.mcpServer !== "") {
+      writer.uint32(50).string(message.mcpServer);
+    }
+    if (message.mcpTool !== "") {
+      writer.uint32(58).string(message.mcpTool);
     }
     return writer;
   },
@@ -7876,6 +8484,30 @@ export const ToolInfo: MessageFns<ToolInfo> = {
             message.readOnly = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.origin = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.mcpServer = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.mcpTool = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7902,6 +8534,17 @@ export const ToolInfo: MessageFns<ToolInfo> = {
         : isSet(object.read_only)
         ? globalThis.Boolean(object.read_only)
         : false,
+      origin: isSet(object.origin) ? globalThis.String(object.origin) : "",
+      mcpServer: isSet(object.mcpServer)
+        ? globalThis.String(object.mcpServer)
+        : isSet(object.mcp_server)
+        ? globalThis.String(object.mcp_server)
+        : "",
+      mcpTool: isSet(object.mcpTool)
+        ? globalThis.String(object.mcpTool)
+        : isSet(object.mcp_tool)
+        ? globalThis.String(object.mcp_tool)
+        : "",
     };
   },
 
@@ -7919,6 +8562,15 @@ export const ToolInfo: MessageFns<ToolInfo> = {
     if (message.readOnly !== false) {
       obj.readOnly = message.readOnly;
     }
+    if (message.origin !== "") {
+      obj.origin = message.origin;
+    }
+    if (message.mcpServer !== "") {
+      obj.mcpServer = message.mcpServer;
+    }
+    if (message.mcpTool !== "") {
+      obj.mcpTool = message.mcpTool;
+    }
     return obj;
   },
 
@@ -7931,6 +8583,3361 @@ export const ToolInfo: MessageFns<ToolInfo> = {
     message.description = object.description ?? "";
     message.inputSchemaJson = object.inputSchemaJson ?? "";
     message.readOnly = object.readOnly ?? false;
+    message.origin = object.origin ?? "";
+    message.mcpServer = object.mcpServer ?? "";
+    message.mcpTool = object.mcpTool ?? "";
+    return message;
+  },
+};
+
+function createBaseDefinitionProblem(): DefinitionProblem {
+  return { file: "", line: 0, message: "" };
+}
+
+export const DefinitionProblem: MessageFns<DefinitionProblem> = {
+  encode(message: DefinitionProblem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== "") {
+      writer.uint32(10).string(message.file);
+    }
+    if (message.line !== 0) {
+      writer.uint32(16).int32(message.line);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DefinitionProblem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDefinitionProblem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.line = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DefinitionProblem {
+    return {
+      file: isSet(object.file) ? globalThis.String(object.file) : "",
+      line: isSet(object.line) ? globalThis.Number(object.line) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: DefinitionProblem): unknown {
+    const obj: any = {};
+    if (message.file !== "") {
+      obj.file = message.file;
+    }
+    if (message.line !== 0) {
+      obj.line = Math.round(message.line);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DefinitionProblem>, I>>(base?: I): DefinitionProblem {
+    return DefinitionProblem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DefinitionProblem>, I>>(object: I): DefinitionProblem {
+    const message = createBaseDefinitionProblem();
+    message.file = object.file ?? "";
+    message.line = object.line ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseSkillInfo(): SkillInfo {
+  return {
+    name: "",
+    description: "",
+    scope: 0,
+    sessionId: "",
+    folder: "",
+    allowedTools: [],
+    hasAllowedTools: false,
+    license: "",
+    metadata: {},
+  };
+}
+
+export const SkillInfo: MessageFns<SkillInfo> = {
+  encode(message: SkillInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.scope !== 0) {
+      writer.uint32(24).int32(message.scope);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(34).string(message.sessionId);
+    }
+    if (message.folder !== "") {
+      writer.uint32(42).string(message.folder);
+    }
+    for (const v of message.allowedTools) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.hasAllowedTools !== false) {
+      writer.uint32(56).bool(message.hasAllowedTools);
+    }
+    if (message.license !== "") {
+      writer.uint32(66).string(message.license);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      SkillInfo_MetadataEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkillInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkillInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.folder = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.allowedTools.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.hasAllowedTools = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.license = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = SkillInfo_MetadataEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.metadata[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkillInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      scope: isSet(object.scope) ? scopeFromJSON(object.scope) : 0,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      folder: isSet(object.folder) ? globalThis.String(object.folder) : "",
+      allowedTools: globalThis.Array.isArray(object?.allowedTools)
+        ? object.allowedTools.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allowed_tools)
+        ? object.allowed_tools.map((e: any) => globalThis.String(e))
+        : [],
+      hasAllowedTools: isSet(object.hasAllowedTools)
+        ? globalThis.Boolean(object.hasAllowedTools)
+        : isSet(object.has_allowed_tools)
+        ? globalThis.Boolean(object.has_allowed_tools)
+        : false,
+      license: isSet(object.license) ? globalThis.String(object.license) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SkillInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.scope !== 0) {
+      obj.scope = scopeToJSON(message.scope);
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.folder !== "") {
+      obj.folder = message.folder;
+    }
+    if (message.allowedTools?.length) {
+      obj.allowedTools = message.allowedTools;
+    }
+    if (message.hasAllowedTools !== false) {
+      obj.hasAllowedTools = message.hasAllowedTools;
+    }
+    if (message.license !== "") {
+      obj.license = message.license;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkillInfo>, I>>(base?: I): SkillInfo {
+    return SkillInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkillInfo>, I>>(object: I): SkillInfo {
+    const message = createBaseSkillInfo();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.scope = object.scope ?? 0;
+    message.sessionId = object.sessionId ?? "";
+    message.folder = object.folder ?? "";
+    message.allowedTools = object.allowedTools?.map((e) => e) || [];
+    message.hasAllowedTools = object.hasAllowedTools ?? false;
+    message.license = object.license ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSkillInfo_MetadataEntry(): SkillInfo_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const SkillInfo_MetadataEntry: MessageFns<SkillInfo_MetadataEntry> = {
+  encode(message: SkillInfo_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkillInfo_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkillInfo_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkillInfo_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SkillInfo_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkillInfo_MetadataEntry>, I>>(base?: I): SkillInfo_MetadataEntry {
+    return SkillInfo_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkillInfo_MetadataEntry>, I>>(object: I): SkillInfo_MetadataEntry {
+    const message = createBaseSkillInfo_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseReloadSkillsRequest(): ReloadSkillsRequest {
+  return {};
+}
+
+export const ReloadSkillsRequest: MessageFns<ReloadSkillsRequest> = {
+  encode(_: ReloadSkillsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReloadSkillsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReloadSkillsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReloadSkillsRequest {
+    return {};
+  },
+
+  toJSON(_: ReloadSkillsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReloadSkillsRequest>, I>>(base?: I): ReloadSkillsRequest {
+    return ReloadSkillsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReloadSkillsRequest>, I>>(_: I): ReloadSkillsRequest {
+    const message = createBaseReloadSkillsRequest();
+    return message;
+  },
+};
+
+function createBaseReloadSkillsResponse(): ReloadSkillsResponse {
+  return { skills: [], problems: [] };
+}
+
+export const ReloadSkillsResponse: MessageFns<ReloadSkillsResponse> = {
+  encode(message: ReloadSkillsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.skills) {
+      SkillInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.problems) {
+      DefinitionProblem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReloadSkillsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReloadSkillsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.skills.push(SkillInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.problems.push(DefinitionProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReloadSkillsResponse {
+    return {
+      skills: globalThis.Array.isArray(object?.skills) ? object.skills.map((e: any) => SkillInfo.fromJSON(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => DefinitionProblem.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReloadSkillsResponse): unknown {
+    const obj: any = {};
+    if (message.skills?.length) {
+      obj.skills = message.skills.map((e) => SkillInfo.toJSON(e));
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems.map((e) => DefinitionProblem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReloadSkillsResponse>, I>>(base?: I): ReloadSkillsResponse {
+    return ReloadSkillsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReloadSkillsResponse>, I>>(object: I): ReloadSkillsResponse {
+    const message = createBaseReloadSkillsResponse();
+    message.skills = object.skills?.map((e) => SkillInfo.fromPartial(e)) || [];
+    message.problems = object.problems?.map((e) => DefinitionProblem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLoadSkillRequest(): LoadSkillRequest {
+  return { sessionId: "", source: undefined };
+}
+
+export const LoadSkillRequest: MessageFns<LoadSkillRequest> = {
+  encode(message: LoadSkillRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    switch (message.source?.$case) {
+      case "path":
+        writer.uint32(18).string(message.source.path);
+        break;
+      case "content":
+        writer.uint32(26).string(message.source.content);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadSkillRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadSkillRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = { $case: "path", path: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = { $case: "content", content: reader.string() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadSkillRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      source: isSet(object.path)
+        ? { $case: "path", path: globalThis.String(object.path) }
+        : isSet(object.content)
+        ? { $case: "content", content: globalThis.String(object.content) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: LoadSkillRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.source?.$case === "path") {
+      obj.path = message.source.path;
+    } else if (message.source?.$case === "content") {
+      obj.content = message.source.content;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadSkillRequest>, I>>(base?: I): LoadSkillRequest {
+    return LoadSkillRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadSkillRequest>, I>>(object: I): LoadSkillRequest {
+    const message = createBaseLoadSkillRequest();
+    message.sessionId = object.sessionId ?? "";
+    switch (object.source?.$case) {
+      case "path": {
+        if (object.source?.path !== undefined && object.source?.path !== null) {
+          message.source = { $case: "path", path: object.source.path };
+        }
+        break;
+      }
+      case "content": {
+        if (object.source?.content !== undefined && object.source?.content !== null) {
+          message.source = { $case: "content", content: object.source.content };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseLoadSkillResponse(): LoadSkillResponse {
+  return { skill: undefined };
+}
+
+export const LoadSkillResponse: MessageFns<LoadSkillResponse> = {
+  encode(message: LoadSkillResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.skill !== undefined) {
+      SkillInfo.encode(message.skill, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadSkillResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadSkillResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.skill = SkillInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadSkillResponse {
+    return { skill: isSet(object.skill) ? SkillInfo.fromJSON(object.skill) : undefined };
+  },
+
+  toJSON(message: LoadSkillResponse): unknown {
+    const obj: any = {};
+    if (message.skill !== undefined) {
+      obj.skill = SkillInfo.toJSON(message.skill);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadSkillResponse>, I>>(base?: I): LoadSkillResponse {
+    return LoadSkillResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadSkillResponse>, I>>(object: I): LoadSkillResponse {
+    const message = createBaseLoadSkillResponse();
+    message.skill = (object.skill !== undefined && object.skill !== null)
+      ? SkillInfo.fromPartial(object.skill)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnloadSkillRequest(): UnloadSkillRequest {
+  return { sessionId: "", name: "" };
+}
+
+export const UnloadSkillRequest: MessageFns<UnloadSkillRequest> = {
+  encode(message: UnloadSkillRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadSkillRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadSkillRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnloadSkillRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: UnloadSkillRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnloadSkillRequest>, I>>(base?: I): UnloadSkillRequest {
+    return UnloadSkillRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnloadSkillRequest>, I>>(object: I): UnloadSkillRequest {
+    const message = createBaseUnloadSkillRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseUnloadSkillResponse(): UnloadSkillResponse {
+  return {};
+}
+
+export const UnloadSkillResponse: MessageFns<UnloadSkillResponse> = {
+  encode(_: UnloadSkillResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadSkillResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadSkillResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnloadSkillResponse {
+    return {};
+  },
+
+  toJSON(_: UnloadSkillResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnloadSkillResponse>, I>>(base?: I): UnloadSkillResponse {
+    return UnloadSkillResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnloadSkillResponse>, I>>(_: I): UnloadSkillResponse {
+    const message = createBaseUnloadSkillResponse();
+    return message;
+  },
+};
+
+function createBaseListSkillsRequest(): ListSkillsRequest {
+  return { sessionId: "" };
+}
+
+export const ListSkillsRequest: MessageFns<ListSkillsRequest> = {
+  encode(message: ListSkillsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSkillsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSkillsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSkillsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSkillsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSkillsRequest>, I>>(base?: I): ListSkillsRequest {
+    return ListSkillsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSkillsRequest>, I>>(object: I): ListSkillsRequest {
+    const message = createBaseListSkillsRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseListSkillsResponse(): ListSkillsResponse {
+  return { skills: [], problems: [] };
+}
+
+export const ListSkillsResponse: MessageFns<ListSkillsResponse> = {
+  encode(message: ListSkillsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.skills) {
+      SkillInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.problems) {
+      DefinitionProblem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSkillsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSkillsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.skills.push(SkillInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.problems.push(DefinitionProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSkillsResponse {
+    return {
+      skills: globalThis.Array.isArray(object?.skills) ? object.skills.map((e: any) => SkillInfo.fromJSON(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => DefinitionProblem.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListSkillsResponse): unknown {
+    const obj: any = {};
+    if (message.skills?.length) {
+      obj.skills = message.skills.map((e) => SkillInfo.toJSON(e));
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems.map((e) => DefinitionProblem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSkillsResponse>, I>>(base?: I): ListSkillsResponse {
+    return ListSkillsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSkillsResponse>, I>>(object: I): ListSkillsResponse {
+    const message = createBaseListSkillsResponse();
+    message.skills = object.skills?.map((e) => SkillInfo.fromPartial(e)) || [];
+    message.problems = object.problems?.map((e) => DefinitionProblem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetSkillRequest(): GetSkillRequest {
+  return { sessionId: "", name: "" };
+}
+
+export const GetSkillRequest: MessageFns<GetSkillRequest> = {
+  encode(message: GetSkillRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSkillRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSkillRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSkillRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: GetSkillRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSkillRequest>, I>>(base?: I): GetSkillRequest {
+    return GetSkillRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSkillRequest>, I>>(object: I): GetSkillRequest {
+    const message = createBaseGetSkillRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseGetSkillResponse(): GetSkillResponse {
+  return { skill: undefined, body: "" };
+}
+
+export const GetSkillResponse: MessageFns<GetSkillResponse> = {
+  encode(message: GetSkillResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.skill !== undefined) {
+      SkillInfo.encode(message.skill, writer.uint32(10).fork()).join();
+    }
+    if (message.body !== "") {
+      writer.uint32(18).string(message.body);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSkillResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSkillResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.skill = SkillInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSkillResponse {
+    return {
+      skill: isSet(object.skill) ? SkillInfo.fromJSON(object.skill) : undefined,
+      body: isSet(object.body) ? globalThis.String(object.body) : "",
+    };
+  },
+
+  toJSON(message: GetSkillResponse): unknown {
+    const obj: any = {};
+    if (message.skill !== undefined) {
+      obj.skill = SkillInfo.toJSON(message.skill);
+    }
+    if (message.body !== "") {
+      obj.body = message.body;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSkillResponse>, I>>(base?: I): GetSkillResponse {
+    return GetSkillResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSkillResponse>, I>>(object: I): GetSkillResponse {
+    const message = createBaseGetSkillResponse();
+    message.skill = (object.skill !== undefined && object.skill !== null)
+      ? SkillInfo.fromPartial(object.skill)
+      : undefined;
+    message.body = object.body ?? "";
+    return message;
+  },
+};
+
+function createBaseMcpServerConfig(): McpServerConfig {
+  return { transport: undefined };
+}
+
+export const McpServerConfig: MessageFns<McpServerConfig> = {
+  encode(message: McpServerConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.transport?.$case) {
+      case "stdio":
+        McpStdio.encode(message.transport.stdio, writer.uint32(10).fork()).join();
+        break;
+      case "http":
+        McpHttp.encode(message.transport.http, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpServerConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpServerConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transport = { $case: "stdio", stdio: McpStdio.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.transport = { $case: "http", http: McpHttp.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpServerConfig {
+    return {
+      transport: isSet(object.stdio)
+        ? { $case: "stdio", stdio: McpStdio.fromJSON(object.stdio) }
+        : isSet(object.http)
+        ? { $case: "http", http: McpHttp.fromJSON(object.http) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: McpServerConfig): unknown {
+    const obj: any = {};
+    if (message.transport?.$case === "stdio") {
+      obj.stdio = McpStdio.toJSON(message.transport.stdio);
+    } else if (message.transport?.$case === "http") {
+      obj.http = McpHttp.toJSON(message.transport.http);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpServerConfig>, I>>(base?: I): McpServerConfig {
+    return McpServerConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpServerConfig>, I>>(object: I): McpServerConfig {
+    const message = createBaseMcpServerConfig();
+    switch (object.transport?.$case) {
+      case "stdio": {
+        if (object.transport?.stdio !== undefined && object.transport?.stdio !== null) {
+          message.transport = { $case: "stdio", stdio: McpStdio.fromPartial(object.transport.stdio) };
+        }
+        break;
+      }
+      case "http": {
+        if (object.transport?.http !== undefined && object.transport?.http !== null) {
+          message.transport = { $case: "http", http: McpHttp.fromPartial(object.transport.http) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseMcpStdio(): McpStdio {
+  return { command: "", args: [], env: {}, cwd: "" };
+}
+
+export const McpStdio: MessageFns<McpStdio> = {
+  encode(message: McpStdio, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.command !== "") {
+      writer.uint32(10).string(message.command);
+    }
+    for (const v of message.args) {
+      writer.uint32(18).string(v!);
+    }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      McpStdio_EnvEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    if (message.cwd !== "") {
+      writer.uint32(34).string(message.cwd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpStdio {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpStdio();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = McpStdio_EnvEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.env[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cwd = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpStdio {
+    return {
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
+    };
+  },
+
+  toJSON(message: McpStdio): unknown {
+    const obj: any = {};
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    if (message.cwd !== "") {
+      obj.cwd = message.cwd;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpStdio>, I>>(base?: I): McpStdio {
+    return McpStdio.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpStdio>, I>>(object: I): McpStdio {
+    const message = createBaseMcpStdio();
+    message.command = object.command ?? "";
+    message.args = object.args?.map((e) => e) || [];
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.cwd = object.cwd ?? "";
+    return message;
+  },
+};
+
+function createBaseMcpStdio_EnvEntry(): McpStdio_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const McpStdio_EnvEntry: MessageFns<McpStdio_EnvEntry> = {
+  encode(message: McpStdio_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpStdio_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpStdio_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpStdio_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: McpStdio_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpStdio_EnvEntry>, I>>(base?: I): McpStdio_EnvEntry {
+    return McpStdio_EnvEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpStdio_EnvEntry>, I>>(object: I): McpStdio_EnvEntry {
+    const message = createBaseMcpStdio_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMcpHttp(): McpHttp {
+  return { url: "", headers: {}, sseOnly: false };
+}
+
+export const McpHttp: MessageFns<McpHttp> = {
+  encode(message: McpHttp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      McpHttp_HeadersEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.sseOnly !== false) {
+      writer.uint32(24).bool(message.sseOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpHttp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpHttp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = McpHttp_HeadersEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.headers[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sseOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpHttp {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      headers: isObject(object.headers)
+        ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      sseOnly: isSet(object.sseOnly)
+        ? globalThis.Boolean(object.sseOnly)
+        : isSet(object.sse_only)
+        ? globalThis.Boolean(object.sse_only)
+        : false,
+    };
+  },
+
+  toJSON(message: McpHttp): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.headers) {
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
+      if (entries.length > 0) {
+        obj.headers = {};
+        entries.forEach(([k, v]) => {
+          obj.headers[k] = v;
+        });
+      }
+    }
+    if (message.sseOnly !== false) {
+      obj.sseOnly = message.sseOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpHttp>, I>>(base?: I): McpHttp {
+    return McpHttp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpHttp>, I>>(object: I): McpHttp {
+    const message = createBaseMcpHttp();
+    message.url = object.url ?? "";
+    message.headers = (globalThis.Object.entries(object.headers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.sseOnly = object.sseOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseMcpHttp_HeadersEntry(): McpHttp_HeadersEntry {
+  return { key: "", value: "" };
+}
+
+export const McpHttp_HeadersEntry: MessageFns<McpHttp_HeadersEntry> = {
+  encode(message: McpHttp_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpHttp_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpHttp_HeadersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpHttp_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: McpHttp_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpHttp_HeadersEntry>, I>>(base?: I): McpHttp_HeadersEntry {
+    return McpHttp_HeadersEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpHttp_HeadersEntry>, I>>(object: I): McpHttp_HeadersEntry {
+    const message = createBaseMcpHttp_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMcpServerInfo(): McpServerInfo {
+  return {
+    name: "",
+    scope: 0,
+    sessionId: "",
+    transport: "",
+    target: "",
+    state: 0,
+    error: "",
+    serverName: "",
+    serverVersion: "",
+    toolCount: 0,
+    attempts: 0,
+    nextRetryTime: undefined,
+  };
+}
+
+export const McpServerInfo: MessageFns<McpServerInfo> = {
+  encode(message: McpServerInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.scope !== 0) {
+      writer.uint32(16).int32(message.scope);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(26).string(message.sessionId);
+    }
+    if (message.transport !== "") {
+      writer.uint32(34).string(message.transport);
+    }
+    if (message.target !== "") {
+      writer.uint32(42).string(message.target);
+    }
+    if (message.state !== 0) {
+      writer.uint32(48).int32(message.state);
+    }
+    if (message.error !== "") {
+      writer.uint32(58).string(message.error);
+    }
+    if (message.serverName !== "") {
+      writer.uint32(66).string(message.serverName);
+    }
+    if (message.serverVersion !== "") {
+      writer.uint32(74).string(message.serverVersion);
+    }
+    if (message.toolCount !== 0) {
+      writer.uint32(80).int32(message.toolCount);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(88).int32(message.attempts);
+    }
+    if (message.nextRetryTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextRetryTime), writer.uint32(98).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpServerInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpServerInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.transport = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.serverName = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.serverVersion = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.toolCount = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.attempts = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.nextRetryTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): McpServerInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      scope: isSet(object.scope) ? scopeFromJSON(object.scope) : 0,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      transport: isSet(object.transport) ? globalThis.String(object.transport) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      state: isSet(object.state) ? mcpServerStateFromJSON(object.state) : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      serverName: isSet(object.serverName)
+        ? globalThis.String(object.serverName)
+        : isSet(object.server_name)
+        ? globalThis.String(object.server_name)
+        : "",
+      serverVersion: isSet(object.serverVersion)
+        ? globalThis.String(object.serverVersion)
+        : isSet(object.server_version)
+        ? globalThis.String(object.server_version)
+        : "",
+      toolCount: isSet(object.toolCount)
+        ? globalThis.Number(object.toolCount)
+        : isSet(object.tool_count)
+        ? globalThis.Number(object.tool_count)
+        : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      nextRetryTime: isSet(object.nextRetryTime)
+        ? fromJsonTimestamp(object.nextRetryTime)
+        : isSet(object.next_retry_time)
+        ? fromJsonTimestamp(object.next_retry_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: McpServerInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.scope !== 0) {
+      obj.scope = scopeToJSON(message.scope);
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.transport !== "") {
+      obj.transport = message.transport;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.state !== 0) {
+      obj.state = mcpServerStateToJSON(message.state);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.serverName !== "") {
+      obj.serverName = message.serverName;
+    }
+    if (message.serverVersion !== "") {
+      obj.serverVersion = message.serverVersion;
+    }
+    if (message.toolCount !== 0) {
+      obj.toolCount = Math.round(message.toolCount);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.nextRetryTime !== undefined) {
+      obj.nextRetryTime = message.nextRetryTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<McpServerInfo>, I>>(base?: I): McpServerInfo {
+    return McpServerInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpServerInfo>, I>>(object: I): McpServerInfo {
+    const message = createBaseMcpServerInfo();
+    message.name = object.name ?? "";
+    message.scope = object.scope ?? 0;
+    message.sessionId = object.sessionId ?? "";
+    message.transport = object.transport ?? "";
+    message.target = object.target ?? "";
+    message.state = object.state ?? 0;
+    message.error = object.error ?? "";
+    message.serverName = object.serverName ?? "";
+    message.serverVersion = object.serverVersion ?? "";
+    message.toolCount = object.toolCount ?? 0;
+    message.attempts = object.attempts ?? 0;
+    message.nextRetryTime = object.nextRetryTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAddMcpServerRequest(): AddMcpServerRequest {
+  return { sessionId: "", name: "", server: undefined };
+}
+
+export const AddMcpServerRequest: MessageFns<AddMcpServerRequest> = {
+  encode(message: AddMcpServerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.server !== undefined) {
+      McpServerConfig.encode(message.server, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMcpServerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMcpServerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.server = McpServerConfig.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMcpServerRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      server: isSet(object.server) ? McpServerConfig.fromJSON(object.server) : undefined,
+    };
+  },
+
+  toJSON(message: AddMcpServerRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.server !== undefined) {
+      obj.server = McpServerConfig.toJSON(message.server);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddMcpServerRequest>, I>>(base?: I): AddMcpServerRequest {
+    return AddMcpServerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddMcpServerRequest>, I>>(object: I): AddMcpServerRequest {
+    const message = createBaseAddMcpServerRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.name = object.name ?? "";
+    message.server = (object.server !== undefined && object.server !== null)
+      ? McpServerConfig.fromPartial(object.server)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAddMcpServerResponse(): AddMcpServerResponse {
+  return { server: undefined };
+}
+
+export const AddMcpServerResponse: MessageFns<AddMcpServerResponse> = {
+  encode(message: AddMcpServerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.server !== undefined) {
+      McpServerInfo.encode(message.server, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMcpServerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMcpServerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.server = McpServerInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMcpServerResponse {
+    return { server: isSet(object.server) ? McpServerInfo.fromJSON(object.server) : undefined };
+  },
+
+  toJSON(message: AddMcpServerResponse): unknown {
+    const obj: any = {};
+    if (message.server !== undefined) {
+      obj.server = McpServerInfo.toJSON(message.server);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddMcpServerResponse>, I>>(base?: I): AddMcpServerResponse {
+    return AddMcpServerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddMcpServerResponse>, I>>(object: I): AddMcpServerResponse {
+    const message = createBaseAddMcpServerResponse();
+    message.server = (object.server !== undefined && object.server !== null)
+      ? McpServerInfo.fromPartial(object.server)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRemoveMcpServerRequest(): RemoveMcpServerRequest {
+  return { sessionId: "", name: "" };
+}
+
+export const RemoveMcpServerRequest: MessageFns<RemoveMcpServerRequest> = {
+  encode(message: RemoveMcpServerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMcpServerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMcpServerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveMcpServerRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: RemoveMcpServerRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveMcpServerRequest>, I>>(base?: I): RemoveMcpServerRequest {
+    return RemoveMcpServerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveMcpServerRequest>, I>>(object: I): RemoveMcpServerRequest {
+    const message = createBaseRemoveMcpServerRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveMcpServerResponse(): RemoveMcpServerResponse {
+  return {};
+}
+
+export const RemoveMcpServerResponse: MessageFns<RemoveMcpServerResponse> = {
+  encode(_: RemoveMcpServerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMcpServerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMcpServerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RemoveMcpServerResponse {
+    return {};
+  },
+
+  toJSON(_: RemoveMcpServerResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveMcpServerResponse>, I>>(base?: I): RemoveMcpServerResponse {
+    return RemoveMcpServerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveMcpServerResponse>, I>>(_: I): RemoveMcpServerResponse {
+    const message = createBaseRemoveMcpServerResponse();
+    return message;
+  },
+};
+
+function createBaseListMcpServersRequest(): ListMcpServersRequest {
+  return { sessionId: "" };
+}
+
+export const ListMcpServersRequest: MessageFns<ListMcpServersRequest> = {
+  encode(message: ListMcpServersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMcpServersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMcpServersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMcpServersRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListMcpServersRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMcpServersRequest>, I>>(base?: I): ListMcpServersRequest {
+    return ListMcpServersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMcpServersRequest>, I>>(object: I): ListMcpServersRequest {
+    const message = createBaseListMcpServersRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseListMcpServersResponse(): ListMcpServersResponse {
+  return { servers: [] };
+}
+
+export const ListMcpServersResponse: MessageFns<ListMcpServersResponse> = {
+  encode(message: ListMcpServersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.servers) {
+      McpServerInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMcpServersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMcpServersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.servers.push(McpServerInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMcpServersResponse {
+    return {
+      servers: globalThis.Array.isArray(object?.servers)
+        ? object.servers.map((e: any) => McpServerInfo.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListMcpServersResponse): unknown {
+    const obj: any = {};
+    if (message.servers?.length) {
+      obj.servers = message.servers.map((e) => McpServerInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListMcpServersResponse>, I>>(base?: I): ListMcpServersResponse {
+    return ListMcpServersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListMcpServersResponse>, I>>(object: I): ListMcpServersResponse {
+    const message = createBaseListMcpServersResponse();
+    message.servers = object.servers?.map((e) => McpServerInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAgentInfo(): AgentInfo {
+  return { name: "", description: "", scope: 0, sessionId: "", tools: [], allTools: false, model: "", skills: [] };
+}
+
+export const AgentInfo: MessageFns<AgentInfo> = {
+  encode(message: AgentInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.scope !== 0) {
+      writer.uint32(24).int32(message.scope);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(34).string(message.sessionId);
+    }
+    for (const v of message.tools) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.allTools !== false) {
+      writer.uint32(48).bool(message.allTools);
+    }
+    if (message.model !== "") {
+      writer.uint32(58).string(message.model);
+    }
+    for (const v of message.skills) {
+      writer.uint32(66).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tools.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.allTools = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.skills.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      scope: isSet(object.scope) ? scopeFromJSON(object.scope) : 0,
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => globalThis.String(e)) : [],
+      allTools: isSet(object.allTools)
+        ? globalThis.Boolean(object.allTools)
+        : isSet(object.all_tools)
+        ? globalThis.Boolean(object.all_tools)
+        : false,
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      skills: globalThis.Array.isArray(object?.skills) ? object.skills.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: AgentInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.scope !== 0) {
+      obj.scope = scopeToJSON(message.scope);
+    }
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.tools?.length) {
+      obj.tools = message.tools;
+    }
+    if (message.allTools !== false) {
+      obj.allTools = message.allTools;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.skills?.length) {
+      obj.skills = message.skills;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentInfo>, I>>(base?: I): AgentInfo {
+    return AgentInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentInfo>, I>>(object: I): AgentInfo {
+    const message = createBaseAgentInfo();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.scope = object.scope ?? 0;
+    message.sessionId = object.sessionId ?? "";
+    message.tools = object.tools?.map((e) => e) || [];
+    message.allTools = object.allTools ?? false;
+    message.model = object.model ?? "";
+    message.skills = object.skills?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseReloadAgentsRequest(): ReloadAgentsRequest {
+  return {};
+}
+
+export const ReloadAgentsRequest: MessageFns<ReloadAgentsRequest> = {
+  encode(_: ReloadAgentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReloadAgentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReloadAgentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReloadAgentsRequest {
+    return {};
+  },
+
+  toJSON(_: ReloadAgentsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReloadAgentsRequest>, I>>(base?: I): ReloadAgentsRequest {
+    return ReloadAgentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReloadAgentsRequest>, I>>(_: I): ReloadAgentsRequest {
+    const message = createBaseReloadAgentsRequest();
+    return message;
+  },
+};
+
+function createBaseReloadAgentsResponse(): ReloadAgentsResponse {
+  return { agents: [], problems: [] };
+}
+
+export const ReloadAgentsResponse: MessageFns<ReloadAgentsResponse> = {
+  encode(message: ReloadAgentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.agents) {
+      AgentInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.problems) {
+      DefinitionProblem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReloadAgentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReloadAgentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agents.push(AgentInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.problems.push(DefinitionProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReloadAgentsResponse {
+    return {
+      agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => AgentInfo.fromJSON(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => DefinitionProblem.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReloadAgentsResponse): unknown {
+    const obj: any = {};
+    if (message.agents?.length) {
+      obj.agents = message.agents.map((e) => AgentInfo.toJSON(e));
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems.map((e) => DefinitionProblem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReloadAgentsResponse>, I>>(base?: I): ReloadAgentsResponse {
+    return ReloadAgentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReloadAgentsResponse>, I>>(object: I): ReloadAgentsResponse {
+    const message = createBaseReloadAgentsResponse();
+    message.agents = object.agents?.map((e) => AgentInfo.fromPartial(e)) || [];
+    message.problems = object.problems?.map((e) => DefinitionProblem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLoadAgentRequest(): LoadAgentRequest {
+  return { sessionId: "", source: undefined };
+}
+
+export const LoadAgentRequest: MessageFns<LoadAgentRequest> = {
+  encode(message: LoadAgentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    switch (message.source?.$case) {
+      case "path":
+        writer.uint32(18).string(message.source.path);
+        break;
+      case "content":
+        writer.uint32(26).string(message.source.content);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadAgentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadAgentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = { $case: "path", path: reader.string() };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = { $case: "content", content: reader.string() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadAgentRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      source: isSet(object.path)
+        ? { $case: "path", path: globalThis.String(object.path) }
+        : isSet(object.content)
+        ? { $case: "content", content: globalThis.String(object.content) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: LoadAgentRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.source?.$case === "path") {
+      obj.path = message.source.path;
+    } else if (message.source?.$case === "content") {
+      obj.content = message.source.content;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadAgentRequest>, I>>(base?: I): LoadAgentRequest {
+    return LoadAgentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadAgentRequest>, I>>(object: I): LoadAgentRequest {
+    const message = createBaseLoadAgentRequest();
+    message.sessionId = object.sessionId ?? "";
+    switch (object.source?.$case) {
+      case "path": {
+        if (object.source?.path !== undefined && object.source?.path !== null) {
+          message.source = { $case: "path", path: object.source.path };
+        }
+        break;
+      }
+      case "content": {
+        if (object.source?.content !== undefined && object.source?.content !== null) {
+          message.source = { $case: "content", content: object.source.content };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseLoadAgentResponse(): LoadAgentResponse {
+  return { agent: undefined };
+}
+
+export const LoadAgentResponse: MessageFns<LoadAgentResponse> = {
+  encode(message: LoadAgentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agent !== undefined) {
+      AgentInfo.encode(message.agent, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadAgentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadAgentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agent = AgentInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoadAgentResponse {
+    return { agent: isSet(object.agent) ? AgentInfo.fromJSON(object.agent) : undefined };
+  },
+
+  toJSON(message: LoadAgentResponse): unknown {
+    const obj: any = {};
+    if (message.agent !== undefined) {
+      obj.agent = AgentInfo.toJSON(message.agent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoadAgentResponse>, I>>(base?: I): LoadAgentResponse {
+    return LoadAgentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoadAgentResponse>, I>>(object: I): LoadAgentResponse {
+    const message = createBaseLoadAgentResponse();
+    message.agent = (object.agent !== undefined && object.agent !== null)
+      ? AgentInfo.fromPartial(object.agent)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnloadAgentRequest(): UnloadAgentRequest {
+  return { sessionId: "", name: "" };
+}
+
+export const UnloadAgentRequest: MessageFns<UnloadAgentRequest> = {
+  encode(message: UnloadAgentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadAgentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadAgentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnloadAgentRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: UnloadAgentRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnloadAgentRequest>, I>>(base?: I): UnloadAgentRequest {
+    return UnloadAgentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnloadAgentRequest>, I>>(object: I): UnloadAgentRequest {
+    const message = createBaseUnloadAgentRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseUnloadAgentResponse(): UnloadAgentResponse {
+  return {};
+}
+
+export const UnloadAgentResponse: MessageFns<UnloadAgentResponse> = {
+  encode(_: UnloadAgentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnloadAgentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnloadAgentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnloadAgentResponse {
+    return {};
+  },
+
+  toJSON(_: UnloadAgentResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnloadAgentResponse>, I>>(base?: I): UnloadAgentResponse {
+    return UnloadAgentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnloadAgentResponse>, I>>(_: I): UnloadAgentResponse {
+    const message = createBaseUnloadAgentResponse();
+    return message;
+  },
+};
+
+function createBaseListAgentsRequest(): ListAgentsRequest {
+  return { sessionId: "" };
+}
+
+export const ListAgentsRequest: MessageFns<ListAgentsRequest> = {
+  encode(message: ListAgentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAgentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAgentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAgentsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAgentsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAgentsRequest>, I>>(base?: I): ListAgentsRequest {
+    return ListAgentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAgentsRequest>, I>>(object: I): ListAgentsRequest {
+    const message = createBaseListAgentsRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseListAgentsResponse(): ListAgentsResponse {
+  return { agents: [], problems: [] };
+}
+
+export const ListAgentsResponse: MessageFns<ListAgentsResponse> = {
+  encode(message: ListAgentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.agents) {
+      AgentInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.problems) {
+      DefinitionProblem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAgentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAgentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agents.push(AgentInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.problems.push(DefinitionProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAgentsResponse {
+    return {
+      agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => AgentInfo.fromJSON(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => DefinitionProblem.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListAgentsResponse): unknown {
+    const obj: any = {};
+    if (message.agents?.length) {
+      obj.agents = message.agents.map((e) => AgentInfo.toJSON(e));
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems.map((e) => DefinitionProblem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAgentsResponse>, I>>(base?: I): ListAgentsResponse {
+    return ListAgentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAgentsResponse>, I>>(object: I): ListAgentsResponse {
+    const message = createBaseListAgentsResponse();
+    message.agents = object.agents?.map((e) => AgentInfo.fromPartial(e)) || [];
+    message.problems = object.problems?.map((e) => DefinitionProblem.fromPartial(e)) || [];
     return message;
   },
 };
@@ -8143,6 +12150,152 @@ export const AgentRuntimeService = {
     responseSerialize: (value: WatchTurnResponse): Buffer => Buffer.from(WatchTurnResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchTurnResponse => WatchTurnResponse.decode(value),
   },
+  /**
+   * Loads the server's skills folder (--skills-dir) again. Admins only. A malformed skill is left
+   * out and reported in problems; the others load.
+   */
+  reloadSkills: {
+    path: "/agentd.v1.AgentRuntime/ReloadSkills" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReloadSkillsRequest): Buffer => Buffer.from(ReloadSkillsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReloadSkillsRequest => ReloadSkillsRequest.decode(value),
+    responseSerialize: (value: ReloadSkillsResponse): Buffer =>
+      Buffer.from(ReloadSkillsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReloadSkillsResponse => ReloadSkillsResponse.decode(value),
+  },
+  /**
+   * Adds a skill to one session (and its descendants), from a folder on the server or from SKILL.md
+   * text. A session skill with a global skill's name shadows it for that session. INVALID_ARGUMENT,
+   * naming the line, for a malformed skill; PERMISSION_DENIED for a folder outside the session's
+   * workspace and the server's allowed skill roots; ALREADY_EXISTS for a name the session has.
+   */
+  loadSkill: {
+    path: "/agentd.v1.AgentRuntime/LoadSkill" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadSkillRequest): Buffer => Buffer.from(LoadSkillRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadSkillRequest => LoadSkillRequest.decode(value),
+    responseSerialize: (value: LoadSkillResponse): Buffer => Buffer.from(LoadSkillResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LoadSkillResponse => LoadSkillResponse.decode(value),
+  },
+  /** Removes a skill the session loaded. NOT_FOUND when the session has none of that name. */
+  unloadSkill: {
+    path: "/agentd.v1.AgentRuntime/UnloadSkill" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnloadSkillRequest): Buffer => Buffer.from(UnloadSkillRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnloadSkillRequest => UnloadSkillRequest.decode(value),
+    responseSerialize: (value: UnloadSkillResponse): Buffer => Buffer.from(UnloadSkillResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnloadSkillResponse => UnloadSkillResponse.decode(value),
+  },
+  /** The skills a session sees (its own, inherited and global), or with no session the global ones. */
+  listSkills: {
+    path: "/agentd.v1.AgentRuntime/ListSkills" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSkillsRequest): Buffer => Buffer.from(ListSkillsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSkillsRequest => ListSkillsRequest.decode(value),
+    responseSerialize: (value: ListSkillsResponse): Buffer => Buffer.from(ListSkillsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSkillsResponse => ListSkillsResponse.decode(value),
+  },
+  /** One skill as a session (or, with no session, the server) sees it, with its instructions. */
+  getSkill: {
+    path: "/agentd.v1.AgentRuntime/GetSkill" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSkillRequest): Buffer => Buffer.from(GetSkillRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSkillRequest => GetSkillRequest.decode(value),
+    responseSerialize: (value: GetSkillResponse): Buffer => Buffer.from(GetSkillResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSkillResponse => GetSkillResponse.decode(value),
+  },
+  /**
+   * Connects a session (and its descendants) to an MCP server. Stdio servers run a command on the
+   * server: only commands on the server's allow list (mcp.allowedCommands) may be named, anything
+   * else is PERMISSION_DENIED. The call returns at once; the connection is made in the background
+   * (see ListMcpServers for its state).
+   */
+  addMcpServer: {
+    path: "/agentd.v1.AgentRuntime/AddMcpServer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddMcpServerRequest): Buffer => Buffer.from(AddMcpServerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddMcpServerRequest => AddMcpServerRequest.decode(value),
+    responseSerialize: (value: AddMcpServerResponse): Buffer =>
+      Buffer.from(AddMcpServerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddMcpServerResponse => AddMcpServerResponse.decode(value),
+  },
+  /** Disconnects and forgets a session's MCP server; a stdio server's process is stopped. */
+  removeMcpServer: {
+    path: "/agentd.v1.AgentRuntime/RemoveMcpServer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveMcpServerRequest): Buffer =>
+      Buffer.from(RemoveMcpServerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveMcpServerRequest => RemoveMcpServerRequest.decode(value),
+    responseSerialize: (value: RemoveMcpServerResponse): Buffer =>
+      Buffer.from(RemoveMcpServerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveMcpServerResponse => RemoveMcpServerResponse.decode(value),
+  },
+  /**
+   * The MCP servers a session reaches (its own, inherited and global), or with no session the
+   * global ones, with their state. Environment values and headers are never returned.
+   */
+  listMcpServers: {
+    path: "/agentd.v1.AgentRuntime/ListMcpServers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMcpServersRequest): Buffer =>
+      Buffer.from(ListMcpServersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMcpServersRequest => ListMcpServersRequest.decode(value),
+    responseSerialize: (value: ListMcpServersResponse): Buffer =>
+      Buffer.from(ListMcpServersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMcpServersResponse => ListMcpServersResponse.decode(value),
+  },
+  /** Loads the server's subagent definitions folder (--agents-dir) again. Admins only. */
+  reloadAgents: {
+    path: "/agentd.v1.AgentRuntime/ReloadAgents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReloadAgentsRequest): Buffer => Buffer.from(ReloadAgentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReloadAgentsRequest => ReloadAgentsRequest.decode(value),
+    responseSerialize: (value: ReloadAgentsResponse): Buffer =>
+      Buffer.from(ReloadAgentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReloadAgentsResponse => ReloadAgentsResponse.decode(value),
+  },
+  /**
+   * Adds a subagent definition to one session (and its descendants), from a file on the server or
+   * from its text. The model hands tasks to subagents with the `task` tool.
+   */
+  loadAgent: {
+    path: "/agentd.v1.AgentRuntime/LoadAgent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LoadAgentRequest): Buffer => Buffer.from(LoadAgentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LoadAgentRequest => LoadAgentRequest.decode(value),
+    responseSerialize: (value: LoadAgentResponse): Buffer => Buffer.from(LoadAgentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LoadAgentResponse => LoadAgentResponse.decode(value),
+  },
+  /** Removes a definition the session loaded. NOT_FOUND when it has none of that name. */
+  unloadAgent: {
+    path: "/agentd.v1.AgentRuntime/UnloadAgent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnloadAgentRequest): Buffer => Buffer.from(UnloadAgentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnloadAgentRequest => UnloadAgentRequest.decode(value),
+    responseSerialize: (value: UnloadAgentResponse): Buffer => Buffer.from(UnloadAgentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnloadAgentResponse => UnloadAgentResponse.decode(value),
+  },
+  /** The subagent definitions a session sees, or with no session the global ones. */
+  listAgents: {
+    path: "/agentd.v1.AgentRuntime/ListAgents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAgentsRequest): Buffer => Buffer.from(ListAgentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAgentsRequest => ListAgentsRequest.decode(value),
+    responseSerialize: (value: ListAgentsResponse): Buffer => Buffer.from(ListAgentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAgentsResponse => ListAgentsResponse.decode(value),
+  },
 } as const;
 
 export interface AgentRuntimeServer extends UntypedServiceImplementation {
@@ -8194,6 +12347,49 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
    * FAILED_PRECONDITION when no turn is running. Cancelling this call does not cancel the turn.
    */
   watchTurn: handleServerStreamingCall<WatchTurnRequest, WatchTurnResponse>;
+  /**
+   * Loads the server's skills folder (--skills-dir) again. Admins only. A malformed skill is left
+   * out and reported in problems; the others load.
+   */
+  reloadSkills: handleUnaryCall<ReloadSkillsRequest, ReloadSkillsResponse>;
+  /**
+   * Adds a skill to one session (and its descendants), from a folder on the server or from SKILL.md
+   * text. A session skill with a global skill's name shadows it for that session. INVALID_ARGUMENT,
+   * naming the line, for a malformed skill; PERMISSION_DENIED for a folder outside the session's
+   * workspace and the server's allowed skill roots; ALREADY_EXISTS for a name the session has.
+   */
+  loadSkill: handleUnaryCall<LoadSkillRequest, LoadSkillResponse>;
+  /** Removes a skill the session loaded. NOT_FOUND when the session has none of that name. */
+  unloadSkill: handleUnaryCall<UnloadSkillRequest, UnloadSkillResponse>;
+  /** The skills a session sees (its own, inherited and global), or with no session the global ones. */
+  listSkills: handleUnaryCall<ListSkillsRequest, ListSkillsResponse>;
+  /** One skill as a session (or, with no session, the server) sees it, with its instructions. */
+  getSkill: handleUnaryCall<GetSkillRequest, GetSkillResponse>;
+  /**
+   * Connects a session (and its descendants) to an MCP server. Stdio servers run a command on the
+   * server: only commands on the server's allow list (mcp.allowedCommands) may be named, anything
+   * else is PERMISSION_DENIED. The call returns at once; the connection is made in the background
+   * (see ListMcpServers for its state).
+   */
+  addMcpServer: handleUnaryCall<AddMcpServerRequest, AddMcpServerResponse>;
+  /** Disconnects and forgets a session's MCP server; a stdio server's process is stopped. */
+  removeMcpServer: handleUnaryCall<RemoveMcpServerRequest, RemoveMcpServerResponse>;
+  /**
+   * The MCP servers a session reaches (its own, inherited and global), or with no session the
+   * global ones, with their state. Environment values and headers are never returned.
+   */
+  listMcpServers: handleUnaryCall<ListMcpServersRequest, ListMcpServersResponse>;
+  /** Loads the server's subagent definitions folder (--agents-dir) again. Admins only. */
+  reloadAgents: handleUnaryCall<ReloadAgentsRequest, ReloadAgentsResponse>;
+  /**
+   * Adds a subagent definition to one session (and its descendants), from a file on the server or
+   * from its text. The model hands tasks to subagents with the `task` tool.
+   */
+  loadAgent: handleUnaryCall<LoadAgentRequest, LoadAgentResponse>;
+  /** Removes a definition the session loaded. NOT_FOUND when it has none of that name. */
+  unloadAgent: handleUnaryCall<UnloadAgentRequest, UnloadAgentResponse>;
+  /** The subagent definitions a session sees, or with no session the global ones. */
+  listAgents: handleUnaryCall<ListAgentsRequest, ListAgentsResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -8468,6 +12664,217 @@ export interface AgentRuntimeClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchTurnResponse>;
+  /**
+   * Loads the server's skills folder (--skills-dir) again. Admins only. A malformed skill is left
+   * out and reported in problems; the others load.
+   */
+  reloadSkills(
+    request: ReloadSkillsRequest,
+    callback: (error: ServiceError | null, response: ReloadSkillsResponse) => void,
+  ): ClientUnaryCall;
+  reloadSkills(
+    request: ReloadSkillsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReloadSkillsResponse) => void,
+  ): ClientUnaryCall;
+  reloadSkills(
+    request: ReloadSkillsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReloadSkillsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds a skill to one session (and its descendants), from a folder on the server or from SKILL.md
+   * text. A session skill with a global skill's name shadows it for that session. INVALID_ARGUMENT,
+   * naming the line, for a malformed skill; PERMISSION_DENIED for a folder outside the session's
+   * workspace and the server's allowed skill roots; ALREADY_EXISTS for a name the session has.
+   */
+  loadSkill(
+    request: LoadSkillRequest,
+    callback: (error: ServiceError | null, response: LoadSkillResponse) => void,
+  ): ClientUnaryCall;
+  loadSkill(
+    request: LoadSkillRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LoadSkillResponse) => void,
+  ): ClientUnaryCall;
+  loadSkill(
+    request: LoadSkillRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LoadSkillResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes a skill the session loaded. NOT_FOUND when the session has none of that name. */
+  unloadSkill(
+    request: UnloadSkillRequest,
+    callback: (error: ServiceError | null, response: UnloadSkillResponse) => void,
+  ): ClientUnaryCall;
+  unloadSkill(
+    request: UnloadSkillRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnloadSkillResponse) => void,
+  ): ClientUnaryCall;
+  unloadSkill(
+    request: UnloadSkillRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnloadSkillResponse) => void,
+  ): ClientUnaryCall;
+  /** The skills a session sees (its own, inherited and global), or with no session the global ones. */
+  listSkills(
+    request: ListSkillsRequest,
+    callback: (error: ServiceError | null, response: ListSkillsResponse) => void,
+  ): ClientUnaryCall;
+  listSkills(
+    request: ListSkillsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSkillsResponse) => void,
+  ): ClientUnaryCall;
+  listSkills(
+    request: ListSkillsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSkillsResponse) => void,
+  ): ClientUnaryCall;
+  /** One skill as a session (or, with no session, the server) sees it, with its instructions. */
+  getSkill(
+    request: GetSkillRequest,
+    callback: (error: ServiceError | null, response: GetSkillResponse) => void,
+  ): ClientUnaryCall;
+  getSkill(
+    request: GetSkillRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSkillResponse) => void,
+  ): ClientUnaryCall;
+  getSkill(
+    request: GetSkillRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSkillResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Connects a session (and its descendants) to an MCP server. Stdio servers run a command on the
+   * server: only commands on the server's allow list (mcp.allowedCommands) may be named, anything
+   * else is PERMISSION_DENIED. The call returns at once; the connection is made in the background
+   * (see ListMcpServers for its state).
+   */
+  addMcpServer(
+    request: AddMcpServerRequest,
+    callback: (error: ServiceError | null, response: AddMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  addMcpServer(
+    request: AddMcpServerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  addMcpServer(
+    request: AddMcpServerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  /** Disconnects and forgets a session's MCP server; a stdio server's process is stopped. */
+  removeMcpServer(
+    request: RemoveMcpServerRequest,
+    callback: (error: ServiceError | null, response: RemoveMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  removeMcpServer(
+    request: RemoveMcpServerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  removeMcpServer(
+    request: RemoveMcpServerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveMcpServerResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The MCP servers a session reaches (its own, inherited and global), or with no session the
+   * global ones, with their state. Environment values and headers are never returned.
+   */
+  listMcpServers(
+    request: ListMcpServersRequest,
+    callback: (error: ServiceError | null, response: ListMcpServersResponse) => void,
+  ): ClientUnaryCall;
+  listMcpServers(
+    request: ListMcpServersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMcpServersResponse) => void,
+  ): ClientUnaryCall;
+  listMcpServers(
+    request: ListMcpServersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMcpServersResponse) => void,
+  ): ClientUnaryCall;
+  /** Loads the server's subagent definitions folder (--agents-dir) again. Admins only. */
+  reloadAgents(
+    request: ReloadAgentsRequest,
+    callback: (error: ServiceError | null, response: ReloadAgentsResponse) => void,
+  ): ClientUnaryCall;
+  reloadAgents(
+    request: ReloadAgentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReloadAgentsResponse) => void,
+  ): ClientUnaryCall;
+  reloadAgents(
+    request: ReloadAgentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReloadAgentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds a subagent definition to one session (and its descendants), from a file on the server or
+   * from its text. The model hands tasks to subagents with the `task` tool.
+   */
+  loadAgent(
+    request: LoadAgentRequest,
+    callback: (error: ServiceError | null, response: LoadAgentResponse) => void,
+  ): ClientUnaryCall;
+  loadAgent(
+    request: LoadAgentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LoadAgentResponse) => void,
+  ): ClientUnaryCall;
+  loadAgent(
+    request: LoadAgentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LoadAgentResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes a definition the session loaded. NOT_FOUND when it has none of that name. */
+  unloadAgent(
+    request: UnloadAgentRequest,
+    callback: (error: ServiceError | null, response: UnloadAgentResponse) => void,
+  ): ClientUnaryCall;
+  unloadAgent(
+    request: UnloadAgentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnloadAgentResponse) => void,
+  ): ClientUnaryCall;
+  unloadAgent(
+    request: UnloadAgentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnloadAgentResponse) => void,
+  ): ClientUnaryCall;
+  /** The subagent definitions a session sees, or with no session the global ones. */
+  listAgents(
+    request: ListAgentsRequest,
+    callback: (error: ServiceError | null, response: ListAgentsResponse) => void,
+  ): ClientUnaryCall;
+  listAgents(
+    request: ListAgentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAgentsResponse) => void,
+  ): ClientUnaryCall;
+  listAgents(
+    request: ListAgentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAgentsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentRuntimeClient = makeGenericClientConstructor(
