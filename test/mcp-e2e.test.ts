@@ -165,6 +165,34 @@ describe("MCP servers over the wire", () => {
     await waitFor(() => (alive(pid) ? undefined : true), 5000);
   });
 
+  it("an allowed command may pin its first arguments, loader variables are refused, and a session's server is reconnected after a restart", async () => {
+    const t = await start({ config: { mcp: { ...FAST, allowedCommands: [`${NODE} ${FIXTURE}`] } } });
+    const { session } = await t.client.createSession({ config: { model: whoami() } });
+    const id = session!.id;
+    const server = (args: string[], env: Record<string, string> = {}) => ({ transport: { $case: "stdio" as const, stdio: { command: NODE, args, env, cwd: "" } } });
+    const otherScript = await grpcError(t.client.addMcpServer({ sessionId: id, name: "x", server: server(["-e", "console.log(1)"]) }));
+    expect(otherScript.code).toBe(status.PERMISSION_DENIED);
+    for (const variable of ["NODE_OPTIONS", "LD_PRELOAD", "PATH"]) {
+      const loader = await grpcError(t.client.addMcpServer({ sessionId: id, name: "x", server: server([FIXTURE, "stdio"], { [variable]: "--require /tmp/evil.js" }) }));
+      expect(loader.code).toBe(status.PERMISSION_DENIED);
+      expect(loader.details).toContain(variable);
+    }
+    await t.client.addMcpServer({ sessionId: id, name: "fixture", server: server([FIXTURE, "stdio"]) });
+    await connected(t, id, "fixture");
+
+    // A tool the server adds while connected shows up (notifications/tools/list_changed).
+    await t.client.configureSession({
+      sessionId: id,
+      config: { model: scripted([{ toolCalls: [{ name: "mcp__fixture__add_tool", arguments: { name: "fresh" } }] }, { text: "added" }]) },
+    });
+    await t.client.generate({ sessionId: id, prompt: "add a tool" });
+    await waitFor(async () => ((await t.client.listTools({ sessionId: id })).tools.some((tool) => tool.name === "mcp__fixture__fresh") ? true : undefined));
+
+    await t.server.close();
+    const again = await start({ dataDir: t.dataDir, config: { mcp: { ...FAST, allowedCommands: [`${NODE} ${FIXTURE}`] } } });
+    expect((await connected(again, id, "fixture")).scope).toBe(Scope.SCOPE_SESSION);
+  });
+
   it("Streamable HTTP servers are added by URL with headers that are never shown; an SSE-only server is reached through the fallback", async () => {
     const t = await start({ config: { mcp: FAST } });
     const http = await spawnFixture("http");

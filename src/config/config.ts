@@ -102,7 +102,10 @@ export interface RuntimeConfig {
   /** Global MCP servers, in the shape editors use: {"name": {"command", "args", "env", "cwd"} | {"url", "headers", "type"}}. */
   mcpServers: Record<string, unknown>;
   mcp: {
-    /** Commands a client may run as a stdio MCP server with AddMcpServer (exactly as given); none by default. */
+    /**
+     * Commands a client may run as a stdio MCP server with AddMcpServer; none by default. An entry is
+     * a program (any arguments then), or a program and the arguments the command must start with.
+     */
     allowedCommands: string[];
     /** A server that fails is tried again after this delay, doubling up to backoffMaxMs. */
     backoffBaseMs: number;

@@ -126,15 +126,19 @@ export class McpService {
     }
     checkChars("server.stdio.command", spec.command, INPUT_LIMITS.workspaceChars);
     if (spec.command === "") throw invalidArgument("server.stdio.command is required");
-    if (!this.options.allowedCommands.includes(spec.command)) {
-      throw new AgentdError(
-        "permission_denied",
-        `the command "${spec.command}" is not on the server's list of MCP server commands (mcp.allowedCommands); ask the operator to add it, or configure the server in mcpServers`,
-      );
-    }
     if (spec.args.length > INPUT_LIMITS.mcpArgCount) throw invalidArgument(`server.stdio.args may have at most ${INPUT_LIMITS.mcpArgCount} entries`);
     for (const arg of spec.args) checkText("server.stdio.args", arg, INPUT_LIMITS.mcpArgChars);
+    if (!this.options.allowedCommands.some((entry) => allows(entry, spec))) {
+      throw new AgentdError(
+        "permission_denied",
+        `the command "${spec.command}" (with these arguments) is not on the server's list of MCP server commands (mcp.allowedCommands); ask the operator to add it, or configure the server in mcpServers`,
+      );
+    }
     checkPairs("server.stdio.env", spec.env);
+    const loader = Object.keys(spec.env).find((name) => LOADER_VARIABLE.test(name));
+    if (loader) {
+      throw new AgentdError("permission_denied", `server.stdio.env may not set ${loader}: it changes what the allowed command runs`);
+    }
     return { ...spec, args: [...spec.args], env: { ...spec.env }, cwd: await this.checkCwd(session, spec.cwd) };
   }
 
@@ -151,6 +155,24 @@ export class McpService {
     return real;
   }
 }
+
+/**
+ * An allowed command is a program, which then takes any arguments, or a program with the arguments
+ * it must start with ("npx -y @modelcontextprotocol/server-github"): the operator decides how much
+ * of the command line a client may choose.
+ */
+function allows(entry: string, spec: { command: string; args: string[] }): boolean {
+  const [command, ...prefix] = entry.trim().split(/\s+/);
+  return command === spec.command && prefix.every((arg, i) => spec.args[i] === arg);
+}
+
+/**
+ * Variables that make a program load other code (the dynamic loader's, interpreters' start-up
+ * options and search paths, the shell's start-up file) or find another program (PATH): a client
+ * setting them would run what it likes under an allowed command's name.
+ */
+const LOADER_VARIABLE =
+  /^(LD_.*|DYLD_.*|PATH|NODE_OPTIONS|NODE_PATH|PYTHON(PATH|HOME|STARTUP|INSPECT)|PERL5?(OPT|LIB)|RUBY(OPT|LIB)|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*|NPM_CONFIG_.*|npm_config_.*)$/;
 
 function checkPairs(field: string, pairs: Record<string, string>): void {
   const entries = Object.entries(pairs);

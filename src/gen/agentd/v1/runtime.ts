@@ -1147,10 +1147,16 @@ export interface McpServerConfig {
 
 /** A server the agentd server runs as a child process, speaking MCP on its stdin and stdout. */
 export interface McpStdio {
-  /** Must be exactly one of the server's allowed commands (mcp.allowedCommands). */
+  /**
+   * Must match one of the server's allowed commands (mcp.allowedCommands): the program, and the
+   * first arguments when the entry names them.
+   */
   command: string;
   args: string[];
-  /** Added to a minimal environment (PATH, HOME...). Never returned or logged. */
+  /**
+   * Added to a minimal environment (PATH, HOME...). Never returned or logged. Variables that make a
+   * program load other code (LD_*, NODE_OPTIONS, PATH...) are PERMISSION_DENIED.
+   */
   env: { [key: string]: string };
   /** Absolute path inside the session's workspace; empty for the workspace itself. */
   cwd: string;
