@@ -9,6 +9,8 @@
  *   - Time to the first streamed event under 20 ms (p50).
  *   - At least 20,000 streamed events per second for one session.
  *   - 100 sessions generating at once all complete, p95 turn time under 2 s.
+ *   - An MCP tool call inside a turn (tool_call to tool_result, stdio fixture server) under 5 ms
+ *     p50, reported next to a bare SDK client's call to the same server.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,6 +20,11 @@ import { resolveConfig } from "../src/config/config.js";
 import { createLogger } from "../src/logging.js";
 import { startServer } from "../src/server/server.js";
 import { RuleSet } from "../src/policy/rules.js";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const MCP_FIXTURE = fileURLToPath(new URL("../test/fixtures/mcp/fixture-server.mjs", import.meta.url));
 
 interface Result {
   name: string;
@@ -40,7 +47,12 @@ function scripted(steps: object[]) {
 
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(tmpdir(), "agentd-bench-"));
-  const config = resolveConfig({ port: 0, dataDir, limits: { maxSessions: 100_000, maxSessionsPerOwner: 100_000 } });
+  const config = resolveConfig({
+    port: 0,
+    dataDir,
+    limits: { maxSessions: 100_000, maxSessionsPerOwner: 100_000 },
+    mcpServers: { fixture: { command: process.execPath, args: [MCP_FIXTURE, "stdio"] } },
+  });
   const server = await startServer({ config, logger: createLogger("warn") });
   const client = new AgentdClient(server.address);
   try {
@@ -50,6 +62,7 @@ async function main(): Promise<void> {
     await benchConcurrentSessions(client);
     benchPolicyCheck();
     await benchConfirmToToolStart(client);
+    await benchMcpCall(client);
   } finally {
     client.close();
     await server.close();
@@ -104,6 +117,43 @@ async function benchConfirmToToolStart(client: AgentdClient): Promise<void> {
   }
   const p50 = percentile(latencies, 50);
   results.push({ name: "confirm to tool result p50", value: p50, unit: "ms", target: "< 5 ms", ok: p50 < 5 && latencies.length === 100 });
+}
+
+/** An MCP tool call as the model makes it, against the same call from a bare SDK client. */
+async function benchMcpCall(client: AgentdClient): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if ((await client.listMcpServers({})).servers.some((s) => s.toolCount > 0)) break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const call = { name: "mcp__fixture__echo", arguments: { text: "ping" } };
+  const { session } = await client.createSession({
+    config: { model: scripted([{ toolCalls: [call] }, { text: "ok" }]), permissions: { allow: ["mcp__fixture__*"] } },
+  });
+  const inTurn: number[] = [];
+  for (let i = 0; i < 220; i++) {
+    let calledAt = 0;
+    for await (const event of events(client.streamGenerate({ sessionId: session!.id, prompt: `q${i}` }))) {
+      if (event.payload?.$case === "toolCall") calledAt = performance.now();
+      if (event.payload?.$case === "toolResult" && i >= 20) inTurn.push(performance.now() - calledAt);
+    }
+  }
+  const bare = new Client({ name: "bench", version: "1" });
+  await bare.connect(new StdioClientTransport({ command: process.execPath, args: [MCP_FIXTURE, "stdio"], stderr: "ignore" }));
+  const direct: number[] = [];
+  try {
+    for (let i = 0; i < 220; i++) {
+      const t0 = performance.now();
+      await bare.callTool({ name: "echo", arguments: { text: "ping" } });
+      if (i >= 20) direct.push(performance.now() - t0);
+    }
+  } finally {
+    await bare.close();
+  }
+  const p50 = percentile(inTurn, 50);
+  const base = percentile(direct, 50);
+  results.push({ name: "MCP tool call in a turn p50 (stdio)", value: p50, unit: "ms", target: "< 5 ms", ok: p50 < 5 && inTurn.length === 200 });
+  results.push({ name: "  the same call, bare SDK client p50", value: base, unit: "ms", target: "(info)", ok: true });
+  results.push({ name: "  ratio in a turn / bare", value: p50 / base, unit: "x", target: "(info)", ok: true });
 }
 
 async function benchCreate(client: AgentdClient): Promise<void> {
