@@ -1,22 +1,13 @@
-import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { symlink } from "node:fs/promises";
 import path from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { Scope } from "../src/gen/agentd/v1/runtime.js";
+import { skillText, writeSkill } from "./skills/helpers.js";
 import { cases, collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, type TestServer } from "./helpers/harness.js";
 
-const skill = (name: string, description: string, body: string, extra = "") => `---\nname: ${name}\ndescription: ${description}\n${extra}---\n${body}\n`;
-
-async function writeSkill(root: string, folder: string, text: string, files: Record<string, string> = {}): Promise<string> {
-  const dir = path.join(root, folder);
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, "SKILL.md"), text);
-  for (const [name, content] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
-    await writeFile(path.join(dir, name), content);
-  }
-  return dir;
-}
+/** A SKILL.md text, in the argument order the tests read best. */
+const skill = (name: string, description: string, body: string, extra = "") => skillText(name, description, extra, body);
 
 const servers: TestServer[] = [];
 afterAll(async () => {

@@ -59,24 +59,17 @@ export async function runSkills(args: string[]): Promise<number> {
         console.log(`\n${body}`);
         return 0;
       }
-      case "load": {
-        const source = values.file ? { $case: "content" as const, content: readFileSync(values.file, "utf8") } : { $case: "path" as const, path: name };
-        const { skill } = await client.loadSkill({ sessionId, source });
-        console.log(`loaded ${skill!.name} into session ${sessionId}`);
-        return 0;
-      }
-      case "unload":
-        await client.unloadSkill({ sessionId, name });
-        console.log(`unloaded ${name}`);
-        return 0;
-      case "reload": {
-        const { skills, problems } = await client.reloadSkills({});
-        console.log(`${skills.length} skill${skills.length === 1 ? "" : "s"} loaded`);
-        printProblems(problems);
-        return problems.length > 0 ? 1 : 0;
-      }
       default:
-        return usage(SKILLS_HELP, false);
+        return await sharedAction(action, name, values, {
+          help: SKILLS_HELP,
+          noun: "skill",
+          load: async (source) => (await client.loadSkill({ sessionId, source })).skill!.name,
+          unload: () => client.unloadSkill({ sessionId, name }),
+          reload: async () => {
+            const { skills, problems } = await client.reloadSkills({});
+            return { count: skills.length, problems };
+          },
+        });
     }
   } finally {
     client.close();
@@ -114,24 +107,17 @@ export async function runAgents(args: string[]): Promise<number> {
         printProblems(problems);
         return 0;
       }
-      case "load": {
-        const source = values.file ? { $case: "content" as const, content: readFileSync(values.file, "utf8") } : { $case: "path" as const, path: name };
-        const { agent } = await client.loadAgent({ sessionId, source });
-        console.log(`loaded ${agent!.name} into session ${sessionId}`);
-        return 0;
-      }
-      case "unload":
-        await client.unloadAgent({ sessionId, name });
-        console.log(`unloaded ${name}`);
-        return 0;
-      case "reload": {
-        const { agents, problems } = await client.reloadAgents({});
-        console.log(`${agents.length} definition${agents.length === 1 ? "" : "s"} loaded`);
-        printProblems(problems);
-        return problems.length > 0 ? 1 : 0;
-      }
       default:
-        return usage(AGENTS_HELP, false);
+        return await sharedAction(action, name, values, {
+          help: AGENTS_HELP,
+          noun: "subagent definition",
+          load: async (source) => (await client.loadAgent({ sessionId, source })).agent!.name,
+          unload: () => client.unloadAgent({ sessionId, name }),
+          reload: async () => {
+            const { agents, problems } = await client.reloadAgents({});
+            return { count: agents.length, problems };
+          },
+        });
     }
   } finally {
     client.close();
@@ -190,6 +176,43 @@ export async function runMcp(args: string[]): Promise<number> {
     }
   } finally {
     client.close();
+  }
+}
+
+type DefinitionSourceArg = { $case: "path"; path: string } | { $case: "content"; content: string };
+
+/** load, unload and reload: the same for skills and subagent definitions. */
+async function sharedAction(
+  action: string,
+  name: string,
+  values: { session: string; file?: string },
+  commands: {
+    help: string;
+    noun: string;
+    load(source: DefinitionSourceArg): Promise<string>;
+    unload(): Promise<unknown>;
+    reload(): Promise<{ count: number; problems: DefinitionProblem[] }>;
+  },
+): Promise<number> {
+  switch (action) {
+    case "load": {
+      // A file here is sent as text; a path names a folder or file on the server.
+      const source: DefinitionSourceArg = values.file ? { $case: "content", content: readFileSync(values.file, "utf8") } : { $case: "path", path: name };
+      console.log(`loaded ${await commands.load(source)} into session ${values.session}`);
+      return 0;
+    }
+    case "unload":
+      await commands.unload();
+      console.log(`unloaded ${name}`);
+      return 0;
+    case "reload": {
+      const { count, problems } = await commands.reload();
+      console.log(`${count} ${commands.noun}${count === 1 ? "" : "s"} loaded`);
+      printProblems(problems);
+      return problems.length > 0 ? 1 : 0;
+    }
+    default:
+      return usage(commands.help, false);
   }
 }
 
