@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -140,10 +142,10 @@ describe("MCP servers over the wire", () => {
     expect(denied.details).toContain("mcp.allowedCommands");
     const badName = await grpcError(t.client.addMcpServer({ sessionId: id, name: "a__b", server: stdio(NODE) }));
     expect(badName.code).toBe(status.INVALID_ARGUMENT);
-    const outside = await grpcError(
-      t.client.addMcpServer({ sessionId: id, name: "fixture", server: { transport: { $case: "stdio", stdio: { command: NODE, args: [], env: {}, cwd: "/" } } } }),
+    const withCwd = await grpcError(
+      t.client.addMcpServer({ sessionId: id, name: "fixture", server: { transport: { $case: "stdio", stdio: { command: NODE, args: [], env: {}, cwd: session!.workspace } } } }),
     );
-    expect(outside.code).toBe(status.PERMISSION_DENIED);
+    expect(withCwd.code).toBe(status.PERMISSION_DENIED);
 
     const added = await t.client.addMcpServer({ sessionId: id, name: "fixture", server: stdio(NODE) });
     expect(added.server).toMatchObject({ name: "fixture", scope: Scope.SCOPE_SESSION, transport: "stdio" });
@@ -161,8 +163,18 @@ describe("MCP servers over the wire", () => {
 
     const { pid } = JSON.parse((await callTool(t, child!.id)).output) as { pid: number };
     expect(alive(pid)).toBe(true);
+
+    // A server behind a wrapper (as with npx): the wrapper's child must go too.
+    const { session: wrapped } = await t.client.createSession({ config: { model: whoami() } });
+    const wrapper = `require("child_process").spawn(process.execPath, [${JSON.stringify(FIXTURE)}, "stdio"], { stdio: "inherit" }).on("exit", (c) => process.exit(c ?? 0))`;
+    await t.client.addMcpServer({ sessionId: wrapped!.id, name: "fixture", server: { transport: { $case: "stdio", stdio: { command: NODE, args: ["-e", wrapper], env: {}, cwd: "" } } } });
+    await connected(t, wrapped!.id, "fixture");
+    const inner = (JSON.parse((await callTool(t, wrapped!.id)).output) as { pid: number }).pid;
+    expect(alive(inner)).toBe(true);
+
     await t.client.destroySession({ sessionId: id });
-    await waitFor(() => (alive(pid) ? undefined : true), 5000);
+    await t.client.destroySession({ sessionId: wrapped!.id });
+    await waitFor(() => (alive(pid) || alive(inner) ? undefined : true), 8000);
   });
 
   it("an allowed command may pin its first arguments, loader variables are refused, and a session's server is reconnected after a restart", async () => {
@@ -194,9 +206,14 @@ describe("MCP servers over the wire", () => {
   });
 
   it("Streamable HTTP servers are added by URL with headers that are never shown; an SSE-only server is reached through the fallback", async () => {
-    const t = await start({ config: { mcp: FAST } });
     const http = await spawnFixture("http");
     const sse = await spawnFixture("sse");
+    // An internal service that answers with something only agentd should see.
+    const internal = createServer((_req, res) => res.writeHead(500).end("INTERNAL-ONLY admin-password=hunter2"));
+    await new Promise<void>((resolve) => internal.listen(0, "127.0.0.1", resolve));
+    const internalPort = (internal.address() as AddressInfo).port;
+    const allowed = [`http://127.0.0.1:${http.port}/`, `http://127.0.0.1:${sse.port}/`, `http://127.0.0.1:${internalPort}/`];
+    const t = await start({ config: { mcp: { ...FAST, allowedPrivateUrls: allowed } } });
     const { session } = await t.client.createSession({ config: { model: whoami() } });
     const id = session!.id;
     await t.client.addMcpServer({
@@ -216,6 +233,27 @@ describe("MCP servers over the wire", () => {
     expect(result.secretHeader).toBe(true);
     expect(JSON.stringify(await t.client.listMcpServers({ sessionId: id }))).not.toContain("hdr-s3cret");
     expect(JSON.stringify(t.logs)).not.toContain("hdr-s3cret");
+
+    // Loopback and private addresses need the operator's leave.
+    for (const url of ["http://localhost:9/mcp", "http://169.254.169.254/latest", "http://[::1]:9/mcp", "http://10.1.2.3/mcp"]) {
+      const refused = await grpcError(t.client.addMcpServer({ sessionId: id, name: "internal", server: { transport: { $case: "http", http: { url, headers: {}, sseOnly: false } } } }));
+      expect(refused.code, url).toBe(status.PERMISSION_DENIED);
+    }
+    // An allowed one that fails is reported by its status code, not by what it answered.
+    await t.client.addMcpServer({
+      sessionId: id,
+      name: "internal",
+      server: { transport: { $case: "http", http: { url: `http://127.0.0.1:${internalPort}/mcp`, headers: {}, sseOnly: false } } },
+    });
+    const failed = await waitFor(async () => {
+      const found = (await t.client.listMcpServers({ sessionId: id })).servers.find((s) => s.name === "internal");
+      return found?.state === McpServerState.MCP_SERVER_STATE_FAILED ? found : undefined;
+    });
+    expect(failed.error).toContain("500");
+    expect(JSON.stringify(await t.client.listMcpServers({ sessionId: id }))).not.toContain("hunter2");
+    expect(JSON.stringify(t.logs)).not.toContain("hunter2");
+    await t.client.removeMcpServer({ sessionId: id, name: "internal" });
+    internal.close();
 
     const wrong = await grpcError(
       t.client.addMcpServer({ sessionId: id, name: "ftp", server: { transport: { $case: "http", http: { url: "ftp://example.com/", headers: {}, sseOnly: false } } } }),

@@ -1,4 +1,6 @@
-import { symlink } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { rm, symlink } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
@@ -143,6 +145,53 @@ describe("skills over the wire", () => {
 
     const notAdmin = await grpcError(t.client.unloadSkill({ sessionId: id, name: "release-notes" }));
     expect(notAdmin.code).toBe(status.NOT_FOUND);
+  });
+
+  it("does not follow a skill folder swapped for a link after loading, and refuses FIFOs without blocking", async () => {
+    const { t } = await serverWithSkills();
+    const { session } = await t.client.createSession({
+      config: {
+        limits: { toolTimeoutMs: 2000 },
+        model: scripted(
+          [
+            { toolCalls: [{ name: "skill", arguments: { name: "mine", file: "etc/hostname" } }] },
+            { toolCalls: [{ name: "skill", arguments: { name: "mine" } }] },
+            { text: "done" },
+          ],
+          true,
+        ),
+      },
+    });
+    const id = session!.id;
+    const folder = await writeSkill(session!.workspace, "mine", skill("mine", "Mine", "My body."), { "notes.md": "notes" });
+    await t.client.loadSkill({ sessionId: id, source: { $case: "path", path: "mine" } });
+    await rm(folder, { recursive: true });
+    await symlink("/", folder);
+    const swapped = await collect(t.client.streamGenerate({ sessionId: id, prompt: "read" }));
+    const results = swapped.filter((e) => e.payload?.$case === "toolResult").map((e) => (e.payload as { toolResult: { output: string; isError: boolean } }).toolResult);
+    expect(results[0]!.isError).toBe(true);
+    expect(results[0]!.output).toContain("changed since the skill was loaded");
+    expect(results[1]!.output).toContain("My body.");
+    expect(results[1]!.output).not.toMatch(/\betc\b|\bproc\b/);
+
+    await rm(folder);
+    const fresh = await writeSkill(session!.workspace, "piped", skill("piped", "Has a FIFO", "Body."));
+    await promisify(execFile)("mkfifo", [path.join(fresh, "fifo")]);
+    await t.client.loadSkill({ sessionId: id, source: { $case: "path", path: "piped" } });
+    await t.client.configureSession({
+      sessionId: id,
+      config: { model: scripted([{ toolCalls: [{ name: "skill", arguments: { name: "piped", file: "fifo" } }] }, { text: "done" }], true) },
+    });
+    for (let i = 0; i < 6; i++) {
+      const turn = await collect(t.client.streamGenerate({ sessionId: id, prompt: "read the fifo" }));
+      const result = turn.find((e) => e.payload?.$case === "toolResult")!.payload as { toolResult: { output: string; isError: boolean } };
+      expect(result.toolResult.isError).toBe(true);
+      expect(result.toolResult.output).toContain("not a regular file");
+    }
+    // The thread pool is not held: the server still reads files.
+    await t.client.createSession({});
+    const fifoSkill = await grpcError(t.client.loadSkill({ sessionId: id, source: { $case: "content", content: "x" } }));
+    expect(fifoSkill.code).toBe(status.INVALID_ARGUMENT);
   });
 
   it("lets a skill's allowed-tools run without asking only after the model has read it", async () => {

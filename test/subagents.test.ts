@@ -35,9 +35,11 @@ type Sub = { childSessionId: string; agent: string; event: AgentEvent };
 const subagentEvents = (all: AgentEvent[]): Sub[] =>
   all.filter((e) => e.payload?.$case === "subagent").map((e) => (e.payload as { subagent: Sub }).subagent);
 
+const KEEP = { config: { subagents: { maxDepth: 2, maxTasksPerTurn: 16, keepSessions: true } } };
+
 describe("subagents: the task tool", () => {
   it("runs a child with the definition's narrower tools, relays its events tagged with its id, and adds up usage", async () => {
-    const t = await start();
+    const t = await start(KEEP);
     const usageParent = { inputTokens: 10, outputTokens: 1 };
     const usageChild = { inputTokens: 100, outputTokens: 5 };
     const { session } = await t.client.createSession({
@@ -93,7 +95,7 @@ describe("subagents: the task tool", () => {
   });
 
   it("cancelling the parent's turn cancels the child's", async () => {
-    const t = await start();
+    const t = await start(KEEP);
     const { session } = await t.client.createSession({
       config: {
         model: script([{ toolCalls: [{ name: "task", arguments: { agent: "reviewer", prompt: "take your time" } }] }, { text: "never" }], {
@@ -151,16 +153,19 @@ describe("subagents: the task tool", () => {
     expect(asked).toBe(1);
     const done = seen.at(-1)!.payload;
     expect(done?.$case === "turnCompleted" && done.turnCompleted.result!.text).toContain("written");
+    // By default a subagent's session goes with its task: tasks do not use up the owner's sessions.
+    await waitFor(async () => ((await t.client.listChildSessions({ sessionId: id })).sessions.length === 0 ? true : undefined));
   });
 
   it("holds the depth limit and refuses unknown definitions", async () => {
-    const t = await start({ config: { subagents: { maxDepth: 1, maxTasksPerTurn: 4 } } });
+    const t = await start({ config: { subagents: { maxDepth: 1, maxTasksPerTurn: 1, keepSessions: false } } });
     const { session } = await t.client.createSession({
       config: {
         model: script(
           [
             { toolCalls: [{ name: "task", arguments: { agent: "nobody", prompt: "x" } }] },
             { toolCalls: [{ name: "task", arguments: { agent: "nested", prompt: "delegate further" } }] },
+            { toolCalls: [{ name: "task", arguments: { agent: "nested", prompt: "once more" } }] },
             { text: "{{last_tool_result}}" },
           ],
           { nested: [{ toolCalls: [{ name: "task", arguments: { agent: "nested", prompt: "deeper" } }] }, { text: "child: {{last_tool_result}}" }] },
@@ -173,6 +178,8 @@ describe("subagents: the task tool", () => {
     const parentResults = all.filter((e) => e.payload?.$case === "toolResult").map((e) => (e.payload as { toolResult: { output: string; isError: boolean } }).toolResult);
     expect(parentResults[0]!.isError).toBe(true);
     expect(parentResults[0]!.output).toContain('no subagent named "nobody"');
+    expect(parentResults[2]!.isError).toBe(true);
+    expect(parentResults[2]!.output).toContain("at most 1 tasks");
     const childResults = subagentEvents(all)
       .filter((r) => r.event.payload?.$case === "toolResult")
       .map((r) => (r.event.payload as { toolResult: { output: string; isError: boolean } }).toolResult);

@@ -2,14 +2,14 @@ import { AgentdClient, tlsCredentials } from "../client/client.js";
 
 /** Flags that say how to reach a server, shared by the client commands. */
 export const connectOptions = {
-  server: { type: "string", default: "127.0.0.1:50051" },
+  server: { type: "string", default: process.env.AGENTD_SERVER || "127.0.0.1:50051" },
   token: { type: "string" },
   "tls-ca": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
 } as const;
 
-export const CONNECT_HELP = `  --server ADDR     server address (default 127.0.0.1:50051)
+export const CONNECT_HELP = `  --server ADDR     server address (default: the AGENTD_SERVER environment variable, else 127.0.0.1:50051)
   --token TOKEN     bearer token (default: the AGENTD_TOKEN environment variable)
   --tls-ca FILE     connect with TLS, trusting this CA; --tls-cert/--tls-key add a client certificate`;
 

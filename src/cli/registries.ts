@@ -1,5 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
-import path from "node:path";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { McpServerState, Scope, type DefinitionProblem, type McpServerInfo, type McpServerConfig } from "../gen/agentd/v1/runtime.js";
 import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
@@ -128,8 +127,9 @@ const MCP_HELP = `agentd mcp: the MCP servers sessions reach
 
   agentd mcp list [--session ID]             global servers, or those a session reaches, with their state
   agentd mcp add NAME --session ID --url URL [--header "Name: value"]... [--sse]
-  agentd mcp add NAME --session ID -- COMMAND [ARG...]   [--env NAME=VALUE]... [--cwd DIR]
-                                             (the command must be on the server's mcp.allowedCommands)
+  agentd mcp add NAME --session ID [--env NAME=VALUE]... -- COMMAND [ARG...]
+                                             (the command must be on the server's mcp.allowedCommands;
+                                             options go before "--": what follows is the command line)
   agentd mcp remove NAME --session ID
 
 ${CONNECT_HELP}`;
@@ -144,7 +144,6 @@ export async function runMcp(args: string[]): Promise<number> {
       header: { type: "string", multiple: true, default: [] },
       sse: { type: "boolean", default: false },
       env: { type: "string", multiple: true, default: [] },
-      cwd: { type: "string", default: "" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -216,17 +215,18 @@ async function sharedAction(
   }
 }
 
-function serverConfig(values: { url?: string; header: string[]; sse: boolean; env: string[]; cwd: string }, command: string[]): McpServerConfig {
+function serverConfig(values: { url?: string; header: string[]; sse: boolean; env: string[] }, command: string[]): McpServerConfig {
   if (values.url) {
     const headers = Object.fromEntries(values.header.map((h) => split(h, ":", "--header")));
     return { transport: { $case: "http", http: { url: values.url, headers, sseOnly: values.sse } } };
   }
   const [program, ...args] = command;
   if (!program) throw new Error('give --url URL, or the command after "--"');
+  // A secret meant for --env must not end up on the command line, where ps and listings show it.
+  const misplaced = args.find((arg) => /^--(env|header|url|session|server|token)(=|$)/.test(arg));
+  if (misplaced) throw new Error(`${misplaced} comes after "--", where it would be an argument of the command; put agentd's options before "--"`);
   const env = Object.fromEntries(values.env.map((e) => split(e, "=", "--env")));
-  const cwd = values.cwd === "" ? "" : path.resolve(values.cwd);
-  if (cwd !== "" && !statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--cwd ${cwd} is not a folder`);
-  return { transport: { $case: "stdio", stdio: { command: program, args, env, cwd } } };
+  return { transport: { $case: "stdio", stdio: { command: program, args, env, cwd: "" } } };
 }
 
 function split(text: string, separator: string, flag: string): [string, string] {

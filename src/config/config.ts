@@ -107,11 +107,20 @@ export interface RuntimeConfig {
      * a program (any arguments then), or a program and the arguments the command must start with.
      */
     allowedCommands: string[];
+    /**
+     * URL prefixes a client's HTTP server may have on a loopback, private or link-local address
+     * (public addresses need no entry); none by default.
+     */
+    allowedPrivateUrls: string[];
+    /** MCP servers one session may add. */
+    maxServersPerSession: number;
     /** A server that fails is tried again after this delay, doubling up to backoffMaxMs. */
     backoffBaseMs: number;
     backoffMaxMs: number;
     /** How long starting and initializing a server may take. */
     connectTimeoutMs: number;
+    /** The longest one tool call may take, even in a session whose tool_timeout_ms is 0 (none). */
+    callTimeoutMs: number;
   };
   /** The task tool: subagents as child sessions. */
   subagents: {
@@ -119,6 +128,8 @@ export interface RuntimeConfig {
     maxDepth: number;
     /** Task calls one turn may make. */
     maxTasksPerTurn: number;
+    /** Keep a subagent's session (for GetMessages) after its task; by default it is destroyed, so tasks do not use up the owner's sessions. */
+    keepSessions: boolean;
   };
   persistence: {
     /** Mutations within this window are coalesced into one write. */
@@ -161,8 +172,8 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   skills: { dir: "", allowedRoots: [] },
   agents: { dir: "", allowedRoots: [] },
   mcpServers: {},
-  mcp: { allowedCommands: [], backoffBaseMs: 500, backoffMaxMs: 30_000, connectTimeoutMs: 30_000 },
-  subagents: { maxDepth: 2, maxTasksPerTurn: 16 },
+  mcp: { allowedCommands: [], allowedPrivateUrls: [], maxServersPerSession: 8, backoffBaseMs: 500, backoffMaxMs: 30_000, connectTimeoutMs: 30_000, callTimeoutMs: 600_000 },
+  subagents: { maxDepth: 2, maxTasksPerTurn: 16, keepSessions: false },
   persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
 };
 
@@ -252,6 +263,8 @@ function validateConfig(config: RuntimeConfig): void {
   positive("mcp.backoffBaseMs", config.mcp.backoffBaseMs);
   positive("mcp.backoffMaxMs", config.mcp.backoffMaxMs);
   positive("mcp.connectTimeoutMs", config.mcp.connectTimeoutMs);
+  positive("mcp.maxServersPerSession", config.mcp.maxServersPerSession);
+  positive("mcp.callTimeoutMs", config.mcp.callTimeoutMs);
   positive("subagents.maxTasksPerTurn", config.subagents.maxTasksPerTurn);
   if (!Number.isInteger(config.subagents.maxDepth) || config.subagents.maxDepth < 0) {
     throw new Error(`subagents.maxDepth must be an integer >= 0 (0 turns the task tool off), got ${config.subagents.maxDepth}`);

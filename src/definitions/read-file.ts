@@ -1,4 +1,5 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, readdir } from "node:fs/promises";
 import { MAX_DEFINITION_BYTES } from "./front-matter.js";
 import type { DefinitionProblem } from "./problems.js";
 
@@ -6,10 +7,16 @@ import type { DefinitionProblem } from "./problems.js";
 export async function readDefinitionFile(file: string): Promise<{ text: string } | { problem: DefinitionProblem }> {
   const problem = (message: string) => ({ problem: { file, line: 1, message } });
   try {
-    const info = await stat(file);
-    if (!info.isFile()) return problem("is not a regular file");
-    if (info.size > MAX_DEFINITION_BYTES) return problem(`the file is ${info.size} bytes, over the limit of ${MAX_DEFINITION_BYTES} bytes`);
-    return { text: await readFile(file, "utf8") };
+    // O_NONBLOCK: a FIFO opens at once and is refused, instead of blocking a thread of the pool.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) return problem("is not a regular file");
+      if (info.size > MAX_DEFINITION_BYTES) return problem(`the file is ${info.size} bytes, over the limit of ${MAX_DEFINITION_BYTES} bytes`);
+      return { text: await handle.readFile("utf8") };
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     return problem(`cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
   }

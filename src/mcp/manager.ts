@@ -14,9 +14,6 @@ export interface McpManagerOptions {
   connectTimeoutMs?: number;
 }
 
-/** Called when a server's tool list changed, with where the server lives. */
-export type ToolsChangedListener = (scope: string, name: string) => void;
-
 /**
  * Owns every MCP connection, by scope: GLOBAL_SCOPE for the server's configured ones, a session id
  * for those a session added. Which scopes a session sees is its caller's business; each scope is
@@ -24,7 +21,6 @@ export type ToolsChangedListener = (scope: string, name: string) => void;
  */
 export class McpManager {
   private readonly scopes = new Map<string, Map<string, McpConnection>>();
-  private readonly listeners = new Set<ToolsChangedListener>();
 
   constructor(private readonly options: McpManagerOptions) {}
 
@@ -45,7 +41,6 @@ export class McpManager {
       logger: scope === GLOBAL_SCOPE ? this.options.logger : this.options.logger.child({ mcpScope: scope }),
       ...(this.options.backoff ? { backoff: this.options.backoff } : {}),
       ...(this.options.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.options.connectTimeoutMs } : {}),
-      onToolsChanged: () => this.toolsChanged(scope, name),
     });
     connections.set(name, connection);
     this.scopes.set(scope, connections);
@@ -86,22 +81,6 @@ export class McpManager {
 
   statuses(scope: string): McpServerStatus[] {
     return this.connections(scope).map((connection) => connection.status());
-  }
-
-  /** Listens for tool list changes in any scope; returns the function that stops listening. */
-  onToolsChanged(listener: ToolsChangedListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private toolsChanged(scope: string, name: string): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(scope, name);
-      } catch (error) {
-        this.options.logger.error({ err: error, mcpServer: name }, "MCP tools-changed listener failed");
-      }
-    }
   }
 }
 

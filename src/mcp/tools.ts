@@ -7,11 +7,6 @@ import type { McpToolInfo } from "./types.js";
 /** Model APIs accept at most this many characters in a tool name. */
 const MAX_TOOL_NAME = 64;
 const MAX_DESCRIPTION_CHARS = 2_048;
-/**
- * The executor's per-call timeout aborts the call's signal, which cancels the request on the server;
- * the SDK's own timeout (60 s by default) would cut long tools short before that, so it is set far out.
- */
-const SDK_CALL_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
 /** `mcp__<server>__<tool>` with anything outside [a-zA-Z0-9_-] turned into "_"; null when longer than 64 characters. */
 export function mcpToolName(server: string, tool: string): string | null {
@@ -39,8 +34,12 @@ export function nameTools(server: string, tools: readonly McpToolInfo[]): NamedT
   return { named, skipped };
 }
 
-/** One agent tool per tool the connection last listed (the connection warns about those left out). */
-export function agentToolsOf(connection: McpConnection): Tool[] {
+/**
+ * One agent tool per tool the connection last listed (the connection warns about those left out).
+ * The session's per-call timeout aborts the call's signal, which cancels the request on the server;
+ * `maxCallMs` bounds a call even when the session sets no timeout.
+ */
+export function agentToolsOf(connection: McpConnection, maxCallMs: number): Tool[] {
   const server = connection.name;
   return [...nameTools(server, connection.tools()).named].map(([name, info]) => ({
     name,
@@ -48,9 +47,7 @@ export function agentToolsOf(connection: McpConnection): Tool[] {
     inputSchema: objectSchema(info.inputSchema),
     readOnly: info.readOnlyHint,
     source: { kind: "mcp", server, tool: info.name },
-    // The server checks its own arguments, against a schema it may express in any JSON Schema draft.
-    validateArguments: false,
-    execute: (args, context) => connection.callTool(info.name, args, { signal: context.signal, timeoutMs: SDK_CALL_TIMEOUT_MS }),
+    execute: (args, context) => connection.callTool(info.name, args, { signal: context.signal, timeoutMs: maxCallMs }),
   }));
 }
 

@@ -18,6 +18,8 @@ export interface PolicyGateDeps {
   settings(): ConfirmationSettings;
   book: ConfirmationBook;
   isReadOnly(toolName: string): boolean;
+  /** Whether the session offers a tool of that name; a call of any other is not worth a person's question. */
+  isOffered(toolName: string): boolean;
   /** A confirmation a resumed turn was waiting on before the restart: asked again as it was. */
   restored?: PendingConfirmation;
 }
@@ -31,6 +33,8 @@ export interface PolicyGateDeps {
 export function policyGate(deps: PolicyGateDeps): ToolGate {
   return {
     async admit(call, context, emit): Promise<Admission> {
+      // Nothing to decide: the executor answers that no such tool is offered.
+      if (!deps.isOffered(call.name)) return { run: true, call };
       // Broken JSON matches no argument pattern; the tool itself reports the bad arguments.
       const args = argumentsObjectOrEmpty(call.argumentsJson);
       const { decision, rule } = deps.rules().decide({ name: call.name, args, workspace: deps.workspace });

@@ -19,6 +19,7 @@ export const SKILL_TOOL = "skill";
  */
 export class Capabilities implements SessionCapabilities {
   private readonly registry: ToolRegistry;
+  private readonly tasks: ReturnType<typeof createTaskTool>;
 
   constructor(
     tools: ToolRegistry,
@@ -31,7 +32,8 @@ export class Capabilities implements SessionCapabilities {
       host: SubagentHost;
     },
   ) {
-    this.registry = new ToolRegistry([...tools.list(), createSkillTool(deps.skills), createTaskTool(deps.host, deps.subagents)]);
+    this.tasks = createTaskTool(deps.host, deps.subagents);
+    this.registry = new ToolRegistry([...tools.list(), createSkillTool(deps.skills), this.tasks.tool]);
   }
 
   toolset(session: Session): Toolset {
@@ -61,6 +63,7 @@ export class Capabilities implements SessionCapabilities {
 
   turnEnded(session: Session, turnId: string): void {
     this.deps.skills.endTurn(session.id, turnId);
+    this.tasks.turnEnded(session.id, turnId);
   }
 
   private mayDelegate(session: Session, depth: number): boolean {

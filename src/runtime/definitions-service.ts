@@ -38,6 +38,8 @@ export interface DefinitionKind<T extends { name: string }> {
   loadPath(realPath: string): Promise<Parsed<T>>;
   /** Parses text a client sent, or a session stored. */
   parse(stored: StoredDefinition, file: string): Parsed<T>;
+  /** What else is wrong with one a client loads into a session, given the skills it sees; null when nothing. */
+  check?(item: T, seesSkill: (name: string) => boolean): string | null;
 }
 
 /**
@@ -58,6 +60,8 @@ export class DefinitionsService<T extends { name: string }> {
       allowedRoots: string[];
       lineage: (session: Session) => Session[];
       logger: Logger;
+      /** For definitions that name skills. */
+      isVisibleSkill?: (session: Session, name: string) => boolean;
     },
   ) {
     this.global = new GlobalDefinitions(() => kind.loadDir(options.dir));
@@ -110,6 +114,10 @@ export class DefinitionsService<T extends { name: string }> {
    * for a malformed one; ALREADY_EXISTS when the session has one of that name.
    */
   async load(session: Session, source: DefinitionSource): Promise<Visible<T>> {
+    const count = session.extensions.list(this.kind.list).length;
+    if (count >= INPUT_LIMITS.definitionsPerSession) {
+      throw new AgentdError("resource_exhausted", `session ${session.id} has ${count} of its own ${this.kind.noun}s, the limit; unload one first`);
+    }
     let parsed: Parsed<T>;
     if ("path" in source) {
       parsed = await this.kind.loadPath(await this.checkPath(session, source.path));
@@ -121,6 +129,8 @@ export class DefinitionsService<T extends { name: string }> {
       const { file, line, message } = parsed.problem;
       throw invalidArgument(`${this.kind.noun} not loaded: ${file}:${line}: ${message}`);
     }
+    const why = this.kind.check?.(parsed.item, (name) => this.options.isVisibleSkill?.(session, name) ?? true);
+    if (why) throw invalidArgument(`${this.kind.noun} not loaded: ${why}`);
     if (!session.extensions.add(this.kind.list, parsed.stored)) {
       throw new AgentdError("already_exists", `session ${session.id} already has a ${this.kind.noun} named "${parsed.item.name}"; unload it first`);
     }
@@ -145,7 +155,7 @@ export class DefinitionsService<T extends { name: string }> {
   }
 
   private async checkPath(session: Session, requested: string): Promise<string> {
-    if (requested.length > INPUT_LIMITS.workspaceChars || requested.includes("\u0000")) {
+    if (requested === "" || requested.length > INPUT_LIMITS.workspaceChars || requested.includes("\u0000")) {
       throw invalidArgument(`path must be at most ${INPUT_LIMITS.workspaceChars} characters, without NUL`);
     }
     const absolute = path.resolve(session.workspace, requested);
@@ -155,7 +165,7 @@ export class DefinitionsService<T extends { name: string }> {
       // The same answer for a missing path and a forbidden one: the server's files are not probed through here.
       throw new AgentdError(
         "permission_denied",
-        `${requested} is not an existing path inside the session's workspace or the server's allowed roots (${this.kind.rootsSetting}); a ${this.kind.noun} is loaded from there`,
+        `${requested} is not an existing path inside the session's workspace (relative paths start there) or the server's ${this.kind.noun} folders (${this.kind.rootsSetting}); send the text itself as content instead`,
       );
     }
     return real;

@@ -29,6 +29,8 @@ export const INPUT_LIMITS = {
   /** A SKILL.md or subagent definition given as text. */
   definitionBytes: 256 * 1024,
   definitionNameChars: 64,
+  /** Skills, and subagent definitions, one session may load. */
+  definitionsPerSession: 64,
   mcpServerNameChars: 32,
   mcpArgCount: 64,
   mcpArgChars: 4096,
@@ -118,11 +120,16 @@ export function checkConfigPatch(patch: SessionConfigPatch): SessionConfigPatch 
 /** Tool names or globs: the characters tool names have, and glob marks. */
 const TOOL_PATTERN = /^[A-Za-z0-9_*?{},\[\]!-]+$/;
 
+/** Whether `pattern` can select tools: a tool name or a glob of one, bounded. */
+export function isToolPattern(pattern: string): boolean {
+  return pattern.length <= INPUT_LIMITS.toolPatternChars && TOOL_PATTERN.test(pattern);
+}
+
 function checkToolSelection(tools: string[]): void {
   const { toolSelectionCount, toolPatternChars } = INPUT_LIMITS;
   if (tools.length > toolSelectionCount) throw invalidArgument(`config.tools.allow has ${tools.length} entries; the limit is ${toolSelectionCount}`);
   for (const pattern of tools) {
-    if (pattern.length > toolPatternChars || !TOOL_PATTERN.test(pattern)) {
+    if (!isToolPattern(pattern)) {
       throw invalidArgument(`config.tools.allow entries are tool names or globs of 1 to ${toolPatternChars} letters, digits, "_", "-" and glob marks`);
     }
   }

@@ -1,18 +1,16 @@
-import { realpath } from "node:fs/promises";
-import path from "node:path";
+import { lookup } from "node:dns/promises";
+import { BlockList, isIP } from "node:net";
 import { AgentdError, invalidArgument } from "../errors.js";
 import type { Logger } from "../logging.js";
 import { checkServerName } from "../mcp/config.js";
-import { McpManager } from "../mcp/manager.js";
+import { GLOBAL_SCOPE, McpManager } from "../mcp/manager.js";
 import { agentToolsOf } from "../mcp/tools.js";
 import type { McpServerStatus, McpTransportSpec } from "../mcp/types.js";
 import type { Session } from "../session/session.js";
 import type { Tool } from "../tools/types.js";
-import { isWithin } from "../util/paths.js";
 import type { Scope } from "./definitions-service.js";
 import { checkChars, checkText, INPUT_LIMITS } from "./input-limits.js";
 
-const GLOBAL = "global";
 
 export interface VisibleServer {
   status: McpServerStatus;
@@ -24,6 +22,13 @@ export interface VisibleServer {
 export interface McpServiceOptions {
   /** Commands a client may name for a stdio server. */
   allowedCommands: string[];
+  /** URL prefixes a client's server may have on a private address. */
+  allowedPrivateUrls: string[];
+  maxServersPerSession: number;
+  /** Bounds every call, whatever the session's tool timeout. */
+  callTimeoutMs: number;
+  /** An empty folder of the server's where clients' stdio servers run: not one a client can write to. */
+  clientServerCwd: string;
   backoff: { baseMs: number; maxMs: number };
   connectTimeoutMs: number;
   lineage: (session: Session) => Session[];
@@ -47,13 +52,16 @@ export class McpService {
     this.manager.startGlobal(specs);
   }
 
-  /** Connects a restored session's servers again (in the background). */
-  restore(session: Session): void {
+  /**
+   * Connects a restored session's servers again (in the background), each checked again as when it
+   * was added: one the configuration no longer allows stays off, and the log says why.
+   */
+  async restore(session: Session): Promise<void> {
     for (const { name, spec } of session.extensions.list("mcpServers")) {
       try {
-        this.manager.add(session.id, name, spec);
+        this.manager.add(session.id, name, await this.checkSpec(spec.type === "stdio" ? { ...spec, cwd: "" } : spec));
       } catch (error) {
-        this.options.logger.warn({ sessionId: session.id, mcpServer: name, err: error }, "cannot reconnect an MCP server of a restored session");
+        this.options.logger.warn({ sessionId: session.id, mcpServer: name, err: error }, "an MCP server of a restored session is not started");
       }
     }
   }
@@ -62,7 +70,14 @@ export class McpService {
   async add(session: Session, name: string, spec: McpTransportSpec): Promise<VisibleServer> {
     const problem = checkServerName(name);
     if (problem) throw invalidArgument(`name: ${problem}`);
-    const checked = await this.checkSpec(session, spec);
+    const count = session.extensions.list("mcpServers").length;
+    if (count >= this.options.maxServersPerSession) {
+      throw new AgentdError("resource_exhausted", `session ${session.id} has ${count} MCP servers, the limit (mcp.maxServersPerSession); remove one first`);
+    }
+    const checked = await this.checkSpec(spec);
+    // Checked after the waits above: the session may have been destroyed meanwhile, and a server
+    // started now would outlive it.
+    if (session.state === "closed") throw new AgentdError("not_found", `session ${session.id} not found`);
     if (session.extensions.get("mcpServers", name)) {
       throw new AgentdError("already_exists", `session ${session.id} already has an MCP server named "${name}"; remove it first`);
     }
@@ -85,7 +100,7 @@ export class McpService {
     const scopes: Array<{ scope: string; as: Scope; sessionId: string }> = session
       ? this.options.lineage(session).map((s, depth) => ({ scope: s.id, as: depth === 0 ? "session" : "inherited", sessionId: s.id }))
       : [];
-    scopes.push({ scope: GLOBAL, as: "global", sessionId: "" });
+    scopes.push({ scope: GLOBAL_SCOPE, as: "global", sessionId: "" });
     for (const { scope, as, sessionId } of scopes) {
       for (const status of this.manager.statuses(scope)) {
         if (!seen.has(status.name)) seen.set(status.name, { status, scope: as, sessionId });
@@ -97,8 +112,8 @@ export class McpService {
   /** The tools of every server a session reaches, named mcp__<server>__<tool>. */
   toolsFor(session: Session): Tool[] {
     return this.visible(session).flatMap(({ status, scope, sessionId }) => {
-      const connection = this.manager.connection(scope === "global" ? GLOBAL : sessionId, status.name);
-      return connection ? agentToolsOf(connection) : [];
+      const connection = this.manager.connection(scope === "global" ? GLOBAL_SCOPE : sessionId, status.name);
+      return connection ? agentToolsOf(connection, this.options.callTimeoutMs) : [];
     });
   }
 
@@ -111,7 +126,7 @@ export class McpService {
     await this.manager.closeAll();
   }
 
-  private async checkSpec(session: Session, spec: McpTransportSpec): Promise<McpTransportSpec> {
+  private async checkSpec(spec: McpTransportSpec): Promise<McpTransportSpec> {
     if (spec.type !== "stdio") {
       checkChars("server.http.url", spec.url, INPUT_LIMITS.mcpUrlChars);
       let url: URL;
@@ -122,6 +137,7 @@ export class McpService {
       }
       if (url.protocol !== "http:" && url.protocol !== "https:") throw invalidArgument("server.http.url must be an http or https URL");
       checkPairs("server.http.headers", spec.headers);
+      await this.checkAddress(url, spec.url);
       return { ...spec, headers: { ...spec.headers } };
     }
     checkChars("server.stdio.command", spec.command, INPUT_LIMITS.workspaceChars);
@@ -139,20 +155,30 @@ export class McpService {
     if (loader) {
       throw new AgentdError("permission_denied", `server.stdio.env may not set ${loader}: it changes what the allowed command runs`);
     }
-    return { ...spec, args: [...spec.args], env: { ...spec.env }, cwd: await this.checkCwd(session, spec.cwd) };
+    // Programs look for code in their working folder (python -m, npx): one the client can write to
+    // would let it run its own code under an allowed command's name.
+    if (spec.cwd !== "") {
+      throw new AgentdError("permission_denied", "server.stdio.cwd cannot be set by a client: its servers run in an empty folder of the server's; pass paths as arguments");
+    }
+    return { ...spec, args: [...spec.args], env: { ...spec.env }, cwd: this.options.clientServerCwd };
   }
 
-  /** A client's server runs in the session's workspace, or below it. */
-  private async checkCwd(session: Session, cwd: string): Promise<string> {
-    const workspace = await realpath(session.workspace).catch(() => session.workspace);
-    if (cwd === "") return workspace;
-    checkChars("server.stdio.cwd", cwd, INPUT_LIMITS.workspaceChars);
-    if (!path.isAbsolute(cwd)) throw invalidArgument("server.stdio.cwd must be an absolute path");
-    const real = await realpath(cwd).catch(() => null);
-    if (real === null || !isWithin(real, workspace)) {
-      throw new AgentdError("permission_denied", "server.stdio.cwd must be an existing folder inside the session's workspace");
+  /**
+   * A client may name any public server; one on this host or a private network only under a prefix
+   * the operator allowed, so that agentd cannot be used to reach what only it can reach.
+   */
+  private async checkAddress(url: URL, text: string): Promise<void> {
+    if (this.options.allowedPrivateUrls.some((prefix) => text.startsWith(prefix))) return;
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const addresses = await lookup(host, { all: true }).catch(() => {
+      throw invalidArgument(`server.http.url: the host ${host} cannot be resolved`);
+    });
+    if (addresses.some(({ address }) => isPrivateAddress(address))) {
+      throw new AgentdError(
+        "permission_denied",
+        `server.http.url points at a loopback, private or link-local address; ask the operator to allow it (mcp.allowedPrivateUrls)`,
+      );
     }
-    return real;
   }
 }
 
@@ -171,8 +197,35 @@ function allows(entry: string, spec: { command: string; args: string[] }): boole
  * options and search paths, the shell's start-up file) or find another program (PATH): a client
  * setting them would run what it likes under an allowed command's name.
  */
-const LOADER_VARIABLE =
-  /^(LD_.*|DYLD_.*|PATH|NODE_OPTIONS|NODE_PATH|PYTHON(PATH|HOME|STARTUP|INSPECT)|PERL5?(OPT|LIB)|RUBY(OPT|LIB)|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*|NPM_CONFIG_.*|npm_config_.*)$/;
+const LOADER_VARIABLE = new RegExp(
+  "^(" +
+    [
+      // the dynamic loader, the C library's module paths, where programs and configuration are found
+      "LD_.*", "DYLD_.*", "GCONV_PATH", "LOCPATH", "NLSPATH", "PATH", "HOME", "XDG_.*", "TMPDIR",
+      // shells
+      "ENV", "BASH_ENV", "BASH_FUNC_.*", "SHELLOPTS", "BASHOPTS", "PS4", "ZDOTDIR", "IFS", "CDPATH",
+      // language runtimes and their package managers
+      "NODE_.*", "NPM_.*", "YARN_.*", "PNPM_.*", "BUN_.*", "DENO_.*", "UV_.*", "PIP_.*", "PYTHON.*", "CONDA.*", "VIRTUAL_ENV",
+      "PERL.*", "RUBY.*", "GEM_.*", "BUNDLE_.*", "JAVA_.*", "_JAVA_.*", "JDK_.*", "CLASSPATH", "MAVEN_.*", "GRADLE_.*",
+      "DOTNET_.*", "CORECLR_.*", "COMPLUS_.*", "GO(PATH|ROOT|FLAGS|PROXY|TOOLCHAIN|ENV|EXPERIMENT|DEBUG)", "CARGO_.*", "RUST.*", "PHP.*", "LUA_.*", "GIT_.*",
+    ].join("|") +
+    ")$",
+  "i",
+);
+
+/** Addresses of this host, private networks, link-local and unique-local ranges, and unspecified ones. */
+const PRIVATE = new BlockList();
+for (const [network, prefix] of [["0.0.0.0", 8], ["10.0.0.0", 8], ["100.64.0.0", 10], ["127.0.0.0", 8], ["169.254.0.0", 16], ["172.16.0.0", 12], ["192.168.0.0", 16]] as const) {
+  PRIVATE.addSubnet(network, prefix, "ipv4");
+}
+for (const [network, prefix] of [["::", 128], ["::1", 128], ["fc00::", 7], ["fe80::", 10]] as const) PRIVATE.addSubnet(network, prefix, "ipv6");
+
+function isPrivateAddress(address: string): boolean {
+  const family = isIP(address) === 6 ? "ipv6" : "ipv4";
+  // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is judged as IPv4.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  return mapped ? PRIVATE.check(mapped, "ipv4") : PRIVATE.check(address, family);
+}
 
 function checkPairs(field: string, pairs: Record<string, string>): void {
   const entries = Object.entries(pairs);

@@ -14,7 +14,7 @@ import { mergeConfig } from "../session/config-merge.js";
 import { defaultSessionConfig, newSessionRecord } from "../session/new-session.js";
 import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "../session/paging.js";
 import { SessionRegistry } from "../session/registry.js";
-import { restoreSessions } from "../session/restore.js";
+import { restoreSessions, type SuspendedTurn } from "../session/restore.js";
 import { Session, type SessionView } from "../session/session.js";
 import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch } from "../session/types.js";
 import { Persister } from "../store/persister.js";
@@ -110,7 +110,7 @@ export class Runtime {
   private constructor(
     private readonly options: RuntimeOptions,
     private readonly workspaces: WorkspacePolicy,
-    roots: { skillsDir: string; skillRoots: string[]; agentsDir: string; agentRoots: string[] },
+    roots: { skillsDir: string; skillRoots: string[]; agentsDir: string; agentRoots: string[]; mcpCwd: string },
   ) {
     const { config, store, tools, logger } = options;
     this.registry = new SessionRegistry(config.limits);
@@ -140,9 +140,19 @@ export class Runtime {
       find: (id) => this.registry.find(id),
       logger,
     });
-    this.agents = new DefinitionsService(AGENT_DEFINITIONS, { dir: roots.agentsDir, allowedRoots: roots.agentRoots, lineage, logger });
+    this.agents = new DefinitionsService(AGENT_DEFINITIONS, {
+      dir: roots.agentsDir,
+      allowedRoots: roots.agentRoots,
+      lineage,
+      logger,
+      isVisibleSkill: (session, name) => this.skills.registry.visible(session).some((v) => v.item.name === name),
+    });
     this.mcp = new McpService({
       allowedCommands: config.mcp.allowedCommands,
+      allowedPrivateUrls: config.mcp.allowedPrivateUrls,
+      maxServersPerSession: config.mcp.maxServersPerSession,
+      callTimeoutMs: config.mcp.callTimeoutMs,
+      clientServerCwd: roots.mcpCwd,
       backoff: { baseMs: config.mcp.backoffBaseMs, maxMs: config.mcp.backoffMaxMs },
       connectTimeoutMs: config.mcp.connectTimeoutMs,
       lineage,
@@ -178,7 +188,11 @@ export class Runtime {
     // The default folders exist from the start, so an operator sees where skills and agents go.
     if (skills.dir === "") await mkdir(skillsDir, { recursive: true });
     if (agents.dir === "") await mkdir(agentsDir, { recursive: true });
+    // Where clients' stdio MCP servers run: empty, and the server's alone.
+    const mcpCwd = path.resolve(dataDir, "mcp-servers");
+    await mkdir(mcpCwd, { recursive: true, mode: 0o700 });
     const runtime = new Runtime(options, workspaces, {
+      mcpCwd: await realpath(mcpCwd),
       skillsDir,
       skillRoots: await resolvedRoots([skillsDir, ...skills.allowedRoots]),
       agentsDir,
@@ -187,7 +201,13 @@ export class Runtime {
     await runtime.skills.registry.reload();
     await runtime.agents.reload();
     runtime.mcp.startGlobal(parseMcpServers(options.config.mcpServers, "mcpServers"));
+    const suspendedTurns: Array<[Session, SuspendedTurn]> = [];
     await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger, (session, suspended) => {
+      suspendedTurns.push([session, suspended]);
+    });
+    // MCP servers first: a resumed turn may be about to call one of their tools.
+    await Promise.all([...runtime.registry.all()].map((session) => runtime.mcp.restore(session)));
+    for (const [session, suspended] of suspendedTurns) {
       options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
       try {
         runtime.turns.resume(session, suspended);
@@ -195,8 +215,7 @@ export class Runtime {
         // One session that cannot resume must not keep the server from starting.
         options.logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
       }
-    });
-    for (const session of runtime.registry.all()) runtime.mcp.restore(session);
+    }
     return runtime;
   }
 
@@ -244,6 +263,10 @@ export class Runtime {
 
   async destroySession(caller: Caller, sessionId: string, policy: ChildPolicy): Promise<{ destroyed: string[]; orphaned: string[] }> {
     this.owned(caller, sessionId);
+    return this.destroyTree(sessionId, policy);
+  }
+
+  private async destroyTree(sessionId: string, policy: ChildPolicy = "cascade"): Promise<{ destroyed: string[]; orphaned: string[] }> {
     const { destroyed, orphaned } = await this.registry.destroy(sessionId, policy);
     for (const session of destroyed) {
       this.models.forget(session.id);
@@ -334,7 +357,7 @@ export class Runtime {
     let args = argumentsObjectOrEmpty(pending.argumentsJson);
     if (approve && answer.editedArgumentsJson !== undefined) {
       checkText("edited_arguments_json", answer.editedArgumentsJson, INPUT_LIMITS.promptBytes);
-      args = this.checkEditedArguments(pending.toolName, answer.editedArgumentsJson);
+      args = this.checkEditedArguments(session, pending.toolName, answer.editedArgumentsJson);
     }
     if (approve && answer.editedArgumentsJson !== undefined) {
       // The person saw one call and approved another: the edited one must pass the rules too.
@@ -399,13 +422,15 @@ export class Runtime {
 
   /** A session's skills (own, inherited, global); with no session, the global ones and their load problems. */
   listSkills(caller: Caller, sessionId: string): { skills: Visible<Skill>[]; problems: readonly DefinitionProblem[] } {
-    if (sessionId === "") return { skills: this.skills.registry.globalList().map(asGlobal), problems: isAdmin(caller) ? this.skills.registry.problems() : [] };
-    return { skills: this.skills.registry.visible(this.owned(caller, sessionId)), problems: [] };
+    if (sessionId === "") {
+      return { skills: this.skills.registry.globalList().map((skill) => shownTo(caller, asGlobal(skill))), problems: isAdmin(caller) ? this.skills.registry.problems() : [] };
+    }
+    return { skills: this.skills.registry.visible(this.owned(caller, sessionId)).map((v) => shownTo(caller, v)), problems: [] };
   }
 
   getSkill(caller: Caller, sessionId: string, name: string): Visible<Skill> {
     checkChars("name", name, INPUT_LIMITS.definitionNameChars);
-    return this.skills.registry.find(sessionId === "" ? null : this.owned(caller, sessionId), name);
+    return shownTo(caller, this.skills.registry.find(sessionId === "" ? null : this.owned(caller, sessionId), name));
   }
 
   // --- Subagent definitions ---------------------------------------------------------------------
@@ -441,7 +466,9 @@ export class Runtime {
 
   /** A session's MCP servers (own, inherited, global) with their state; with no session, the global ones. */
   listMcpServers(caller: Caller, sessionId: string): VisibleServer[] {
-    return this.mcp.visible(sessionId === "" ? null : this.owned(caller, sessionId));
+    const servers = this.mcp.visible(sessionId === "" ? null : this.owned(caller, sessionId));
+    // The operator's command lines and URLs may hold tokens: users see which program or host only.
+    return isAdmin(caller) ? servers : servers.map((s) => (s.scope === "global" ? { ...s, status: { ...s.status, target: briefTarget(s.status.target, s.status.transport) } } : s));
   }
 
   /** Writes everything pending to the store now. */
@@ -491,6 +518,11 @@ export class Runtime {
         return this.create(parent.owner, parent.id, config, { workspace: parent.workspace, ephemeral: parent.ephemeral, labels, named: false, agent: definition.name });
       },
       startTurn: (child, prompt, parentTurnId) => this.turns.startChild(child, prompt, parentTurnId),
+      taskEnded: (child) => {
+        if (this.options.config.subagents.keepSessions) return;
+        // Its turn may still be finishing (cancelled with its parent): destroying waits for it.
+        void this.destroyTree(child.id).catch((error: unknown) => this.options.logger.warn({ sessionId: child.id, err: error }, "cannot remove a subagent's session"));
+      },
     };
   }
 
@@ -537,7 +569,7 @@ export class Runtime {
     return session;
   }
 
-  private checkEditedArguments(toolName: string, json: string): Record<string, unknown> {
+  private checkEditedArguments(session: Session, toolName: string, json: string): Record<string, unknown> {
     let value: unknown;
     try {
       value = JSON.parse(json);
@@ -547,7 +579,8 @@ export class Runtime {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       throw invalidArgument("edited_arguments_json must be a JSON object; the confirmation is still pending");
     }
-    const problems = this.options.tools.has(toolName) ? this.options.tools.validate(toolName, value) : [];
+    const toolset = this.capabilities.toolset(session);
+    const problems = toolset.get(toolName) ? toolset.validate(toolName, value) : [];
     if (problems.length > 0) {
       throw invalidArgument(`edited_arguments_json does not fit ${toolName}'s schema: ${problems.join("; ")}; the confirmation is still pending`);
     }
@@ -597,6 +630,21 @@ function narrowedTo(parent: Readonly<SessionConfig>, child: SessionConfig): Sess
 }
 
 const asGlobal = <T>(item: T): Visible<T> => ({ item, scope: "global", sessionId: "" });
+
+/** A global skill's folder is where the operator keeps it on the server: admins see it. */
+function shownTo(caller: Caller, visible: Visible<Skill>): Visible<Skill> {
+  return visible.scope === "global" && !isAdmin(caller) ? { ...visible, item: { ...visible.item, dir: null } } : visible;
+}
+
+/** The program of a command line, or the scheme and host of a URL. */
+function briefTarget(target: string, transport: string): string {
+  if (transport === "stdio") return `${target.split(" ")[0] ?? ""} …`;
+  try {
+    return `${new URL(target).origin}/…`;
+  } catch {
+    return "…";
+  }
+}
 
 /** Folders as the file system names them, so a symlinked root still matches resolved paths. */
 async function resolvedRoots(roots: string[]): Promise<string[]> {

@@ -9,8 +9,9 @@ import { loadAgentsDir } from "../subagents/load.js";
 import { parseAgentDefinition } from "../subagents/parse.js";
 import type { AgentDefinition } from "../subagents/types.js";
 import type { Tool, ToolContext, ToolReturn } from "../tools/types.js";
-import { readFile } from "node:fs/promises";
+import { readDefinitionFile } from "../definitions/read-file.js";
 import type { DefinitionKind, Parsed, Visible } from "./definitions-service.js";
+import { isToolPattern } from "./input-limits.js";
 
 function toParsed(result: { definition: AgentDefinition } | { problem: { file: string; line: number; message: string } }): Parsed<AgentDefinition> {
   if ("problem" in result) return result;
@@ -25,11 +26,16 @@ export const AGENT_DEFINITIONS: DefinitionKind<AgentDefinition> = {
   rootsSetting: "agents.allowedRoots",
   loadDir: (root) => loadAgentsDir(root),
   loadPath: async (file) => {
-    const text = await readFile(file, "utf8").catch(() => null);
-    if (text === null) return { problem: { file, line: 1, message: "cannot be read as a text file" } };
-    return toParsed(parseAgentDefinition(text, { file }));
+    const read = await readDefinitionFile(file);
+    return "problem" in read ? read : toParsed(parseAgentDefinition(read.text, { file }));
   },
   parse: (stored, file) => toParsed(parseAgentDefinition(stored.text, { file })),
+  check: (definition, seesSkill) => {
+    const tool = definition.tools?.find((name) => !isToolPattern(name));
+    if (tool !== undefined) return `tools: "${tool.slice(0, 80)}" is not a tool name or glob`;
+    const skill = definition.skills.find((name) => !seesSkill(name));
+    return skill === undefined ? null : `skills: the session has no skill named "${skill}"; load it first`;
+  },
 };
 
 /** What the task tool needs of the runtime. */
@@ -42,6 +48,8 @@ export interface SubagentHost {
   createChild(parent: Session, definition: AgentDefinition): Promise<Session>;
   /** Starts the child's turn with what its parent's turn was started with (a per-turn API key). */
   startTurn(child: Session, prompt: string, parentTurnId: string): { events: Observable<SessionEvent>; cancel(reason: CancelReason): boolean };
+  /** The task is over: the child goes, unless the configuration keeps subagents' sessions. */
+  taskEnded(child: Session): void;
 }
 
 export interface SubagentLimits {
@@ -57,9 +65,9 @@ export const TASK_TOOL = "task";
  * parent's stream, tagged with the child's id; cancelling the parent's turn cancels the child's;
  * the child's usage is added to the parent's turn.
  */
-export function createTaskTool(host: SubagentHost, limits: SubagentLimits): Tool {
+export function createTaskTool(host: SubagentHost, limits: SubagentLimits): { tool: Tool; turnEnded(sessionId: string, turnId: string): void } {
   const tasksPerTurn = new Map<string, number>();
-  return {
+  const tool: Tool = {
     name: TASK_TOOL,
     description:
       "Hand a self-contained task to a subagent (see the subagents listed in your instructions). It works in a fresh conversation " +
@@ -95,11 +103,15 @@ export function createTaskTool(host: SubagentHost, limits: SubagentLimits): Tool
       const count = (tasksPerTurn.get(key) ?? 0) + 1;
       if (count > limits.maxTasksPerTurn) throw new Error(`a turn may hand out at most ${limits.maxTasksPerTurn} tasks (subagents.maxTasksPerTurn)`);
       tasksPerTurn.set(key, count);
-      context.signal.addEventListener("abort", () => tasksPerTurn.delete(key), { once: true });
       const child = await host.createChild(parent, definition);
-      return runChildTurn(host, parent, child, definition.name, String(args.prompt), context);
+      try {
+        return await runChildTurn(host, parent, child, definition.name, String(args.prompt), context);
+      } finally {
+        host.taskEnded(child);
+      }
     },
   };
+  return { tool, turnEnded: (sessionId, turnId) => tasksPerTurn.delete(`${sessionId}/${turnId}`) };
 }
 
 async function runChildTurn(host: SubagentHost, parent: Session, child: Session, agent: string, prompt: string, context: ToolContext): Promise<ToolReturn> {
@@ -108,9 +120,10 @@ async function runChildTurn(host: SubagentHost, parent: Session, child: Session,
   const usage: UsageTotals = { inputTokens: 0, outputTokens: 0 };
   const onAbort = () => handle.cancel("parent_cancelled");
   context.signal.addEventListener("abort", onAbort, { once: true });
+  let subscription: { unsubscribe(): void } | undefined;
   try {
     const outcome = await new Promise<ToolReturn>((resolve, reject) => {
-      handle.events.subscribe({
+      subscription = handle.events.subscribe({
         next: (event) => {
           parent.relaySubagentEvent(context.turnId, child.id, agent, event);
           if (event.turnId === "") return;
@@ -126,10 +139,13 @@ async function runChildTurn(host: SubagentHost, parent: Session, child: Session,
           }
         },
         error: (error: unknown) => resolve({ output: `the subagent ${agent} stopped: ${errorMessage(error)}`, isError: true, usage: { ...usage } }),
+        // After a terminal event this changes nothing; without one (the child closed), the task still ends.
+        complete: () => resolve({ output: `the subagent ${agent} ended without an answer`, isError: true, usage: { ...usage } }),
       });
     });
     return { ...outcome, output: `[subagent ${agent}, session ${child.id}]\n${outcome.output}` };
   } finally {
+    subscription?.unsubscribe();
     context.signal.removeEventListener("abort", onAbort);
   }
 }

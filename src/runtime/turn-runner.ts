@@ -129,6 +129,7 @@ export class TurnRunner {
           settings: () => session.config.confirmation,
           book: session.confirmations,
           isReadOnly: (name) => capabilities.toolset(session).get(name)?.readOnly === true,
+          isOffered: (name) => capabilities.toolset(session).get(name) !== undefined,
           restored: suspended?.confirmation,
         }),
         host,

@@ -27,9 +27,13 @@ export function allowedToolRules(entries: readonly string[]): string[] {
   });
 }
 
-/** Why the first entry that is not a valid rule is not; null when all are. */
+/**
+ * Why the first entry that is not a valid rule is not; null when all are. An entry must name its
+ * tool: a glob such as `*` or `mcp__*` would let a skill allow every tool, or tools it never saw.
+ */
 export function invalidAllowedTool(entries: readonly string[]): string | null {
   for (const rule of allowedToolRules(entries)) {
+    if (/^[^(]*[*?[\]{}]/.test(rule)) return `"${rule.slice(0, 80)}" must name a tool, not a glob of tool names`;
     try {
       compileRule(rule);
     } catch (error) {

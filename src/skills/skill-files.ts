@@ -14,8 +14,8 @@ const MAX_EXAMINED = 2_000;
  */
 export async function listSkillFiles(dir: string, max: number, signal: AbortSignal): Promise<{ files: string[]; more: boolean }> {
   const realDir = await realpath(dir).catch(() => null);
-  // A folder gone since the skill was loaded holds nothing; the instructions are still worth reading.
-  if (realDir === null) return { files: [], more: false };
+  // A folder gone (or swapped for a link) since the skill was loaded holds nothing; the instructions are still worth reading.
+  if (realDir === null || realDir !== dir) return { files: [], more: false };
   const linksToFileInside = async (link: string) => {
     const real = await realpath(link).catch(() => null);
     return real !== null && isWithin(real, realDir) && (await stat(real).then((info) => info.isFile(), () => false));
@@ -69,6 +69,9 @@ export async function readSkillFile(dir: string, requested: string, limits: Skil
   const realDir = await realpath(dir).catch(() => {
     throw new Error("the skill's folder is no longer there");
   });
+  // `dir` is the folder's real path when the skill was loaded (and checked against where skills may
+  // come from): a folder swapped since for a link, or moved under one, is not followed.
+  if (realDir !== dir) throw new Error("the skill's folder has changed since the skill was loaded; load the skill again");
   const real = await realpath(path.join(realDir, requested)).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ELOOP") throw new Error(`file ${shown} goes through a symbolic link loop`);
     throw new Error(`the skill's folder has no file ${shown}; read the skill without \`file\` to see the files it holds`);
@@ -76,10 +79,14 @@ export async function readSkillFile(dir: string, requested: string, limits: Skil
   if (!isWithin(real, realDir)) throw new Error(`file ${shown} leads outside the skill's folder and cannot be read`);
 
   // O_NOFOLLOW: should the file be swapped for a link after the check above, the open fails.
-  const handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => {
+  // O_NONBLOCK: a FIFO or device opens at once (and is refused below) instead of holding a thread.
+  const handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => {
     throw new Error(`file ${shown} cannot be read`);
   });
   try {
+    // What was opened, whatever was swapped on the way: it must still lie inside the folder.
+    const opened = await realpath(`/proc/self/fd/${handle.fd}`).catch(() => real);
+    if (!isWithin(opened, realDir)) throw new Error(`file ${shown} leads outside the skill's folder and cannot be read`);
     const info = await handle.stat();
     if (info.isDirectory()) throw new Error(`${shown} is a folder; ask for one of the files it holds`);
     if (!info.isFile()) throw new Error(`${shown} is not a regular file`);

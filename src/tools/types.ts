@@ -41,11 +41,6 @@ export interface Tool {
   /** Default: built in. */
   source?: ToolSource;
   /**
-   * False when the arguments are checked by someone else (an MCP server checks its own): the
-   * executor then only requires a JSON object. Default true.
-   */
-  validateArguments?: boolean;
-  /**
    * Overrides the session's per-call time limit; 0 for none. For a tool bounded otherwise (a
    * subagent's turn has its own limits and follows its caller's cancellation).
    */

@@ -17,7 +17,7 @@ describe("McpConnection with the reference server-everything", () => {
     const result = await connection.callTool("echo", { message: "hello" }, { signal: new AbortController().signal, timeoutMs: 10_000 });
     expect(result).toEqual({ output: "Echo: hello", isError: false });
 
-    const tools = agentToolsOf(connection);
+    const tools = agentToolsOf(connection, 60_000);
     expect(tools.map((tool) => tool.name)).toContain("mcp__everything__echo");
     for (const tool of tools) expect(tool.inputSchema).toMatchObject({ type: "object", properties: expect.any(Object) });
 

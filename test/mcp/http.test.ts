@@ -92,7 +92,7 @@ describe("McpConnection over HTTP", () => {
     const connection = cleanup.connection("lost", { type: "http", url: `http://127.0.0.1:${server.port}/nowhere`, headers: {} });
     connection.start();
     await waitForState(connection, "failed");
-    expect(connection.status().error).toMatch(/^Streamable HTTP failed \(.*not found.*\), and so did SSE \(.*\)$/);
+    expect(connection.status().error).toMatch(/^Streamable HTTP failed \(.*HTTP 404\)+, and so did SSE \(.*404/);
     expect(connection.status().transport).toBe("http");
   });
 });

@@ -99,11 +99,11 @@ describe("McpConnection over stdio", () => {
   it("runs as agent tools through the executor, whose timeout cancels the call on the server", async () => {
     const log = path.join(await cleanup.tempDir(), "fixture.log");
     const connection = await connected({ FIXTURE_LOG: log });
-    const tools = agentToolsOf(connection);
+    const tools = agentToolsOf(connection, 60_000);
     const registry = new ToolRegistry(tools);
 
     const echo = registry.get("mcp__fx__echo");
-    expect(echo).toMatchObject({ readOnly: true, validateArguments: false, source: { kind: "mcp", server: "fx", tool: "echo" } });
+    expect(echo).toMatchObject({ readOnly: true, source: { kind: "mcp", server: "fx", tool: "echo" } });
     expect(echo?.inputSchema.$schema).toBeUndefined();
     expect(registry.get("mcp__fx__add_tool")?.readOnly).toBe(false);
 

@@ -1065,7 +1065,10 @@ export interface SkillInfo {
   scope: Scope;
   /** The session that loaded it (SCOPE_SESSION, SCOPE_INHERITED). */
   sessionId: string;
-  /** The folder it was read from; empty for a skill given as text. */
+  /**
+   * The folder it was read from; empty for a skill given as text, and for a global skill unless the
+   * caller is an admin.
+   */
   folder: string;
   /** Its allowed-tools, as permission rules; see has_allowed_tools. */
   allowedTools: string[];
@@ -1189,7 +1192,10 @@ export interface McpServerInfo {
   sessionId: string;
   /** "stdio", "http" (Streamable HTTP) or "sse". */
   transport: string;
-  /** The command line, or the URL without credentials or query. */
+  /**
+   * The command line, or the URL without credentials or query; for a global server, only the
+   * program or the URL's origin unless the caller is an admin.
+   */
   target: string;
   state: McpServerState;
   /** Why it failed, when it did. */
