@@ -14,7 +14,4 @@ export function compareByName(a: { name: string }, b: { name: string }): number 
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** A value a file gave, shortened and quoted for a message. */
-export function quoted(value: string, max = 64): string {
-  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
-}
+export { quoted } from "../util/values.js";

@@ -1,3 +1,4 @@
+import { isPlainObject, quoted } from "../util/values.js";
 import type { McpTransportSpec } from "./types.js";
 
 /**
@@ -37,7 +38,7 @@ export function parseMcpServers(value: unknown, where: string): Record<string, M
   const servers: Record<string, McpTransportSpec> = {};
   for (const [name, entry] of Object.entries(value)) {
     const problem = checkServerName(name);
-    if (problem) throw new Error(`${where}: MCP server ${quote(name)}: ${problem}`);
+    if (problem) throw new Error(`${where}: MCP server ${quoted(name)}: ${problem}`);
     const fail = (message: string): never => {
       throw new Error(`${where}: MCP server "${name}": ${message}`);
     };
@@ -73,7 +74,7 @@ function parseServer(fields: Record<string, unknown>, fail: (message: string) =>
   }
 
   const kind = type === undefined ? "http" : URL_TYPES[type as string];
-  if (!kind) fail(`field "type" must be "http", "streamable-http" or "sse" for a server with a url, not ${quote(String(type))}`);
+  if (!kind) fail(`field "type" must be "http", "streamable-http" or "sse" for a server with a url, not ${quoted(String(type))}`);
   checkKnownFields(fields, URL_FIELDS, fail);
   return {
     type: kind,
@@ -84,7 +85,7 @@ function parseServer(fields: Record<string, unknown>, fail: (message: string) =>
 
 function checkKnownFields(fields: Record<string, unknown>, known: Set<string>, fail: (message: string) => never): void {
   for (const [key, value] of Object.entries(fields)) {
-    if (value !== undefined && !known.has(key) && !IGNORED_FIELDS.has(key)) fail(`unknown field ${quote(key)} (expected ${[...known].join(", ")})`);
+    if (value !== undefined && !known.has(key) && !IGNORED_FIELDS.has(key)) fail(`unknown field ${quoted(key)} (expected ${[...known].join(", ")})`);
   }
 }
 
@@ -125,19 +126,10 @@ function stringRecord(
   if (!isPlainObject(value)) fail(`field "${field}" must be an object of strings`);
   const record: Record<string, string> = {};
   for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-    if (!validKey(key)) fail(`field "${field}" has an invalid name ${quote(key)}`);
+    if (!validKey(key)) fail(`field "${field}" has an invalid name ${quoted(key)}`);
     if (typeof item !== "string") fail(`field "${field}.${key}" must be a string`);
     if (!validValue(item as string)) fail(`field "${field}.${key}" must not contain line breaks`);
     record[key] = item as string;
   }
   return record;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** A name for an error message: quoted, and cut so a long value cannot bloat it. */
-function quote(value: string): string {
-  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
 }

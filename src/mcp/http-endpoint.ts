@@ -1,3 +1,5 @@
+import { decodeUriComponentOrKeep } from "../util/values.js";
+
 /**
  * Where an HTTP MCP server is and what to send it. fetch refuses URLs with user info, so
  * `https://user:pass@host/mcp` becomes the URL without it plus a Basic Authorization header
@@ -6,7 +8,7 @@
 export function httpEndpoint(url: string, headers: Record<string, string>): { url: URL; headers: Record<string, string> } {
   const parsed = new URL(url);
   if (parsed.username === "" && parsed.password === "") return { url: parsed, headers };
-  const credentials = `${decode(parsed.username)}:${decode(parsed.password)}`;
+  const credentials = `${decodeUriComponentOrKeep(parsed.username)}:${decodeUriComponentOrKeep(parsed.password)}`;
   parsed.username = "";
   parsed.password = "";
   const hasAuthorization = Object.keys(headers).some((name) => name.toLowerCase() === "authorization");
@@ -14,12 +16,4 @@ export function httpEndpoint(url: string, headers: Record<string, string>): { ur
     url: parsed,
     headers: hasAuthorization ? headers : { ...headers, Authorization: `Basic ${Buffer.from(credentials).toString("base64")}` },
   };
-}
-
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }

@@ -1,3 +1,4 @@
+import { decodeUriComponentOrKeep } from "../util/values.js";
 import { httpEndpoint } from "./http-endpoint.js";
 import type { McpTransportSpec } from "./types.js";
 
@@ -19,7 +20,7 @@ export function secretsOf(spec: McpTransportSpec): string[] {
     }
     const url = parseUrl(spec.url);
     if (url) {
-      values.push(decodeSafely(url.username), decodeSafely(url.password), url.search.slice(1));
+      values.push(decodeUriComponentOrKeep(url.username), decodeUriComponentOrKeep(url.password), url.search.slice(1));
       for (const value of url.searchParams.values()) values.push(value);
     }
   }
@@ -56,13 +57,5 @@ function parseUrl(text: string): URL | null {
     return new URL(text);
   } catch {
     return null;
-  }
-}
-
-function decodeSafely(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
   }
 }

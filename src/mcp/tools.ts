@@ -1,3 +1,4 @@
+import { isPlainObject } from "../util/values.js";
 import type { Tool } from "../tools/types.js";
 import type { McpConnection } from "./connection.js";
 import type { McpToolInfo } from "./types.js";
@@ -57,12 +58,9 @@ export function agentToolsOf(connection: McpConnection, maxCallMs: number): Tool
  */
 function objectSchema(schema: Record<string, unknown>): Record<string, unknown> {
   const { $schema: _ignored, ...rest } = schema;
-  return { ...rest, type: "object", properties: isObject(rest.properties) ? rest.properties : {} };
+  return { ...rest, type: "object", properties: isPlainObject(rest.properties) ? rest.properties : {} };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function bound(text: string, maxChars: number): string {
   return text.length <= maxChars ? text : `${text.slice(0, maxChars - 1)}…`;

@@ -1,3 +1,4 @@
+import { isPlainObject } from "../util/values.js";
 import type { SessionRecord } from "./record.js";
 
 /** Serialises a record for disk. */
@@ -11,7 +12,7 @@ export function encodeRecord(record: SessionRecord): string {
  */
 export function decodeRecord(text: string): SessionRecord {
   const value: unknown = JSON.parse(text);
-  if (!isObject(value)) throw new Error("not a JSON object");
+  if (!isPlainObject(value)) throw new Error("not a JSON object");
   if (value.version !== 1) throw new Error(`unsupported record version ${JSON.stringify(value.version)}`);
   requireString(value, "id");
   requireString(value, "owner");
@@ -21,10 +22,10 @@ export function decodeRecord(text: string): SessionRecord {
   if (value.parentId !== null) requireString(value, "parentId");
   if (typeof value.lastSequence !== "number") throw new Error("lastSequence must be a number");
   if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
-  if (!isObject(value.config) || !isObject(value.config.limits)) throw new Error("config is missing or malformed");
-  if (!isObject(value.usage)) throw new Error("usage is missing");
+  if (!isPlainObject(value.config) || !isPlainObject(value.config.limits)) throw new Error("config is missing or malformed");
+  if (!isPlainObject(value.usage)) throw new Error("usage is missing");
   const flight = value.callInFlight;
-  if (flight !== undefined && flight !== null && !(isObject(flight) && typeof flight.callId === "string" && typeof flight.toolName === "string")) {
+  if (flight !== undefined && flight !== null && !(isPlainObject(flight) && typeof flight.callId === "string" && typeof flight.toolName === "string")) {
     throw new Error("callInFlight must be null or name a call");
   }
   if (value.scriptSteps !== undefined && !(Number.isInteger(value.scriptSteps) && (value.scriptSteps as number) >= 0)) {
@@ -33,9 +34,6 @@ export function decodeRecord(text: string): SessionRecord {
   return value as unknown as SessionRecord;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function requireString(value: Record<string, unknown>, key: string): void {
   if (typeof value[key] !== "string") throw new Error(`${key} must be a string`);
