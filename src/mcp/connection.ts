@@ -105,6 +105,11 @@ export class McpConnection {
     return [...this.listed];
   }
 
+  /** The same list, not copied: a new array each time the list changes, so it can key a cache. */
+  get listedTools(): readonly McpToolInfo[] {
+    return this.listed;
+  }
+
   status(): McpServerStatus {
     const running = this.state === "connecting" || this.state === "connected";
     return {

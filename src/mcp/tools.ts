@@ -41,8 +41,19 @@ export function nameTools(server: string, tools: readonly McpToolInfo[]): NamedT
  * `maxCallMs` bounds a call even when the session sets no timeout.
  */
 export function agentToolsOf(connection: McpConnection, maxCallMs: number): Tool[] {
+  // Asked for at every model call of every session that reaches the server: built once per list.
+  const cached = built.get(connection);
+  if (cached && cached.listed === connection.listedTools && cached.maxCallMs === maxCallMs) return cached.tools;
+  const tools = buildTools(connection, maxCallMs);
+  built.set(connection, { listed: connection.listedTools, maxCallMs, tools });
+  return tools;
+}
+
+const built = new WeakMap<McpConnection, { listed: readonly McpToolInfo[]; maxCallMs: number; tools: Tool[] }>();
+
+function buildTools(connection: McpConnection, maxCallMs: number): Tool[] {
   const server = connection.name;
-  return [...nameTools(server, connection.tools()).named].map(([name, info]) => ({
+  return [...nameTools(server, connection.listedTools).named].map(([name, info]): Tool => ({
     name,
     description: bound(info.description, MAX_DESCRIPTION_CHARS) || `MCP tool ${info.name} of server ${server}`,
     inputSchema: objectSchema(info.inputSchema),

@@ -39,8 +39,11 @@ export class Capabilities implements SessionCapabilities {
   toolset(session: Session): Toolset {
     const lineage = this.deps.lineage(session);
     const selected = selectionFilter(lineage.map((s) => s.config.tools));
-    const hasSkills = () => this.deps.skills.registry.visible(session).length > 0;
-    const mayDelegate = () => this.mayDelegate(session, lineage.length - 1);
+    // Asked once per toolset, when first needed: a toolset is asked about every name.
+    let skills: boolean | undefined;
+    let tasks: boolean | undefined;
+    const hasSkills = () => (skills ??= this.deps.skills.registry.visible(session).length > 0);
+    const mayDelegate = () => (tasks ??= this.mayDelegate(session, lineage.length - 1));
     return new Toolset(this.registry, this.deps.mcp.toolsFor(session), (name) => {
       if (!selected(name)) return false;
       if (name === SKILL_TOOL) return hasSkills();
@@ -50,11 +53,11 @@ export class Capabilities implements SessionCapabilities {
   }
 
   systemPrompt(session: Session): string {
-    const parts = [session.config.systemPrompt];
     const toolset = this.toolset(session);
-    if (toolset.get(SKILL_TOOL)) parts.push(this.deps.skills.catalogue(session));
-    if (toolset.get(TASK_TOOL)) parts.push(agentCatalogue(this.deps.agents.visible(session).map((v) => v.item)));
-    return parts.filter((part) => part !== "").join("\n\n");
+    const skills = toolset.get(SKILL_TOOL) ? this.deps.skills.catalogue(session) : "";
+    const agents = toolset.get(TASK_TOOL) ? agentCatalogue(this.deps.agents.visible(session).map((v) => v.item)) : "";
+    if (skills === "" && agents === "") return session.config.systemPrompt;
+    return [session.config.systemPrompt, skills, agents].filter((part) => part !== "").join("\n\n");
   }
 
   rules(session: Session, turnId: string): RuleSet {

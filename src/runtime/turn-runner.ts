@@ -105,6 +105,7 @@ export class TurnRunner {
     if (options.apiKey) this.turnKeys.set(turnId, options.apiKey);
     const config = session.config;
     const capabilities = this.deps.capabilities;
+    const tools = this.toolsFor(session, config.limits.toolTimeoutMs);
     const context: TurnContext = {
       sessionId: session.id,
       turnId,
@@ -121,15 +122,15 @@ export class TurnRunner {
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,
-        tools: this.toolsFor(session, config.limits.toolTimeoutMs),
+        tools,
         gate: policyGate({
           sessionId: session.id,
           workspace: session.workspace,
           rules: () => capabilities.rules(session, turnId),
           settings: () => session.config.confirmation,
           book: session.confirmations,
-          isReadOnly: (name) => capabilities.toolset(session).get(name)?.readOnly === true,
-          isOffered: (name) => capabilities.toolset(session).get(name) !== undefined,
+          isReadOnly: (name) => tools.current().get(name)?.readOnly === true,
+          isOffered: (name) => tools.current().get(name) !== undefined,
           restored: suspended?.confirmation,
         }),
         host,
@@ -155,12 +156,19 @@ export class TurnRunner {
     else this.running.delete(owner);
   }
 
-  private toolsFor(session: Session, timeoutMs: number): ToolRunner {
+  /**
+   * The turn's tools. The toolset is built when the model is called (so a server's new tools show up
+   * on the next call) and used for the calls that answer it; a resumed turn builds one first.
+   */
+  private toolsFor(session: Session, timeoutMs: number): ToolRunner & { current(): Toolset } {
     const { capabilities, workspaces } = this.deps;
+    let step: Toolset | null = null;
+    const current = () => (step ??= capabilities.toolset(session));
     return {
-      definitions: () => capabilities.toolset(session).definitions(),
+      current,
+      definitions: () => (step = capabilities.toolset(session)).definitions(),
       execute: async (call, context) => {
-        const toolset = capabilities.toolset(session);
+        const toolset = current();
         // A session restored from an older configuration may name a workspace no longer allowed.
         if (!(await workspaces.allows(session.workspace))) {
           return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };

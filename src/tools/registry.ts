@@ -18,6 +18,8 @@ interface Entry {
  */
 export class ToolRegistry {
   private readonly entries = new Map<string, Entry>();
+  /** list()'s answer, kept until the next registration: turns ask for it at every model call. */
+  private sorted: Tool[] | null = null;
   // allErrors: the model fixes every problem in one retry instead of one per round trip.
   // strictTypes/strictTuples off: they only log style warnings about otherwise valid schemas.
   private readonly ajv = new Ajv2020({ allErrors: true, strict: true, strictTypes: false, strictTuples: false });
@@ -47,6 +49,7 @@ export class ToolRegistry {
       throw new Error(`invalid input schema for tool "${tool.name}": ${error instanceof Error ? error.message : String(error)}`);
     }
     this.entries.set(tool.name, { tool, validate });
+    this.sorted = null;
   }
 
   get(name: string): Tool | undefined {
@@ -59,7 +62,8 @@ export class ToolRegistry {
 
   /** All tools, sorted by name. */
   list(): Tool[] {
-    return [...this.entries.values()].map((entry) => entry.tool).sort((a, b) => compare(a.name, b.name));
+    this.sorted ??= [...this.entries.values()].map((entry) => entry.tool).sort((a, b) => compare(a.name, b.name));
+    return [...this.sorted];
   }
 
   /** What the model is told about the tools, sorted by name so prompts (and prompt caches) are stable. */

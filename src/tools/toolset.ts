@@ -39,7 +39,9 @@ export class Toolset implements ToolLookup {
 
   /** Every offered tool, sorted by name. */
   list(): Tool[] {
-    const all = [...this.base.list(), ...this.extras.values()].filter((tool) => this.offered(tool.name));
+    const base = this.base.list().filter((tool) => this.offered(tool.name));
+    if (this.extras.size === 0) return base;
+    const all = [...base, ...[...this.extras.values()].filter((tool) => this.offered(tool.name))];
     return all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
