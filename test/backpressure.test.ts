@@ -2,8 +2,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentdClient } from "../src/client/client.js";
-import type { StreamGenerateResponse } from "../src/gen/agentd/v1/runtime.js";
 import { removeTempDirs, scripted, startTestServer, waitFor, type TestServer } from "./helpers/harness.js";
+import { stallingProxy } from "./helpers/stalling-proxy.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -29,40 +29,67 @@ afterAll(async () => {
 });
 
 describe("a client that stops reading", () => {
-  it("holds server memory to about the size of the turn's text, and still gets every character", async () => {
+  it("holds little for a reader that stops: past the limit its stream ends, naming where to pick up, and its turn is cancelled", async () => {
     // Eight model calls of 512 KiB of text each, in 8-character deltas: 524,288 events the reader
     // does not read while the turn runs. (The step repeats: a script may hold at most 1 MiB.)
     const step = { text: "y".repeat(TEXT_CHARS / 8), chunkSize: 8, toolCalls: [{ name: "list_dir", arguments: {} }] };
     const model = scripted([step], true);
     const { session } = await t.client.createSession({ config: { model, limits: { maxToolRounds: 7 } } });
-    const reader = new AgentdClient(t.server.address);
+    const proxy = await stallingProxy(t.server.address);
+    const reader = new AgentdClient(proxy.address);
+    await reader.getSession({ sessionId: session!.id });
     const before = heldBytes();
 
+    proxy.stall();
     const call = reader.streamGenerate({ sessionId: session!.id, prompt: "long" });
-    call.pause();
-    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true), 15_000);
+    const ended = new Promise<{ code: number; details: string }>((resolve) => call.on("error", (error) => resolve(error as never)));
+    call.on("data", () => {});
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? true : undefined));
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true), 30_000);
+    expect(t.logs.some((line) => line.msg === "turn ended" && line.outcome === "turn_cancelled")).toBe(true);
     const held = heldBytes() - before;
-
-    // The history keeps the text once (4 MiB of one-byte characters); what waits for the reader
-    // is merged deltas of about the same size (11 MiB held in all when measured). Written one by one
-    // into grpc-js, ignoring its full buffer, the same turn held 190 MiB.
-    expect(held).toBeLessThan(24 * MiB);
-
-    let received = 0;
-    let last = 0;
-    let terminal = "";
-    call.on("data", (message: StreamGenerateResponse) => {
-      const event = message.event!;
-      expect(event.sequence).toBeGreaterThan(last);
-      last = event.sequence;
-      if (event.payload?.$case === "textDelta") received += event.payload.textDelta.text.length;
-      if (event.payload?.$case === "turnCompleted") terminal = `completed after ${event.payload.turnCompleted.result!.toolRounds} tool rounds`;
-    });
-    call.resume();
-    await new Promise((resolve, reject) => call.on("end", resolve).on("error", reject));
-    expect(terminal).toBe("completed after 7 tool rounds");
-    expect(received).toBe(TEXT_CHARS);
+    // The client hears why once its network moves again.
+    proxy.resume();
+    const error = await ended;
+    expect(error.code).toBe(8); // RESOURCE_EXHAUSTED
+    expect(error.details).toMatch(/after_sequence \d+/);
+    // The history keeps what was streamed; nothing waits for the reader any more (merged deltas of
+    // the whole turn held 11 MiB when readers were waited for without a limit).
+    expect(held).toBeLessThan(8 * MiB);
+    const { messages } = await t.client.getMessages({ sessionId: session!.id });
+    expect(messages.at(-1)!.text.length).toBeLessThan(TEXT_CHARS);
     reader.close();
+  }, 60_000);
+
+  it("a detached reader that stops is cut off, and its turn runs to the end for Subscribe to pick up", async () => {
+    // Large deltas, so the turn's events fit in what the server keeps for re-attaching readers.
+    const model = scripted([{ text: "y".repeat(MiB - 1_000), chunkSize: 512 }]);
+    const { session } = await t.client.createSession({ config: { model } });
+    const proxy = await stallingProxy(t.server.address);
+    const reader = new AgentdClient(proxy.address);
+    await reader.getSession({ sessionId: session!.id });
+    proxy.stall();
+    const call = reader.streamGenerate({ sessionId: session!.id, prompt: "long", detachOnDisconnect: true });
+    const ended = new Promise<{ code: number; details: string }>((resolve) => call.on("error", (error) => resolve(error as never)));
+    call.on("data", () => {});
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? true : undefined));
+    await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true), 15_000);
+    proxy.resume();
+    const error = await ended;
+    expect(error.code).toBe(8);
+    const last = Number(/after_sequence (\d+)/.exec(error.details)![1]);
+    let text = 0;
+    let terminal = "";
+    for await (const message of t.client.subscribe({ sessionId: session!.id, afterSequence: last }) as AsyncIterable<{ event?: { payload?: { $case: string; textDelta?: { text: string } } }; caughtUp?: unknown }>) {
+      if (message.caughtUp) break;
+      const payload = message.event?.payload;
+      if (payload?.$case === "textDelta") text += payload.textDelta!.text.length;
+      else if (payload) terminal = payload.$case;
+    }
+    expect(terminal).toBe("turnCompleted");
+    expect(text).toBeGreaterThan(0);
+    reader.close();
+    await proxy.close();
   }, 60_000);
 
   it("lets the server forget a reader that went away, and keeps answering others", async () => {

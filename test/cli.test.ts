@@ -55,3 +55,39 @@ describe("the agentd command", () => {
     expect((failure as { stderr: string }).stderr).toContain("session no-such-session not found");
   });
 });
+
+describe("agentd sessions: server-owned turns and the context", () => {
+  it("starts a turn, follows it from a sequence number, and reports and compacts the context", async () => {
+    const { client } = server();
+    const { session } = await client.createSession({
+      config: { model: { provider: "scripted", model: "s", scriptJson: JSON.stringify({ steps: [{ text: "followed text" }, { text: "summary of it all" }, { text: "again" }], repeat: true }) } },
+    });
+    const id = session!.id;
+    const started = await agentd("sessions", "start", id, "hello there", "--server", server().server.address);
+    const after = Number(/--after (\d+)/.exec(started.stdout)![1]);
+    const follower = spawn(tsx, [path.join(root, "src/cli/main.ts"), "sessions", "follow", id, "--after", String(after), "--server", server().server.address], { cwd: root });
+    let out = "";
+    let err = "";
+    follower.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    follower.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`follow printed: ${out} ${err}`)), 15_000);
+      follower.stderr.on("data", () => {
+        if (err.includes("turnCompleted")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const exited = new Promise((resolve) => follower.on("exit", resolve));
+    follower.kill("SIGINT");
+    expect(await exited).toBe(0);
+    expect(out).toContain("followed text");
+    expect(err).toContain("caught up");
+
+    const usage = await agentd("sessions", "context", id, "--server", server().server.address);
+    expect(usage.stdout).toMatch(/\d+ tokens; 2 messages in context, 2 in the transcript/);
+    const compacted = await agentd("sessions", "compact", id, "--server", server().server.address);
+    expect(compacted.stdout).toMatch(/^(summary|truncation): \d+ → \d+ tokens/);
+  });
+});

@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { AgentdClient } from "../src/client/client.js";
 import { makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
+import { storedText } from "./helpers/records.js";
 
 const agentd = path.resolve(import.meta.dirname, "../bin/agentd");
 
@@ -24,8 +25,7 @@ describe("no silent re-runs", () => {
       const call = client.streamGenerate({ sessionId: session!.id, prompt: "go" });
       call.on("error", () => {});
       // The intent is on disk before the command starts.
-      const file = path.join(dataDir, "sessions", `${session!.id}.json`);
-      await waitFor(async () => ((await readFile(file, "utf8").catch(() => "")).includes('"callInFlight":{"callId":"slow_write"') ? true : undefined), 10_000);
+      await waitFor(async () => ((await storedText(dataDir)).includes('"callInFlight":{"callId":"slow_write"') ? true : undefined), 10_000);
       child.kill("SIGKILL");
       await exited;
       client.close();

@@ -2,10 +2,13 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SessionState } from "../src/gen/agentd/v1/runtime.js";
+import type { SessionEvent } from "../src/events/types.js";
 import type { SessionRecord } from "../src/store/record.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import type { SessionStore } from "../src/store/types.js";
+import { FileSessionStore } from "../src/store/file-store.js";
 import { cases, collect, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
+import { readStoredRecord, storedSessionIds } from "./helpers/records.js";
 
 afterAll(removeTempDirs);
 
@@ -15,9 +18,10 @@ class FlakyStore implements SessionStore {
   readonly inner = new MemoryStore();
   loadAll = () => this.inner.loadAll();
   delete = (id: string) => this.inner.delete(id);
-  async save(record: SessionRecord): Promise<void> {
+  readEvents = (id: string, after: number, limit: number) => this.inner.readEvents(id, after, limit);
+  async save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     if (this.failing) throw new Error("ENOSPC: no space left on device (simulated)");
-    await this.inner.save(record);
+    await this.inner.save(record, events);
   }
 }
 
@@ -36,8 +40,8 @@ describe("file store", () => {
     const { session: before } = await first.client.getSession({ sessionId: parent!.id });
     await first.stop();
 
-    const files = await readdir(path.join(dataDir, "sessions"));
-    expect(files.sort()).toEqual([`${parent!.id}.json`, `${child!.id}.json`].sort());
+    expect(await storedSessionIds(dataDir)).toEqual([parent!.id, child!.id].sort());
+    const files = await readdir(path.join(dataDir, "sessions"), { recursive: true });
     expect(files.some((f) => f.endsWith(".tmp"))).toBe(false);
 
     const second = await startTestServer({ dataDir });
@@ -92,14 +96,15 @@ describe("file store", () => {
     const { session } = await first.client.createSession({ config: { model: scripted([{ text: "ok" }]) } });
     await first.stop();
     // What a crash in the middle of a tool call leaves behind.
-    const file = path.join(dataDir, "sessions", `${session!.id}.json`);
-    const record = JSON.parse(await readFile(file, "utf8")) as SessionRecord;
+    const store = new FileSessionStore(dataDir);
+    const record = (await store.loadAll()).records.find((r) => r.id === session!.id)!;
     record.state = "running";
     record.messages.push(
       { id: "m1", role: "user", text: "do it", toolCalls: [], createdAt: new Date().toISOString(), turnId: "t1" },
       { id: "m2", role: "assistant", text: "", toolCalls: [{ id: "c9", name: "list_dir", argumentsJson: "{}" }], createdAt: new Date().toISOString(), turnId: "t1" },
     );
-    await writeFile(file, JSON.stringify(record));
+    await store.save(record, []);
+    await store.close();
 
     const second = await startTestServer({ dataDir });
     try {
@@ -119,7 +124,7 @@ describe("file store", () => {
     const { session: kept } = await server.client.createSession({});
     await server.client.createSession({ ephemeral: true });
     await server.stop();
-    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([`${kept!.id}.json`]);
+    expect(await storedSessionIds(dataDir)).toEqual([kept!.id]);
   });
 
   it("removes the file of a destroyed session", async () => {
@@ -127,10 +132,11 @@ describe("file store", () => {
     const server = await startTestServer({ dataDir });
     const { session } = await server.client.createSession({});
     await server.server.runtime.flush();
-    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([`${session!.id}.json`]);
+    expect(await storedSessionIds(dataDir)).toEqual([session!.id]);
     await server.client.destroySession({ sessionId: session!.id });
     await server.stop();
-    expect(await readdir(path.join(dataDir, "sessions"))).toEqual([]);
+    expect(await storedSessionIds(dataDir)).toEqual([]);
+    expect(await readdir(path.join(dataDir, "sessions"))).not.toContain(session!.id);
   });
 });
 
@@ -142,10 +148,11 @@ class StalledStore implements SessionStore {
   writesStarted = 0;
   loadAll = () => this.inner.loadAll();
   delete = (id: string) => this.inner.delete(id);
-  async save(record: SessionRecord): Promise<void> {
+  readEvents = (id: string, after: number, limit: number) => this.inner.readEvents(id, after, limit);
+  async save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     this.writesStarted++;
     await this.released;
-    await this.inner.save(record);
+    await this.inner.save(record, events);
   }
   unblock(): void {
     this.release();
@@ -153,27 +160,51 @@ class StalledStore implements SessionStore {
 }
 
 describe("requests and the disk", () => {
-  it("never wait for a write: a stalled store does not slow any RPC", async () => {
+  it("only acknowledgements wait for the disk: a stalled store holds CreateSession's reply and a turn's end, nothing else", async () => {
     const store = new StalledStore();
     const server = await startTestServer({ store });
     try {
-      const { session } = await server.client.createSession({ config: { model: scripted([{ text: "answer" }]) } });
-      // The first write is now stuck; everything below runs while it hangs.
+      let created = false;
+      const creating = server.client.createSession({ config: { model: scripted([{ text: "answer" }]) } }).then((reply) => ((created = true), reply));
+      // The first write is now stuck; the session exists, but its creation is not acknowledged.
       await waitFor(() => (store.writesStarted === 1 ? true : undefined));
-      const reply = await server.client.generate({ sessionId: session!.id, prompt: "q" });
-      expect(reply.result!.text).toBe("answer");
-      await server.client.configureSession({ sessionId: session!.id, config: { systemPrompt: "changed" } });
-      expect((await server.client.getMessages({ sessionId: session!.id })).messages).toHaveLength(2);
-      expect(store.writesStarted).toBe(1);
-      expect(store.inner.has(session!.id)).toBe(false);
+      const [listed] = (await server.client.listSessions({})).sessions;
+      expect(created).toBe(false);
+      const id = listed!.id;
 
-      // Once the disk moves again, the latest state lands in one more write.
+      // Streaming goes on; the turn's end waits for the disk.
+      const events: string[] = [];
+      const call = server.client.streamGenerate({ sessionId: id, prompt: "q" });
+      call.on("data", (message: { event?: { payload?: { $case: string } } }) => events.push(message.event?.payload?.$case ?? ""));
+      await waitFor(() => (events.includes("textDelta") ? true : undefined));
+      await server.client.configureSession({ sessionId: id, config: { systemPrompt: "changed" } });
+      expect((await server.client.getMessages({ sessionId: id })).messages).toHaveLength(2);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(events).not.toContain("turnCompleted");
+      expect(store.inner.has(id)).toBe(false);
+
+      // Once the disk moves again, the acknowledgements go out, and the latest state is stored.
       store.unblock();
+      expect((await creating).session!.id).toBe(id);
+      await waitFor(() => (events.includes("turnCompleted") ? true : undefined));
       await server.server.runtime.flush();
       const saved = (await store.inner.loadAll()).records[0]!;
       expect(saved.config.systemPrompt).toBe("changed");
       expect(saved.messages).toHaveLength(2);
-      expect(store.writesStarted).toBe(2);
+    } finally {
+      store.unblock();
+      await server.stop();
+    }
+  });
+
+  it("an ephemeral session never waits for the disk", async () => {
+    const store = new StalledStore();
+    const server = await startTestServer({ store });
+    try {
+      const { session } = await server.client.createSession({ ephemeral: true, config: { model: scripted([{ text: "answer" }]) } });
+      const reply = await server.client.generate({ sessionId: session!.id, prompt: "q" });
+      expect(reply.result!.text).toBe("answer");
+      expect(store.writesStarted).toBe(0);
     } finally {
       store.unblock();
       await server.stop();
@@ -193,7 +224,7 @@ describe("requests and the disk", () => {
     expect(all.at(-1)!.payload).toEqual({ $case: "cancelled", cancelled: { reason: "shutdown" } });
     server.client.close();
 
-    const record = JSON.parse(await readFile(path.join(dataDir, "sessions", `${session!.id}.json`), "utf8")) as SessionRecord;
+    const record = (await readStoredRecord(dataDir, session!.id))!;
     expect(record.lastSequence).toBe(all.at(-1)!.sequence);
     expect(record.state).toBe("idle");
     expect(record.messages.map((m) => m.role)).toEqual(["user", "assistant"]);

@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { Decision, Role, SessionState, TimeoutAction, type Message, type ModelConfig, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
+import { Decision, MessageKind, Role, SessionState, TimeoutAction, type Message, type ModelConfig, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
 import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, type TestServer } from "./helpers/harness.js";
 
 /**
@@ -308,8 +308,17 @@ describe("version-1 session records", () => {
           owner: want.owner,
           parentId: want.parentId,
           state: want.state,
-          // Records from before permission policies get the built-in ones.
-          config: { model: want.model, systemPrompt: want.systemPrompt, limits: want.limits, permissions: BUILT_IN_PERMISSIONS, confirmation: BUILT_IN_CONFIRMATION, tools: { allow: [] } },
+          // Records from before permission policies get the built-in ones; from before compaction, its defaults.
+          config: {
+            model: want.model,
+            systemPrompt: want.systemPrompt,
+            limits: want.limits,
+            permissions: BUILT_IN_PERMISSIONS,
+            confirmation: BUILT_IN_CONFIRMATION,
+            tools: { allow: [] },
+            autoCompact: true,
+            autoCompactThreshold: 0.8,
+          },
           createTime: new Date(want.createdAt),
           updateTime: expect.any(Date),
           usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens },
@@ -342,6 +351,11 @@ describe("version-1 session records", () => {
             toolResult: message.toolResult,
             createTime: new Date(stored[i]!.createdAt),
             turnId: stored[i]!.turnId,
+            // Records from before compaction: the whole transcript is the model's context.
+            kind: MessageKind.MESSAGE_KIND_UNSPECIFIED,
+            inContext: true,
+            contextStart: false,
+            rewound: false,
           })),
         );
         if (id !== ID.running) expect(messages, id).toHaveLength(want.length);
@@ -371,6 +385,10 @@ describe("version-1 session records", () => {
         },
         createTime: expect.any(Date),
         turnId: stored[1]!.turnId,
+        kind: MessageKind.MESSAGE_KIND_UNSPECIFIED,
+        inContext: true,
+        contextStart: false,
+        rewound: false,
       });
       expect(stored.map((m) => m.id)).not.toContain(messages[2]!.id);
     }));

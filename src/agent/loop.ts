@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Observable } from "rxjs";
 import { AgentdError, isAbortError, type ErrorKind } from "../errors.js";
 import type { StopReason, TurnEvent, TurnResult } from "../events/types.js";
-import type { LlmClient, LlmMessage, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
+import type { LlmClient, LlmMessage, LlmRequest, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
 import { tokenCount } from "../llm/usage.js";
 import type { ToolOutput } from "../tools/types.js";
 import type { Message, SessionLimits, UsageTotals } from "../session/types.js";
@@ -23,6 +23,19 @@ export interface TurnHost {
    * otherwise. A tool result's call id must name one call for the life of the session.
    */
   claimCallId(proposed: string): string;
+}
+
+/**
+ * Keeps a turn's model calls within the model's context window (src/context implements it): it may
+ * compact the session's context before a call, and once after a call that overflowed.
+ */
+export interface ContextGuard {
+  /** Before each model call: compacts first when the context is past its threshold, and says so with `emit`. */
+  beforeModelCall(call: { systemPrompt: string; tools: LlmToolDefinition[] }, emit: (event: TurnEvent) => void): Promise<void>;
+  /** After a model call that succeeded, with the input tokens it reported (0 when it did not). */
+  afterModelCall(inputTokens: number): void;
+  /** A model call failed before answering: true when the context was compacted because of it, so the call is tried once more. */
+  compactAfterError(error: unknown, call: { systemPrompt: string; tools: LlmToolDefinition[] }, emit: (event: TurnEvent) => void): Promise<boolean>;
 }
 
 export interface ToolRunner {
@@ -82,6 +95,8 @@ export interface TurnInput {
   gate?: ToolGate;
   host: TurnHost;
   context: TurnContext;
+  /** Default: no compaction; the history goes to the model as it is. */
+  contextGuard?: ContextGuard;
 }
 
 /**
@@ -170,14 +185,22 @@ class TurnRun {
   }
 
   private async callModel() {
+    const { host, contextGuard: guard } = this.input;
+    const call = { systemPrompt: this.input.systemPrompt, tools: this.input.tools.definitions() };
+    await guard?.beforeModelCall(call, this.emit);
+    const request = { ...call, messages: host.history(), temperature: this.input.temperature, maxOutputTokens: this.input.maxOutputTokens };
+    try {
+      return await this.streamAnswer(request);
+    } catch (error) {
+      // An overflow before any answer: compacted once, the call is made again; a second failure stands.
+      const answered = this.textPieces.length > 0 || isAbortError(error, this.input.context.signal);
+      if (!guard || answered || !(await guard.compactAfterError(error, call, this.emit))) throw error;
+      return this.streamAnswer({ ...request, messages: host.history() });
+    }
+  }
+
+  private async streamAnswer(request: LlmRequest) {
     const { host, context, llm } = this.input;
-    const request = {
-      systemPrompt: this.input.systemPrompt,
-      messages: host.history(),
-      tools: this.input.tools.definitions(),
-      temperature: this.input.temperature,
-      maxOutputTokens: this.input.maxOutputTokens,
-    };
     const toolCalls: LlmToolCall[] = [];
     const step: UsageTotals = { inputTokens: 0, outputTokens: 0 };
     let stopReason = "end_turn";
@@ -205,6 +228,7 @@ class TurnRun {
       }
     }
     context.signal.throwIfAborted();
+    this.input.contextGuard?.afterModelCall(step.inputTokens);
     this.reportUsage(step);
     return { text: this.textPieces.join(""), toolCalls, stopReason };
   }

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
-import { ChildPolicy, Role, SessionState, type Session } from "../gen/agentd/v1/runtime.js";
+import { ChildPolicy, CompactionMethod, Role, SessionState, type ContextUsage, type Session, type SubscribeResponse } from "../gen/agentd/v1/runtime.js";
 
 const HELP = `agentd sessions: manage sessions
 
@@ -10,6 +10,13 @@ const HELP = `agentd sessions: manage sessions
   agentd sessions destroy ID [--orphan]
   agentd sessions messages ID
   agentd sessions cancel|pause|resume ID
+  agentd sessions start ID PROMPT            start a turn the server runs on its own; prints its id
+  agentd sessions follow ID [--after N]      its events after sequence N (default: from now), then live; Ctrl-C leaves
+  agentd sessions context ID                 how full the model's context is
+  agentd sessions compact ID [INSTRUCTIONS]  summarise the older part of the context (--undo: undo the last)
+  agentd sessions clear ID                   start the model's context afresh (the transcript stays)
+  agentd sessions rewind ID TURN_ID          the context ends before that turn (workspace files are not restored)
+  agentd sessions fork ID [TURN_ID]          a new session with the history before that turn
 
 ${CONNECT_HELP}`;
 
@@ -20,6 +27,8 @@ export async function runSessions(args: string[]): Promise<number> {
       ...connectOptions,
       owner: { type: "string", default: "" },
       orphan: { type: "boolean", default: false },
+      after: { type: "string" },
+      undo: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -75,6 +84,40 @@ export async function runSessions(args: string[]): Promise<number> {
       case "pause":
         console.log(describe((await client.pause({ sessionId: id })).session!));
         return 0;
+      case "start": {
+        const prompt = positionals.slice(2).join(" ");
+        const started = await client.startTurn({ sessionId: id, prompt });
+        console.log(`turn ${started.turnId} started; follow it with: agentd sessions follow ${id} --after ${started.afterSequence}`);
+        return 0;
+      }
+      case "follow":
+        return await follow(client, id, values.after);
+      case "context":
+        console.log(describeUsage((await client.getContextUsage({ sessionId: id })).usage));
+        return 0;
+      case "compact": {
+        const reply = await client.compactSession({ sessionId: id, instructions: positionals.slice(2).join(" "), undo: values.undo });
+        const c = reply.compaction;
+        if (c) console.log(`${CompactionMethod[c.method].replace("COMPACTION_METHOD_", "").toLowerCase()}: ${c.tokensBefore} → ${c.tokensAfter} tokens, ${c.messagesBefore} → ${c.messagesAfter} messages${c.reason ? ` (${c.reason})` : ""}`);
+        else console.log("the last compaction was undone");
+        console.log(describeUsage(reply.usage));
+        return 0;
+      }
+      case "clear": {
+        const reply = await client.clearContext({ sessionId: id });
+        console.log(`${reply.messagesCleared} messages left the model's context; the transcript keeps them`);
+        return 0;
+      }
+      case "rewind": {
+        const reply = await client.rewindSession({ sessionId: id, turnId: positionals[2] ?? "" });
+        console.log(`${reply.messagesRewound} messages rewound. ${reply.note}`);
+        return 0;
+      }
+      case "fork": {
+        const reply = await client.forkSession({ sessionId: id, turnId: positionals[2] ?? "" });
+        console.log(`${describe(reply.session!)}\n${reply.messagesCopied} messages copied. ${reply.note}`);
+        return 0;
+      }
       case "resume":
         console.log(describe((await client.resume({ sessionId: id })).session!));
         return 0;
@@ -88,6 +131,33 @@ export async function runSessions(args: string[]): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+/** Prints a session's events as they come (one line each, text as it streams) until Ctrl-C. */
+async function follow(client: ReturnType<typeof connect>, sessionId: string, after: string | undefined): Promise<number> {
+  const afterSequence = after === undefined ? (await client.getSession({ sessionId })).session!.lastSequence : Number(after);
+  if (!Number.isSafeInteger(afterSequence) || afterSequence < 0) throw new Error(`--after must be a sequence number, got "${after}"`);
+  const call = client.subscribe({ sessionId, afterSequence });
+  process.once("SIGINT", () => call.cancel());
+  try {
+    for await (const message of call as AsyncIterable<SubscribeResponse>) {
+      if (message.caughtUp) console.error(`[caught up at ${message.caughtUp.sequence}; live from here]`);
+      const event = message.event;
+      if (!event?.payload) continue;
+      if (event.payload.$case === "textDelta") process.stdout.write(event.payload.textDelta.text);
+      else console.error(`\n[${event.sequence}] ${event.payload.$case}`);
+    }
+  } catch (error) {
+    if ((error as { code?: number }).code === 1) return 0;
+    throw error;
+  }
+  return 0;
+}
+
+function describeUsage(usage: ContextUsage | undefined): string {
+  if (!usage) return "";
+  const window = usage.contextWindow > 0 ? ` of ${usage.contextWindow} (${Math.round(usage.fraction * 100)}%)` : "";
+  return `${usage.tokens} tokens${window}; ${usage.contextMessageCount} messages in context, ${usage.transcriptMessageCount} in the transcript${usage.note ? `\n${usage.note}` : ""}`;
 }
 
 function describe(session: Session): string {

@@ -48,6 +48,10 @@ import {
   type ResumeResponse,
   StreamGenerateRequest,
   type StreamGenerateResponse,
+  StartTurnRequest,
+  type StartTurnResponse,
+  SubscribeRequest,
+  type SubscribeResponse,
   ReloadSkillsRequest,
   type ReloadSkillsResponse,
   LoadSkillRequest,
@@ -72,6 +76,16 @@ import {
   type UnloadAgentResponse,
   ListAgentsRequest,
   type ListAgentsResponse,
+  GetContextUsageRequest,
+  type GetContextUsageResponse,
+  CompactSessionRequest,
+  type CompactSessionResponse,
+  ClearContextRequest,
+  type ClearContextResponse,
+  RewindSessionRequest,
+  type RewindSessionResponse,
+  ForkSessionRequest,
+  type ForkSessionResponse,
 } from "../gen/agentd/v1/runtime.js";
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
@@ -134,6 +148,21 @@ export class AgentdClient {
   loadAgent = this.unary<LoadAgentRequest, LoadAgentResponse>(LoadAgentRequest, "loadAgent");
   unloadAgent = this.unary<UnloadAgentRequest, UnloadAgentResponse>(UnloadAgentRequest, "unloadAgent");
   listAgents = this.unary<ListAgentsRequest, ListAgentsResponse>(ListAgentsRequest, "listAgents");
+  getContextUsage = this.unary<GetContextUsageRequest, GetContextUsageResponse>(GetContextUsageRequest, "getContextUsage");
+  compactSession = this.unary<CompactSessionRequest, CompactSessionResponse>(CompactSessionRequest, "compactSession");
+  clearContext = this.unary<ClearContextRequest, ClearContextResponse>(ClearContextRequest, "clearContext");
+  rewindSession = this.unary<RewindSessionRequest, RewindSessionResponse>(RewindSessionRequest, "rewindSession");
+  forkSession = this.unary<ForkSessionRequest, ForkSessionResponse>(ForkSessionRequest, "forkSession");
+
+  startTurn = this.unary<StartTurnRequest, StartTurnResponse>(StartTurnRequest, "startTurn");
+
+  /** Follows a session: its events after a sequence number, a caught_up marker, then live events. */
+  subscribe(request: DeepPartial<SubscribeRequest>, options: ClientCallOptions = {}): ClientReadableStream<SubscribeResponse> {
+    const { signal, callOptions } = splitSignal(options);
+    const call = this.stub.subscribe(SubscribeRequest.fromPartial(request), callOptions);
+    if (signal) call.once("status", cancelOnAbort(signal, () => call.cancel()));
+    return call;
+  }
 
   /** Follows a session's running turn from now until its end; cancelling it leaves the turn running. */
   watchTurn(request: DeepPartial<WatchTurnRequest>, options: ClientCallOptions = {}): ClientReadableStream<WatchTurnResponse> {

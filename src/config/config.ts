@@ -65,6 +65,12 @@ export interface RuntimeConfig {
     keepaliveTimeMs: number;
     keepaliveTimeoutMs: number;
     minClientPingIntervalMs: number;
+    /**
+     * What may wait for one reader of an event stream that stops reading, in messages and in
+     * characters of text, before the stream is ended with RESOURCE_EXHAUSTED (the reader resubscribes).
+     */
+    maxPendingEvents: number;
+    maxPendingEventChars: number;
   };
   /** One JSON line per mutating RPC. */
   audit: {
@@ -137,6 +143,11 @@ export interface RuntimeConfig {
     /** A failed write is retried after this delay, doubling up to retryMaxMs. */
     retryBaseMs: number;
     retryMaxMs: number;
+    /** Each session's event log keeps its newest events within both bounds (for clients that re-attach). */
+    maxEventsPerSession: number;
+    maxEventBytesPerSession: number;
+    /** How often the file store moves its write-ahead log into the sessions' own files. */
+    checkpointIntervalMs: number;
   };
 }
 
@@ -159,6 +170,8 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
     keepaliveTimeMs: 2 * 60 * 60 * 1000,
     keepaliveTimeoutMs: 20_000,
     minClientPingIntervalMs: 10_000,
+    maxPendingEvents: 1_000,
+    maxPendingEventChars: 512 * 1024,
   },
   audit: { enabled: true, file: "", maxBytes: 10 * 1024 * 1024, maxFiles: 5 },
   sessionDefaults: {
@@ -174,7 +187,14 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   mcpServers: {},
   mcp: { allowedCommands: [], allowedPrivateUrls: [], maxServersPerSession: 8, backoffBaseMs: 500, backoffMaxMs: 30_000, connectTimeoutMs: 30_000, callTimeoutMs: 600_000 },
   subagents: { maxDepth: 2, maxTasksPerTurn: 16, keepSessions: false },
-  persistence: { debounceMs: 25, retryBaseMs: 500, retryMaxMs: 30_000 },
+  persistence: {
+    debounceMs: 25,
+    retryBaseMs: 500,
+    retryMaxMs: 30_000,
+    maxEventsPerSession: 10_000,
+    maxEventBytesPerSession: 16 * 1024 * 1024,
+    checkpointIntervalMs: 2_000,
+  },
 };
 
 export interface JwtSettings {
@@ -250,6 +270,11 @@ function validateConfig(config: RuntimeConfig): void {
     throw new Error(`grpc.maxMessageBytes must be at least 4194304 (4 MiB), got ${config.grpc.maxMessageBytes}`);
   }
   positive("grpc.maxConcurrentStreams", config.grpc.maxConcurrentStreams);
+  positive("grpc.maxPendingEvents", config.grpc.maxPendingEvents);
+  positive("grpc.maxPendingEventChars", config.grpc.maxPendingEventChars);
+  positive("persistence.maxEventsPerSession", config.persistence.maxEventsPerSession);
+  positive("persistence.maxEventBytesPerSession", config.persistence.maxEventBytesPerSession);
+  positive("persistence.checkpointIntervalMs", config.persistence.checkpointIntervalMs);
   positive("audit.maxBytes", config.audit.maxBytes);
   positive("audit.maxFiles", config.audit.maxFiles);
   if ((config.tls.certFile === "") !== (config.tls.keyFile === "")) throw new Error("tls.certFile and tls.keyFile go together");

@@ -1,4 +1,5 @@
 import type { CancelReason } from "../agent/cancellation.js";
+import type { CompactionReport } from "../context/types.js";
 import type { ErrorKind } from "../errors.js";
 import type { LlmToolCall } from "../llm/types.js";
 import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
@@ -34,6 +35,11 @@ export type TurnEvent =
   | { type: "turn_completed"; result: TurnResult }
   | { type: "turn_failed"; error: { kind: ErrorKind; message: string } }
   | { type: "turn_cancelled"; reason: CancelReason }
+  /**
+   * The model's context was compacted: before a model call past the threshold or after an overflow
+   * error (in a turn), or by CompactSession (a session-level event, turn id "").
+   */
+  | { type: "context_compacted"; report: CompactionReport }
   /** An event of a child session running a task for this turn (the task tool), as the child emitted it. */
   | { type: "subagent_event"; childSessionId: string; agent: string; event: SessionEvent };
 

@@ -2,7 +2,7 @@ import type { TurnContext } from "../agent/turn-context.js";
 import { AgentdError, ERROR_KINDS, errorKindFromName, invalidArgument, type ErrorKind } from "../errors.js";
 import { sleep, throwIfAborted } from "./abort.js";
 import { MAX_TOKEN_COUNT } from "./usage.js";
-import type { LlmChunk, LlmClient, LlmRequest, LlmStopReason, LlmUsage, ModelProgress } from "./types.js";
+import type { LlmChunk, LlmClient, LlmMessage, LlmRequest, LlmStopReason, LlmUsage, ModelProgress } from "./types.js";
 
 export interface ScriptToolCall {
   /** Generated when absent: "scripted_call_<step>_<n>", from the session's step count. */
@@ -12,7 +12,10 @@ export interface ScriptToolCall {
 }
 
 export interface ScriptStep {
-  /** May contain {{last_user_message}}, {{system_prompt}}, {{tools}} and {{last_tool_result}}. */
+  /**
+   * May contain {{last_user_message}}, {{system_prompt}}, {{tools}}, {{last_tool_result}},
+   * {{message_count}} and {{history}}.
+   */
   text?: string;
   /** Characters per text delta, default 8. */
   chunkSize?: number;
@@ -22,7 +25,10 @@ export interface ScriptStep {
   /** Default: an estimate of ceil(characters / 4) for the request and for the output. */
   usage?: LlmUsage;
   stopReason?: LlmStopReason;
-  /** The step streams its text, then fails with this. */
+  /**
+   * The step streams its text, then fails with this. A message containing "context_length_exceeded"
+   * is a context overflow, which the session answers by compacting and calling once more.
+   */
   error?: { kind: ErrorKind; message: string };
 }
 
@@ -37,13 +43,16 @@ export interface Script {
 const DEFAULT_CHUNK_SIZE = 8;
 /**
  * What a step's text may quote of the request it answers, so a test sees what the model was sent:
- * the last user message, the system prompt, the offered tools' names, the last tool result.
+ * the last user message, the system prompt, the offered tools' names, the last tool result, how many
+ * messages it was sent and all of them, one a line ("user: ...", "assistant: ...", "tool name: ...").
  */
 const PLACEHOLDERS = {
   "{{last_user_message}}": lastUserMessage,
   "{{system_prompt}}": (request: LlmRequest) => request.systemPrompt,
   "{{tools}}": (request: LlmRequest) => request.tools.map((tool) => tool.name).join(", "),
   "{{last_tool_result}}": lastToolResult,
+  "{{message_count}}": (request: LlmRequest) => String(request.messages.length),
+  "{{history}}": (request: LlmRequest) => request.messages.map(historyLine).join("\n"),
 } as const;
 
 /** A step count kept by the client itself, for a script used outside a session. */
@@ -140,6 +149,15 @@ function lastUserMessage(request: LlmRequest): string {
     if (message.role === "user") return message.text;
   }
   return "";
+}
+
+function historyLine(message: LlmMessage): string {
+  if (message.role === "tool") return `tool ${message.name}: ${message.output}`;
+  if (message.role === "assistant") {
+    const calls = message.toolCalls.map((call) => ` [calls ${call.name}]`).join("");
+    return `assistant: ${message.text}${calls}`;
+  }
+  return `user: ${message.text}`;
 }
 
 function lastToolResult(request: LlmRequest): string {

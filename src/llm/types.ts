@@ -78,5 +78,7 @@ export interface ModelSettings {
   maxOutputTokens?: number;
   scriptPath: string;
   scriptJson: string;
+  /** The model's context window in tokens, when the session says it; otherwise a table of known models decides. */
+  contextWindow?: number;
 }
 

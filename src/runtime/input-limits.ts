@@ -37,6 +37,8 @@ export const INPUT_LIMITS = {
   mcpEnvCount: 64,
   mcpEnvValueBytes: 8 * 1024,
   mcpUrlChars: 2048,
+  /** CompactSession's instructions for the summary. */
+  compactInstructionsBytes: 16 * 1024,
 } as const;
 
 const ID = /^[A-Za-z0-9_-]+$/;

@@ -39,7 +39,10 @@ import { TurnRunner, turnEvents, type StartTurnOptions, type TurnHandle } from "
 import type { Observable } from "rxjs";
 import type { SessionEvent } from "../events/types.js";
 import { WorkspacePolicy } from "./workspace-policy.js";
+import { subscribeToSession, type SubscribeOptions, type SubscriptionItem } from "../events/subscribe.js";
 import { isInside } from "../util/paths.js";
+import { ContextService, WORKSPACE_NOT_RESTORED } from "../context/service.js";
+import type { CompactionReport, ContextUsage, MessageMark } from "../context/types.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -106,6 +109,7 @@ export class Runtime {
   private readonly agents: DefinitionsService<AgentDefinition>;
   private readonly mcp: McpService;
   private readonly capabilities: Capabilities;
+  private readonly context: ContextService;
 
   private constructor(
     private readonly options: RuntimeOptions,
@@ -166,9 +170,15 @@ export class Runtime {
       subagents: config.subagents,
       host: this.subagentHost(),
     });
+    this.context = new ContextService({
+      clientFor: (session, apiKey) => this.models.clientFor(session, apiKey),
+      environment: (session) => ({ systemPrompt: this.capabilities.systemPrompt(session), tools: this.capabilities.toolset(session).definitions() }),
+      logger,
+    });
     this.turns = new TurnRunner({
       models: this.models,
       capabilities: this.capabilities,
+      context: this.context,
       workspaces,
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
@@ -293,6 +303,33 @@ export class Runtime {
     return this.turns.start(session, prompt, options);
   }
 
+  /**
+   * Starts a turn that belongs to the server: nobody needs to follow it. The reply's
+   * `afterSequence` is where a Subscribe that wants the whole turn starts.
+   */
+  startServerTurn(caller: Caller, sessionId: string, prompt: string, options: StartTurnOptions = {}): { turnId: string; afterSequence: number } {
+    const afterSequence = this.owned(caller, sessionId).lastSequence;
+    const { turnId } = this.startTurn(caller, sessionId, prompt, options);
+    return { turnId, afterSequence };
+  }
+
+  /** A session's events after a cursor, then its live ones: see subscribeToSession. */
+  subscribe(caller: Caller, sessionId: string, options: SubscribeOptions): Observable<SubscriptionItem> {
+    const session = this.owned(caller, sessionId);
+    if (!Number.isSafeInteger(options.afterSequence) || options.afterSequence < 0) {
+      throw new AgentdError("out_of_range", "after_sequence must be a sequence number of this session (0 or more)");
+    }
+    return subscribeToSession(session, options, {
+      readStored: (id, after, limit) => this.options.store.readEvents(id, after, limit),
+      descendants: (root) => this.registry.descendantsOf(root),
+      added: (listener) => {
+        const subscription = this.registry.added$.subscribe(listener);
+        return () => subscription.unsubscribe();
+      },
+      isDescendant: (session, root) => this.registry.lineage(session).includes(root),
+    });
+  }
+
   /** The running turn's events from now until its end: for a client that comes back, or a second one. */
   watchTurn(caller: Caller, sessionId: string): Observable<SessionEvent> {
     const session = this.owned(caller, sessionId);
@@ -318,7 +355,12 @@ export class Runtime {
     return session;
   }
 
-  messages(caller: Caller, sessionId: string, page: Page & { budget?: PageBudget<Message> }): { messages: readonly Message[]; nextPageToken: string } {
+  /** A page of the transcript, with how each message stands towards the model's context (`marks`, one per message). */
+  messages(
+    caller: Caller,
+    sessionId: string,
+    page: Page & { budget?: PageBudget<Message> },
+  ): { messages: readonly Message[]; marks: MessageMark[]; nextPageToken: string } {
     const session = this.owned(caller, sessionId);
     checkChars("page_token", page.pageToken, INPUT_LIMITS.pageTokenChars);
     const size = pageSize(page.pageSize, 100);
@@ -327,7 +369,8 @@ export class Runtime {
     if (!Number.isInteger(offset) || offset < 0) throw invalidArgument("page_token is not valid here");
     const messages = fitToBudget(session.messagesPage(offset, size), page.budget);
     const next = offset + messages.length;
-    return { messages, nextPageToken: next < session.messageCount ? encodePageToken("messages", String(next)) : "" };
+    const marks = this.context.marks(session, offset, messages.length);
+    return { messages, marks, nextPageToken: next < session.messageCount ? encodePageToken("messages", String(next)) : "" };
   }
 
   /**
@@ -471,6 +514,63 @@ export class Runtime {
     return isAdmin(caller) ? servers : servers.map((s) => (s.scope === "global" ? { ...s, status: { ...s.status, target: briefTarget(s.status.target, s.status.transport) } } : s));
   }
 
+  // --- Context: accounting, compaction, clear, rewind and fork -------------------------------------
+
+  getContextUsage(caller: Caller, sessionId: string): Promise<ContextUsage> {
+    return this.context.usage(this.owned(caller, sessionId));
+  }
+
+  /** Undoes the session's last compaction (see ContextService.undoCompaction). */
+  async undoCompaction(caller: Caller, sessionId: string): Promise<ContextUsage> {
+    const session = this.owned(caller, sessionId);
+    this.context.undoCompaction(session);
+    return this.context.usage(session);
+  }
+
+  /** Summarises the older part of the context (or drops it); FAILED_PRECONDITION while a turn runs. */
+  async compactSession(caller: Caller, sessionId: string, options: { instructions: string; apiKey: string }): Promise<{ report: CompactionReport; usage: ContextUsage }> {
+    const session = this.owned(caller, sessionId);
+    checkText("instructions", options.instructions, INPUT_LIMITS.compactInstructionsBytes);
+    if (options.apiKey !== "") checkApiKey(options.apiKey);
+    const report = await this.context.compact(session, options);
+    return { report, usage: await this.context.usage(session) };
+  }
+
+  async clearContext(caller: Caller, sessionId: string): Promise<{ cleared: number; usage: ContextUsage }> {
+    const session = this.owned(caller, sessionId);
+    const cleared = this.context.clear(session);
+    return { cleared, usage: await this.context.usage(session) };
+  }
+
+  /** Takes a turn and the later ones out of the model's context; workspace files are not restored. */
+  async rewindSession(caller: Caller, sessionId: string, turnId: string): Promise<{ rewound: number; usage: ContextUsage; note: string }> {
+    const session = this.owned(caller, sessionId);
+    const rewound = this.context.rewind(session, checkId("turn_id", turnId));
+    return { rewound, usage: await this.context.usage(session), note: WORKSPACE_NOT_RESTORED };
+  }
+
+  /**
+   * A new session of the same owner, parent, configuration, labels, skills, subagents and MCP
+   * servers, whose history is this one's before `turnId` ("" for all of it). It shares the workspace.
+   */
+  async forkSession(caller: Caller, sessionId: string, turnId: string): Promise<{ session: SessionView; messagesCopied: number; note: string }> {
+    const source = this.owned(caller, sessionId);
+    const seed = this.context.forkSeed(source, turnId === "" ? "" : checkId("turn_id", turnId));
+    const labels = { ...source.labels };
+    if (Object.keys(labels).length < INPUT_LIMITS.labelCount) labels["agentd.fork_of"] = source.id;
+    const fork = await this.create(source.owner, source.parentId, structuredClone(source.config) as SessionConfig, {
+      workspace: source.workspace,
+      ephemeral: source.ephemeral,
+      labels,
+      named: false,
+      ...(source.agent ? { agent: source.agent } : {}),
+      seed: { messages: seed.messages, context: seed.context, scriptSteps: source.scriptProgress.steps(), extensions: source.extensions.toRecord() },
+    });
+    await this.mcp.restore(fork);
+    this.options.logger.info({ sessionId: fork.id, forkOf: source.id, turnId, messages: seed.messages.length }, "session forked");
+    return { session: fork, messagesCopied: seed.messages.length, note: FORK_NOTE };
+  }
+
   /** Writes everything pending to the store now. */
   flush(): Promise<void> {
     return this.persister.flush();
@@ -486,6 +586,8 @@ export class Runtime {
   /** Stops the MCP servers, flushes the store and stops writing; returns how many sessions could not be written. */
   async close(): Promise<number> {
     await this.mcp.closeAll();
+    // Turns have stopped: numbering may resume right after the last event, without a reserved gap.
+    for (const session of this.registry.all()) if (!session.ephemeral) session.releaseSequenceReservation();
     await this.persister.close();
     return this.persister.pendingCount();
   }
@@ -546,7 +648,15 @@ export class Runtime {
     owner: string,
     parentId: string | null,
     config: SessionConfig,
-    options: { workspace: string; ephemeral: boolean; labels: Record<string, string>; named: boolean; agent?: string },
+    options: {
+      workspace: string;
+      ephemeral: boolean;
+      labels: Record<string, string>;
+      named: boolean;
+      agent?: string;
+      /** What a fork starts with instead of an empty history. */
+      seed?: Pick<SessionRecord, "messages" | "context" | "scriptSteps" | "extensions">;
+    },
   ): Promise<Session> {
     this.registry.checkCapacity(owner);
     if (config.model) this.models.validate(config.model);
@@ -563,9 +673,11 @@ export class Runtime {
     this.registry.checkCapacity(owner);
     if (parentId !== null) this.registry.get(parentId);
     const { ephemeral, labels, agent } = options;
-    const session = this.track(newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels, ...(agent ? { agent } : {}) }));
+    const session = this.track({ ...newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels, ...(agent ? { agent } : {}) }), ...options.seed });
     this.registry.add(session);
     session.markChanged();
+    // The reply acknowledges the session: it is on disk first (group-committed with other writes).
+    if (!ephemeral) await this.persister.flushSession(id);
     return session;
   }
 
@@ -603,7 +715,10 @@ export class Runtime {
     return new Session(
       record,
       (changed) => {
-        if (!changed.ephemeral && changed.state !== "closed") this.persister.markDirty(changed.id, () => changed.toRecord());
+        if (!changed.ephemeral && changed.state !== "closed") {
+          // The record and the events not yet handed over (drained: each goes to the store once).
+          this.persister.markDirty(changed.id, () => ({ events: changed.takeUnpersistedEvents(), record: changed.toRecord() }));
+        }
       },
       (session) => this.persister.flushSession(session.id),
     );
@@ -628,6 +743,8 @@ function narrowedTo(parent: Readonly<SessionConfig>, child: SessionConfig): Sess
     confirmation: { ...child.confirmation, enabled: child.confirmation.enabled || parent.confirmation.enabled },
   };
 }
+
+const FORK_NOTE = "the fork works in the same workspace: files were not copied, and changes either session makes there are seen by both";
 
 const asGlobal = <T>(item: T): Visible<T> => ({ item, scope: "global", sessionId: "" });
 

@@ -14,6 +14,7 @@ import type { LlmClient } from "../llm/types.js";
 import type { SuspendedTurn } from "../session/restore.js";
 import { policyGate } from "../policy/gate.js";
 import type { WorkspacePolicy } from "./workspace-policy.js";
+import type { ContextService } from "../context/service.js";
 
 /** A running turn, as its caller holds it. */
 export interface TurnHandle {
@@ -48,6 +49,8 @@ export interface SessionCapabilities {
 export interface TurnRunnerDeps {
   models: ModelClients;
   capabilities: SessionCapabilities;
+  /** Compaction before model calls; without it, turns send the history as it is. */
+  context?: ContextService;
   workspaces: WorkspacePolicy;
   maxConcurrentTurnsPerOwner: number;
   logger: Logger;
@@ -65,6 +68,7 @@ export class TurnRunner {
   start(session: Session, prompt: string, options: StartTurnOptions = {}): TurnHandle {
     if (prompt.trim() === "") throw invalidArgument("prompt must not be empty");
     this.checkTurnLimit(session.owner);
+    this.deps.context?.checkTurnMayStart(session);
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);
@@ -135,6 +139,7 @@ export class TurnRunner {
         }),
         host,
         context,
+        contextGuard: this.deps.context?.guard(session, llm, context),
       }).subscribe((event) => {
         // The owner's slot is free before the terminal event goes out, so a client that starts the
         // next turn when it sees the end is not refused.

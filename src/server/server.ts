@@ -42,7 +42,16 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { config, logger } = options;
-  const store = options.store ?? (config.store === "memory" ? new MemoryStore() : new FileSessionStore(config.dataDir));
+  const { maxEventsPerSession: maxEvents, maxEventBytesPerSession: maxBytes, checkpointIntervalMs } = config.persistence;
+  const store =
+    options.store ??
+    (config.store === "memory"
+      ? new MemoryStore({ maxEvents, maxBytes })
+      : new FileSessionStore(config.dataDir, {
+          retention: { maxEvents, maxBytes },
+          checkpointIntervalMs,
+          onWarning: (warning) => logger.warn(warning, "session store: repaired a problem in the background"),
+        }));
   const tools = ToolRegistry.withBuiltins();
   for (const tool of options.extraTools ?? []) tools.register(tool);
   // Everything that can refuse to start is checked before anything is restored or bound.
@@ -63,6 +72,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       audit,
       authenticate: (call) => authenticator.authenticate(call),
       maxMessageBytes: config.grpc.maxMessageBytes,
+      writerLimits: { maxWaitingMessages: config.grpc.maxPendingEvents, maxWaitingChars: config.grpc.maxPendingEventChars },
     }),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });

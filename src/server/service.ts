@@ -12,15 +12,18 @@ import {
   type StreamGenerateResponse,
   type WatchTurnRequest,
   type WatchTurnResponse,
+  type SubscribeRequest,
+  type SubscribeResponse,
 } from "../gen/agentd/v1/runtime.js";
 import type { Logger } from "../logging.js";
 import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { StartTurnOptions } from "../runtime/turn-runner.js";
 import type { AuditLog } from "./audit.js";
-import { EventWriter } from "./event-writer.js";
+import { EventWriter, type WriterLimits } from "./event-writer.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
 import { invalidArgument } from "../errors.js";
+import { toCompactionProto, toContextUsageProto } from "./context-wire.js";
 import { toAgentInfo, toDefinitionSource, toMcpServerInfo, toMcpTransportSpec, toProblemProto, toSkillInfo } from "./registries-wire.js";
 import {
   toChildPolicy,
@@ -41,6 +44,8 @@ export interface ServiceDeps {
   audit: AuditLog;
   /** Replies are kept under this many bytes (pages end early). */
   maxMessageBytes: number;
+  /** How much may wait for one slow reader of a stream before it is cut off. */
+  writerLimits?: WriterLimits;
 }
 
 /** Who a call that failed authentication is, for the audit log. */
@@ -176,12 +181,22 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     },
 
     streamGenerate: (call: ServerWritableStream<StreamGenerateRequest, StreamGenerateResponse>) => {
-      const { sessionId, prompt, apiKey } = call.request;
+      const { sessionId, prompt, apiKey, detachOnDisconnect } = call.request;
       let onCancelled = () => {};
       call.on("cancelled", () => onCancelled());
       void startTurn(call, "StreamGenerate", sessionId, (caller) => {
-        const turn = runtime.startTurn(caller, sessionId, prompt, turnOptions(apiKey, call.getDeadline()));
-        const writer = new EventWriter(call);
+        // A detached turn outlives the call, so the call's deadline is not the turn's.
+        const options = detachOnDisconnect ? { apiKey } : turnOptions(apiKey, call.getDeadline());
+        const turn = runtime.startTurn(caller, sessionId, prompt, options);
+        // A reader too far behind is cut off like one that left; it may follow the turn again with Subscribe.
+        const writer = new EventWriter(
+          call,
+          (last) => {
+            onCancelled();
+            call.emit("error", fellBehind(last));
+          },
+          deps.writerLimits,
+        );
         let audited = false;
         const record = (result: string) => {
           if (audited) return;
@@ -196,10 +211,11 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           },
           complete: () => writer.end(),
         });
-        // A client that cancels its call (or disconnects) cancels the turn.
+        // A client that cancels its call (or disconnects) cancels the turn, unless it asked to detach.
         onCancelled = () => {
           subscription.unsubscribe();
           writer.close();
+          if (detachOnDisconnect) return record("DETACHED (the turn goes on)");
           turn.cancel("client_disconnected");
           record("CANCELLED (client_disconnected)");
         };
@@ -252,7 +268,10 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         .then((who) => {
           caller = who;
           if (call.cancelled) return;
-          const writer = new EventWriter(call);
+          const writer = new EventWriter(call, (last) => {
+            stop();
+            call.emit("error", fellBehind(last));
+          }, deps.writerLimits);
           const subscription = runtime.watchTurn(who, call.request.sessionId).subscribe({
             next: (event) => writer.write(event),
             complete: () => writer.end(),
@@ -267,6 +286,64 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           // A failed sign-in is recorded, as for every other method.
           if (!caller) {
             audit.record({ method: "WatchTurn", caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+          }
+          call.emit("error", failure);
+        });
+    },
+
+    startTurn: unary(
+      "StartTurn",
+      (request, caller) => {
+        const started = runtime.startServerTurn(caller, request.sessionId, request.prompt, { apiKey: request.apiKey });
+        return { turnId: started.turnId, afterSequence: started.afterSequence };
+      },
+      (request) => request.sessionId,
+    ),
+
+    subscribe: (call: ServerWritableStream<SubscribeRequest, SubscribeResponse>) => {
+      let stop = () => {};
+      call.on("cancelled", () => stop());
+      let caller: Caller | undefined;
+      deps
+        .authenticate(call)
+        .then((who) => {
+          caller = who;
+          if (call.cancelled) return;
+          const { sessionId, afterSequence, includeDescendants, heartbeatSeconds } = call.request;
+          const writer = new EventWriter(
+            call,
+            (last) => {
+              stop();
+              call.emit("error", fellBehind(last));
+            },
+            deps.writerLimits,
+          );
+          // The replay goes at the reader's pace; only live events can make it fall behind.
+          const items = runtime.subscribe(who, sessionId, { afterSequence, includeDescendants, ready: () => writer.whenWritable() });
+          // Proxies close streams that stay quiet; a heartbeat says the server is there.
+          const everyMs = 1000 * (heartbeatSeconds > 0 ? Math.min(heartbeatSeconds, 3600) : 15);
+          const heartbeat = setInterval(() => writer.writeMessage({ heartbeat: { time: new Date() } }), everyMs);
+          const subscription = items.subscribe({
+            next: (item) => (item.kind === "event" ? writer.write(item.event) : writer.writeMessage({ caughtUp: { sequence: item.sequence } })),
+            error: (error: unknown) => {
+              clearInterval(heartbeat);
+              call.emit("error", toServiceError(error, logger, "Subscribe"));
+            },
+            complete: () => {
+              clearInterval(heartbeat);
+              writer.end();
+            },
+          });
+          stop = () => {
+            clearInterval(heartbeat);
+            subscription.unsubscribe();
+            writer.close();
+          };
+        })
+        .catch((error: unknown) => {
+          const failure = toServiceError(error, logger, "Subscribe");
+          if (!caller) {
+            audit.record({ method: "Subscribe", caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
           }
           call.emit("error", failure);
         });
@@ -374,8 +451,49 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         pageToken: request.pageToken,
         budget: messagesWithin,
       });
-      return { messages: page.messages.map(toMessageProto), nextPageToken: page.nextPageToken };
+      return { messages: page.messages.map((message, i) => toMessageProto(message, page.marks[i])), nextPageToken: page.nextPageToken };
     }),
+
+    getContextUsage: unary("GetContextUsage", async (request, caller) => ({
+      usage: toContextUsageProto(await runtime.getContextUsage(caller, request.sessionId)),
+    })),
+
+    compactSession: unary(
+      "CompactSession",
+      async (request, caller) => {
+        if (request.undo) return { compaction: undefined, usage: toContextUsageProto(await runtime.undoCompaction(caller, request.sessionId)), undone: true };
+        const { report, usage } = await runtime.compactSession(caller, request.sessionId, { instructions: request.instructions, apiKey: request.apiKey });
+        return { compaction: toCompactionProto(report), usage: toContextUsageProto(usage), undone: false };
+      },
+      (request) => request.sessionId,
+    ),
+
+    clearContext: unary(
+      "ClearContext",
+      async (request, caller) => {
+        const { cleared, usage } = await runtime.clearContext(caller, request.sessionId);
+        return { messagesCleared: cleared, usage: toContextUsageProto(usage) };
+      },
+      (request) => request.sessionId,
+    ),
+
+    rewindSession: unary(
+      "RewindSession",
+      async (request, caller) => {
+        const { rewound, usage, note } = await runtime.rewindSession(caller, request.sessionId, request.turnId);
+        return { messagesRewound: rewound, usage: toContextUsageProto(usage), note };
+      },
+      (request) => request.sessionId,
+    ),
+
+    forkSession: unary(
+      "ForkSession",
+      async (request, caller) => {
+        const { session, messagesCopied, note } = await runtime.forkSession(caller, request.sessionId, request.turnId);
+        return { session: toSessionProto(session), messagesCopied, note };
+      },
+      (request, response) => response?.session?.id ?? request.sessionId,
+    ),
   };
 
   /**
@@ -403,6 +521,14 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       throw failure;
     }
   }
+}
+
+/** The status for a reader the server stopped waiting for, saying where to pick up. */
+function fellBehind(lastSequence: number) {
+  return serviceError(
+    status.RESOURCE_EXHAUSTED,
+    `the client fell too far behind the events; the last one sent was sequence ${lastSequence}: Subscribe again with after_sequence ${lastSequence}`,
+  );
 }
 
 /** The call's deadline becomes the turn's, so the turn ends as `deadline_exceeded` rather than running on. */

@@ -27,6 +27,9 @@ import type { SessionView } from "../session/session.js";
 import type { ChildPolicy as DomainChildPolicy, Message, SessionConfig, SessionConfigPatch, SessionStateName, UsageTotals } from "../session/types.js";
 import { checkChildPolicy, checkLimits, checkModelConfig } from "./validation.js";
 import { statusName } from "./status.js";
+import { toCompactionProto, toContextConfigProto, toContextPatch, withContextMarks } from "./context-wire.js";
+import type { MessageMark } from "../context/types.js";
+import { checkContextWindow } from "../context/settings.js";
 
 /**
  * Conversion between the core's types and the wire messages, in one place. Request values are
@@ -87,6 +90,7 @@ function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
           maxOutputTokens: model.maxOutputTokens,
           scriptPath: model.scriptPath,
           scriptJson: model.scriptJson,
+          contextWindow: model.contextWindow,
         }
       : undefined,
     systemPrompt: config.systemPrompt,
@@ -103,6 +107,7 @@ function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
       timeoutAction: config.confirmation.timeoutAction === "approve" ? TimeoutAction.TIMEOUT_ACTION_APPROVE : TimeoutAction.TIMEOUT_ACTION_REJECT,
     },
     tools: { allow: [...(config.tools ?? [])] },
+    ...toContextConfigProto(config),
   };
 }
 
@@ -150,8 +155,9 @@ function toUsageProto(usage: Readonly<UsageTotals>): Usage {
   return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, totalTokens: usage.inputTokens + usage.outputTokens };
 }
 
-export function toMessageProto(message: Message): MessageProto {
-  return {
+/** `mark`: how the message stands towards the model's context (GetMessages); absent, it is not marked. */
+export function toMessageProto(message: Message, mark?: MessageMark): MessageProto {
+  const proto = {
     id: message.id,
     role: ROLES[message.role],
     text: message.text,
@@ -160,6 +166,7 @@ export function toMessageProto(message: Message): MessageProto {
     createTime: new Date(message.createdAt),
     turnId: message.turnId,
   };
+  return withContextMarks(proto, message, mark);
 }
 
 export function toTurnResultProto(result: TurnResult): TurnResultProto {
@@ -215,6 +222,8 @@ function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
       return { $case: "callInDoubt", callInDoubt: { callId: payload.callId, toolName: payload.toolName } };
     case "confirmation_resolved":
       return { $case: "confirmationResolved", confirmationResolved: toResolutionProto(payload.confirmationId, payload.callId, payload.resolution) };
+    case "context_compacted":
+      return { $case: "contextCompacted", contextCompacted: toCompactionProto(payload.report) };
     case "subagent_event":
       return { $case: "subagent", subagent: { childSessionId: payload.childSessionId, agent: payload.agent, event: toEventProto(payload.event) } };
     default:
@@ -233,6 +242,7 @@ export function toConfigPatch(config: SessionConfigProto | undefined): SessionCo
     confirmation: config.confirmation ? toConfirmationPatch(config.confirmation) : undefined,
     // An empty selection is "every tool", as on the way out.
     tools: config.tools ? (config.tools.allow.length > 0 ? [...config.tools.allow] : null) : undefined,
+    context: toContextPatch(config),
   };
 }
 
@@ -267,6 +277,7 @@ function toModelSettings(model: ModelConfig): ModelSettings {
     maxOutputTokens: model.maxOutputTokens,
     scriptPath: model.scriptPath,
     scriptJson: model.scriptJson,
+    ...(checkContextWindow(model.contextWindow) === undefined ? {} : { contextWindow: model.contextWindow }),
   };
 }
 

@@ -15,6 +15,7 @@ export function mergeConfig(base: SessionConfig, patch: SessionConfigPatch): Ses
     permissions: clonePermissions(patch.permissions ?? base.permissions),
     confirmation: { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
     tools: patch.tools !== undefined ? copyOrNull(patch.tools) : copyOrNull(base.tools),
+    ...(base.context || patch.context ? { context: { ...base.context, ...definedOnly(patch.context ?? {}) } } : {}),
   };
 }
 

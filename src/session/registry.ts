@@ -1,3 +1,4 @@
+import { Subject } from "rxjs";
 import { invalidArgument, notFound, resourceExhausted } from "../errors.js";
 import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "./paging.js";
 import type { Session } from "./session.js";
@@ -37,10 +38,14 @@ export class SessionRegistry {
     }
   }
 
+  /** Every session added from now on, for subscribers that follow a whole session tree. */
+  readonly added$ = new Subject<Session>();
+
   add(session: Session): void {
     this.sessions.set(session.id, session);
     this.perOwner.set(session.owner, (this.perOwner.get(session.owner) ?? 0) + 1);
     if (session.parentId !== null) this.link(session.parentId, session.id);
+    this.added$.next(session);
   }
 
   get(sessionId: string): Session {

@@ -25,10 +25,11 @@ export async function restoreSessions(
   logger: Logger,
   resume: (session: Session, turn: SuspendedTurn) => void = () => {},
 ): Promise<{ restored: number; failed: number }> {
-  const { records, failures } = await store.loadAll();
+  const { records, failures, warnings = [] } = await store.loadAll();
   for (const failure of failures) {
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
+  for (const warning of warnings) logger.warn(warning, "session store: repaired at start-up");
   for (const stored of records) {
     const { record, repaired, inDoubt, suspended } = repairInterruptedTurn(stored);
     const session = open(record);

@@ -3,9 +3,12 @@ import { Subject, type Observable } from "rxjs";
 import { TurnAbortedError, type CancelReason } from "../agent/cancellation.js";
 import type { TurnHost } from "../agent/loop.js";
 import { isTerminal, type EventPayload, type SessionEvent, type TurnEvent } from "../events/types.js";
+import { RecentEvents } from "../events/log.js";
 import type { LlmMessage, ModelProgress } from "../llm/types.js";
 import type { SessionRecord } from "../store/record.js";
 import { withPolicyDefaults } from "./config-merge.js";
+import { SessionContext } from "../context/session-context.js";
+import type { CompactionReport } from "../context/types.js";
 import { PauseGate } from "./pause-gate.js";
 import { ConfirmationBook } from "../policy/confirmations.js";
 import { RuleSet } from "../policy/rules.js";
@@ -43,6 +46,8 @@ export interface TurnSlot {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How far ahead sequence numbers are reserved in the stored record. */
+const SEQUENCE_BLOCK = 100_000;
 
 interface ActiveTurn {
   id: string;
@@ -88,8 +93,25 @@ export class Session implements SessionView {
   /** Skills, subagent definitions and MCP servers added to this session. */
   readonly extensions: SessionExtensions;
   readonly agent: string;
+  /** What the model's context holds of the transcript: compactions, clears, rewinds. */
+  readonly context: SessionContext;
   private compiledRules: RuleSet | null = null;
   private readonly events = new Subject<SessionEvent>();
+  /** Recent events, for clients that re-attach (Subscribe). */
+  readonly recentEvents = new RecentEvents();
+  /** Events the store has not been handed yet; the persister takes them with the record. */
+  private unpersisted: SessionEvent[] = [];
+  /**
+   * Events stamped but not yet published: while an acknowledgement waits for the disk (a turn's
+   * terminal event), the events after it wait too, so that every client sees them in order.
+   */
+  private readonly outbox: SessionEvent[] = [];
+  private barrier: Promise<void> | null = null;
+  /**
+   * Sequence numbers up to this one may have been seen by a client; stored with the record and
+   * reserved ahead, so that after a crash numbering resumes above it: a gap, never a repeat.
+   */
+  private reservedThrough: number;
 
   /** Every event of this session: turn events and session-level ones. Completes when the session closes. */
   readonly events$: Observable<SessionEvent> = this.events.asObservable();
@@ -120,8 +142,11 @@ export class Session implements SessionView {
     this.createdAt = record.createdAt;
     this.updated = record.updatedAt;
     this.totals = record.usage;
-    this.sequence = record.lastSequence;
+    // After a crash, numbers handed out beyond the last stored event may have reached a client.
+    this.sequence = Math.max(record.lastSequence, record.sequenceReservedThrough ?? 0);
+    this.reservedThrough = this.sequence;
     this.scriptSteps = record.scriptSteps ?? 0;
+    this.context = new SessionContext(record.context, () => this.markChanged());
     this.messages = record.messages;
     this.extensions = new SessionExtensions(record.extensions, () => this.markChanged());
     this.agent = record.agent ?? "";
@@ -168,8 +193,29 @@ export class Session implements SessionView {
 
   /** The text of the last user message (the prompt of the current or last turn). */
   lastUserText(): string {
-    for (let i = this.messages.length - 1; i >= 0; i--) if (this.messages[i]!.role === "user") return this.messages[i]!.text;
+    for (let i = this.messages.length - 1; i >= 0; i--) {
+      const message = this.messages[i]!;
+      if (message.role === "user" && message.kind !== "summary") return message.text;
+    }
     return "";
+  }
+
+  /** The whole transcript, oldest first; messages never change once appended. */
+  transcript(): readonly Message[] {
+    return this.messages;
+  }
+
+  /** Appends a message outside a turn's own (a compaction's summary); returns it as stored. */
+  appendContextMessage(message: Omit<Message, "id" | "createdAt">): Message {
+    const stored: Message = { ...message, id: randomUUID(), createdAt: new Date().toISOString() };
+    this.messages.push(stored);
+    this.markChanged();
+    return stored;
+  }
+
+  /** Reports a compaction made outside a turn (CompactSession) as a session-level event. */
+  reportContextCompacted(report: CompactionReport): void {
+    this.emit("", { type: "context_compacted", report });
   }
 
   messagesPage(offset: number, limit: number): readonly Message[] {
@@ -195,14 +241,55 @@ export class Session implements SessionView {
     return { turnId, signal: controller.signal, host: this.hostFor(turnId) };
   }
 
-  /** Stamps and publishes one of the running turn's events; the terminal one ends the turn first. */
+  /**
+   * Stamps and publishes one of the running turn's events; the terminal one ends the turn first. A
+   * terminal event acknowledges the turn's work, so it goes out only once that is on disk (the
+   * events before it stream ahead; those after it wait behind it).
+   */
   recordTurnEvent(turnId: string, event: TurnEvent): void {
     const finishing = isTerminal(event) && this.turn?.id === turnId ? this.turn : null;
     // The state changes before the terminal event goes out, so a client that reacts to it by
     // starting the next turn finds the session ready.
     if (finishing) this.finishTurn(finishing);
+    // The hold comes first, so the event waits behind it; the write it waits for starts after the stamp.
+    if (isTerminal(event) && !this.ephemeral) this.holdUntilStored();
     this.emit(turnId, event);
     finishing?.markFinished();
+  }
+
+  /** Publication waits until the store has everything stamped so far (group-committed with other sessions'). */
+  private holdUntilStored(): void {
+    const previous = this.barrier ?? Promise.resolve();
+    const barrier: Promise<void> = previous
+      .then(() => this.persistNow(this))
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        // A failing store is reported (persistence_failed) and retried; the clients are not kept waiting for ever.
+        if (this.barrier === barrier) this.barrier = null;
+        this.publishWaiting();
+      });
+    this.barrier = barrier;
+  }
+
+  /** Resolves once every event stamped so far has been published (after the store took what needed it). */
+  async published(): Promise<void> {
+    while (this.barrier) await this.barrier;
+  }
+
+  /** Events of this session not yet handed to the store; the persister drains them with each write. */
+  takeUnpersistedEvents(): SessionEvent[] {
+    const taken = this.unpersisted;
+    this.unpersisted = [];
+    return taken;
+  }
+
+  /** On a clean shutdown the reserved numbers are given back: numbering resumes right after the last one. */
+  releaseSequenceReservation(): void {
+    this.reservedThrough = this.sequence;
+    this.markChanged();
   }
 
   /** Aborts the running turn, if any. The turn itself reports the terminal `turn_cancelled` event. */
@@ -237,6 +324,7 @@ export class Session implements SessionView {
     await this.settled();
     this.transition("close");
     this.emitStateChanged();
+    await this.published();
     this.events.complete();
   }
 
@@ -308,7 +396,7 @@ export class Session implements SessionView {
   }
 
   toRecord(): SessionRecord {
-    return structuredClone({
+    const record: SessionRecord = structuredClone({
       version: 1,
       id: this.id,
       owner: this.ownerName,
@@ -322,13 +410,19 @@ export class Session implements SessionView {
       updatedAt: this.updated,
       usage: this.totals,
       lastSequence: this.sequence,
-      messages: this.messages,
+      sequenceReservedThrough: this.reservedThrough,
+      messages: [],
       scriptSteps: this.scriptSteps,
       callInFlight: this.inFlight,
       pendingConfirmation: this.confirmations.list()[0] ?? null,
       extensions: this.extensions.toRecord(),
       ...(this.agent ? { agent: this.agent } : {}),
+      ...(this.context.toRecord() ? { context: this.context.toRecord() } : {}),
     });
+    // Messages never change once appended: the record shares them, so a write costs what is new,
+    // not the whole history (the store appends only the messages it has not got).
+    record.messages = [...this.messages];
+    return record;
   }
 
   /** Stamps the change time and schedules a background write. */
@@ -339,9 +433,22 @@ export class Session implements SessionView {
 
   private emit(turnId: string, payload: EventPayload): void {
     this.sequence++;
+    // Reserve well ahead, so the reservation reaches the disk long before numbering gets there.
+    if (this.sequence > this.reservedThrough - SEQUENCE_BLOCK / 2) this.reservedThrough = this.sequence + SEQUENCE_BLOCK;
     const event: SessionEvent = { sessionId: this.id, sequence: this.sequence, timeMs: Date.now(), turnId, payload };
+    if (!this.ephemeral) this.unpersisted.push(event);
     this.markChanged();
-    this.events.next(event);
+    this.outbox.push(event);
+    if (!this.barrier) this.publishWaiting();
+  }
+
+  /** Publishes what may go out; a client re-attaching sees exactly what the others were sent. */
+  private publishWaiting(): void {
+    while (this.outbox.length > 0 && !this.barrier) {
+      const event = this.outbox.shift()!;
+      this.recentEvents.append(event);
+      this.events.next(event);
+    }
   }
 
   private emitStateChanged(): void {
@@ -373,7 +480,7 @@ export class Session implements SessionView {
 
   private hostFor(turnId: string): TurnHost {
     return {
-      history: () => toLlmHistory(this.messages),
+      history: () => toLlmHistory(this.context.modelMessages(this.messages)),
       appendMessage: (message) => {
         if (message.toolResult && message.toolResult.callId === this.inFlight?.callId) this.inFlight = null;
         this.messages.push({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });

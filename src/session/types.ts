@@ -1,3 +1,4 @@
+import type { ContextSettings } from "../context/types.js";
 import type { LlmToolCall, ModelSettings } from "../llm/types.js";
 import type { ConfirmationSettings, PermissionRules } from "../policy/types.js";
 
@@ -18,6 +19,8 @@ export interface SessionConfig {
   confirmation: ConfirmationSettings;
   /** Tool names or globs the model is offered; null for every tool. Ancestors' selections apply too. */
   tools: string[] | null;
+  /** Automatic compaction; absent fields take the defaults (on, at 0.8 of the window). */
+  context?: Partial<ContextSettings>;
 }
 
 /** A partial SessionConfig: what a request sets; everything else is kept or inherited. */
@@ -30,6 +33,8 @@ export interface SessionConfigPatch {
   confirmation?: Partial<ConfirmationSettings>;
   /** Replaces the selection; null selects every tool. */
   tools?: string[] | null;
+  /** Fields that are set change; the others are kept or inherited. */
+  context?: Partial<ContextSettings>;
 }
 
 export interface ToolResult {
@@ -49,6 +54,11 @@ export interface Message {
   /** ISO 8601. */
   createdAt: string;
   turnId: string;
+  /**
+   * Absent for the conversation's own messages. "summary": a compaction's summary of the older
+   * part (role "user"); the model sees it in place of that part, never where it was appended.
+   */
+  kind?: "summary";
 }
 
 export interface UsageTotals {

@@ -1,80 +1,792 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import type { SessionRecord } from "./record.js";
-import { decodeRecord, encodeRecord } from "./record-codec.js";
-import type { LoadFailure, LoadResult, SessionStore } from "./types.js";
+import type { SessionEvent } from "../events/types.js";
+import { isPlainObject } from "../util/values.js";
+import { firstAfter, retainedFrom } from "./event-retention.js";
+import { syncDirectory, tempNameFor, writeFileAtomic, writeFileSynced } from "./files.js";
+import { forEachLimited, KeyedQueue } from "./keyed-queue.js";
+import type { MessageRecord, SessionRecord } from "./record.js";
+import { convertVersion1Files } from "./convert-v1.js";
+import { checkRecord } from "./record-codec.js";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  endOfLines,
+  eventsFile,
+  GENERATION_FILE,
+  messagesFile,
+  readBytes,
+  readEventRange,
+  readMessages,
+  scanEvents,
+  scanEventsTail,
+  SNAPSHOT,
+  type EventIndex,
+} from "./session-files.js";
+import {
+  DEFAULT_EVENT_RETENTION,
+  type EventRetention,
+  type LoadFailure,
+  type LoadResult,
+  type ReadEventsResult,
+  type SessionStore,
+} from "./types.js";
+import { listSegments, readSegment, segmentName, WriteAheadLog, type WalStats } from "./wal.js";
+
+/*
+ * The file store, under <dataDir>/sessions:
+ *
+ *   wal.d/<n>.log     the write-ahead log shared by all sessions (no session id has a dot)
+ *   <id>/             one folder per session: snapshot.json, messages.<gen>.jsonl, events.<gen>.jsonl
+ *                     (see session-files.ts)
+ *   <id>.json         a session in the old one-file format (version 1), converted at start-up
+ *
+ * A save is one line in the write-ahead log: the record's top-level fields that changed, the
+ * messages after the ones already stored (all of them, from index 0, when the stored ones were
+ * rewritten), and the new events. Its cost depends on what is new, not on the session's length.
+ *
+ * Group commit: lines from every session go to one log file in batches, one fdatasync per batch;
+ * whatever arrives while a batch is being synced goes into the next (wal.ts). So 100 sessions
+ * ending their turns together share a few fsyncs instead of paying 100, and `save` resolves when
+ * its line is durable.
+ *
+ * Checkpoints: in the background (every few seconds, or sooner when the log grows past a size),
+ * the log is rotated, each session that changed appends its new messages and events to its own
+ * files, writes its snapshot atomically (naming the last log entry it includes, `lsn`), and the
+ * rotated log segments are deleted. Rewritten messages and trimmed events go to the next
+ * generation of their file, which the snapshot switches to. A session's files are thus always a
+ * consistent state, and restore = snapshot + its logs + the log entries after its `lsn`.
+ *
+ * Crash tolerance: a torn line at the end of a log or a session file (a crash mid-append) is
+ * dropped with a warning; it was never acknowledged. Temp files, unfinished conversions and
+ * deletions, and files of generations no snapshot names are removed at start-up.
+ *
+ * Conversion of version-1 files (convert-v1.ts): each is written to `<id>.migrating/`, fsynced, renamed to `<id>/`,
+ * and only then is `<id>.json` removed; interrupted at any point, the next start-up finishes it.
+ */
 
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const WAL_DIRECTORY = "wal.d";
+const LEFTOVER = /\.(tmp|migrating|deleted)$/;
+/** Events may exceed the retention bounds by this much before the file is rewritten. */
+const TRIM_SLACK = 1.25;
+const CHECKPOINT_CONCURRENCY = 4;
 
-/**
- * One JSON file per session under `<dataDir>/sessions`. A save writes a temp file, fsyncs it, renames
- * it over the old file and fsyncs the directory, so a crash leaves either the old or the new record,
- * never a torn one. Files that fail to load are reported and left exactly as they are.
- */
+export interface FileStoreOptions {
+  retention?: Partial<EventRetention>;
+  /** A checkpoint starts once the write-ahead log has grown by this many bytes (default 8 MiB). */
+  checkpointBytes?: number;
+  /** ...or this long after the first change since the last one (default 2 s). */
+  checkpointIntervalMs?: number;
+  /** Problems found and repaired outside `loadAll` (which returns its own): a failed checkpoint, a damaged event log. */
+  onWarning?: (warning: LoadFailure) => void;
+}
+
+export interface FileStoreStats {
+  wal: WalStats;
+  checkpoints: number;
+  checkpointBytes: number;
+  checkpointSyncs: number;
+}
+
+interface EventLine {
+  sequence: number;
+  line: string;
+  bytes: number;
+}
+
+/** What a session's files lack: keep the first `keep` lines of the messages file, then add `messages`. */
+interface Debt {
+  dirty: boolean;
+  keep: number;
+  messages: string[];
+  events: EventLine[];
+}
+
+/** A session's files as the last checkpoint left them. */
+interface OnDisk {
+  /** Whether a snapshot exists (until then the folder is not a session yet). */
+  committed: boolean;
+  messagesGeneration: number;
+  messageCount: number;
+  messagesBytes: number;
+  eventsGeneration: number;
+  /** Complete lines of the events file (they count, whatever the snapshot says). */
+  eventsBytes: number;
+  lastEventSequence: number;
+}
+
+interface Tracked {
+  id: string;
+  /** The record's top-level fields except messages, as JSON, as the store holds them. */
+  fields: Map<string, string>;
+  messageCount: number;
+  lastMessageId: string | null;
+  lastEventSequence: number;
+  /** The last log entry applied. */
+  lsn: number;
+  /** After a failed write, what the log holds is unsure: the next save logs every field. */
+  resync: boolean;
+  debt: Debt;
+  disk: OnDisk | null;
+  /** The events file's lines, loaded when first needed. */
+  index: EventIndex | null;
+}
+
+type WalEntry =
+  | {
+      n: number;
+      op: "save";
+      id: string;
+      /** `set` holds every field: the others are removed. */
+      replace?: boolean;
+      set?: Record<string, unknown>;
+      unset?: string[];
+      from?: number;
+      messages?: MessageRecord[];
+      events?: SessionEvent[];
+    }
+  | { n: number; op: "delete"; id: string };
+
+const noDebt = (keep: number): Debt => ({ dirty: false, keep, messages: [], events: [] });
+
+/** `newer` happened after `older`; both as one debt. */
+function compose(older: Debt, newer: Debt): Debt {
+  const events = older.events.concat(newer.events);
+  if (newer.keep >= older.keep) {
+    const messages = older.messages.slice(0, newer.keep - older.keep).concat(newer.messages);
+    return { dirty: older.dirty || newer.dirty, keep: older.keep, messages, events };
+  }
+  return { dirty: true, keep: newer.keep, messages: newer.messages, events };
+}
+
+function fieldsOf(record: Omit<SessionRecord, "messages"> | SessionRecord): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const [key, value] of Object.entries(record)) {
+    if (key === "messages") continue;
+    const json = JSON.stringify(value);
+    if (json !== undefined) fields.set(key, json);
+  }
+  return fields;
+}
+
+function recordJsonOf(fields: Map<string, string>): string {
+  return `{${[...fields].map(([key, json]) => `${JSON.stringify(key)}:${json}`).join(",")}}`;
+}
+
+const lineOf = (event: SessionEvent): EventLine => {
+  const line = JSON.stringify(event);
+  return { sequence: event.sequence, line, bytes: Buffer.byteLength(line) + 1 };
+};
+
+function isMissing(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === "ENOENT";
+}
+
 export class FileSessionStore implements SessionStore {
   readonly directory: string;
+  readonly walDirectory: string;
+  readonly stats: FileStoreStats = { wal: { bytes: 0, syncs: 0, batches: 0 }, checkpoints: 0, checkpointBytes: 0, checkpointSyncs: 0 };
+  private readonly retention: EventRetention;
+  private readonly checkpointBytes: number;
+  private readonly checkpointIntervalMs: number;
+  private readonly sessions = new Map<string, Tracked>();
+  /** Sessions whose files failed to load: never written, never removed. */
+  private readonly broken = new Set<string>();
+  /** Deleted sessions whose folders the next checkpoint removes. */
+  private readonly deleting = new Set<string>();
+  private readonly saves = new KeyedQueue();
+  private readonly folders = new KeyedQueue();
+  private wal: WriteAheadLog | null = null;
+  /** Log segments from before this process, let go after the next complete checkpoint. */
+  private inheritedSegments: number[] = [];
+  private nextLsn = 1;
+  private ready: Promise<void> | null = null;
+  private loadWarnings: LoadFailure[] | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private checkpointQueued: Promise<boolean> | null = null;
+  private checkpointRunning: Promise<unknown> = Promise.resolve();
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    private readonly options: FileStoreOptions = {},
+  ) {
     this.directory = path.resolve(dataDir, "sessions");
+    this.walDirectory = path.join(this.directory, WAL_DIRECTORY);
+    this.retention = { ...DEFAULT_EVENT_RETENTION, ...options.retention };
+    this.checkpointBytes = options.checkpointBytes ?? 8 * 1024 * 1024;
+    this.checkpointIntervalMs = options.checkpointIntervalMs ?? 2_000;
   }
 
   async loadAll(): Promise<LoadResult> {
-    await mkdir(this.directory, { recursive: true, mode: 0o700 });
-    const records: SessionRecord[] = [];
-    const failures: LoadFailure[] = [];
-    for (const name of (await readdir(this.directory)).sort()) {
-      if (!name.endsWith(".json")) continue;
-      const location = path.join(this.directory, name);
-      try {
-        const record = decodeRecord(await readFile(location, "utf8"));
-        if (`${record.id}.json` !== name) throw new Error(`holds session ${record.id}, not ${name.slice(0, -5)}`);
-        records.push(record);
-      } catch (error) {
-        failures.push({ location, error: (error as Error).message });
-      }
+    if (this.ready) {
+      await this.ready.catch(() => {});
+      await this.close();
     }
-    return { records, failures };
+    const loading = this.initialize();
+    this.ready = loading.then(
+      () => {},
+      (error: unknown) => {
+        this.ready = null;
+        throw error;
+      },
+    );
+    return loading;
   }
 
-  async save(record: SessionRecord): Promise<void> {
-    const target = this.fileFor(record.id);
-    const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
-    await mkdir(this.directory, { recursive: true, mode: 0o700 });
-    // Records hold whole conversations: readable by the server's user only.
-    const handle = await open(temp, "w", 0o600);
-    try {
-      await handle.writeFile(encodeRecord(record));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await rename(temp, target);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    await this.syncDirectory();
+  async save(record: SessionRecord, events: readonly SessionEvent[] = []): Promise<void> {
+    this.checkId(record.id);
+    await this.open();
+    return this.saves.run(record.id, () => this.log(record, events));
   }
 
   async delete(sessionId: string): Promise<void> {
-    await rm(this.fileFor(sessionId), { force: true });
+    this.checkId(sessionId);
+    await this.open();
+    return this.saves.run(sessionId, async () => {
+      if (!this.sessions.has(sessionId)) return;
+      const lsn = this.nextLsn++;
+      await this.wal!.append(JSON.stringify({ n: lsn, op: "delete", id: sessionId }), () => {
+        this.sessions.delete(sessionId);
+        // Even without files yet: a checkpoint under way may be writing its first ones.
+        this.deleting.add(sessionId);
+        this.scheduleCheckpoint();
+      });
+    });
   }
 
-  private fileFor(sessionId: string): string {
+  async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {
+    await this.open();
+    if (!this.sessions.has(sessionId)) return { events: [], oldest: 0 };
+    return this.folders.run(sessionId, async () => {
+      const tracked = this.sessions.get(sessionId);
+      if (!tracked) return { events: [], oldest: 0 };
+      const disk = tracked.disk;
+      const index = disk && disk.eventsBytes > 0 ? await this.indexOf(tracked, disk) : { sequences: [], ends: [] };
+      const onDisk = disk?.lastEventSequence ?? 0;
+      const pending = tracked.debt.events.filter((event) => event.sequence > onDisk);
+      const inFile = index.sequences.length;
+      const total = inFile + pending.length;
+      const sequenceAt = (i: number): number => (i < inFile ? index.sequences[i]! : pending[i - inFile]!.sequence);
+      const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? 0) : pending[i - inFile]!.bytes);
+      const start = retainedFrom(total, bytesAt, this.retention);
+      const oldest = start < total ? sequenceAt(start) : 0;
+      const first = firstAfter(sequenceAt, after, start, total);
+      const end = Math.min(total, first + Math.max(0, limit));
+      const events: SessionEvent[] = [];
+      if (first < Math.min(end, inFile)) {
+        const file = path.join(this.directory, sessionId, eventsFile(disk!.eventsGeneration));
+        events.push(...(await readEventRange(file, index.ends[first - 1] ?? 0, index.ends[Math.min(end, inFile) - 1]!)));
+      }
+      for (let i = Math.max(first, inFile); i < end; i++) events.push(JSON.parse(pending[i - inFile]!.line) as SessionEvent);
+      return { events, oldest };
+    });
+  }
+
+  /**
+   * Writes what changed into the sessions' own files and lets go of the log segments that held it.
+   * Runs in the background on its own; tests and benchmarks call it to measure. Resolves false
+   * when some session could not be written (the log keeps it; the next checkpoint tries again).
+   */
+  checkpoint(): Promise<boolean> {
+    if (this.checkpointQueued) return this.checkpointQueued;
+    const start = (): Promise<boolean> => {
+      this.checkpointQueued = null;
+      return this.runCheckpoint();
+    };
+    const run = this.checkpointRunning.then(start, start);
+    this.checkpointQueued = run;
+    this.checkpointRunning = run;
+    return run;
+  }
+
+  /** Checkpoints and closes the log file; the store reopens it when used again. */
+  async close(): Promise<void> {
+    if (!this.ready) return;
+    try {
+      await this.ready;
+    } catch {
+      return;
+    }
+    await this.checkpoint();
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
+    await this.wal?.close();
+  }
+
+  private checkId(sessionId: string): void {
     // Ids are generated by the server; the check keeps a bad id from ever naming a path outside.
     if (!SESSION_ID.test(sessionId)) throw new Error(`invalid session id for the file store: ${sessionId}`);
-    return path.join(this.directory, `${sessionId}.json`);
   }
 
-  /** Makes the rename itself durable. */
-  private async syncDirectory(): Promise<void> {
-    const handle = await open(this.directory, "r");
+  private open(): Promise<void> {
+    if (!this.ready) void this.loadAll().catch(() => {});
+    return this.ready!;
+  }
+
+  private warn(location: string, error: string): void {
+    const warning = { location, error };
+    if (this.loadWarnings) this.loadWarnings.push(warning);
+    else this.options.onWarning?.(warning);
+  }
+
+  // ---- Saving: one log line per save ----
+
+  private async log(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
+    const known = this.sessions.get(record.id);
+    // A new session, or one whose last write failed (what reached the log is unsure): every field, replacing all.
+    const replace = !known || known.resync;
+    const stored = replace ? new Map<string, string>() : known.fields;
+    const fields = fieldsOf(record);
+    const set: string[] = [];
+    for (const [key, json] of fields) if (stored.get(key) !== json) set.push(`${JSON.stringify(key)}:${json}`);
+    const unset = [...stored.keys()].filter((key) => !fields.has(key));
+
+    // Messages are never changed once appended; if the stored ones were rewritten anyway, all are logged again.
+    const messages = record.messages;
+    const count = known?.messageCount ?? 0;
+    const appended = messages.length >= count && (count === 0 || messages[count - 1]!.id === known!.lastMessageId);
+    const from = appended ? count : 0;
+    const lines = messages.slice(from).map((message) => JSON.stringify(message));
+
+    let lastSequence = known?.lastEventSequence ?? 0;
+    const fresh: EventLine[] = [];
+    for (const event of events) {
+      if (event.sequence <= lastSequence) continue;
+      lastSequence = event.sequence;
+      fresh.push(lineOf(event));
+    }
+    if (known && set.length === 0 && unset.length === 0 && lines.length === 0 && fresh.length === 0 && appended) return;
+
+    const lsn = this.nextLsn++;
+    let entry = `{"n":${lsn},"op":"save","id":${JSON.stringify(record.id)}`;
+    if (replace) entry += `,"replace":true`;
+    if (set.length > 0) entry += `,"set":{${set.join(",")}}`;
+    if (unset.length > 0) entry += `,"unset":${JSON.stringify(unset)}`;
+    entry += `,"from":${from}`;
+    if (lines.length > 0) entry += `,"messages":[${lines.join(",")}]`;
+    if (fresh.length > 0) entry += `,"events":[${fresh.map((event) => event.line).join(",")}]`;
+    entry += "}";
+    const lastMessageId = messages.at(-1)?.id ?? null;
     try {
-      await handle.sync();
+      await this.wal!.append(entry, () => {
+        const tracked = this.sessions.get(record.id) ?? this.track(record.id);
+        tracked.fields = fields;
+        tracked.messageCount = messages.length;
+        tracked.lastMessageId = lastMessageId;
+        tracked.lastEventSequence = lastSequence;
+        tracked.lsn = lsn;
+        tracked.resync = false;
+        tracked.debt = compose(tracked.debt, { dirty: true, keep: from, messages: lines, events: fresh });
+        this.scheduleCheckpoint();
+      });
+    } catch (error) {
+      const tracked = this.sessions.get(record.id);
+      if (tracked) tracked.resync = true;
+      throw error;
+    }
+  }
+
+  private track(id: string): Tracked {
+    const tracked: Tracked = {
+      id,
+      fields: new Map(),
+      messageCount: 0,
+      lastMessageId: null,
+      lastEventSequence: 0,
+      lsn: 0,
+      resync: false,
+      debt: noDebt(0),
+      disk: null,
+      index: null,
+    };
+    this.sessions.set(id, tracked);
+    return tracked;
+  }
+
+  // ---- Checkpoints: the log into the sessions' files ----
+
+  private scheduleCheckpoint(): void {
+    if (this.wal && this.wal.bytesSinceRotation >= this.checkpointBytes) {
+      void this.checkpoint();
+      return;
+    }
+    if (this.checkpointTimer) return;
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = null;
+      void this.checkpoint();
+    }, this.checkpointIntervalMs);
+    // Background work never keeps the process alive: everything is in the log already.
+    this.checkpointTimer.unref();
+  }
+
+  private async runCheckpoint(): Promise<boolean> {
+    const wal = this.wal;
+    if (!wal) return true;
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
+    let complete = true;
+    try {
+      const segments = [...this.inheritedSegments, ...(await wal.rotate())];
+      for (const id of [...this.deleting]) {
+        try {
+          await this.folders.run(id, () => this.removeFolder(id));
+          this.deleting.delete(id);
+        } catch (error) {
+          complete = false;
+          this.warn(path.join(this.directory, id), `could not remove a deleted session's files: ${(error as Error).message}`);
+        }
+      }
+      const dirty = [...this.sessions.values()].filter((tracked) => tracked.debt.dirty);
+      await forEachLimited(dirty, CHECKPOINT_CONCURRENCY, async (tracked) => {
+        try {
+          await this.folders.run(tracked.id, () => this.checkpointSession(tracked));
+        } catch (error) {
+          complete = false;
+          this.warn(path.join(this.directory, tracked.id), `checkpoint failed, the write-ahead log keeps the changes: ${(error as Error).message}`);
+        }
+      });
+      if (complete) {
+        await wal.discard(segments);
+        this.inheritedSegments = [];
+      } else {
+        this.inheritedSegments = segments;
+      }
+    } catch (error) {
+      complete = false;
+      this.warn(this.walDirectory, `checkpoint failed: ${(error as Error).message}`);
+    }
+    this.stats.checkpoints++;
+    return complete;
+  }
+
+  private async checkpointSession(tracked: Tracked): Promise<void> {
+    if (this.sessions.get(tracked.id) !== tracked || !tracked.debt.dirty) return;
+    const debt = tracked.debt;
+    const lsn = tracked.lsn;
+    const recordJson = recordJsonOf(tracked.fields);
+    tracked.debt = noDebt(debt.keep + debt.messages.length);
+    try {
+      await this.writeSession(tracked, debt, lsn, recordJson);
+    } catch (error) {
+      tracked.debt = compose(debt, tracked.debt);
+      throw error;
+    }
+  }
+
+  private async writeSession(tracked: Tracked, debt: Debt, lsn: number, recordJson: string): Promise<void> {
+    const folder = path.join(this.directory, tracked.id);
+    if (!tracked.disk) {
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      // What an interrupted first checkpoint may have left: it does not count (the snapshot below syncs the removal).
+      for (const file of [messagesFile(1), eventsFile(1)]) await rm(path.join(folder, file), { force: true });
+      tracked.disk = { committed: false, messagesGeneration: 1, messageCount: 0, messagesBytes: 0, eventsGeneration: 1, eventsBytes: 0, lastEventSequence: 0 };
+    }
+    const disk = tracked.disk;
+    const next = { ...disk, committed: true };
+    const obsolete: string[] = [];
+
+    // Messages: appended, or (when rewritten) a new generation of the file.
+    const added = debt.messages.length > 0 ? `${debt.messages.join("\n")}\n` : "";
+    const messagesPath = path.join(folder, messagesFile(disk.messagesGeneration));
+    if (debt.keep >= disk.messageCount) {
+      if (added) {
+        next.messagesBytes += await this.writeSynced(messagesPath, added, "a", disk.messagesBytes);
+        next.messageCount += debt.messages.length;
+      }
+    } else {
+      const kept = await readBytes(messagesPath, 0, await endOfLines(messagesPath, debt.keep));
+      next.messagesGeneration++;
+      next.messagesBytes = await this.writeSynced(path.join(folder, messagesFile(next.messagesGeneration)), Buffer.concat([kept, Buffer.from(added)]), "w");
+      next.messageCount = debt.keep + debt.messages.length;
+      obsolete.push(messagesPath);
+    }
+
+    // Events: appended (they count as soon as they are in the file), or trimmed into a new generation.
+    let trimmedIndex: EventIndex | null = null;
+    const fresh = debt.events.filter((event) => event.sequence > disk.lastEventSequence);
+    if (fresh.length > 0) {
+      const index = await this.indexOf(tracked, disk);
+      const eventsPath = path.join(folder, eventsFile(disk.eventsGeneration));
+      const inFile = index.sequences.length;
+      const count = inFile + fresh.length;
+      const bytes = disk.eventsBytes + fresh.reduce((sum, event) => sum + event.bytes, 0);
+      if (count > this.retention.maxEvents * TRIM_SLACK || bytes > this.retention.maxBytes * TRIM_SLACK) {
+        const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? 0) : fresh[i - inFile]!.bytes);
+        const start = retainedFrom(count, bytesAt, this.retention);
+        const base = start < inFile ? (index.ends[start - 1] ?? 0) : disk.eventsBytes;
+        const kept = await readBytes(eventsPath, base, disk.eventsBytes);
+        trimmedIndex = { sequences: index.sequences.slice(start), ends: index.ends.slice(start).map((end) => end - base) };
+        let end = kept.length;
+        const tail = fresh.slice(Math.max(0, start - inFile));
+        for (const event of tail) {
+          end += event.bytes;
+          trimmedIndex.sequences.push(event.sequence);
+          trimmedIndex.ends.push(end);
+        }
+        next.eventsGeneration++;
+        next.eventsBytes = await this.writeSynced(
+          path.join(folder, eventsFile(next.eventsGeneration)),
+          Buffer.concat([kept, Buffer.from(tail.map((event) => `${event.line}\n`).join(""))]),
+          "w",
+        );
+        next.lastEventSequence = fresh.at(-1)!.sequence;
+        obsolete.push(eventsPath);
+      } else {
+        const written = await this.writeSynced(eventsPath, fresh.map((event) => `${event.line}\n`).join(""), "a", disk.eventsBytes);
+        let end = disk.eventsBytes;
+        for (const event of fresh) {
+          end += event.bytes;
+          index.sequences.push(event.sequence);
+          index.ends.push(end);
+        }
+        disk.eventsBytes = next.eventsBytes = disk.eventsBytes + written;
+        disk.lastEventSequence = next.lastEventSequence = fresh.at(-1)!.sequence;
+      }
+    }
+
+    const snapshot = encodeSnapshot(lsn, { generation: next.messagesGeneration, count: next.messageCount }, { generation: next.eventsGeneration }, recordJson);
+    this.stats.checkpointBytes += await writeFileAtomic(path.join(folder, SNAPSHOT), snapshot);
+    this.stats.checkpointSyncs += 2;
+    await syncDirectory(folder);
+    if (!disk.committed) {
+      await syncDirectory(this.directory);
+      this.stats.checkpointSyncs++;
+    }
+    tracked.disk = next;
+    if (trimmedIndex) tracked.index = trimmedIndex;
+    for (const file of obsolete) await rm(file, { force: true });
+  }
+
+  private async writeSynced(file: string, data: string | Buffer, flag: "w" | "a", truncateTo?: number): Promise<number> {
+    const bytes = await writeFileSynced(file, data, flag, truncateTo);
+    this.stats.checkpointBytes += bytes;
+    this.stats.checkpointSyncs++;
+    return bytes;
+  }
+
+  /** The events file's index, read once; a damaged line ends it (the rest is dropped, with a warning). */
+  private async indexOf(tracked: Tracked, disk: OnDisk): Promise<EventIndex> {
+    if (tracked.index) return tracked.index;
+    const file = path.join(this.directory, tracked.id, eventsFile(disk.eventsGeneration));
+    const scan = await scanEvents(file);
+    let count = scan.index.ends.length;
+    while (count > 0 && scan.index.ends[count - 1]! > disk.eventsBytes) count--;
+    const index = { sequences: scan.index.sequences.slice(0, count), ends: scan.index.ends.slice(0, count) };
+    const bytes = index.ends.at(-1) ?? 0;
+    if (bytes < disk.eventsBytes) {
+      this.warn(file, `a damaged line at byte ${bytes}; the ${disk.eventsBytes - bytes} bytes after it are dropped`);
+      disk.eventsBytes = bytes;
+      disk.lastEventSequence = index.sequences.at(-1) ?? 0;
+    }
+    tracked.index = index;
+    return index;
+  }
+
+  private async removeFolder(id: string): Promise<void> {
+    const folder = path.join(this.directory, id);
+    const doomed = `${tempNameFor(folder).slice(0, -".tmp".length)}.deleted`;
+    try {
+      await rename(folder, doomed);
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw error;
+    }
+    await syncDirectory(this.directory);
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  // ---- Start-up: leftovers, conversion, sessions, log replay ----
+
+  private async initialize(): Promise<LoadResult> {
+    this.sessions.clear();
+    this.broken.clear();
+    this.deleting.clear();
+    this.wal = null;
+    const failures: LoadFailure[] = [];
+    const warnings: LoadFailure[] = [];
+    this.loadWarnings = warnings;
+    try {
+      await mkdir(this.directory, { recursive: true, mode: 0o700 });
+      await mkdir(this.walDirectory, { recursive: true, mode: 0o700 });
+      await this.removeLeftovers();
+      await convertVersion1Files(this.directory, failures, (location, error) => this.warn(location, error));
+      const records = await this.loadFolders(failures);
+      const segments = await listSegments(this.walDirectory);
+      let maxLsn = 0;
+      for (const tracked of this.sessions.values()) maxLsn = Math.max(maxLsn, tracked.lsn);
+      maxLsn = Math.max(maxLsn, await this.replay(segments, records));
+      for (const [id, record] of records) {
+        try {
+          checkRecord(record);
+        } catch (error) {
+          failures.push({ location: path.join(this.directory, id), error: (error as Error).message });
+          records.delete(id);
+          this.sessions.delete(id);
+          this.broken.add(id);
+        }
+      }
+      await this.removeOrphanFolders();
+      this.nextLsn = maxLsn + 1;
+      this.wal = new WriteAheadLog(this.walDirectory, (segments.at(-1) ?? 0) + 1, this.stats.wal);
+      this.inheritedSegments = segments;
+      if (segments.length > 0 || this.deleting.size > 0) await this.checkpoint();
+      const sorted = [...records.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return { records: sorted, failures, warnings };
     } finally {
-      await handle.close();
+      this.loadWarnings = null;
+    }
+  }
+
+  /** Temp files, unfinished conversions and deletions. */
+  private async removeLeftovers(): Promise<void> {
+    for (const directory of [this.directory, this.walDirectory]) {
+      for (const name of await readdir(directory)) {
+        if (!LEFTOVER.test(name)) continue;
+        await rm(path.join(directory, name), { recursive: true, force: true });
+        this.warn(path.join(directory, name), "removed what an interrupted write left behind");
+      }
+    }
+  }
+
+  private async loadFolders(failures: LoadFailure[]): Promise<Map<string, SessionRecord>> {
+    const records = new Map<string, SessionRecord>();
+    const entries = await readdir(this.directory, { withFileTypes: true });
+    for (const entry of entries) {
+      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
+      const folder = path.join(this.directory, entry.name);
+      try {
+        const record = await this.loadFolder(entry.name, folder);
+        if (record) records.set(entry.name, record);
+      } catch (error) {
+        failures.push({ location: folder, error: (error as Error).message });
+        this.broken.add(entry.name);
+      }
+    }
+    return records;
+  }
+
+  private async loadFolder(id: string, folder: string): Promise<SessionRecord | null> {
+    let text: string | null = null;
+    try {
+      text = await readFile(path.join(folder, SNAPSHOT), "utf8");
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+    const snapshot = text === null ? null : decodeSnapshot(text);
+    if (snapshot && snapshot.record.id !== id) throw new Error(`holds session ${String(snapshot.record.id)}, not ${id}`);
+    // Without a snapshot nothing in the folder counts yet: the log may still make it a session (its
+    // first checkpoint then truncates the files), or the folder is removed as an orphan.
+    const current = snapshot ? new Set([messagesFile(snapshot.messages.generation), eventsFile(snapshot.events.generation)]) : null;
+    for (const name of await readdir(folder)) {
+      if (name.endsWith(".tmp") || (current && GENERATION_FILE.test(name) && !current.has(name))) {
+        await rm(path.join(folder, name), { force: true });
+        this.warn(path.join(folder, name), "removed what an interrupted write left behind");
+      }
+    }
+    if (!snapshot) return null;
+    const messagesPath = path.join(folder, messagesFile(snapshot.messages.generation));
+    const read = await readMessages(messagesPath, snapshot.messages.count);
+    if (read.problem) this.warn(messagesPath, read.problem);
+    const eventsPath = path.join(folder, eventsFile(snapshot.events.generation));
+    const tail = await scanEventsTail(eventsPath);
+    if (tail.torn > 0) this.warn(eventsPath, `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
+    const tracked = this.track(id);
+    tracked.fields = fieldsOf(snapshot.record);
+    tracked.messageCount = read.messages.length;
+    tracked.lastMessageId = read.messages.at(-1)?.id ?? null;
+    tracked.lastEventSequence = tail.lastSequence;
+    tracked.lsn = snapshot.lsn;
+    tracked.debt = noDebt(read.messages.length);
+    tracked.disk = {
+      committed: true,
+      messagesGeneration: snapshot.messages.generation,
+      messageCount: read.messages.length,
+      messagesBytes: read.bytes,
+      eventsGeneration: snapshot.events.generation,
+      eventsBytes: tail.bytes,
+      lastEventSequence: tail.lastSequence,
+    };
+    return { ...snapshot.record, messages: read.messages } as SessionRecord;
+  }
+
+  /** Applies the log entries each session's files do not include yet; returns the highest entry number. */
+  private async replay(segments: number[], records: Map<string, SessionRecord>): Promise<number> {
+    let maxLsn = 0;
+    const touched = new Map<string, { from: number; events: EventLine[] }>();
+    for (const segment of segments) {
+      const { lines, torn } = await readSegment(this.walDirectory, segment);
+      const location = path.join(this.walDirectory, segmentName(segment));
+      if (torn > 0) this.warn(location, `dropped a torn last entry (${torn} bytes) of an interrupted append`);
+      for (const line of lines) {
+        let entry: WalEntry;
+        try {
+          entry = JSON.parse(line) as WalEntry;
+          if (!isPlainObject(entry) || typeof entry.n !== "number" || typeof entry.id !== "string") throw new Error("malformed");
+        } catch {
+          this.warn(location, "skipped a damaged entry");
+          continue;
+        }
+        maxLsn = Math.max(maxLsn, entry.n);
+        const { id } = entry;
+        if (this.broken.has(id) || !SESSION_ID.test(id)) continue;
+        let tracked = this.sessions.get(id);
+        if (tracked && entry.n <= tracked.lsn) continue;
+        if (entry.op === "delete") {
+          this.deleting.add(id);
+          this.sessions.delete(id);
+          records.delete(id);
+          touched.delete(id);
+          continue;
+        }
+        let record = records.get(id);
+        if (!record || !tracked) {
+          tracked = this.track(id);
+          record = { messages: [] } as unknown as SessionRecord;
+          records.set(id, record);
+        }
+        const fields = record as unknown as Record<string, unknown>;
+        if (entry.replace) for (const key of Object.keys(fields)) if (key !== "messages") delete fields[key];
+        Object.assign(fields, entry.set ?? {});
+        for (const key of entry.unset ?? []) delete fields[key];
+        const from = Math.min(entry.from ?? record.messages.length, record.messages.length);
+        record.messages.length = from;
+        for (const message of entry.messages ?? []) record.messages.push(message);
+        const change = touched.get(id) ?? { from, events: [] };
+        change.from = Math.min(change.from, from);
+        for (const event of entry.events ?? []) {
+          if (event.sequence > Math.max(tracked.lastEventSequence, change.events.at(-1)?.sequence ?? 0)) change.events.push(lineOf(event));
+        }
+        touched.set(id, change);
+        tracked.lsn = entry.n;
+      }
+    }
+    for (const [id, change] of touched) {
+      const tracked = this.sessions.get(id)!;
+      const record = records.get(id)!;
+      tracked.fields = fieldsOf(record);
+      tracked.messageCount = record.messages.length;
+      tracked.lastMessageId = record.messages.at(-1)?.id ?? null;
+      tracked.lastEventSequence = Math.max(tracked.lastEventSequence, change.events.at(-1)?.sequence ?? 0);
+      const keep = Math.min(change.from, tracked.disk?.messageCount ?? 0);
+      tracked.debt = { dirty: true, keep, messages: record.messages.slice(keep).map((message) => JSON.stringify(message)), events: change.events };
+    }
+    return maxLsn;
+  }
+
+  /** Folders without a snapshot that no log entry made into a session: an interrupted first write or deletion. */
+  private async removeOrphanFolders(): Promise<void> {
+    for (const entry of await readdir(this.directory, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
+      if (this.sessions.has(entry.name) || this.broken.has(entry.name)) continue;
+      const folder = path.join(this.directory, entry.name);
+      const hasSnapshot = await readFile(path.join(folder, SNAPSHOT)).then(
+        () => true,
+        () => false,
+      );
+      if (hasSnapshot) continue;
+      await rm(folder, { recursive: true, force: true });
+      this.warn(folder, "removed a session folder without a snapshot (an interrupted first write or deletion)");
     }
   }
 }

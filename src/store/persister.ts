@@ -1,3 +1,4 @@
+import type { SessionEvent } from "../events/types.js";
 import type { SessionRecord } from "./record.js";
 import type { SessionStore } from "./types.js";
 
@@ -15,11 +16,16 @@ export interface PersisterListener {
   onSuccess(sessionId: string): void;
 }
 
-type Operation = { kind: "save"; snapshot: () => SessionRecord } | { kind: "delete" };
+/** A session's latest state, and the events it has not handed over before (they are drained). */
+export type Snapshot = () => { record: SessionRecord; events: SessionEvent[] };
+
+type Operation = { kind: "save"; snapshot: Snapshot } | { kind: "delete" };
 
 interface Entry {
   /** What must still reach the store; null when the store is up to date. */
   pending: Operation | null;
+  /** Events taken from the session whose write failed: they go first in the next write. */
+  unwritten: SessionEvent[];
   inFlight: Promise<void> | null;
   timer: NodeJS.Timeout | null;
   failures: number;
@@ -28,8 +34,9 @@ interface Entry {
 /**
  * Writes sessions to the store in the background, off the request path. Callers only mark a session
  * dirty; writes for one session are serialised, bursts of changes are coalesced into one write of the
- * latest state, and a failed write is reported and retried with backoff until it succeeds or the
- * session is deleted.
+ * latest state (with every event emitted since the last one), and a failed write is reported and
+ * retried with backoff until it succeeds or the session is deleted. Writes of different sessions run
+ * concurrently, so a store with group commit makes them share fsyncs.
  */
 export class Persister {
   private readonly entries = new Map<string, Entry>();
@@ -42,7 +49,7 @@ export class Persister {
   ) {}
 
   /** Schedules a write; `snapshot` is called when the write starts, so it captures the latest state. */
-  markDirty(sessionId: string, snapshot: () => SessionRecord): void {
+  markDirty(sessionId: string, snapshot: Snapshot): void {
     const entry = this.entry(sessionId);
     if (entry.pending?.kind === "delete") return;
     entry.pending = { kind: "save", snapshot };
@@ -82,11 +89,12 @@ export class Persister {
     return entry.failures === 0;
   }
 
-  /** Flushes, then stops scheduling; used on shutdown. */
+  /** Flushes, then stops scheduling and lets the store finish its background work; used on shutdown. */
   async close(): Promise<void> {
     await this.flush();
     this.stopped = true;
     for (const entry of this.entries.values()) if (entry.timer) clearTimeout(entry.timer);
+    await this.store.close?.();
   }
 
   /** Sessions whose latest state has not reached the store. */
@@ -99,7 +107,7 @@ export class Persister {
   private entry(sessionId: string): Entry {
     let entry = this.entries.get(sessionId);
     if (!entry) {
-      entry = { pending: null, inFlight: null, timer: null, failures: 0 };
+      entry = { pending: null, unwritten: [], inFlight: null, timer: null, failures: 0 };
       this.entries.set(sessionId, entry);
     }
     return entry;
@@ -121,11 +129,28 @@ export class Persister {
     const operation = entry.pending;
     if (!operation) return Promise.resolve();
     entry.pending = null;
-    const attempt =
-      operation.kind === "save" ? this.store.save(operation.snapshot()) : this.store.delete(sessionId);
+    let events: SessionEvent[] = [];
+    let attempt: Promise<void>;
+    if (operation.kind === "save") {
+      try {
+        const snapshot = operation.snapshot();
+        events = entry.unwritten.length > 0 ? entry.unwritten.concat(snapshot.events) : snapshot.events;
+        entry.unwritten = [];
+        attempt = this.store.save(snapshot.record, events);
+      } catch (error) {
+        attempt = Promise.reject(error);
+      }
+    } else {
+      entry.unwritten = [];
+      attempt = this.store.delete(sessionId);
+    }
     entry.inFlight = attempt.then(
       () => this.succeeded(sessionId, entry, operation),
-      (error: unknown) => this.failed(sessionId, entry, operation, error),
+      (error: unknown) => {
+        // The events were drained from the session: kept here, they go with the next attempt.
+        if (entry.pending?.kind !== "delete") entry.unwritten = events.concat(entry.unwritten);
+        this.failed(sessionId, entry, operation, error);
+      },
     );
     return entry.inFlight;
   }

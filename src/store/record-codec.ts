@@ -11,7 +11,11 @@ export function encodeRecord(record: SessionRecord): string {
  * is reported precisely instead of half-restored.
  */
 export function decodeRecord(text: string): SessionRecord {
-  const value: unknown = JSON.parse(text);
+  return checkRecord(JSON.parse(text));
+}
+
+/** Checks a parsed record (from a whole-record file, or put together from a snapshot and its logs). */
+export function checkRecord(value: unknown): SessionRecord {
   if (!isPlainObject(value)) throw new Error("not a JSON object");
   if (value.version !== 1) throw new Error(`unsupported record version ${JSON.stringify(value.version)}`);
   requireString(value, "id");
@@ -33,7 +37,6 @@ export function decodeRecord(text: string): SessionRecord {
   }
   return value as unknown as SessionRecord;
 }
-
 
 function requireString(value: Record<string, unknown>, key: string): void {
   if (typeof value[key] !== "string") throw new Error(`${key} must be a string`);

@@ -1,3 +1,4 @@
+import type { ContextRecord } from "../context/types.js";
 import type { McpTransportSpec } from "../mcp/types.js";
 import type { PendingConfirmation } from "../policy/confirmations.js";
 import type { Message, SessionConfig, SessionStateName, UsageTotals } from "../session/types.js";
@@ -23,6 +24,11 @@ export interface SessionRecord {
   updatedAt: string;
   usage: UsageTotals;
   lastSequence: number;
+  /**
+   * Sequence numbers up to this one may have reached a client (they are reserved ahead of use);
+   * after a crash the session numbers on from here. Absent in older records: lastSequence.
+   */
+  sequenceReservedThrough?: number;
   messages: MessageRecord[];
   /** Model calls this session's scripted model has answered (its position in the script); absent means 0. */
   scriptSteps?: number;
@@ -37,6 +43,11 @@ export interface SessionRecord {
   extensions?: SessionExtensionsRecord;
   /** The subagent definition this session runs, when the task tool created it. */
   agent?: string;
+  /**
+   * What the model's context holds of the transcript (compactions, clears, rewinds, the last call's
+   * size); absent: the whole transcript. Messages are never changed for it.
+   */
+  context?: ContextRecord;
 }
 
 /** A skill or subagent definition as a session keeps it: its file's text, re-parsed on restore. */

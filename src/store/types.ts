@@ -1,3 +1,4 @@
+import type { SessionEvent } from "../events/types.js";
 import type { SessionRecord } from "./record.js";
 
 /** A stored file that could not be read back; it is reported and left untouched. */
@@ -9,11 +10,36 @@ export interface LoadFailure {
 export interface LoadResult {
   records: SessionRecord[];
   failures: LoadFailure[];
+  /** What was repaired while loading (a torn last line dropped, leftovers removed); nothing was lost that had been acknowledged. */
+  warnings?: LoadFailure[];
 }
 
-/** Where session records live between restarts. Implementations must make each save atomic. */
+/** Bounds on each session's event log; the oldest events beyond either are trimmed. */
+export interface EventRetention {
+  maxEvents: number;
+  maxBytes: number;
+}
+
+export const DEFAULT_EVENT_RETENTION: EventRetention = { maxEvents: 10_000, maxBytes: 16 * 1024 * 1024 };
+
+export interface ReadEventsResult {
+  events: SessionEvent[];
+  /** The oldest retained sequence; 0 when the log is empty. */
+  oldest: number;
+}
+
+/** Where sessions live between restarts: their latest state and their recent events. */
 export interface SessionStore {
+  /** Full records (snapshot and messages), as last saved. */
   loadAll(): Promise<LoadResult>;
-  save(record: SessionRecord): Promise<void>;
+  /**
+   * Stores the latest state and appends `events` (in sequence order) to the session's event log.
+   * Durable (fsynced) when it resolves; events already stored (by sequence) are not stored twice.
+   */
+  save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void>;
   delete(sessionId: string): Promise<void>;
+  /** Retained events with sequence > after, at most `limit`, in order; `oldest` is the oldest retained sequence (0 when none). */
+  readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult>;
+  /** Finishes background work (file compaction) and releases files; later calls reopen them. */
+  close?(): Promise<void>;
 }

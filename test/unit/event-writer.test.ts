@@ -103,3 +103,43 @@ describe("EventWriter", () => {
     expect(call.ended).toBe(false);
   });
 });
+
+describe("EventWriter limits", () => {
+  it("cuts off a reader past the limits, naming the last sequence written, and drops what waited", () => {
+    sequence = 0;
+    const call = new FakeCall();
+    const cut: number[] = [];
+    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
+      maxWaitingMessages: 3,
+      maxWaitingChars: 1_000,
+    });
+    call.full = true;
+    writer.write(delta("a"));
+    writer.write(event({ type: "state_changed", state: "paused" }, ""));
+    writer.write(event({ type: "state_changed", state: "idle" }, ""));
+    writer.writeMessage({ heartbeat: { time: new Date(0) } });
+    expect(cut).toEqual([]);
+    writer.write(event({ type: "state_changed", state: "paused" }, ""));
+    expect(cut).toEqual([1]);
+    expect(writer.backlog).toBe(0);
+    writer.write(delta("late"));
+    call.emit("drain");
+    expect(summary(call)).toEqual(["1:a"]);
+  });
+
+  it("counts the characters of merged text against its limit", () => {
+    sequence = 0;
+    const call = new FakeCall();
+    const cut: number[] = [];
+    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
+      maxWaitingMessages: 100,
+      maxWaitingChars: 10,
+    });
+    call.full = true;
+    writer.write(delta("start"));
+    for (let i = 0; i < 10; i++) writer.write(delta("x"));
+    expect(cut).toEqual([]);
+    writer.write(delta("x"));
+    expect(cut).toEqual([1]);
+  });
+});

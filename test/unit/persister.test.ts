@@ -1,14 +1,18 @@
 import { describe, expect, it } from "vitest";
+import type { SessionEvent } from "../../src/events/types.js";
 import type { SessionRecord } from "../../src/store/record.js";
 import { sessionRecord } from "../helpers/records.js";
 import { Persister } from "../../src/store/persister.js";
-import type { LoadResult, SessionStore } from "../../src/store/types.js";
+import type { LoadResult, ReadEventsResult, SessionStore } from "../../src/store/types.js";
 
-const record = sessionRecord;
+/** A snapshot callback for a record with no new events. */
+const record = (id: string, lastSequence?: number) => ({ record: sessionRecord(id, lastSequence), events: [] as SessionEvent[] });
+const event = (sequence: number): SessionEvent => ({ sessionId: "a", sequence, timeMs: 0, turnId: "", payload: { type: "state_changed", state: "idle" } });
 
 /** A store whose writes take as long as the test says, recording what was written and when. */
 class RecordingStore implements SessionStore {
   saves: Array<{ id: string; seq: number }> = [];
+  events: number[][] = [];
   deletes: string[] = [];
   concurrent = 0;
   maxConcurrent = 0;
@@ -17,7 +21,10 @@ class RecordingStore implements SessionStore {
   async loadAll(): Promise<LoadResult> {
     return { records: [], failures: [] };
   }
-  async save(r: SessionRecord): Promise<void> {
+  async readEvents(): Promise<ReadEventsResult> {
+    return { events: [], oldest: 0 };
+  }
+  async save(r: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     this.concurrent++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
     await new Promise((resolve) => setTimeout(resolve, this.delayMs));
@@ -27,6 +34,7 @@ class RecordingStore implements SessionStore {
       throw new Error("disk full");
     }
     this.saves.push({ id: r.id, seq: r.lastSequence });
+    this.events.push(events.map((e) => e.sequence));
   }
   async delete(id: string): Promise<void> {
     this.deletes.push(id);
@@ -112,5 +120,39 @@ describe("Persister", () => {
     persister.markDirty("b", () => record("b", 1));
     await persister.close();
     expect(store.saves.map((s) => s.id).sort()).toEqual(["a", "b"]);
+  });
+
+  it("hands the store the events drained since the last write, and keeps those of a failed write for the next", async () => {
+    const store = new RecordingStore();
+    store.failNext = 1;
+    const persister = new Persister(store, { ...options, debounceMs: 0 }, quiet);
+    let undrained: SessionEvent[] = [];
+    const emit = (sequence: number) => {
+      undrained.push(event(sequence));
+      persister.markDirty("a", () => {
+        const events = undrained;
+        undrained = [];
+        return { record: sessionRecord("a", sequence), events };
+      });
+    };
+    emit(1);
+    emit(2);
+    expect(await persister.flushSession("a")).toBe(false);
+    emit(3);
+    expect(await persister.flushSession("a")).toBe(true);
+    emit(4);
+    await persister.close();
+    expect(store.events).toEqual([[1, 2, 3], [4]]);
+    expect(store.saves.map((s) => s.seq)).toEqual([3, 4]);
+  });
+
+  it("close lets the store finish its background work", async () => {
+    const store = new RecordingStore();
+    let closed = 0;
+    const closing: SessionStore = Object.assign(store, { close: async () => void closed++ });
+    const persister = new Persister(closing, options, quiet);
+    persister.markDirty("a", () => record("a", 1));
+    await persister.close();
+    expect(closed).toBe(1);
   });
 });

@@ -255,6 +255,41 @@ export function roleToJSON(object: Role): string {
   }
 }
 
+export enum MessageKind {
+  /** MESSAGE_KIND_UNSPECIFIED - A message of the conversation. */
+  MESSAGE_KIND_UNSPECIFIED = 0,
+  /** MESSAGE_KIND_SUMMARY - A summary of the older part of the conversation, written by a compaction. */
+  MESSAGE_KIND_SUMMARY = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function messageKindFromJSON(object: any): MessageKind {
+  switch (object) {
+    case 0:
+    case "MESSAGE_KIND_UNSPECIFIED":
+      return MessageKind.MESSAGE_KIND_UNSPECIFIED;
+    case 1:
+    case "MESSAGE_KIND_SUMMARY":
+      return MessageKind.MESSAGE_KIND_SUMMARY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MessageKind.UNRECOGNIZED;
+  }
+}
+
+export function messageKindToJSON(object: MessageKind): string {
+  switch (object) {
+    case MessageKind.MESSAGE_KIND_UNSPECIFIED:
+      return "MESSAGE_KIND_UNSPECIFIED";
+    case MessageKind.MESSAGE_KIND_SUMMARY:
+      return "MESSAGE_KIND_SUMMARY";
+    case MessageKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Why a turn ended. */
 export enum StopReason {
   STOP_REASON_UNSPECIFIED = 0,
@@ -496,6 +531,95 @@ export function mcpServerStateToJSON(object: McpServerState): string {
   }
 }
 
+export enum CompactionMethod {
+  COMPACTION_METHOD_UNSPECIFIED = 0,
+  /** COMPACTION_METHOD_SUMMARY - The model summarised the older part. */
+  COMPACTION_METHOD_SUMMARY = 1,
+  /** COMPACTION_METHOD_TRUNCATION - The oldest messages were dropped (no usable model, or the model failed to summarise). */
+  COMPACTION_METHOD_TRUNCATION = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function compactionMethodFromJSON(object: any): CompactionMethod {
+  switch (object) {
+    case 0:
+    case "COMPACTION_METHOD_UNSPECIFIED":
+      return CompactionMethod.COMPACTION_METHOD_UNSPECIFIED;
+    case 1:
+    case "COMPACTION_METHOD_SUMMARY":
+      return CompactionMethod.COMPACTION_METHOD_SUMMARY;
+    case 2:
+    case "COMPACTION_METHOD_TRUNCATION":
+      return CompactionMethod.COMPACTION_METHOD_TRUNCATION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompactionMethod.UNRECOGNIZED;
+  }
+}
+
+export function compactionMethodToJSON(object: CompactionMethod): string {
+  switch (object) {
+    case CompactionMethod.COMPACTION_METHOD_UNSPECIFIED:
+      return "COMPACTION_METHOD_UNSPECIFIED";
+    case CompactionMethod.COMPACTION_METHOD_SUMMARY:
+      return "COMPACTION_METHOD_SUMMARY";
+    case CompactionMethod.COMPACTION_METHOD_TRUNCATION:
+      return "COMPACTION_METHOD_TRUNCATION";
+    case CompactionMethod.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum CompactionTrigger {
+  COMPACTION_TRIGGER_UNSPECIFIED = 0,
+  /** COMPACTION_TRIGGER_MANUAL - CompactSession. */
+  COMPACTION_TRIGGER_MANUAL = 1,
+  /** COMPACTION_TRIGGER_AUTOMATIC - Before a model call, the context being past auto_compact_threshold. */
+  COMPACTION_TRIGGER_AUTOMATIC = 2,
+  /** COMPACTION_TRIGGER_OVERFLOW - After the provider refused a model call as longer than the context window; the call was retried once. */
+  COMPACTION_TRIGGER_OVERFLOW = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function compactionTriggerFromJSON(object: any): CompactionTrigger {
+  switch (object) {
+    case 0:
+    case "COMPACTION_TRIGGER_UNSPECIFIED":
+      return CompactionTrigger.COMPACTION_TRIGGER_UNSPECIFIED;
+    case 1:
+    case "COMPACTION_TRIGGER_MANUAL":
+      return CompactionTrigger.COMPACTION_TRIGGER_MANUAL;
+    case 2:
+    case "COMPACTION_TRIGGER_AUTOMATIC":
+      return CompactionTrigger.COMPACTION_TRIGGER_AUTOMATIC;
+    case 3:
+    case "COMPACTION_TRIGGER_OVERFLOW":
+      return CompactionTrigger.COMPACTION_TRIGGER_OVERFLOW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CompactionTrigger.UNRECOGNIZED;
+  }
+}
+
+export function compactionTriggerToJSON(object: CompactionTrigger): string {
+  switch (object) {
+    case CompactionTrigger.COMPACTION_TRIGGER_UNSPECIFIED:
+      return "COMPACTION_TRIGGER_UNSPECIFIED";
+    case CompactionTrigger.COMPACTION_TRIGGER_MANUAL:
+      return "COMPACTION_TRIGGER_MANUAL";
+    case CompactionTrigger.COMPACTION_TRIGGER_AUTOMATIC:
+      return "COMPACTION_TRIGGER_AUTOMATIC";
+    case CompactionTrigger.COMPACTION_TRIGGER_OVERFLOW:
+      return "COMPACTION_TRIGGER_OVERFLOW";
+    case CompactionTrigger.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which model a session talks to. */
 export interface ModelConfig {
   /** "openai" (any OpenAI-compatible endpoint), "anthropic" or "scripted". */
@@ -516,6 +640,11 @@ export interface ModelConfig {
   /** Scripted provider only: path of a JSON script on the server, or the script itself inline. */
   scriptPath: string;
   scriptJson: string;
+  /**
+   * The model's context window in tokens. Unset or 0: taken from a table of well-known models; a
+   * model in neither has an unknown window, and its context is not compacted automatically.
+   */
+  contextWindow?: number | undefined;
 }
 
 /** Bounds on what one turn may do. */
@@ -550,7 +679,18 @@ export interface SessionConfig {
    * Which tools the model is offered. Unset: keep (or inherit); a child never gets a tool its
    * ancestors do not have, whatever it sets here.
    */
-  tools: ToolSelection | undefined;
+  tools:
+    | ToolSelection
+    | undefined;
+  /**
+   * Compact the context automatically before a model call once it passes auto_compact_threshold of
+   * the context window (and once after a provider's context-overflow error). Default true.
+   */
+  autoCompact?:
+    | boolean
+    | undefined;
+  /** A fraction of the context window, more than 0 and at most 1. Default 0.8. */
+  autoCompactThreshold?: number | undefined;
 }
 
 /** The tools a session's model is offered. */
@@ -756,6 +896,11 @@ export interface StreamGenerateRequest {
   sessionId: string;
   prompt: string;
   apiKey: string;
+  /**
+   * Keep the turn running when this call ends early (the client cancelled or lost its connection);
+   * follow it again with Subscribe. By default the turn is cancelled with the call.
+   */
+  detachOnDisconnect: boolean;
 }
 
 export interface StreamGenerateResponse {
@@ -810,6 +955,17 @@ export interface Message {
   toolResult: ToolResult | undefined;
   createTime: Date | undefined;
   turnId: string;
+  /**
+   * MESSAGE_KIND_SUMMARY for a compaction's summary, appended when the compaction was made; the model
+   * sees it first, in place of the older messages it stands for.
+   */
+  kind: MessageKind;
+  /** Whether the model's next call includes this message (the current summary included). */
+  inContext: boolean;
+  /** The first message of the model's context after the last compaction or clear: the compaction point. */
+  contextStart: boolean;
+  /** Taken out of the model's context by RewindSession. */
+  rewound: boolean;
 }
 
 export interface ToolCall {
@@ -865,6 +1021,7 @@ export interface AgentEvent {
     | { $case: "confirmationResolved"; confirmationResolved: ConfirmationResolved }
     | { $case: "callInDoubt"; callInDoubt: CallInDoubt }
     | { $case: "subagent"; subagent: SubagentEvent }
+    | { $case: "contextCompacted"; contextCompacted: ContextCompacted }
     | undefined;
 }
 
@@ -1294,6 +1451,177 @@ export interface ListAgentsResponse {
   problems: DefinitionProblem[];
 }
 
+export interface SubscribeRequest {
+  sessionId: string;
+  /**
+   * Replay the events with a greater sequence number; 0 replays all that are kept, the session's
+   * last_sequence replays none.
+   */
+  afterSequence: number;
+  /**
+   * Also the live events of the session's descendants (present and future), each with its own
+   * session_id; the replay covers the session itself.
+   */
+  includeDescendants: boolean;
+  /** Seconds between heartbeats on an idle stream; 0 means 15. */
+  heartbeatSeconds: number;
+}
+
+/** One message of a Subscribe stream: exactly one field is set. */
+export interface SubscribeResponse {
+  event:
+    | AgentEvent
+    | undefined;
+  /** The replay is over; what follows is live. */
+  caughtUp: CaughtUp | undefined;
+  heartbeat: Heartbeat | undefined;
+}
+
+export interface CaughtUp {
+  /** The last sequence number replayed (after_sequence when there was nothing to replay). */
+  sequence: number;
+}
+
+export interface Heartbeat {
+  time: Date | undefined;
+}
+
+export interface StartTurnRequest {
+  sessionId: string;
+  prompt: string;
+  /** For this turn only; never stored or logged. */
+  apiKey: string;
+}
+
+export interface StartTurnResponse {
+  turnId: string;
+  /** The session's last sequence number before the turn: Subscribe after it to see the whole turn. */
+  afterSequence: number;
+}
+
+/**
+ * The model's context was compacted. In a turn's events when automatic; a session-level event
+ * (empty turn_id) for CompactSession.
+ */
+export interface ContextCompacted {
+  trigger: CompactionTrigger;
+  method: CompactionMethod;
+  tokensBefore: number;
+  tokensAfter: number;
+  /** Messages in the model's context before and after (a summary counts as one). */
+  messagesBefore: number;
+  messagesAfter: number;
+  /** The summary's message in the transcript; empty for a truncation. */
+  summaryMessageId: string;
+  /** For a truncation: why the model did not summarise. */
+  reason: string;
+}
+
+export interface ContextUsage {
+  /**
+   * What the model's next call would take: the last call's reported input tokens plus an estimate
+   * of what was added since (or, after a compaction, clear or rewind, an estimate of it all).
+   */
+  tokens: number;
+  /** 0 when unknown. */
+  contextWindow: number;
+  /** "config" (ModelConfig.context_window), "known_model" or empty (unknown). */
+  contextWindowSource: string;
+  /** tokens / context_window; 0 when the window is unknown. */
+  fraction: number;
+  /** Whether the context is compacted automatically: auto_compact is on and the window is known. */
+  autoCompact: boolean;
+  autoCompactThreshold: number;
+  /** Messages the model's next call includes (a summary counts as one), and in the whole transcript. */
+  contextMessageCount: number;
+  transcriptMessageCount: number;
+  /** Unset when never compacted. */
+  lastCompactTime:
+    | Date
+    | undefined;
+  /**
+   * How tokens were counted: "o200k_base" or "cl100k_base" (OpenAI's tokenizers) or "estimate" (4
+   * characters a token), prefixed "reported+" when they start from the last call's reported count.
+   */
+  countMethod: string;
+  /** What applies, in a sentence (why there is no automatic compaction, say). */
+  note: string;
+}
+
+export interface GetContextUsageRequest {
+  sessionId: string;
+}
+
+export interface GetContextUsageResponse {
+  usage: ContextUsage | undefined;
+}
+
+export interface CompactSessionRequest {
+  sessionId: string;
+  /** Added to the summariser's instructions ("keep the API design discussion in full", say). At most 16 KiB. */
+  instructions: string;
+  /** An API key for the summary call only, instead of the server's environment. Never stored or logged. */
+  apiKey: string;
+  /**
+   * Undo the last compaction instead: from the next model call on, the model sees again the messages
+   * its summary stood for (the summary stays in the transcript, out of the context). Only when
+   * nothing but new messages came after it; FAILED_PRECONDITION after a clear, a rewind or an undo.
+   */
+  undo: boolean;
+}
+
+export interface CompactSessionResponse {
+  /** Unset for an undo. */
+  compaction: ContextCompacted | undefined;
+  usage:
+    | ContextUsage
+    | undefined;
+  /** The last compaction was undone (undo was set). */
+  undone: boolean;
+}
+
+export interface ClearContextRequest {
+  sessionId: string;
+}
+
+export interface ClearContextResponse {
+  /** Messages that left the model's context (the transcript keeps them). */
+  messagesCleared: number;
+  usage: ContextUsage | undefined;
+}
+
+export interface RewindSessionRequest {
+  sessionId: string;
+  /** The first turn to take out of the context; it and every later turn go. */
+  turnId: string;
+}
+
+export interface RewindSessionResponse {
+  /** Messages of the transcript taken out of the model's context. */
+  messagesRewound: number;
+  usage:
+    | ContextUsage
+    | undefined;
+  /** Says what was not undone: files written in the workspace are not restored. */
+  note: string;
+}
+
+export interface ForkSessionRequest {
+  sessionId: string;
+  /** The fork's history ends before this turn; empty for the whole history (not while a turn runs). */
+  turnId: string;
+}
+
+export interface ForkSessionResponse {
+  session:
+    | Session
+    | undefined;
+  /** Messages copied into the fork's history. */
+  messagesCopied: number;
+  /** Says what was not copied: the workspace is shared, its files not restored. */
+  note: string;
+}
+
 function createBaseModelConfig(): ModelConfig {
   return {
     provider: "",
@@ -1304,6 +1632,7 @@ function createBaseModelConfig(): ModelConfig {
     maxOutputTokens: undefined,
     scriptPath: "",
     scriptJson: "",
+    contextWindow: undefined,
   };
 }
 
@@ -1332,6 +1661,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     }
     if (message.scriptJson !== "") {
       writer.uint32(66).string(message.scriptJson);
+    }
+    if (message.contextWindow !== undefined) {
+      writer.uint32(72).int64(message.contextWindow);
     }
     return writer;
   },
@@ -1413,6 +1745,14 @@ export const ModelConfig: MessageFns<ModelConfig> = {
             message.scriptJson = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.contextWindow = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1455,6 +1795,11 @@ export const ModelConfig: MessageFns<ModelConfig> = {
         : isSet(object.script_json)
         ? globalThis.String(object.script_json)
         : "",
+      contextWindow: isSet(object.contextWindow)
+        ? globalThis.Number(object.contextWindow)
+        : isSet(object.context_window)
+        ? globalThis.Number(object.context_window)
+        : undefined,
     };
   },
 
@@ -1484,6 +1829,9 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     if (message.scriptJson !== "") {
       obj.scriptJson = message.scriptJson;
     }
+    if (message.contextWindow !== undefined) {
+      obj.contextWindow = Math.round(message.contextWindow);
+    }
     return obj;
   },
 
@@ -1500,6 +1848,7 @@ export const ModelConfig: MessageFns<ModelConfig> = {
     message.maxOutputTokens = object.maxOutputTokens ?? undefined;
     message.scriptPath = object.scriptPath ?? "";
     message.scriptJson = object.scriptJson ?? "";
+    message.contextWindow = object.contextWindow ?? undefined;
     return message;
   },
 };
@@ -1605,6 +1954,8 @@ function createBaseSessionConfig(): SessionConfig {
     permissions: undefined,
     confirmation: undefined,
     tools: undefined,
+    autoCompact: undefined,
+    autoCompactThreshold: undefined,
   };
 }
 
@@ -1627,6 +1978,12 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.tools !== undefined) {
       ToolSelection.encode(message.tools, writer.uint32(50).fork()).join();
+    }
+    if (message.autoCompact !== undefined) {
+      writer.uint32(56).bool(message.autoCompact);
+    }
+    if (message.autoCompactThreshold !== undefined) {
+      writer.uint32(65).double(message.autoCompactThreshold);
     }
     return writer;
   },
@@ -1692,6 +2049,22 @@ export const SessionConfig: MessageFns<SessionConfig> = {
             message.tools = ToolSelection.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.autoCompact = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.autoCompactThreshold = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1716,6 +2089,16 @@ export const SessionConfig: MessageFns<SessionConfig> = {
       permissions: isSet(object.permissions) ? PermissionPolicy.fromJSON(object.permissions) : undefined,
       confirmation: isSet(object.confirmation) ? ConfirmationSettings.fromJSON(object.confirmation) : undefined,
       tools: isSet(object.tools) ? ToolSelection.fromJSON(object.tools) : undefined,
+      autoCompact: isSet(object.autoCompact)
+        ? globalThis.Boolean(object.autoCompact)
+        : isSet(object.auto_compact)
+        ? globalThis.Boolean(object.auto_compact)
+        : undefined,
+      autoCompactThreshold: isSet(object.autoCompactThreshold)
+        ? globalThis.Number(object.autoCompactThreshold)
+        : isSet(object.auto_compact_threshold)
+        ? globalThis.Number(object.auto_compact_threshold)
+        : undefined,
     };
   },
 
@@ -1738,6 +2121,12 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     }
     if (message.tools !== undefined) {
       obj.tools = ToolSelection.toJSON(message.tools);
+    }
+    if (message.autoCompact !== undefined) {
+      obj.autoCompact = message.autoCompact;
+    }
+    if (message.autoCompactThreshold !== undefined) {
+      obj.autoCompactThreshold = floatToJson(message.autoCompactThreshold);
     }
     return obj;
   },
@@ -1763,6 +2152,8 @@ export const SessionConfig: MessageFns<SessionConfig> = {
     message.tools = (object.tools !== undefined && object.tools !== null)
       ? ToolSelection.fromPartial(object.tools)
       : undefined;
+    message.autoCompact = object.autoCompact ?? undefined;
+    message.autoCompactThreshold = object.autoCompactThreshold ?? undefined;
     return message;
   },
 };
@@ -4388,7 +4779,7 @@ export const GenerateResponse: MessageFns<GenerateResponse> = {
 };
 
 function createBaseStreamGenerateRequest(): StreamGenerateRequest {
-  return { sessionId: "", prompt: "", apiKey: "" };
+  return { sessionId: "", prompt: "", apiKey: "", detachOnDisconnect: false };
 }
 
 export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
@@ -4401,6 +4792,9 @@ export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
     }
     if (message.apiKey !== "") {
       writer.uint32(26).string(message.apiKey);
+    }
+    if (message.detachOnDisconnect !== false) {
+      writer.uint32(32).bool(message.detachOnDisconnect);
     }
     return writer;
   },
@@ -4442,6 +4836,14 @@ export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
             message.apiKey = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.detachOnDisconnect = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4467,6 +4869,11 @@ export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
         : isSet(object.api_key)
         ? globalThis.String(object.api_key)
         : "",
+      detachOnDisconnect: isSet(object.detachOnDisconnect)
+        ? globalThis.Boolean(object.detachOnDisconnect)
+        : isSet(object.detach_on_disconnect)
+        ? globalThis.Boolean(object.detach_on_disconnect)
+        : false,
     };
   },
 
@@ -4481,6 +4888,9 @@ export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
     if (message.apiKey !== "") {
       obj.apiKey = message.apiKey;
     }
+    if (message.detachOnDisconnect !== false) {
+      obj.detachOnDisconnect = message.detachOnDisconnect;
+    }
     return obj;
   },
 
@@ -4492,6 +4902,7 @@ export const StreamGenerateRequest: MessageFns<StreamGenerateRequest> = {
     message.sessionId = object.sessionId ?? "";
     message.prompt = object.prompt ?? "";
     message.apiKey = object.apiKey ?? "";
+    message.detachOnDisconnect = object.detachOnDisconnect ?? false;
     return message;
   },
 };
@@ -5214,7 +5625,19 @@ export const GetMessagesResponse: MessageFns<GetMessagesResponse> = {
 };
 
 function createBaseMessage(): Message {
-  return { id: "", role: 0, text: "", toolCalls: [], toolResult: undefined, createTime: undefined, turnId: "" };
+  return {
+    id: "",
+    role: 0,
+    text: "",
+    toolCalls: [],
+    toolResult: undefined,
+    createTime: undefined,
+    turnId: "",
+    kind: 0,
+    inContext: false,
+    contextStart: false,
+    rewound: false,
+  };
 }
 
 export const Message: MessageFns<Message> = {
@@ -5239,6 +5662,18 @@ export const Message: MessageFns<Message> = {
     }
     if (message.turnId !== "") {
       writer.uint32(58).string(message.turnId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(64).int32(message.kind);
+    }
+    if (message.inContext !== false) {
+      writer.uint32(72).bool(message.inContext);
+    }
+    if (message.contextStart !== false) {
+      writer.uint32(80).bool(message.contextStart);
+    }
+    if (message.rewound !== false) {
+      writer.uint32(88).bool(message.rewound);
     }
     return writer;
   },
@@ -5312,6 +5747,38 @@ export const Message: MessageFns<Message> = {
             message.turnId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.inContext = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.contextStart = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.rewound = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5349,6 +5816,18 @@ export const Message: MessageFns<Message> = {
         : isSet(object.turn_id)
         ? globalThis.String(object.turn_id)
         : "",
+      kind: isSet(object.kind) ? messageKindFromJSON(object.kind) : 0,
+      inContext: isSet(object.inContext)
+        ? globalThis.Boolean(object.inContext)
+        : isSet(object.in_context)
+        ? globalThis.Boolean(object.in_context)
+        : false,
+      contextStart: isSet(object.contextStart)
+        ? globalThis.Boolean(object.contextStart)
+        : isSet(object.context_start)
+        ? globalThis.Boolean(object.context_start)
+        : false,
+      rewound: isSet(object.rewound) ? globalThis.Boolean(object.rewound) : false,
     };
   },
 
@@ -5375,6 +5854,18 @@ export const Message: MessageFns<Message> = {
     if (message.turnId !== "") {
       obj.turnId = message.turnId;
     }
+    if (message.kind !== 0) {
+      obj.kind = messageKindToJSON(message.kind);
+    }
+    if (message.inContext !== false) {
+      obj.inContext = message.inContext;
+    }
+    if (message.contextStart !== false) {
+      obj.contextStart = message.contextStart;
+    }
+    if (message.rewound !== false) {
+      obj.rewound = message.rewound;
+    }
     return obj;
   },
 
@@ -5392,6 +5883,10 @@ export const Message: MessageFns<Message> = {
       : undefined;
     message.createTime = object.createTime ?? undefined;
     message.turnId = object.turnId ?? "";
+    message.kind = object.kind ?? 0;
+    message.inContext = object.inContext ?? false;
+    message.contextStart = object.contextStart ?? false;
+    message.rewound = object.rewound ?? false;
     return message;
   },
 };
@@ -5835,6 +6330,9 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "subagent":
         SubagentEvent.encode(message.payload.subagent, writer.uint32(194).fork()).join();
         break;
+      case "contextCompacted":
+        ContextCompacted.encode(message.payload.contextCompacted, writer.uint32(202).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6016,6 +6514,17 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             message.payload = { $case: "subagent", subagent: SubagentEvent.decode(reader, reader.uint32()) };
             continue;
           }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.payload = {
+              $case: "contextCompacted",
+              contextCompacted: ContextCompacted.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6106,6 +6615,10 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         ? { $case: "callInDoubt", callInDoubt: CallInDoubt.fromJSON(object.call_in_doubt) }
         : isSet(object.subagent)
         ? { $case: "subagent", subagent: SubagentEvent.fromJSON(object.subagent) }
+        : isSet(object.contextCompacted)
+        ? { $case: "contextCompacted", contextCompacted: ContextCompacted.fromJSON(object.contextCompacted) }
+        : isSet(object.context_compacted)
+        ? { $case: "contextCompacted", contextCompacted: ContextCompacted.fromJSON(object.context_compacted) }
         : undefined,
     };
   },
@@ -6154,6 +6667,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.callInDoubt = CallInDoubt.toJSON(message.payload.callInDoubt);
     } else if (message.payload?.$case === "subagent") {
       obj.subagent = SubagentEvent.toJSON(message.payload.subagent);
+    } else if (message.payload?.$case === "contextCompacted") {
+      obj.contextCompacted = ContextCompacted.toJSON(message.payload.contextCompacted);
     }
     return obj;
   },
@@ -6273,6 +6788,15 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "subagent": {
         if (object.payload?.subagent !== undefined && object.payload?.subagent !== null) {
           message.payload = { $case: "subagent", subagent: SubagentEvent.fromPartial(object.payload.subagent) };
+        }
+        break;
+      }
+      case "contextCompacted": {
+        if (object.payload?.contextCompacted !== undefined && object.payload?.contextCompacted !== null) {
+          message.payload = {
+            $case: "contextCompacted",
+            contextCompacted: ContextCompacted.fromPartial(object.payload.contextCompacted),
+          };
         }
         break;
       }
@@ -11954,6 +12478,2005 @@ export const ListAgentsResponse: MessageFns<ListAgentsResponse> = {
   },
 };
 
+function createBaseSubscribeRequest(): SubscribeRequest {
+  return { sessionId: "", afterSequence: 0, includeDescendants: false, heartbeatSeconds: 0 };
+}
+
+export const SubscribeRequest: MessageFns<SubscribeRequest> = {
+  encode(message: SubscribeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.afterSequence !== 0) {
+      writer.uint32(16).uint64(message.afterSequence);
+    }
+    if (message.includeDescendants !== false) {
+      writer.uint32(24).bool(message.includeDescendants);
+    }
+    if (message.heartbeatSeconds !== 0) {
+      writer.uint32(32).int32(message.heartbeatSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscribeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscribeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includeDescendants = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.heartbeatSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscribeRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? globalThis.Number(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? globalThis.Number(object.after_sequence)
+        : 0,
+      includeDescendants: isSet(object.includeDescendants)
+        ? globalThis.Boolean(object.includeDescendants)
+        : isSet(object.include_descendants)
+        ? globalThis.Boolean(object.include_descendants)
+        : false,
+      heartbeatSeconds: isSet(object.heartbeatSeconds)
+        ? globalThis.Number(object.heartbeatSeconds)
+        : isSet(object.heartbeat_seconds)
+        ? globalThis.Number(object.heartbeat_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: SubscribeRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.afterSequence !== 0) {
+      obj.afterSequence = Math.round(message.afterSequence);
+    }
+    if (message.includeDescendants !== false) {
+      obj.includeDescendants = message.includeDescendants;
+    }
+    if (message.heartbeatSeconds !== 0) {
+      obj.heartbeatSeconds = Math.round(message.heartbeatSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscribeRequest>, I>>(base?: I): SubscribeRequest {
+    return SubscribeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscribeRequest>, I>>(object: I): SubscribeRequest {
+    const message = createBaseSubscribeRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.afterSequence = object.afterSequence ?? 0;
+    message.includeDescendants = object.includeDescendants ?? false;
+    message.heartbeatSeconds = object.heartbeatSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseSubscribeResponse(): SubscribeResponse {
+  return { event: undefined, caughtUp: undefined, heartbeat: undefined };
+}
+
+export const SubscribeResponse: MessageFns<SubscribeResponse> = {
+  encode(message: SubscribeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      AgentEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    if (message.caughtUp !== undefined) {
+      CaughtUp.encode(message.caughtUp, writer.uint32(18).fork()).join();
+    }
+    if (message.heartbeat !== undefined) {
+      Heartbeat.encode(message.heartbeat, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscribeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscribeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = AgentEvent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caughtUp = CaughtUp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.heartbeat = Heartbeat.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscribeResponse {
+    return {
+      event: isSet(object.event) ? AgentEvent.fromJSON(object.event) : undefined,
+      caughtUp: isSet(object.caughtUp)
+        ? CaughtUp.fromJSON(object.caughtUp)
+        : isSet(object.caught_up)
+        ? CaughtUp.fromJSON(object.caught_up)
+        : undefined,
+      heartbeat: isSet(object.heartbeat) ? Heartbeat.fromJSON(object.heartbeat) : undefined,
+    };
+  },
+
+  toJSON(message: SubscribeResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = AgentEvent.toJSON(message.event);
+    }
+    if (message.caughtUp !== undefined) {
+      obj.caughtUp = CaughtUp.toJSON(message.caughtUp);
+    }
+    if (message.heartbeat !== undefined) {
+      obj.heartbeat = Heartbeat.toJSON(message.heartbeat);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscribeResponse>, I>>(base?: I): SubscribeResponse {
+    return SubscribeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscribeResponse>, I>>(object: I): SubscribeResponse {
+    const message = createBaseSubscribeResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? AgentEvent.fromPartial(object.event)
+      : undefined;
+    message.caughtUp = (object.caughtUp !== undefined && object.caughtUp !== null)
+      ? CaughtUp.fromPartial(object.caughtUp)
+      : undefined;
+    message.heartbeat = (object.heartbeat !== undefined && object.heartbeat !== null)
+      ? Heartbeat.fromPartial(object.heartbeat)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCaughtUp(): CaughtUp {
+  return { sequence: 0 };
+}
+
+export const CaughtUp: MessageFns<CaughtUp> = {
+  encode(message: CaughtUp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CaughtUp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCaughtUp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CaughtUp {
+    return { sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0 };
+  },
+
+  toJSON(message: CaughtUp): unknown {
+    const obj: any = {};
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CaughtUp>, I>>(base?: I): CaughtUp {
+    return CaughtUp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CaughtUp>, I>>(object: I): CaughtUp {
+    const message = createBaseCaughtUp();
+    message.sequence = object.sequence ?? 0;
+    return message;
+  },
+};
+
+function createBaseHeartbeat(): Heartbeat {
+  return { time: undefined };
+}
+
+export const Heartbeat: MessageFns<Heartbeat> = {
+  encode(message: Heartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Heartbeat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Heartbeat {
+    return { time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined };
+  },
+
+  toJSON(message: Heartbeat): unknown {
+    const obj: any = {};
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Heartbeat>, I>>(base?: I): Heartbeat {
+    return Heartbeat.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Heartbeat>, I>>(object: I): Heartbeat {
+    const message = createBaseHeartbeat();
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStartTurnRequest(): StartTurnRequest {
+  return { sessionId: "", prompt: "", apiKey: "" };
+}
+
+export const StartTurnRequest: MessageFns<StartTurnRequest> = {
+  encode(message: StartTurnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.prompt !== "") {
+      writer.uint32(18).string(message.prompt);
+    }
+    if (message.apiKey !== "") {
+      writer.uint32(26).string(message.apiKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartTurnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartTurnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prompt = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.apiKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartTurnRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      prompt: isSet(object.prompt) ? globalThis.String(object.prompt) : "",
+      apiKey: isSet(object.apiKey)
+        ? globalThis.String(object.apiKey)
+        : isSet(object.api_key)
+        ? globalThis.String(object.api_key)
+        : "",
+    };
+  },
+
+  toJSON(message: StartTurnRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.prompt !== "") {
+      obj.prompt = message.prompt;
+    }
+    if (message.apiKey !== "") {
+      obj.apiKey = message.apiKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartTurnRequest>, I>>(base?: I): StartTurnRequest {
+    return StartTurnRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartTurnRequest>, I>>(object: I): StartTurnRequest {
+    const message = createBaseStartTurnRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.prompt = object.prompt ?? "";
+    message.apiKey = object.apiKey ?? "";
+    return message;
+  },
+};
+
+function createBaseStartTurnResponse(): StartTurnResponse {
+  return { turnId: "", afterSequence: 0 };
+}
+
+export const StartTurnResponse: MessageFns<StartTurnResponse> = {
+  encode(message: StartTurnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.turnId !== "") {
+      writer.uint32(10).string(message.turnId);
+    }
+    if (message.afterSequence !== 0) {
+      writer.uint32(16).uint64(message.afterSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartTurnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartTurnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.turnId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartTurnResponse {
+    return {
+      turnId: isSet(object.turnId)
+        ? globalThis.String(object.turnId)
+        : isSet(object.turn_id)
+        ? globalThis.String(object.turn_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? globalThis.Number(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? globalThis.Number(object.after_sequence)
+        : 0,
+    };
+  },
+
+  toJSON(message: StartTurnResponse): unknown {
+    const obj: any = {};
+    if (message.turnId !== "") {
+      obj.turnId = message.turnId;
+    }
+    if (message.afterSequence !== 0) {
+      obj.afterSequence = Math.round(message.afterSequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartTurnResponse>, I>>(base?: I): StartTurnResponse {
+    return StartTurnResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartTurnResponse>, I>>(object: I): StartTurnResponse {
+    const message = createBaseStartTurnResponse();
+    message.turnId = object.turnId ?? "";
+    message.afterSequence = object.afterSequence ?? 0;
+    return message;
+  },
+};
+
+function createBaseContextCompacted(): ContextCompacted {
+  return {
+    trigger: 0,
+    method: 0,
+    tokensBefore: 0,
+    tokensAfter: 0,
+    messagesBefore: 0,
+    messagesAfter: 0,
+    summaryMessageId: "",
+    reason: "",
+  };
+}
+
+export const ContextCompacted: MessageFns<ContextCompacted> = {
+  encode(message: ContextCompacted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trigger !== 0) {
+      writer.uint32(8).int32(message.trigger);
+    }
+    if (message.method !== 0) {
+      writer.uint32(16).int32(message.method);
+    }
+    if (message.tokensBefore !== 0) {
+      writer.uint32(24).int64(message.tokensBefore);
+    }
+    if (message.tokensAfter !== 0) {
+      writer.uint32(32).int64(message.tokensAfter);
+    }
+    if (message.messagesBefore !== 0) {
+      writer.uint32(40).int64(message.messagesBefore);
+    }
+    if (message.messagesAfter !== 0) {
+      writer.uint32(48).int64(message.messagesAfter);
+    }
+    if (message.summaryMessageId !== "") {
+      writer.uint32(58).string(message.summaryMessageId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContextCompacted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContextCompacted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trigger = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.method = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tokensBefore = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tokensAfter = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.messagesBefore = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.messagesAfter = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.summaryMessageId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContextCompacted {
+    return {
+      trigger: isSet(object.trigger) ? compactionTriggerFromJSON(object.trigger) : 0,
+      method: isSet(object.method) ? compactionMethodFromJSON(object.method) : 0,
+      tokensBefore: isSet(object.tokensBefore)
+        ? globalThis.Number(object.tokensBefore)
+        : isSet(object.tokens_before)
+        ? globalThis.Number(object.tokens_before)
+        : 0,
+      tokensAfter: isSet(object.tokensAfter)
+        ? globalThis.Number(object.tokensAfter)
+        : isSet(object.tokens_after)
+        ? globalThis.Number(object.tokens_after)
+        : 0,
+      messagesBefore: isSet(object.messagesBefore)
+        ? globalThis.Number(object.messagesBefore)
+        : isSet(object.messages_before)
+        ? globalThis.Number(object.messages_before)
+        : 0,
+      messagesAfter: isSet(object.messagesAfter)
+        ? globalThis.Number(object.messagesAfter)
+        : isSet(object.messages_after)
+        ? globalThis.Number(object.messages_after)
+        : 0,
+      summaryMessageId: isSet(object.summaryMessageId)
+        ? globalThis.String(object.summaryMessageId)
+        : isSet(object.summary_message_id)
+        ? globalThis.String(object.summary_message_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ContextCompacted): unknown {
+    const obj: any = {};
+    if (message.trigger !== 0) {
+      obj.trigger = compactionTriggerToJSON(message.trigger);
+    }
+    if (message.method !== 0) {
+      obj.method = compactionMethodToJSON(message.method);
+    }
+    if (message.tokensBefore !== 0) {
+      obj.tokensBefore = Math.round(message.tokensBefore);
+    }
+    if (message.tokensAfter !== 0) {
+      obj.tokensAfter = Math.round(message.tokensAfter);
+    }
+    if (message.messagesBefore !== 0) {
+      obj.messagesBefore = Math.round(message.messagesBefore);
+    }
+    if (message.messagesAfter !== 0) {
+      obj.messagesAfter = Math.round(message.messagesAfter);
+    }
+    if (message.summaryMessageId !== "") {
+      obj.summaryMessageId = message.summaryMessageId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContextCompacted>, I>>(base?: I): ContextCompacted {
+    return ContextCompacted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContextCompacted>, I>>(object: I): ContextCompacted {
+    const message = createBaseContextCompacted();
+    message.trigger = object.trigger ?? 0;
+    message.method = object.method ?? 0;
+    message.tokensBefore = object.tokensBefore ?? 0;
+    message.tokensAfter = object.tokensAfter ?? 0;
+    message.messagesBefore = object.messagesBefore ?? 0;
+    message.messagesAfter = object.messagesAfter ?? 0;
+    message.summaryMessageId = object.summaryMessageId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseContextUsage(): ContextUsage {
+  return {
+    tokens: 0,
+    contextWindow: 0,
+    contextWindowSource: "",
+    fraction: 0,
+    autoCompact: false,
+    autoCompactThreshold: 0,
+    contextMessageCount: 0,
+    transcriptMessageCount: 0,
+    lastCompactTime: undefined,
+    countMethod: "",
+    note: "",
+  };
+}
+
+export const ContextUsage: MessageFns<ContextUsage> = {
+  encode(message: ContextUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tokens !== 0) {
+      writer.uint32(8).int64(message.tokens);
+    }
+    if (message.contextWindow !== 0) {
+      writer.uint32(16).int64(message.contextWindow);
+    }
+    if (message.contextWindowSource !== "") {
+      writer.uint32(26).string(message.contextWindowSource);
+    }
+    if (message.fraction !== 0) {
+      writer.uint32(33).double(message.fraction);
+    }
+    if (message.autoCompact !== false) {
+      writer.uint32(40).bool(message.autoCompact);
+    }
+    if (message.autoCompactThreshold !== 0) {
+      writer.uint32(49).double(message.autoCompactThreshold);
+    }
+    if (message.contextMessageCount !== 0) {
+      writer.uint32(56).int64(message.contextMessageCount);
+    }
+    if (message.transcriptMessageCount !== 0) {
+      writer.uint32(64).int64(message.transcriptMessageCount);
+    }
+    if (message.lastCompactTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastCompactTime), writer.uint32(74).fork()).join();
+    }
+    if (message.countMethod !== "") {
+      writer.uint32(82).string(message.countMethod);
+    }
+    if (message.note !== "") {
+      writer.uint32(90).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContextUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContextUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tokens = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.contextWindow = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.contextWindowSource = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.fraction = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.autoCompact = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.autoCompactThreshold = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.contextMessageCount = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.transcriptMessageCount = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastCompactTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.countMethod = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContextUsage {
+    return {
+      tokens: isSet(object.tokens) ? globalThis.Number(object.tokens) : 0,
+      contextWindow: isSet(object.contextWindow)
+        ? globalThis.Number(object.contextWindow)
+        : isSet(object.context_window)
+        ? globalThis.Number(object.context_window)
+        : 0,
+      contextWindowSource: isSet(object.contextWindowSource)
+        ? globalThis.String(object.contextWindowSource)
+        : isSet(object.context_window_source)
+        ? globalThis.String(object.context_window_source)
+        : "",
+      fraction: isSet(object.fraction) ? globalThis.Number(object.fraction) : 0,
+      autoCompact: isSet(object.autoCompact)
+        ? globalThis.Boolean(object.autoCompact)
+        : isSet(object.auto_compact)
+        ? globalThis.Boolean(object.auto_compact)
+        : false,
+      autoCompactThreshold: isSet(object.autoCompactThreshold)
+        ? globalThis.Number(object.autoCompactThreshold)
+        : isSet(object.auto_compact_threshold)
+        ? globalThis.Number(object.auto_compact_threshold)
+        : 0,
+      contextMessageCount: isSet(object.contextMessageCount)
+        ? globalThis.Number(object.contextMessageCount)
+        : isSet(object.context_message_count)
+        ? globalThis.Number(object.context_message_count)
+        : 0,
+      transcriptMessageCount: isSet(object.transcriptMessageCount)
+        ? globalThis.Number(object.transcriptMessageCount)
+        : isSet(object.transcript_message_count)
+        ? globalThis.Number(object.transcript_message_count)
+        : 0,
+      lastCompactTime: isSet(object.lastCompactTime)
+        ? fromJsonTimestamp(object.lastCompactTime)
+        : isSet(object.last_compact_time)
+        ? fromJsonTimestamp(object.last_compact_time)
+        : undefined,
+      countMethod: isSet(object.countMethod)
+        ? globalThis.String(object.countMethod)
+        : isSet(object.count_method)
+        ? globalThis.String(object.count_method)
+        : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: ContextUsage): unknown {
+    const obj: any = {};
+    if (message.tokens !== 0) {
+      obj.tokens = Math.round(message.tokens);
+    }
+    if (message.contextWindow !== 0) {
+      obj.contextWindow = Math.round(message.contextWindow);
+    }
+    if (message.contextWindowSource !== "") {
+      obj.contextWindowSource = message.contextWindowSource;
+    }
+    if (message.fraction !== 0) {
+      obj.fraction = floatToJson(message.fraction);
+    }
+    if (message.autoCompact !== false) {
+      obj.autoCompact = message.autoCompact;
+    }
+    if (message.autoCompactThreshold !== 0) {
+      obj.autoCompactThreshold = floatToJson(message.autoCompactThreshold);
+    }
+    if (message.contextMessageCount !== 0) {
+      obj.contextMessageCount = Math.round(message.contextMessageCount);
+    }
+    if (message.transcriptMessageCount !== 0) {
+      obj.transcriptMessageCount = Math.round(message.transcriptMessageCount);
+    }
+    if (message.lastCompactTime !== undefined) {
+      obj.lastCompactTime = message.lastCompactTime.toISOString();
+    }
+    if (message.countMethod !== "") {
+      obj.countMethod = message.countMethod;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContextUsage>, I>>(base?: I): ContextUsage {
+    return ContextUsage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContextUsage>, I>>(object: I): ContextUsage {
+    const message = createBaseContextUsage();
+    message.tokens = object.tokens ?? 0;
+    message.contextWindow = object.contextWindow ?? 0;
+    message.contextWindowSource = object.contextWindowSource ?? "";
+    message.fraction = object.fraction ?? 0;
+    message.autoCompact = object.autoCompact ?? false;
+    message.autoCompactThreshold = object.autoCompactThreshold ?? 0;
+    message.contextMessageCount = object.contextMessageCount ?? 0;
+    message.transcriptMessageCount = object.transcriptMessageCount ?? 0;
+    message.lastCompactTime = object.lastCompactTime ?? undefined;
+    message.countMethod = object.countMethod ?? "";
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseGetContextUsageRequest(): GetContextUsageRequest {
+  return { sessionId: "" };
+}
+
+export const GetContextUsageRequest: MessageFns<GetContextUsageRequest> = {
+  encode(message: GetContextUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetContextUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetContextUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetContextUsageRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetContextUsageRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetContextUsageRequest>, I>>(base?: I): GetContextUsageRequest {
+    return GetContextUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetContextUsageRequest>, I>>(object: I): GetContextUsageRequest {
+    const message = createBaseGetContextUsageRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetContextUsageResponse(): GetContextUsageResponse {
+  return { usage: undefined };
+}
+
+export const GetContextUsageResponse: MessageFns<GetContextUsageResponse> = {
+  encode(message: GetContextUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.usage !== undefined) {
+      ContextUsage.encode(message.usage, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetContextUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetContextUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.usage = ContextUsage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetContextUsageResponse {
+    return { usage: isSet(object.usage) ? ContextUsage.fromJSON(object.usage) : undefined };
+  },
+
+  toJSON(message: GetContextUsageResponse): unknown {
+    const obj: any = {};
+    if (message.usage !== undefined) {
+      obj.usage = ContextUsage.toJSON(message.usage);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetContextUsageResponse>, I>>(base?: I): GetContextUsageResponse {
+    return GetContextUsageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetContextUsageResponse>, I>>(object: I): GetContextUsageResponse {
+    const message = createBaseGetContextUsageResponse();
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? ContextUsage.fromPartial(object.usage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCompactSessionRequest(): CompactSessionRequest {
+  return { sessionId: "", instructions: "", apiKey: "", undo: false };
+}
+
+export const CompactSessionRequest: MessageFns<CompactSessionRequest> = {
+  encode(message: CompactSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.instructions !== "") {
+      writer.uint32(18).string(message.instructions);
+    }
+    if (message.apiKey !== "") {
+      writer.uint32(26).string(message.apiKey);
+    }
+    if (message.undo !== false) {
+      writer.uint32(32).bool(message.undo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompactSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompactSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.instructions = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.apiKey = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.undo = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompactSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      instructions: isSet(object.instructions) ? globalThis.String(object.instructions) : "",
+      apiKey: isSet(object.apiKey)
+        ? globalThis.String(object.apiKey)
+        : isSet(object.api_key)
+        ? globalThis.String(object.api_key)
+        : "",
+      undo: isSet(object.undo) ? globalThis.Boolean(object.undo) : false,
+    };
+  },
+
+  toJSON(message: CompactSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.instructions !== "") {
+      obj.instructions = message.instructions;
+    }
+    if (message.apiKey !== "") {
+      obj.apiKey = message.apiKey;
+    }
+    if (message.undo !== false) {
+      obj.undo = message.undo;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompactSessionRequest>, I>>(base?: I): CompactSessionRequest {
+    return CompactSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompactSessionRequest>, I>>(object: I): CompactSessionRequest {
+    const message = createBaseCompactSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.instructions = object.instructions ?? "";
+    message.apiKey = object.apiKey ?? "";
+    message.undo = object.undo ?? false;
+    return message;
+  },
+};
+
+function createBaseCompactSessionResponse(): CompactSessionResponse {
+  return { compaction: undefined, usage: undefined, undone: false };
+}
+
+export const CompactSessionResponse: MessageFns<CompactSessionResponse> = {
+  encode(message: CompactSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.compaction !== undefined) {
+      ContextCompacted.encode(message.compaction, writer.uint32(10).fork()).join();
+    }
+    if (message.usage !== undefined) {
+      ContextUsage.encode(message.usage, writer.uint32(18).fork()).join();
+    }
+    if (message.undone !== false) {
+      writer.uint32(24).bool(message.undone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompactSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompactSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.compaction = ContextCompacted.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usage = ContextUsage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.undone = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompactSessionResponse {
+    return {
+      compaction: isSet(object.compaction) ? ContextCompacted.fromJSON(object.compaction) : undefined,
+      usage: isSet(object.usage) ? ContextUsage.fromJSON(object.usage) : undefined,
+      undone: isSet(object.undone) ? globalThis.Boolean(object.undone) : false,
+    };
+  },
+
+  toJSON(message: CompactSessionResponse): unknown {
+    const obj: any = {};
+    if (message.compaction !== undefined) {
+      obj.compaction = ContextCompacted.toJSON(message.compaction);
+    }
+    if (message.usage !== undefined) {
+      obj.usage = ContextUsage.toJSON(message.usage);
+    }
+    if (message.undone !== false) {
+      obj.undone = message.undone;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompactSessionResponse>, I>>(base?: I): CompactSessionResponse {
+    return CompactSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompactSessionResponse>, I>>(object: I): CompactSessionResponse {
+    const message = createBaseCompactSessionResponse();
+    message.compaction = (object.compaction !== undefined && object.compaction !== null)
+      ? ContextCompacted.fromPartial(object.compaction)
+      : undefined;
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? ContextUsage.fromPartial(object.usage)
+      : undefined;
+    message.undone = object.undone ?? false;
+    return message;
+  },
+};
+
+function createBaseClearContextRequest(): ClearContextRequest {
+  return { sessionId: "" };
+}
+
+export const ClearContextRequest: MessageFns<ClearContextRequest> = {
+  encode(message: ClearContextRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClearContextRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClearContextRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClearContextRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ClearContextRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClearContextRequest>, I>>(base?: I): ClearContextRequest {
+    return ClearContextRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClearContextRequest>, I>>(object: I): ClearContextRequest {
+    const message = createBaseClearContextRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseClearContextResponse(): ClearContextResponse {
+  return { messagesCleared: 0, usage: undefined };
+}
+
+export const ClearContextResponse: MessageFns<ClearContextResponse> = {
+  encode(message: ClearContextResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messagesCleared !== 0) {
+      writer.uint32(8).int64(message.messagesCleared);
+    }
+    if (message.usage !== undefined) {
+      ContextUsage.encode(message.usage, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClearContextResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClearContextResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messagesCleared = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usage = ContextUsage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClearContextResponse {
+    return {
+      messagesCleared: isSet(object.messagesCleared)
+        ? globalThis.Number(object.messagesCleared)
+        : isSet(object.messages_cleared)
+        ? globalThis.Number(object.messages_cleared)
+        : 0,
+      usage: isSet(object.usage) ? ContextUsage.fromJSON(object.usage) : undefined,
+    };
+  },
+
+  toJSON(message: ClearContextResponse): unknown {
+    const obj: any = {};
+    if (message.messagesCleared !== 0) {
+      obj.messagesCleared = Math.round(message.messagesCleared);
+    }
+    if (message.usage !== undefined) {
+      obj.usage = ContextUsage.toJSON(message.usage);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClearContextResponse>, I>>(base?: I): ClearContextResponse {
+    return ClearContextResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClearContextResponse>, I>>(object: I): ClearContextResponse {
+    const message = createBaseClearContextResponse();
+    message.messagesCleared = object.messagesCleared ?? 0;
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? ContextUsage.fromPartial(object.usage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRewindSessionRequest(): RewindSessionRequest {
+  return { sessionId: "", turnId: "" };
+}
+
+export const RewindSessionRequest: MessageFns<RewindSessionRequest> = {
+  encode(message: RewindSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.turnId !== "") {
+      writer.uint32(18).string(message.turnId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewindSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewindSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.turnId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RewindSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      turnId: isSet(object.turnId)
+        ? globalThis.String(object.turnId)
+        : isSet(object.turn_id)
+        ? globalThis.String(object.turn_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RewindSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.turnId !== "") {
+      obj.turnId = message.turnId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RewindSessionRequest>, I>>(base?: I): RewindSessionRequest {
+    return RewindSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RewindSessionRequest>, I>>(object: I): RewindSessionRequest {
+    const message = createBaseRewindSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.turnId = object.turnId ?? "";
+    return message;
+  },
+};
+
+function createBaseRewindSessionResponse(): RewindSessionResponse {
+  return { messagesRewound: 0, usage: undefined, note: "" };
+}
+
+export const RewindSessionResponse: MessageFns<RewindSessionResponse> = {
+  encode(message: RewindSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messagesRewound !== 0) {
+      writer.uint32(8).int64(message.messagesRewound);
+    }
+    if (message.usage !== undefined) {
+      ContextUsage.encode(message.usage, writer.uint32(18).fork()).join();
+    }
+    if (message.note !== "") {
+      writer.uint32(26).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewindSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewindSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messagesRewound = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usage = ContextUsage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RewindSessionResponse {
+    return {
+      messagesRewound: isSet(object.messagesRewound)
+        ? globalThis.Number(object.messagesRewound)
+        : isSet(object.messages_rewound)
+        ? globalThis.Number(object.messages_rewound)
+        : 0,
+      usage: isSet(object.usage) ? ContextUsage.fromJSON(object.usage) : undefined,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: RewindSessionResponse): unknown {
+    const obj: any = {};
+    if (message.messagesRewound !== 0) {
+      obj.messagesRewound = Math.round(message.messagesRewound);
+    }
+    if (message.usage !== undefined) {
+      obj.usage = ContextUsage.toJSON(message.usage);
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RewindSessionResponse>, I>>(base?: I): RewindSessionResponse {
+    return RewindSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RewindSessionResponse>, I>>(object: I): RewindSessionResponse {
+    const message = createBaseRewindSessionResponse();
+    message.messagesRewound = object.messagesRewound ?? 0;
+    message.usage = (object.usage !== undefined && object.usage !== null)
+      ? ContextUsage.fromPartial(object.usage)
+      : undefined;
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseForkSessionRequest(): ForkSessionRequest {
+  return { sessionId: "", turnId: "" };
+}
+
+export const ForkSessionRequest: MessageFns<ForkSessionRequest> = {
+  encode(message: ForkSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.turnId !== "") {
+      writer.uint32(18).string(message.turnId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForkSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForkSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.turnId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForkSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      turnId: isSet(object.turnId)
+        ? globalThis.String(object.turnId)
+        : isSet(object.turn_id)
+        ? globalThis.String(object.turn_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ForkSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.turnId !== "") {
+      obj.turnId = message.turnId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForkSessionRequest>, I>>(base?: I): ForkSessionRequest {
+    return ForkSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForkSessionRequest>, I>>(object: I): ForkSessionRequest {
+    const message = createBaseForkSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.turnId = object.turnId ?? "";
+    return message;
+  },
+};
+
+function createBaseForkSessionResponse(): ForkSessionResponse {
+  return { session: undefined, messagesCopied: 0, note: "" };
+}
+
+export const ForkSessionResponse: MessageFns<ForkSessionResponse> = {
+  encode(message: ForkSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.session !== undefined) {
+      Session.encode(message.session, writer.uint32(10).fork()).join();
+    }
+    if (message.messagesCopied !== 0) {
+      writer.uint32(16).int64(message.messagesCopied);
+    }
+    if (message.note !== "") {
+      writer.uint32(26).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForkSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForkSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.session = Session.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.messagesCopied = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForkSessionResponse {
+    return {
+      session: isSet(object.session) ? Session.fromJSON(object.session) : undefined,
+      messagesCopied: isSet(object.messagesCopied)
+        ? globalThis.Number(object.messagesCopied)
+        : isSet(object.messages_copied)
+        ? globalThis.Number(object.messages_copied)
+        : 0,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: ForkSessionResponse): unknown {
+    const obj: any = {};
+    if (message.session !== undefined) {
+      obj.session = Session.toJSON(message.session);
+    }
+    if (message.messagesCopied !== 0) {
+      obj.messagesCopied = Math.round(message.messagesCopied);
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForkSessionResponse>, I>>(base?: I): ForkSessionResponse {
+    return ForkSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForkSessionResponse>, I>>(object: I): ForkSessionResponse {
+    const message = createBaseForkSessionResponse();
+    message.session = (object.session !== undefined && object.session !== null)
+      ? Session.fromPartial(object.session)
+      : undefined;
+    message.messagesCopied = object.messagesCopied ?? 0;
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
 /**
  * AgentRuntime hosts many LLM agent sessions. The server owns conversation state: clients create a
  * session, drive turns with Generate or StreamGenerate, and may detach and come back later.
@@ -12308,6 +14831,113 @@ export const AgentRuntimeService = {
     responseSerialize: (value: ListAgentsResponse): Buffer => Buffer.from(ListAgentsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAgentsResponse => ListAgentsResponse.decode(value),
   },
+  /**
+   * Follows a session: replays its events after after_sequence, then a caught_up marker, then its
+   * live events until the client leaves (a heartbeat every few seconds keeps proxies from closing an
+   * idle stream). Any number of clients may follow one session; leaving never affects its turns.
+   * OUT_OF_RANGE when the cursor is older than the retained events (the message names the oldest
+   * available) or past the session's last event. A client that falls too far behind is ended with
+   * RESOURCE_EXHAUSTED naming the last sequence it was sent: subscribe again from there.
+   */
+  subscribe: {
+    path: "/agentd.v1.AgentRuntime/Subscribe" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubscribeRequest): Buffer => Buffer.from(SubscribeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubscribeRequest => SubscribeRequest.decode(value),
+    responseSerialize: (value: SubscribeResponse): Buffer => Buffer.from(SubscribeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubscribeResponse => SubscribeResponse.decode(value),
+  },
+  /**
+   * Starts a turn owned by the server and returns at once; the turn runs whether or not anyone
+   * watches. Follow it with Subscribe(after_sequence = the reply's after_sequence).
+   */
+  startTurn: {
+    path: "/agentd.v1.AgentRuntime/StartTurn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartTurnRequest): Buffer => Buffer.from(StartTurnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartTurnRequest => StartTurnRequest.decode(value),
+    responseSerialize: (value: StartTurnResponse): Buffer => Buffer.from(StartTurnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartTurnResponse => StartTurnResponse.decode(value),
+  },
+  /**
+   * How full a session's model context is: tokens (the last model call's reported input plus an
+   * estimate of what was added since), the context window and the fraction used, messages in the
+   * context and in the transcript, when it was last compacted, and whether it compacts automatically.
+   */
+  getContextUsage: {
+    path: "/agentd.v1.AgentRuntime/GetContextUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetContextUsageRequest): Buffer =>
+      Buffer.from(GetContextUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetContextUsageRequest => GetContextUsageRequest.decode(value),
+    responseSerialize: (value: GetContextUsageResponse): Buffer =>
+      Buffer.from(GetContextUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetContextUsageResponse => GetContextUsageResponse.decode(value),
+  },
+  /**
+   * Compacts a session's context now: the session's model summarises the older part of the
+   * conversation and the most recent turns stay verbatim (a tool call is never separated from its
+   * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
+   * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
+   * a turn runs or when there is nothing older to compact.
+   */
+  compactSession: {
+    path: "/agentd.v1.AgentRuntime/CompactSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompactSessionRequest): Buffer =>
+      Buffer.from(CompactSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompactSessionRequest => CompactSessionRequest.decode(value),
+    responseSerialize: (value: CompactSessionResponse): Buffer =>
+      Buffer.from(CompactSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompactSessionResponse => CompactSessionResponse.decode(value),
+  },
+  /**
+   * Starts the model's context afresh: the next turn sees none of the conversation so far. The
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   */
+  clearContext: {
+    path: "/agentd.v1.AgentRuntime/ClearContext" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClearContextRequest): Buffer => Buffer.from(ClearContextRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClearContextRequest => ClearContextRequest.decode(value),
+    responseSerialize: (value: ClearContextResponse): Buffer =>
+      Buffer.from(ClearContextResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClearContextResponse => ClearContextResponse.decode(value),
+  },
+  /**
+   * Takes a turn and every later one out of the model's context: the context becomes what it was
+   * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
+   * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   */
+  rewindSession: {
+    path: "/agentd.v1.AgentRuntime/RewindSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RewindSessionRequest): Buffer => Buffer.from(RewindSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RewindSessionRequest => RewindSessionRequest.decode(value),
+    responseSerialize: (value: RewindSessionResponse): Buffer =>
+      Buffer.from(RewindSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RewindSessionResponse => RewindSessionResponse.decode(value),
+  },
+  /**
+   * Creates a new session of the same owner, parent and configuration whose history is this
+   * session's up to (not including) a turn; from then on both go on independently. The fork works in
+   * the same workspace: files are neither copied nor restored.
+   */
+  forkSession: {
+    path: "/agentd.v1.AgentRuntime/ForkSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForkSessionRequest): Buffer => Buffer.from(ForkSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForkSessionRequest => ForkSessionRequest.decode(value),
+    responseSerialize: (value: ForkSessionResponse): Buffer => Buffer.from(ForkSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForkSessionResponse => ForkSessionResponse.decode(value),
+  },
 } as const;
 
 export interface AgentRuntimeServer extends UntypedServiceImplementation {
@@ -12402,6 +15032,51 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
   unloadAgent: handleUnaryCall<UnloadAgentRequest, UnloadAgentResponse>;
   /** The subagent definitions a session sees, or with no session the global ones. */
   listAgents: handleUnaryCall<ListAgentsRequest, ListAgentsResponse>;
+  /**
+   * Follows a session: replays its events after after_sequence, then a caught_up marker, then its
+   * live events until the client leaves (a heartbeat every few seconds keeps proxies from closing an
+   * idle stream). Any number of clients may follow one session; leaving never affects its turns.
+   * OUT_OF_RANGE when the cursor is older than the retained events (the message names the oldest
+   * available) or past the session's last event. A client that falls too far behind is ended with
+   * RESOURCE_EXHAUSTED naming the last sequence it was sent: subscribe again from there.
+   */
+  subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
+  /**
+   * Starts a turn owned by the server and returns at once; the turn runs whether or not anyone
+   * watches. Follow it with Subscribe(after_sequence = the reply's after_sequence).
+   */
+  startTurn: handleUnaryCall<StartTurnRequest, StartTurnResponse>;
+  /**
+   * How full a session's model context is: tokens (the last model call's reported input plus an
+   * estimate of what was added since), the context window and the fraction used, messages in the
+   * context and in the transcript, when it was last compacted, and whether it compacts automatically.
+   */
+  getContextUsage: handleUnaryCall<GetContextUsageRequest, GetContextUsageResponse>;
+  /**
+   * Compacts a session's context now: the session's model summarises the older part of the
+   * conversation and the most recent turns stay verbatim (a tool call is never separated from its
+   * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
+   * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
+   * a turn runs or when there is nothing older to compact.
+   */
+  compactSession: handleUnaryCall<CompactSessionRequest, CompactSessionResponse>;
+  /**
+   * Starts the model's context afresh: the next turn sees none of the conversation so far. The
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   */
+  clearContext: handleUnaryCall<ClearContextRequest, ClearContextResponse>;
+  /**
+   * Takes a turn and every later one out of the model's context: the context becomes what it was
+   * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
+   * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   */
+  rewindSession: handleUnaryCall<RewindSessionRequest, RewindSessionResponse>;
+  /**
+   * Creates a new session of the same owner, parent and configuration whose history is this
+   * session's up to (not including) a turn; from then on both go on independently. The fork works in
+   * the same workspace: files are neither copied nor restored.
+   */
+  forkSession: handleUnaryCall<ForkSessionRequest, ForkSessionResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -12886,6 +15561,140 @@ export interface AgentRuntimeClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAgentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Follows a session: replays its events after after_sequence, then a caught_up marker, then its
+   * live events until the client leaves (a heartbeat every few seconds keeps proxies from closing an
+   * idle stream). Any number of clients may follow one session; leaving never affects its turns.
+   * OUT_OF_RANGE when the cursor is older than the retained events (the message names the oldest
+   * available) or past the session's last event. A client that falls too far behind is ended with
+   * RESOURCE_EXHAUSTED naming the last sequence it was sent: subscribe again from there.
+   */
+  subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
+  subscribe(
+    request: SubscribeRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SubscribeResponse>;
+  /**
+   * Starts a turn owned by the server and returns at once; the turn runs whether or not anyone
+   * watches. Follow it with Subscribe(after_sequence = the reply's after_sequence).
+   */
+  startTurn(
+    request: StartTurnRequest,
+    callback: (error: ServiceError | null, response: StartTurnResponse) => void,
+  ): ClientUnaryCall;
+  startTurn(
+    request: StartTurnRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartTurnResponse) => void,
+  ): ClientUnaryCall;
+  startTurn(
+    request: StartTurnRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartTurnResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * How full a session's model context is: tokens (the last model call's reported input plus an
+   * estimate of what was added since), the context window and the fraction used, messages in the
+   * context and in the transcript, when it was last compacted, and whether it compacts automatically.
+   */
+  getContextUsage(
+    request: GetContextUsageRequest,
+    callback: (error: ServiceError | null, response: GetContextUsageResponse) => void,
+  ): ClientUnaryCall;
+  getContextUsage(
+    request: GetContextUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetContextUsageResponse) => void,
+  ): ClientUnaryCall;
+  getContextUsage(
+    request: GetContextUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetContextUsageResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Compacts a session's context now: the session's model summarises the older part of the
+   * conversation and the most recent turns stay verbatim (a tool call is never separated from its
+   * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
+   * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
+   * a turn runs or when there is nothing older to compact.
+   */
+  compactSession(
+    request: CompactSessionRequest,
+    callback: (error: ServiceError | null, response: CompactSessionResponse) => void,
+  ): ClientUnaryCall;
+  compactSession(
+    request: CompactSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompactSessionResponse) => void,
+  ): ClientUnaryCall;
+  compactSession(
+    request: CompactSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompactSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts the model's context afresh: the next turn sees none of the conversation so far. The
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   */
+  clearContext(
+    request: ClearContextRequest,
+    callback: (error: ServiceError | null, response: ClearContextResponse) => void,
+  ): ClientUnaryCall;
+  clearContext(
+    request: ClearContextRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClearContextResponse) => void,
+  ): ClientUnaryCall;
+  clearContext(
+    request: ClearContextRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClearContextResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Takes a turn and every later one out of the model's context: the context becomes what it was
+   * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
+   * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   */
+  rewindSession(
+    request: RewindSessionRequest,
+    callback: (error: ServiceError | null, response: RewindSessionResponse) => void,
+  ): ClientUnaryCall;
+  rewindSession(
+    request: RewindSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RewindSessionResponse) => void,
+  ): ClientUnaryCall;
+  rewindSession(
+    request: RewindSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RewindSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates a new session of the same owner, parent and configuration whose history is this
+   * session's up to (not including) a turn; from then on both go on independently. The fork works in
+   * the same workspace: files are neither copied nor restored.
+   */
+  forkSession(
+    request: ForkSessionRequest,
+    callback: (error: ServiceError | null, response: ForkSessionResponse) => void,
+  ): ClientUnaryCall;
+  forkSession(
+    request: ForkSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForkSessionResponse) => void,
+  ): ClientUnaryCall;
+  forkSession(
+    request: ForkSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForkSessionResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,105 @@
+import type { Message } from "../session/types.js";
+import type { ContextOp, MessageMark } from "./types.js";
+
+/**
+ * The model's context as a function of the transcript and the operations recorded on it. Nothing
+ * here changes a message: compaction, clear and rewind only move where the context starts, which
+ * summary stands for the part before it, and which ranges are left out.
+ */
+export interface ContextView {
+  /** Messages before this transcript index are not in the context. */
+  start: number;
+  /** The summary message standing for what came before `start`; null when there is none. */
+  summaryIndex: number | null;
+  /** A truncation dropped messages since the summary (or with no summary at all). */
+  truncated: boolean;
+  /** Rewound ranges, [from, to), left out of the context. */
+  excluded: ReadonlyArray<{ from: number; to: number }>;
+}
+
+const WHOLE_TRANSCRIPT: ContextView = { start: 0, summaryIndex: null, truncated: false, excluded: [] };
+
+/**
+ * Replays the operations. A rewind to a turn gives back the context the model had when that turn
+ * started (the operations recorded before it), less the turns from it on: so rewinding to a turn
+ * before a compaction or a clear undoes them too.
+ */
+export function replay(ops: readonly ContextOp[]): ContextView {
+  let view = WHOLE_TRANSCRIPT;
+  ops.forEach((op, k) => {
+    switch (op.type) {
+      case "compact":
+        view =
+          op.method === "summary"
+            ? { ...view, start: op.keepFrom, summaryIndex: op.summaryIndex, truncated: false }
+            : { ...view, start: op.keepFrom, truncated: true };
+        break;
+      case "uncompact":
+        // Only ever recorded right after a compaction: the context is what it was before that.
+        view = replay(ops.slice(0, Math.max(0, k - 1)));
+        break;
+      case "clear":
+        view = { start: op.at, summaryIndex: null, truncated: false, excluded: view.excluded };
+        break;
+      case "rewind": {
+        const before = replay(ops.slice(0, k).filter((earlier) => earlier.at <= op.from));
+        view = { ...before, excluded: [...before.excluded, { from: op.from, to: op.at }] };
+        break;
+      }
+    }
+  });
+  return view;
+}
+
+function isExcluded(view: ContextView, index: number): boolean {
+  return view.excluded.some((range) => index >= range.from && index < range.to);
+}
+
+/** The transcript indexes of the messages in the context, oldest first (the summary not included). */
+export function contextIndexes(messages: readonly Message[], view: ContextView): number[] {
+  const indexes: number[] = [];
+  for (let i = view.start; i < messages.length; i++) {
+    if (messages[i]!.kind === "summary" || isExcluded(view, i)) continue;
+    indexes.push(i);
+  }
+  return indexes;
+}
+
+export const TRUNCATION_NOTE =
+  "[Earlier messages of this conversation were left out to fit the model's context window. The messages that follow are the most recent ones, verbatim.]";
+
+/** What stands first in the context for the part before its start: the summary, a note of a truncation, or nothing. */
+export function preambleText(messages: readonly Message[], view: ContextView): string {
+  const summary = view.summaryIndex === null ? undefined : messages[view.summaryIndex];
+  const parts: string[] = [];
+  if (summary) parts.push(summaryPreamble(summary.text));
+  if (view.truncated) parts.push(TRUNCATION_NOTE);
+  return parts.join("\n\n");
+}
+
+export function summaryPreamble(summary: string): string {
+  return `[This conversation was compacted. A summary of its earlier part follows; the messages after it are verbatim.]\n\n<summary>\n${summary}\n</summary>`;
+}
+
+/** The messages the model is sent: the preamble (as a user message), then the context's messages. */
+export function modelMessages(messages: readonly Message[], view: ContextView): Message[] {
+  const result: Message[] = [];
+  const preamble = preambleText(messages, view);
+  if (preamble !== "") {
+    const at = view.summaryIndex === null ? undefined : messages[view.summaryIndex];
+    result.push({ id: at?.id ?? "", role: "user", text: preamble, toolCalls: [], createdAt: at?.createdAt ?? "", turnId: at?.turnId ?? "", kind: "summary" });
+  }
+  for (const i of contextIndexes(messages, view)) result.push(messages[i]!);
+  return result;
+}
+
+/** How each message of a page stands towards the context, for GetMessages. */
+export function messageMarks(messages: readonly Message[], view: ContextView, offset: number, count: number): MessageMark[] {
+  const inContext = new Set(contextIndexes(messages, view));
+  const first = view.start > 0 ? [...inContext].find((i) => i >= view.start) : undefined;
+  const marks: MessageMark[] = [];
+  for (let i = offset; i < offset + count && i < messages.length; i++) {
+    marks.push({ inContext: inContext.has(i) || i === view.summaryIndex, contextStart: i === first, rewound: isExcluded(view, i) });
+  }
+  return marks;
+}

@@ -1,0 +1,196 @@
+import { open, readFile } from "node:fs/promises";
+import path from "node:path";
+import type { SessionEvent } from "../events/types.js";
+import { isPlainObject } from "../util/values.js";
+import type { MessageRecord, SessionRecord } from "./record.js";
+
+/**
+ * One session's folder, `<dataDir>/sessions/<id>/`:
+ *   snapshot.json             the record without its messages, replaced atomically (temp, fsync, rename)
+ *   messages.<gen>.jsonl      one message per line, append-only; the snapshot says how many lines count
+ *   events.<gen>.jsonl        one event per line, append-only, trimmed to the retention bounds
+ * A rewrite (messages that changed, events trimmed) writes the next generation and switches to it
+ * in the snapshot, so a crash leaves the old pair or the new one. Files of other generations are
+ * leftovers, removed at start-up.
+ */
+export const SNAPSHOT = "snapshot.json";
+export const SNAPSHOT_FORMAT = "agentd-session-snapshot";
+
+export const messagesFile = (generation: number): string => `messages.${generation}.jsonl`;
+export const eventsFile = (generation: number): string => `events.${generation}.jsonl`;
+export const GENERATION_FILE = /^(messages|events)\.(\d+)\.jsonl$/;
+
+export interface Snapshot {
+  format: typeof SNAPSHOT_FORMAT;
+  version: 2;
+  /** The last write-ahead-log entry this snapshot includes; replay applies only later ones. */
+  lsn: number;
+  messages: { generation: number; count: number };
+  events: { generation: number };
+  record: Omit<SessionRecord, "messages">;
+}
+
+/** The snapshot file's text; `recordJson` is the record without messages, already serialised. */
+export function encodeSnapshot(lsn: number, messages: Snapshot["messages"], events: Snapshot["events"], recordJson: string): string {
+  return `{"format":"${SNAPSHOT_FORMAT}","version":2,"lsn":${lsn},"messages":${JSON.stringify(messages)},"events":${JSON.stringify(events)},"record":${recordJson}}`;
+}
+
+export function decodeSnapshot(text: string): Snapshot {
+  const value: unknown = JSON.parse(text);
+  if (!isPlainObject(value) || value.format !== SNAPSHOT_FORMAT) throw new Error("not a session snapshot");
+  if (value.version !== 2) throw new Error(`unsupported snapshot version ${JSON.stringify(value.version)}`);
+  const messages = value.messages;
+  const events = value.events;
+  if (typeof value.lsn !== "number" || !isPlainObject(messages) || !isPlainObject(events) || !isPlainObject(value.record)) {
+    throw new Error("snapshot is malformed");
+  }
+  if (!Number.isInteger(messages.generation) || !Number.isInteger(messages.count) || !Number.isInteger(events.generation)) {
+    throw new Error("snapshot names no valid log files");
+  }
+  return value as unknown as Snapshot;
+}
+
+/** The complete lines of a JSONL buffer from `start`, each with the offset just past its newline. */
+function* lines(buffer: Buffer, start = 0): Generator<{ text: string; end: number }> {
+  let position = start;
+  for (;;) {
+    const newline = buffer.indexOf(0x0a, position);
+    if (newline < 0) return;
+    yield { text: buffer.toString("utf8", position, newline), end: newline + 1 };
+    position = newline + 1;
+  }
+}
+
+export interface MessagesRead {
+  messages: MessageRecord[];
+  /** Bytes of the lines that count (the rest, if any, is a torn or unfinished append). */
+  bytes: number;
+  problem: string | null;
+}
+
+/** The first `count` messages of a messages file; a torn or damaged line ends the read, with a problem. */
+export async function readMessages(file: string, count: number): Promise<MessagesRead> {
+  const buffer = await readFile(file).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return Buffer.alloc(0);
+    throw error;
+  });
+  const messages: MessageRecord[] = [];
+  let bytes = 0;
+  for (const line of lines(buffer)) {
+    if (messages.length === count) break;
+    try {
+      messages.push(JSON.parse(line.text) as MessageRecord);
+    } catch {
+      break;
+    }
+    bytes = line.end;
+  }
+  const problem = messages.length < count ? `${path.basename(file)} holds ${messages.length} of the ${count} messages its snapshot names; the rest is lost` : null;
+  return { messages, bytes, problem };
+}
+
+/** An events file as lines: the sequence of each, and where each ends. */
+export interface EventIndex {
+  sequences: number[];
+  ends: number[];
+}
+
+export interface EventsScan {
+  index: EventIndex;
+  /** Bytes of complete, readable lines; anything after them is a torn append. */
+  bytes: number;
+  /** Bytes after the last complete line (dropped). */
+  torn: number;
+}
+
+/** Reads a whole events file into an index; a torn or damaged line ends it. */
+export async function scanEvents(file: string): Promise<EventsScan> {
+  const buffer = await readFile(file).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return Buffer.alloc(0);
+    throw error;
+  });
+  const index: EventIndex = { sequences: [], ends: [] };
+  let bytes = 0;
+  for (const line of lines(buffer)) {
+    const sequence = sequenceOf(line.text);
+    if (sequence === null || sequence <= (index.sequences.at(-1) ?? 0)) break;
+    index.sequences.push(sequence);
+    index.ends.push(line.end);
+    bytes = line.end;
+  }
+  return { index, bytes, torn: buffer.length - bytes };
+}
+
+/**
+ * The end of an events file without reading all of it: how many bytes are complete lines and the
+ * last sequence. Reads the whole file only when the tail does not show a complete, readable line.
+ */
+export async function scanEventsTail(file: string): Promise<{ bytes: number; lastSequence: number; torn: number }> {
+  const TAIL = 256 * 1024;
+  let handle;
+  try {
+    handle = await open(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bytes: 0, lastSequence: 0, torn: 0 };
+    throw error;
+  }
+  try {
+    const size = (await handle.stat()).size;
+    if (size > TAIL) {
+      const start = size - TAIL;
+      const buffer = Buffer.alloc(TAIL);
+      await handle.read(buffer, 0, TAIL, start);
+      const lastNewline = buffer.lastIndexOf(0x0a);
+      const previous = lastNewline > 0 ? buffer.lastIndexOf(0x0a, lastNewline - 1) : -1;
+      if (previous >= 0) {
+        const sequence = sequenceOf(buffer.toString("utf8", previous + 1, lastNewline));
+        if (sequence !== null) return { bytes: start + lastNewline + 1, lastSequence: sequence, torn: size - (start + lastNewline + 1) };
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+  const scan = await scanEvents(file);
+  return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn };
+}
+
+function sequenceOf(line: string): number | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    return isPlainObject(value) && Number.isSafeInteger(value.sequence) ? (value.sequence as number) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Events from byte `start` to byte `end` of an events file (whole lines). */
+export async function readEventRange(file: string, start: number, end: number): Promise<SessionEvent[]> {
+  return [...lines(await readBytes(file, start, end))].map((line) => JSON.parse(line.text) as SessionEvent);
+}
+
+/** Bytes `start` to `end` of a file, as they are. */
+export async function readBytes(file: string, start: number, end: number): Promise<Buffer> {
+  if (end <= start) return Buffer.alloc(0);
+  const handle = await open(file, "r");
+  try {
+    const buffer = Buffer.alloc(end - start);
+    let read = 0;
+    while (read < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, read, buffer.length - read, start + read);
+      if (bytesRead === 0) throw new Error(`${path.basename(file)} is shorter than expected`);
+      read += bytesRead;
+    }
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Where the first `count` lines of a file end. */
+export async function endOfLines(file: string, count: number): Promise<number> {
+  if (count === 0) return 0;
+  const buffer = await readFile(file);
+  let seen = 0;
+  for (const line of lines(buffer)) if (++seen === count) return line.end;
+  throw new Error(`${path.basename(file)} has fewer than ${count} lines`);
+}

@@ -1,0 +1,133 @@
+import { status, type ClientReadableStream } from "@grpc/grpc-js";
+import { afterAll, describe, expect, it } from "vitest";
+import { AgentdClient } from "../src/client/client.js";
+import type { AgentEvent, SubscribeResponse } from "../src/gen/agentd/v1/runtime.js";
+import { collect, grpcError, removeTempDirs, scripted, startTestServer, waitFor, type TestServer } from "./helpers/harness.js";
+
+const servers: TestServer[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  await removeTempDirs();
+});
+
+async function start(config: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const t = await startTestServer(config);
+  servers.push(t);
+  return t;
+}
+
+/** Reads a Subscribe stream until `done` says so; returns what came, markers included. */
+async function readUntil(call: ClientReadableStream<SubscribeResponse>, done: (messages: SubscribeResponse[]) => boolean): Promise<SubscribeResponse[]> {
+  const messages: SubscribeResponse[] = [];
+  for await (const message of call as AsyncIterable<SubscribeResponse>) {
+    messages.push(message);
+    if (done(messages)) break;
+  }
+  call.cancel();
+  return messages;
+}
+
+const eventsOf = (messages: SubscribeResponse[]) => messages.filter((m) => m.event).map((m) => m.event!);
+const turnEnded = (messages: SubscribeResponse[]) => messages.some((m) => m.event?.payload?.$case === "turnCompleted");
+const slowText = (text: string) => scripted([{ text, chunkSize: 2, delayMs: 20 }], true);
+
+describe("the event log: Subscribe, StartTurn and detached turns", () => {
+  it("a turn outlives its client; a new client gets exactly what it missed, from its last sequence", async () => {
+    const t = await start();
+    const { session } = await t.client.createSession({ config: { model: slowText("a long answer that takes a while to stream") } });
+    const id = session!.id;
+    const call = t.client.streamGenerate({ sessionId: id, prompt: "go", detachOnDisconnect: true });
+    const seen: AgentEvent[] = [];
+    for await (const message of call as AsyncIterable<{ event?: AgentEvent }>) {
+      seen.push(message.event!);
+      if (seen.length === 5) break;
+    }
+    call.cancel();
+    const last = seen.at(-1)!.sequence;
+
+    // The turn goes on without anyone watching.
+    await waitFor(async () => ((await t.client.getSession({ sessionId: id })).session!.turnActive ? undefined : true), 10_000);
+    const rest = eventsOf(await readUntil(t.client.subscribe({ sessionId: id, afterSequence: last }), turnEnded));
+    expect(rest[0]!.sequence).toBe(last + 1);
+    const all = [...seen, ...rest].map((e) => e.sequence);
+    expect(new Set(all).size).toBe(all.length);
+    expect(all).toEqual(Array.from({ length: all.length }, (_, i) => all[0]! + i));
+    expect(rest.at(-1)!.payload?.$case).toBe("turnCompleted");
+    const text = [...seen, ...rest].map((e) => (e.payload?.$case === "textDelta" ? e.payload.textDelta.text : "")).join("");
+    expect(text).toBe("a long answer that takes a while to stream");
+  });
+
+  it("StartTurn returns at once; Subscribe from its after_sequence sees the whole turn, then caught_up and live events, for three clients alike", async () => {
+    const t = await start();
+    const { session } = await t.client.createSession({ config: { model: slowText("shared view") } });
+    const id = session!.id;
+    const started = await t.client.startTurn({ sessionId: id, prompt: "go" });
+    expect(started.turnId).not.toBe("");
+    const readers = [0, 1, 2].map(() => readUntil(t.client.subscribe({ sessionId: id, afterSequence: started.afterSequence }), turnEnded));
+    const results = await Promise.all(readers);
+    const sequences = results.map((messages) => eventsOf(messages).map((e) => e.sequence));
+    expect(sequences[1]).toEqual(sequences[0]);
+    expect(sequences[2]).toEqual(sequences[0]);
+    expect(sequences[0]![0]).toBe(started.afterSequence + 1);
+    for (const messages of results) expect(messages.filter((m) => m.caughtUp)).toHaveLength(1);
+    expect(eventsOf(results[0]!).find((e) => e.payload?.$case === "turnStarted")!.turnId).toBe(started.turnId);
+  });
+
+  it("replays from 0, marks the end of the replay, sends heartbeats, and refuses a cursor past the end", async () => {
+    const t = await start();
+    const { session } = await t.client.createSession({ config: { model: scripted([{ text: "hello" }], true) } });
+    const id = session!.id;
+    await t.client.generate({ sessionId: id, prompt: "one" });
+    const { session: now } = await t.client.getSession({ sessionId: id });
+    const messages = await readUntil(t.client.subscribe({ sessionId: id, afterSequence: 0, heartbeatSeconds: 1 }), (m) => m.some((x) => x.heartbeat));
+    const caughtUp = messages.findIndex((m) => m.caughtUp);
+    expect(caughtUp).toBeGreaterThan(0);
+    expect(messages[caughtUp]!.caughtUp!.sequence).toBe(now!.lastSequence);
+    expect(eventsOf(messages.slice(0, caughtUp)).map((e) => e.sequence)).toEqual(Array.from({ length: now!.lastSequence }, (_, i) => i + 1));
+    expect(messages.at(-1)!.heartbeat!.time).toBeInstanceOf(Date);
+
+    const past = await grpcError(collect(t.client.subscribe({ sessionId: id, afterSequence: now!.lastSequence + 5 }) as never));
+    expect(past.code).toBe(status.OUT_OF_RANGE);
+    expect(past.details).toContain(`last event (${now!.lastSequence})`);
+  });
+
+  it("follows a whole session tree when asked, each event with its own session id", async () => {
+    const t = await start();
+    const { session: parent } = await t.client.createSession({ config: { model: scripted([{ text: "parent" }], true) } });
+    const call = t.client.subscribe({ sessionId: parent!.id, afterSequence: parent!.lastSequence, includeDescendants: true });
+    const reading = readUntil(call, (m) => eventsOf(m).filter((e) => e.payload?.$case === "turnCompleted").length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const { session: child } = await t.client.createChildSession({ parentId: parent!.id });
+    await t.client.generate({ sessionId: child!.id, prompt: "child turn" });
+    await t.client.generate({ sessionId: parent!.id, prompt: "parent turn" });
+    const events = eventsOf(await reading);
+    const completed = events.filter((e) => e.payload?.$case === "turnCompleted").map((e) => e.sessionId);
+    expect(completed).toEqual([child!.id, parent!.id]);
+  });
+
+  it("cuts off a subscriber that stops reading, with the last sequence it was sent; the server's memory stays bounded", async () => {
+    // A low limit (the default is 512 Ki characters of text) so a few turns pass it, past what the client's own buffers absorb.
+    const t = await start({ config: { grpc: { maxPendingEventChars: 256 * 1024 } } });
+    const { session } = await t.client.createSession({ config: { model: scripted([{ text: "{{last_user_message}}", chunkSize: 1000 }], true) } });
+    const id = session!.id;
+    // Its own connection: a stalled stream holds its connection's flow-control window.
+    const reader = new AgentdClient(t.server.address);
+    const stalled = reader.subscribe({ sessionId: id, afterSequence: session!.lastSequence });
+    const ended = new Promise<{ code: number; details: string }>((resolve) => stalled.on("error", (error) => resolve(error as never)));
+    stalled.pause();
+    global.gc?.();
+    const before = process.memoryUsage().heapUsed;
+    // Turns of 900 kB each, until what waits for the stalled reader passes the limit.
+    const prompt = "x".repeat(900_000);
+    let cut = false;
+    void ended.then(() => (cut = true));
+    for (let i = 0; i < 20 && !cut; i++) await t.client.generate({ sessionId: id, prompt });
+    const error = await ended;
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.details).toMatch(/Subscribe again with after_sequence \d+/);
+    global.gc?.();
+    // What the stalled reader did not take was dropped when it was cut off.
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024);
+    reader.close();
+  });
+});
