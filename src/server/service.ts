@@ -14,6 +14,7 @@ import {
   type WatchTurnResponse,
   type SubscribeRequest,
   type SubscribeResponse,
+  type AgentEvent,
 } from "../gen/agentd/v1/runtime.js";
 import type { Logger } from "../logging.js";
 import type { Caller } from "../runtime/caller.js";
@@ -258,38 +259,15 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       confirmations: runtime.listPendingConfirmations(caller, request.sessionId, request.includeDescendants).map(toPendingConfirmationProto),
     })),
 
-    watchTurn: (call: ServerWritableStream<WatchTurnRequest, WatchTurnResponse>) => {
-      let stop = () => {};
-      // Only the watch ends with the call; the turn goes on.
-      call.on("cancelled", () => stop());
-      let caller: Caller | undefined;
-      deps
-        .authenticate(call)
-        .then((who) => {
-          caller = who;
-          if (call.cancelled) return;
-          const writer = new EventWriter(call, (last) => {
-            stop();
-            call.emit("error", fellBehind(last));
-          }, deps.writerLimits);
-          const subscription = runtime.watchTurn(who, call.request.sessionId).subscribe({
-            next: (event) => writer.write(event),
-            complete: () => writer.end(),
-          });
-          stop = () => {
-            subscription.unsubscribe();
-            writer.close();
-          };
-        })
-        .catch((error: unknown) => {
-          const failure = toServiceError(error, logger, "WatchTurn");
-          // A failed sign-in is recorded, as for every other method.
-          if (!caller) {
-            audit.record({ method: "WatchTurn", caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
-          }
-          call.emit("error", failure);
+    // Only the watch ends with the call; the turn goes on.
+    watchTurn: (call: ServerWritableStream<WatchTurnRequest, WatchTurnResponse>) =>
+      follow(call, "WatchTurn", (who, writer) => {
+        const subscription = runtime.watchTurn(who, call.request.sessionId).subscribe({
+          next: (event) => writer.write(event),
+          complete: () => writer.end(),
         });
-    },
+        return () => subscription.unsubscribe();
+      }),
 
     startTurn: unary(
       "StartTurn",
@@ -300,54 +278,30 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       (request) => request.sessionId,
     ),
 
-    subscribe: (call: ServerWritableStream<SubscribeRequest, SubscribeResponse>) => {
-      let stop = () => {};
-      call.on("cancelled", () => stop());
-      let caller: Caller | undefined;
-      deps
-        .authenticate(call)
-        .then((who) => {
-          caller = who;
-          if (call.cancelled) return;
-          const { sessionId, afterSequence, includeDescendants, heartbeatSeconds } = call.request;
-          const writer = new EventWriter(
-            call,
-            (last) => {
-              stop();
-              call.emit("error", fellBehind(last));
-            },
-            deps.writerLimits,
-          );
-          // The replay goes at the reader's pace; only live events can make it fall behind.
-          const items = runtime.subscribe(who, sessionId, { afterSequence, includeDescendants, ready: () => writer.whenWritable() });
-          // Proxies close streams that stay quiet; a heartbeat says the server is there.
-          const everyMs = 1000 * (heartbeatSeconds > 0 ? Math.min(heartbeatSeconds, 3600) : 15);
-          const heartbeat = setInterval(() => writer.writeMessage({ heartbeat: { time: new Date() } }), everyMs);
-          const subscription = items.subscribe({
-            next: (item) => (item.kind === "event" ? writer.write(item.event) : writer.writeMessage({ caughtUp: { sequence: item.sequence } })),
-            error: (error: unknown) => {
-              clearInterval(heartbeat);
-              call.emit("error", toServiceError(error, logger, "Subscribe"));
-            },
-            complete: () => {
-              clearInterval(heartbeat);
-              writer.end();
-            },
-          });
-          stop = () => {
+    subscribe: (call: ServerWritableStream<SubscribeRequest, SubscribeResponse>) =>
+      follow(call, "Subscribe", (who, writer) => {
+        const { sessionId, afterSequence, includeDescendants, heartbeatSeconds } = call.request;
+        // The replay goes at the reader's pace; only live events can make it fall behind.
+        const items = runtime.subscribe(who, sessionId, { afterSequence, includeDescendants, ready: () => writer.whenWritable() });
+        // Proxies close streams that stay quiet; a heartbeat says the server is there.
+        const everyMs = 1000 * (heartbeatSeconds > 0 ? Math.min(heartbeatSeconds, 3600) : 15);
+        const heartbeat = setInterval(() => writer.writeMessage({ heartbeat: { time: new Date() } }), everyMs);
+        const subscription = items.subscribe({
+          next: (item) => (item.kind === "event" ? writer.write(item.event) : writer.writeMessage({ caughtUp: { sequence: item.sequence } })),
+          error: (error: unknown) => {
             clearInterval(heartbeat);
-            subscription.unsubscribe();
-            writer.close();
-          };
-        })
-        .catch((error: unknown) => {
-          const failure = toServiceError(error, logger, "Subscribe");
-          if (!caller) {
-            audit.record({ method: "Subscribe", caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
-          }
-          call.emit("error", failure);
+            call.emit("error", toServiceError(error, logger, "Subscribe"));
+          },
+          complete: () => {
+            clearInterval(heartbeat);
+            writer.end();
+          },
         });
-    },
+        return () => {
+          clearInterval(heartbeat);
+          subscription.unsubscribe();
+        };
+      }),
 
     listTools: unary("ListTools", (request, caller) => ({
       tools: runtime.listTools(caller, request.sessionId).map((tool) => ({
@@ -495,6 +449,47 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       (request, response) => response?.session?.id ?? request.sessionId,
     ),
   };
+
+  /**
+   * A stream that follows a session (WatchTurn, Subscribe): authenticated first, then `start` wires
+   * its events to a writer and returns how to stop. The client leaving, or falling too far behind,
+   * stops it; failed sign-ins are audited like every other method's.
+   */
+  function follow(
+    call: ServerWritableStream<{ sessionId: string }, unknown>,
+    method: string,
+    start: (caller: Caller, writer: EventWriter) => () => void,
+  ): void {
+    let stop = () => {};
+    call.on("cancelled", () => stop());
+    let caller: Caller | undefined;
+    deps
+      .authenticate(call)
+      .then((who) => {
+        caller = who;
+        if (call.cancelled) return;
+        const writer = new EventWriter(
+          call as ServerWritableStream<unknown, { event?: AgentEvent }>,
+          (last) => {
+            stop();
+            call.emit("error", fellBehind(last));
+          },
+          deps.writerLimits,
+        );
+        const unsubscribe = start(who, writer);
+        stop = () => {
+          unsubscribe();
+          writer.close();
+        };
+      })
+      .catch((error: unknown) => {
+        const failure = toServiceError(error, logger, method);
+        if (!caller) {
+          audit.record({ method, caller: UNIDENTIFIED, sessionId: "", result: status[failure.code!], detail: failure.details, peer: call.getPeer() });
+        }
+        call.emit("error", failure);
+      });
+  }
 
   /**
    * Authenticates a turn call, then starts it synchronously inside `start` (so its events are
