@@ -112,6 +112,13 @@ export class Session implements SessionView {
    * reserved ahead, so that after a crash numbering resumes above it: a gap, never a repeat.
    */
   private reservedThrough: number;
+  /** The reservation the store is known to hold; numbers above it are published only once it does. */
+  private storedReservation: number;
+  /**
+   * Numbers skipped at the last restore (reserved before a crash, never used): a replay may pass
+   * over them; any other hole in the events is a loss, and is said so.
+   */
+  readonly skippedSequences: { after: number; through: number };
 
   /** Every event of this session: turn events and session-level ones. Completes when the session closes. */
   readonly events$: Observable<SessionEvent> = this.events.asObservable();
@@ -145,6 +152,8 @@ export class Session implements SessionView {
     // After a crash, numbers handed out beyond the last stored event may have reached a client.
     this.sequence = Math.max(record.lastSequence, record.sequenceReservedThrough ?? 0);
     this.reservedThrough = this.sequence;
+    this.storedReservation = this.sequence;
+    this.skippedSequences = { after: record.lastSequence, through: this.sequence };
     this.scriptSteps = record.scriptSteps ?? 0;
     this.context = new SessionContext(record.context, () => this.markChanged());
     this.messages = record.messages;
@@ -257,17 +266,24 @@ export class Session implements SessionView {
     finishing?.markFinished();
   }
 
-  /** Publication waits until the store has everything stamped so far (group-committed with other sessions'). */
+  /**
+   * Publication waits until the store has everything stamped so far (group-committed with other
+   * sessions'). A failing store is retried, with backoff, until it takes it or the session closes:
+   * nothing is acknowledged that is not stored (the failure itself is reported at once).
+   */
   private holdUntilStored(): void {
     const previous = this.barrier ?? Promise.resolve();
+    const reservation = this.reservedThrough;
     const barrier: Promise<void> = previous
-      .then(() => this.persistNow(this))
-      .then(
-        () => undefined,
-        () => undefined,
-      )
+      .then(async () => {
+        for (let delay = 100; ; delay = Math.min(delay * 2, 5_000)) {
+          const stored = await this.persistNow(this).catch(() => false);
+          if (stored) this.storedReservation = Math.max(this.storedReservation, reservation);
+          if (stored || this.stateName === "closed") return;
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      })
       .then(() => {
-        // A failing store is reported (persistence_failed) and retried; the clients are not kept waiting for ever.
         if (this.barrier === barrier) this.barrier = null;
         this.publishWaiting();
       });
@@ -386,9 +402,10 @@ export class Session implements SessionView {
     this.emit(turnId, { type: "subagent_event", childSessionId, agent, event });
   }
 
+  /** Said at once, ahead of the events that wait for the store: it is why they wait. */
   reportPersistenceFailure(message: string, attempts: number): void {
     this.writeError = message;
-    this.emit("", { type: "persistence_failed", message, attempts });
+    this.emit("", { type: "persistence_failed", message, attempts }, { now: true });
   }
 
   clearPersistenceError(): void {
@@ -431,13 +448,18 @@ export class Session implements SessionView {
     this.onChange(this);
   }
 
-  private emit(turnId: string, payload: EventPayload): void {
+  private emit(turnId: string, payload: EventPayload, options: { now?: boolean } = {}): void {
     this.sequence++;
     // Reserve well ahead, so the reservation reaches the disk long before numbering gets there.
     if (this.sequence > this.reservedThrough - SEQUENCE_BLOCK / 2) this.reservedThrough = this.sequence + SEQUENCE_BLOCK;
     const event: SessionEvent = { sessionId: this.id, sequence: this.sequence, timeMs: Date.now(), turnId, payload };
     if (!this.ephemeral) this.unpersisted.push(event);
     this.markChanged();
+    if (options.now) {
+      this.recentEvents.append(event);
+      this.events.next(event);
+      return;
+    }
     this.outbox.push(event);
     if (!this.barrier) this.publishWaiting();
   }
@@ -445,6 +467,12 @@ export class Session implements SessionView {
   /** Publishes what may go out; a client re-attaching sees exactly what the others were sent. */
   private publishWaiting(): void {
     while (this.outbox.length > 0 && !this.barrier) {
+      // A number above the stored reservation could be handed out again after a crash: it waits
+      // until the reservation is stored (once per block of numbers, and once after a restart).
+      if (!this.ephemeral && this.outbox[0]!.sequence > this.storedReservation) {
+        this.holdUntilStored();
+        return;
+      }
       const event = this.outbox.shift()!;
       this.recentEvents.append(event);
       this.events.next(event);

@@ -33,7 +33,7 @@ describe("sequence numbers", () => {
   const config = { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 }, permissions: DEFAULT_PERMISSIONS, confirmation: DEFAULT_CONFIRMATION, tools: null };
   const record = () => newSessionRecord({ id: "s1", owner: "o", parentId: null, config, workspace: "/w", ephemeral: false, labels: {} });
 
-  it("are reserved ahead in the record, and resume above the reservation after a crash", () => {
+  it("are reserved ahead in the record, and resume above the reservation after a crash", async () => {
     const session = new Session(record(), () => {});
     session.pause();
     const stored = session.toRecord();
@@ -44,10 +44,11 @@ describe("sequence numbers", () => {
     const seen: number[] = [];
     restored.events$.subscribe((e) => seen.push(e.sequence));
     restored.resume();
+    await restored.published();
     expect(seen[0]).toBeGreaterThan(stored.sequenceReservedThrough!);
   });
 
-  it("resume right after the last one when the reservation was released at a clean stop", () => {
+  it("resume right after the last one when the reservation was released at a clean stop", async () => {
     const session = new Session(record(), () => {});
     session.pause();
     session.releaseSequenceReservation();
@@ -55,6 +56,7 @@ describe("sequence numbers", () => {
     const seen: number[] = [];
     restored.events$.subscribe((e) => seen.push(e.sequence));
     restored.resume();
+    await restored.published();
     expect(seen).toEqual([2]);
   });
 
