@@ -13,6 +13,7 @@ Usage:
                [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
   agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
   agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR] [--token T]
+  agentd sessions start|follow|context|compact|clear|rewind|fork ID ...
   agentd skills list|show|load|unload|reload [NAME|PATH] [--session ID]
   agentd agents list|load|unload|reload [NAME|PATH] [--session ID]
   agentd mcp list|add|remove [NAME] [--session ID] [--url URL | -- COMMAND ARGS...]
