@@ -1,22 +1,12 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { status } from "@grpc/grpc-js";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { events } from "../src/client/client.js";
 import { ConfirmDecision, Scope, type AgentEvent, type ModelConfig } from "../src/gen/agentd/v1/runtime.js";
-import { collect, grpcError, removeTempDirs, startTestServer, waitFor, type ScriptStep, type TestServer } from "./helpers/harness.js";
+import { collect, grpcError, waitFor, type ScriptStep, serversStoppedAfterAll } from "./helpers/harness.js";
 
-const servers: TestServer[] = [];
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  await removeTempDirs();
-});
-
-async function start(config: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const t = await startTestServer(config);
-  servers.push(t);
-  return t;
-}
+const start = serversStoppedAfterAll();
 
 function script(steps: ScriptStep[], agents: Record<string, ScriptStep[]>): ModelConfig {
   const agentScripts = Object.fromEntries(Object.entries(agents).map(([name, s]) => [name, { steps: s }]));

@@ -1,20 +1,10 @@
 import { status, type ClientReadableStream } from "@grpc/grpc-js";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentdClient } from "../src/client/client.js";
 import type { AgentEvent, SubscribeResponse } from "../src/gen/agentd/v1/runtime.js";
-import { collect, grpcError, removeTempDirs, scripted, startTestServer, waitFor, type TestServer } from "./helpers/harness.js";
+import { collect, grpcError, scripted, waitFor, serversStoppedAfterAll } from "./helpers/harness.js";
 
-const servers: TestServer[] = [];
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  await removeTempDirs();
-});
-
-async function start(config: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const t = await startTestServer(config);
-  servers.push(t);
-  return t;
-}
+const start = serversStoppedAfterAll();
 
 /** Reads a Subscribe stream until `done` says so; returns what came, markers included. */
 async function readUntil(call: ClientReadableStream<SubscribeResponse>, done: (messages: SubscribeResponse[]) => boolean): Promise<SubscribeResponse[]> {

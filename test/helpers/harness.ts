@@ -64,6 +64,23 @@ export async function startTestServer(
   };
 }
 
+/**
+ * Starts servers for the tests of a file, each with its own data dir, and stops them all (and
+ * removes the temp dirs) after the last test.
+ */
+export function serversStoppedAfterAll(): (options?: Parameters<typeof startTestServer>[0]) => Promise<TestServer> {
+  const started: TestServer[] = [];
+  afterAll(async () => {
+    await Promise.all(started.splice(0).map((s) => s.stop()));
+    await removeTempDirs();
+  });
+  return async (options = {}) => {
+    const server = await startTestServer(options);
+    started.push(server);
+    return server;
+  };
+}
+
 /** One server for all tests of a file: started before the first, stopped (with its temp dirs) after the last. */
 export function useSharedTestServer(): () => TestServer {
   let current: TestServer | undefined;
