@@ -2,6 +2,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentdClient } from "../src/client/client.js";
+import type { SubscribeResponse } from "../src/gen/agentd/v1/runtime.js";
 import { removeTempDirs, scripted, startTestServer, waitFor, type TestServer } from "./helpers/harness.js";
 import { stallingProxy } from "./helpers/stalling-proxy.js";
 
@@ -48,6 +49,15 @@ describe("a client that stops reading", () => {
     await waitFor(async () => ((await t.client.getSession({ sessionId: session!.id })).session!.turnActive ? undefined : true), 30_000);
     expect(t.logs.some((line) => line.msg === "turn ended" && line.outcome === "turn_cancelled")).toBe(true);
     const held = heldBytes() - before;
+    // Its followers are told why: not a disconnect, a reader too slow.
+    const log = t.client.subscribe({ sessionId: session!.id, afterSequence: 0, fromOldestKept: true });
+    let reason = "";
+    for await (const message of log as AsyncIterable<SubscribeResponse>) {
+      if (message.event?.payload?.$case === "cancelled") reason = message.event.payload.cancelled.reason;
+      if (message.caughtUp) break;
+    }
+    log.cancel();
+    expect(reason).toBe("client_too_slow");
     // The client hears why once its network moves again.
     proxy.resume();
     const error = await ended;

@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { status, type ClientReadableStream } from "@grpc/grpc-js";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -6,13 +6,16 @@ import { AgentdClient } from "../src/client/client.js";
 import {
   CompactionMethod,
   CompactionTrigger,
+  ContextChangeKind,
   MessageKind,
   Role,
   type AgentEvent,
   type Message,
   type SessionConfig,
+  type SubscribeResponse,
 } from "../src/gen/agentd/v1/runtime.js";
 import { hashToken, newToken } from "../src/server/auth/tokens.js";
+import { spawnServer, type ServerProcess } from "./helpers/crash-server.js";
 import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor, type ScriptStep, type TestServer } from "./helpers/harness.js";
 
 /**
@@ -38,8 +41,8 @@ async function sessionWith(steps: ScriptStep[], config: Partial<SessionConfig> =
   return session!;
 }
 
-async function turn(sessionId: string, prompt: string) {
-  const events = await collect(t.client.streamGenerate({ sessionId, prompt }));
+async function turn(sessionId: string, prompt: string, client = t.client) {
+  const events = await collect(client.streamGenerate({ sessionId, prompt }));
   const last = events.at(-1)!;
   if (last.payload?.$case !== "turnCompleted") throw new Error(`the turn did not complete: ${JSON.stringify(last.payload)}`);
   return { events, turnId: last.turnId, text: last.payload.turnCompleted.result!.text };
@@ -50,6 +53,23 @@ async function allMessages(client: AgentdClient, sessionId: string): Promise<Mes
 }
 
 const compactions = (events: AgentEvent[]) => events.flatMap((e) => (e.payload?.$case === "contextCompacted" ? [e.payload.contextCompacted] : []));
+const contextChanges = (events: AgentEvent[]) => events.flatMap((e) => (e.payload?.$case === "contextChanged" ? [e.payload.contextChanged] : []));
+
+/** Reads a Subscribe stream until `done` holds for the events so far, then leaves it. */
+async function eventsUntil(call: ClientReadableStream<SubscribeResponse>, done: (events: AgentEvent[], caughtUp: boolean) => boolean): Promise<AgentEvent[]> {
+  const events: AgentEvent[] = [];
+  let caughtUp = false;
+  for await (const message of call as AsyncIterable<SubscribeResponse>) {
+    if (message.event) events.push(message.event);
+    if (message.caughtUp) caughtUp = true;
+    if (done(events, caughtUp)) break;
+  }
+  call.cancel();
+  return events;
+}
+
+/** Every event a session has stored, replayed from the start. */
+const storedEvents = (client: AgentdClient, sessionId: string) => eventsUntil(client.subscribe({ sessionId, afterSequence: 0 }), (_, caughtUp) => caughtUp);
 
 describe("GetContextUsage", () => {
   it("counts the last call's reported input plus what came since, against the configured window", async () => {
@@ -192,7 +212,86 @@ describe("CompactSession", () => {
   });
 });
 
+describe("CompactSession on a session of one turn", () => {
+  it("is refused: nothing is older than the turn kept verbatim, and the model is not asked", async () => {
+    const session = await sessionWith([answer("a1"), answer("not a summary")]);
+    await turn(session.id, "the only prompt");
+    const error = await grpcError(t.client.compactSession({ sessionId: session.id }));
+    expect(error.code).toBe(status.FAILED_PRECONDITION);
+    expect(error.details).toContain("nothing old enough to compact: its context holds one turn");
+    expect(error.details).toContain("keeps the newest turn verbatim");
+    expect(await allMessages(t.client, session.id)).toHaveLength(2);
+    expect((await t.client.getContextUsage({ sessionId: session.id })).usage).toMatchObject({ contextMessageCount: 2, lastCompactTime: undefined });
+    // The script's next step is still there: no summary was asked for.
+    expect((await turn(session.id, "next")).text).toBe("not a summary");
+  });
+});
+
+describe("context events", () => {
+  it("a compaction, its undo, a rewind and a clear are each a session-level event, in order", async () => {
+    const session = await sessionWith([answer("a1"), answer("a2"), answer("a3"), { text: "the summary", usage: { inputTokens: 300, outputTokens: 40 } }]);
+    await turn(session.id, "one");
+    const two = await turn(session.id, "two");
+    await turn(session.id, "three");
+    const last = (await t.client.getSession({ sessionId: session.id })).session!.lastSequence;
+    const seen = eventsUntil(t.client.subscribe({ sessionId: session.id, afterSequence: last }), (events) => events.length >= 4);
+
+    const usageBefore = (await t.client.getSession({ sessionId: session.id })).session!.usage!;
+    const { compaction } = await t.client.compactSession({ sessionId: session.id });
+    // The summary's model call is accounted for, in the report and in the session's totals.
+    expect(compaction!.summaryUsage).toEqual({ inputTokens: 300, outputTokens: 40, totalTokens: 340 });
+    const usageAfter = (await t.client.getSession({ sessionId: session.id })).session!.usage!;
+    expect(usageAfter.inputTokens - usageBefore.inputTokens).toBe(300);
+    expect(usageAfter.outputTokens - usageBefore.outputTokens).toBe(40);
+    const undone = await t.client.compactSession({ sessionId: session.id, undo: true });
+    const rewound = await t.client.rewindSession({ sessionId: session.id, turnId: two.turnId });
+    const cleared = await t.client.clearContext({ sessionId: session.id });
+
+    const events = await seen;
+    expect(events.map((e) => [e.payload?.$case, e.turnId])).toEqual([
+      ["contextCompacted", ""],
+      ["contextChanged", ""],
+      ["contextChanged", ""],
+      ["contextChanged", ""],
+    ]);
+    expect(compactions(events)).toEqual([compaction]);
+    expect(contextChanges(events)).toEqual([
+      { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_UNDO_COMPACTION, messagesAffected: 2, turnId: "", messagesAfter: undone.usage!.contextMessageCount },
+      { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_REWIND, messagesAffected: rewound.messagesRewound, turnId: two.turnId, messagesAfter: rewound.usage!.contextMessageCount },
+      { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_CLEAR, messagesAffected: cleared.messagesCleared, turnId: "", messagesAfter: 0 },
+    ]);
+    expect([undone.usage!.contextMessageCount, rewound.messagesRewound, rewound.usage!.contextMessageCount, cleared.messagesCleared]).toEqual([6, 4, 2, 2]);
+  });
+});
+
 describe("automatic compaction", () => {
+  it("shows the model its summary first, in place of the older turns, though the transcript has it after the turn's prompt", async () => {
+    const session = await sessionWith([answer("a1", 100), answer("a2", 900), { text: "the summary" }, HISTORY], { tools: { allow: ["none"] } }, 1_000);
+    await turn(session.id, "one");
+    await turn(session.id, "two");
+    const third = await turn(session.id, "three");
+    expect(compactions(third.events)).toHaveLength(1);
+    // What the model was sent: the summary as the first (user) message, then the kept turn and the prompt.
+    const [count, ...lines] = third.text.split("\n");
+    expect(count).toBe("count=4");
+    expect(lines[0]).toMatch(/^user: \[This conversation was compacted/);
+    expect(lines.indexOf("the summary")).toBeGreaterThan(0);
+    expect(lines.slice(lines.indexOf("the summary") + 1)).toEqual(["</summary>", "user: two", "assistant: a2", "user: three"]);
+    // The transcript is in the order things happened: the summary was made once "three" was asked.
+    const messages = await allMessages(t.client, session.id);
+    expect(messages.map((m) => [m.kind === MessageKind.MESSAGE_KIND_SUMMARY ? "summary" : m.text.split("\n")[0], m.inContext])).toEqual([
+      ["one", false],
+      ["a1", false],
+      ["two", true],
+      ["a2", true],
+      ["three", true],
+      ["summary", true],
+      ["count=4", true],
+    ]);
+    expect(messages[5]).toMatchObject({ role: Role.ROLE_USER, text: "the summary", turnId: third.turnId });
+    expect(messages[2]!.contextStart).toBe(true);
+  });
+
   it("compacts before a model call once the context passes the threshold, with its event", async () => {
     // No tools: what the model is sent is the short system prompt and the conversation, as the counts say.
     const session = await sessionWith([answer("a1", 100), answer("a2", 900), { text: "the summary" }, COUNT], { tools: { allow: ["none"] } }, 1_000);
@@ -360,6 +459,57 @@ describe("owners", () => {
       asBob.close();
     }
   });
+});
+
+describe("durability", () => {
+  it("a compaction, its undo, a rewind and a clear survive a kill -9 right after their reply, with their events", async () => {
+    const dataDir = await makeTempDir("agentd-context-kill-");
+    // No background write comes within the test: what is stored was stored for a reply.
+    const configFile = path.join(dataDir, "config.json");
+    await writeFile(configFile, JSON.stringify({ persistence: { debounceMs: 600_000 } }));
+    let server: ServerProcess = await spawnServer(dataDir, ["--config", configFile]);
+    let client = new AgentdClient(server.address);
+    const killAndRestart = async () => {
+      await server.kill();
+      client.close();
+      server = await spawnServer(dataDir, ["--config", configFile]);
+      client = new AgentdClient(server.address);
+    };
+    const usage = async () => (await client.getContextUsage({ sessionId: id })).usage!;
+    const lastStored = async () => (await storedEvents(client, id)).at(-1)?.payload;
+    let id = "";
+    try {
+      const { session } = await client.createSession({ config: { model: scripted([answer("a1"), answer("a2"), answer("a3"), { text: "the summary" }]) } });
+      id = session!.id;
+      await turn(id, "one", client);
+      const two = await turn(id, "two", client);
+      await turn(id, "three", client);
+
+      const { compaction } = await client.compactSession({ sessionId: id });
+      await killAndRestart();
+      expect(await usage()).toMatchObject({ contextMessageCount: 5, transcriptMessageCount: 7 });
+      expect((await allMessages(client, id)).at(-1)).toMatchObject({ id: compaction!.summaryMessageId, kind: MessageKind.MESSAGE_KIND_SUMMARY });
+      expect(await lastStored()).toEqual({ $case: "contextCompacted", contextCompacted: compaction });
+
+      await client.compactSession({ sessionId: id, undo: true });
+      await killAndRestart();
+      expect(await usage()).toMatchObject({ contextMessageCount: 6 });
+      expect(await lastStored()).toMatchObject({ $case: "contextChanged", contextChanged: { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_UNDO_COMPACTION } });
+
+      await client.rewindSession({ sessionId: id, turnId: two.turnId });
+      await killAndRestart();
+      expect(await usage()).toMatchObject({ contextMessageCount: 2 });
+      expect(await lastStored()).toMatchObject({ $case: "contextChanged", contextChanged: { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_REWIND, turnId: two.turnId } });
+
+      await client.clearContext({ sessionId: id });
+      await killAndRestart();
+      expect(await usage()).toMatchObject({ contextMessageCount: 0 });
+      expect(await lastStored()).toMatchObject({ $case: "contextChanged", contextChanged: { kind: ContextChangeKind.CONTEXT_CHANGE_KIND_CLEAR, messagesAffected: 2 } });
+    } finally {
+      client.close();
+      await server.kill();
+    }
+  }, 60_000);
 });
 
 describe("persistence", () => {

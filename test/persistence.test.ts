@@ -1,5 +1,6 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { SessionState } from "../src/gen/agentd/v1/runtime.js";
 import type { SessionEvent } from "../src/events/types.js";
@@ -8,7 +9,7 @@ import type { SessionRecord } from "../src/store/record.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import type { SessionStore } from "../src/store/types.js";
 import { FileSessionStore } from "../src/store/file-store.js";
-import { cases, collect, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
+import { cases, collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
 import { readStoredRecord, storedSessionIds } from "./helpers/records.js";
 
 afterAll(removeTempDirs);
@@ -227,6 +228,37 @@ describe("requests and the disk", () => {
 });
 
 describe("a failing store", () => {
+  it("CreateSession is UNAVAILABLE and keeps nothing when the store cannot take the session; no turn starts while a session cannot be written", async () => {
+    const store = new FlakyStore();
+    store.failing = false;
+    const server = await startTestServer({ store });
+    try {
+      const { session } = await server.client.createSession({ config: { model: scripted([{ text: "ok" }], true) } });
+      store.failing = true;
+      const refused = await grpcError(server.client.createSession({}));
+      expect(refused.code).toBe(status.UNAVAILABLE);
+      expect(refused.details).toContain("nothing was created");
+      expect((await server.client.listSessions({})).sessions.map((s) => s.id)).toEqual([session!.id]);
+
+      // A change the store cannot take marks the session; a new turn would only pile up more.
+      await server.client.pause({ sessionId: session!.id });
+      await server.client.resume({ sessionId: session!.id });
+      await waitFor(async () => ((await server.client.getSession({ sessionId: session!.id })).session!.persistenceError !== "" ? true : undefined));
+      const busy = await grpcError(server.client.generate({ sessionId: session!.id, prompt: "q" }));
+      expect(busy.code).toBe(status.UNAVAILABLE);
+      expect(busy.details).toContain("no new turn starts");
+
+      store.failing = false;
+      await waitFor(async () => ((await server.client.getSession({ sessionId: session!.id })).session!.persistenceError === "" ? true : undefined));
+      expect((await server.client.generate({ sessionId: session!.id, prompt: "q" })).result!.text).toBe("ok");
+      await server.server.runtime.flush();
+      expect((await store.inner.loadAll()).records.map((r) => r.id)).toEqual([session!.id]);
+    } finally {
+      store.failing = false;
+      await server.stop();
+    }
+  });
+
   it("reports persistence_failed on the stream and on the session, retries, and clears it once a write succeeds", async () => {
     const store = new FlakyStore();
     store.failing = false;

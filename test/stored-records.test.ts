@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { Decision, MessageKind, Role, SessionState, TimeoutAction, type Message, type ModelConfig, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
+import { Decision, MessageKind, Role, SessionState, TimeoutAction, type Message, type ModelConfig, type SubscribeResponse, type ToolCall, type ToolResult } from "../src/gen/agentd/v1/runtime.js";
 import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, type TestServer } from "./helpers/harness.js";
 
 /**
@@ -323,7 +323,8 @@ describe("version-1 session records", () => {
           updateTime: expect.any(Date),
           usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens },
           messageCount,
-          lastSequence: want.lastSequence,
+          // The turn that was running when it was stored is said to have ended: one event more.
+          lastSequence: want.lastSequence + (id === ID.running ? 1 : 0),
           workspace: `${WORKSPACES}/${want.workspaceOf}`,
           ephemeral: false,
           labels: want.labels,
@@ -367,7 +368,15 @@ describe("version-1 session records", () => {
       const { session } = await server.client.getSession({ sessionId: ID.running });
       expect(session!.state).toBe(SessionState.SESSION_STATE_IDLE);
       expect(session!.turnActive).toBe(false);
-      expect(session!.lastSequence).toBe(6);
+      // Its followers learn that the turn died with the server.
+      expect(session!.lastSequence).toBe(7);
+      const replay = server.client.subscribe({ sessionId: ID.running, afterSequence: 6 });
+      for await (const message of replay as AsyncIterable<SubscribeResponse>) {
+        expect(message.event!.payload).toEqual({ $case: "cancelled", cancelled: { reason: "server_restarted" } });
+        expect(message.event!.sequence).toBe(7);
+        break;
+      }
+      replay.cancel();
 
       const messages = await allMessages(server, ID.running);
       const stored = await storedMessages(ID.running);

@@ -95,6 +95,69 @@ describe("the event log: Subscribe, StartTurn and detached turns", () => {
     expect(completed).toEqual([child!.id, parent!.id]);
   });
 
+  it("never skips events silently: a cursor older than what is kept is OUT_OF_RANGE naming the oldest, unless from_oldest_kept", async () => {
+    // Little memory for recent events, and an ephemeral session (nothing in the store): early events are gone.
+    const t = await start({ config: { persistence: { recentEventsMemoryBytes: 16 * 1024 } } });
+    const { session } = await t.client.createSession({ ephemeral: true, config: { model: scripted([{ text: "x".repeat(400), chunkSize: 4 }], true) } });
+    const id = session!.id;
+    await t.client.generate({ sessionId: id, prompt: "go" });
+    const { session: now } = await t.client.getSession({ sessionId: id });
+    const gone = await grpcError(collect(t.client.subscribe({ sessionId: id, afterSequence: 0 }) as never));
+    expect(gone.code).toBe(status.OUT_OF_RANGE);
+    const oldest = Number(/the oldest available is (\d+)/.exec(gone.details)![1]);
+    expect(oldest).toBeGreaterThan(1);
+
+    const kept = await readUntil(t.client.subscribe({ sessionId: id, afterSequence: 0, fromOldestKept: true }), (m) => m.some((x) => x.caughtUp));
+    const sequences = eventsOf(kept).map((e) => e.sequence);
+    expect(sequences[0]).toBe(oldest);
+    expect(sequences).toEqual(Array.from({ length: now!.lastSequence - oldest + 1 }, (_, i) => oldest + i));
+    // From the oldest kept on, a cursor is fine.
+    const fromThere = await readUntil(t.client.subscribe({ sessionId: id, afterSequence: oldest - 1 }), (m) => m.some((x) => x.caughtUp));
+    expect(eventsOf(fromThere).map((e) => e.sequence)).toEqual(sequences);
+  });
+
+  it("answers a cursor beyond 2^53 - 1 with OUT_OF_RANGE, not INTERNAL", async () => {
+    const t = await start();
+    const { session } = await t.client.createSession({});
+    const error = await grpcError(collect(t.client.subscribe({ sessionId: session!.id, afterSequence: 2 ** 60 }) as never));
+    expect(error.code).toBe(status.OUT_OF_RANGE);
+    expect(error.details).toContain("2^53 - 1");
+    // The server is fine, and so are unary calls with such a number (none has one today, so the stream stands for them).
+    expect((await t.client.getSession({ sessionId: session!.id })).session!.id).toBe(session!.id);
+  });
+
+  it("limits the streams one owner may keep open, and gives a place back when a stream ends", async () => {
+    const t = await start({ config: { grpc: { maxSubscriptionsPerOwner: 2 } } });
+    const { session } = await t.client.createSession({});
+    const id = session!.id;
+    const open = [0, 1].map(() => t.client.subscribe({ sessionId: id, afterSequence: 0 }));
+    for (const call of open) call.on("error", () => {});
+    await Promise.all(open.map((call) => new Promise((resolve) => call.once("data", resolve))));
+    const refused = await grpcError(collect(t.client.subscribe({ sessionId: id, afterSequence: 0 }) as never));
+    expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(refused.details).toContain("limit is 2");
+    open[0]!.cancel();
+    // A place comes back when a stream is cancelled, and when one ends with an error.
+    const opens = async () => {
+      const call = t.client.subscribe({ sessionId: id, afterSequence: 0 });
+      call.on("error", () => {});
+      const ok = await new Promise<boolean>((resolve) => {
+        call.once("data", () => resolve(true));
+        call.once("error", () => resolve(false));
+      });
+      call.cancel();
+      return ok ? true : undefined;
+    };
+    await waitFor(opens);
+    const failed = await waitFor(async () => {
+      const error = await grpcError(collect(t.client.subscribe({ sessionId: id, afterSequence: 999 }) as never));
+      return error.code === status.RESOURCE_EXHAUSTED ? undefined : error;
+    });
+    expect(failed.code).toBe(status.OUT_OF_RANGE);
+    await waitFor(opens);
+    open[1]!.cancel();
+  });
+
   it("cuts off a subscriber that stops reading, with the last sequence it was sent; the server's memory stays bounded", async () => {
     // A low limit (the default is 512 Ki characters of text) so a few turns pass it, past what the client's own buffers absorb.
     const t = await start({ config: { grpc: { maxPendingEventChars: 256 * 1024 } } });

@@ -6,7 +6,11 @@ export type CancelReason =
   | "shutdown"
   | "deadline_exceeded"
   /** A subagent's turn, because the parent turn that handed it the task was cancelled. */
-  | "parent_cancelled";
+  | "parent_cancelled"
+  /** The turn was running when the server stopped (crashed); it did not go on after the restart. */
+  | "server_restarted"
+  /** The client of a StreamGenerate call read its events too slowly and was cut off. */
+  | "client_too_slow";
 
 /**
  * The reason object a turn's AbortController is aborted with. Its name is "AbortError" so every

@@ -1,13 +1,11 @@
-import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { events, type AgentdClient } from "../client/client.js";
 import { connect, connectOptions, CONNECT_HELP } from "./connect.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import type { AgentEvent, ModelConfig, StreamGenerateResponse } from "../gen/agentd/v1/runtime.js";
-import { parseScript } from "../llm/scripted.js";
 import { answerConfirmation, type Ask } from "./confirm.js";
-import { modelFromOptions, modelOptions } from "./model-options.js";
+import { MODEL_HELP, modelConfigFromFlags, modelOptions } from "./model-options.js";
 
 const HELP = `agentd chat: talk to an agent session from the terminal
 
@@ -16,10 +14,10 @@ const HELP = `agentd chat: talk to an agent session from the terminal
 ${CONNECT_HELP}
   --session ID      continue an existing session instead of creating one
   --owner NAME      owner of a new session
-  --provider, --model, --base-url, --api-key-env
-                    model of a new session (or of --session, which is reconfigured)
-  --script FILE     use the scripted provider with this script (read here, sent inline)
   --yes             approve every tool call that asks, without asking
+
+The model of a new session (or of --session, which is reconfigured); without these, the server's default:
+${MODEL_HELP}
 
 With a PROMPT, runs one turn and exits. Without, reads prompts line by line; Ctrl-C cancels a
 running turn, Ctrl-C at the prompt (or Ctrl-D) leaves. A tool call that needs approval (writing
@@ -54,27 +52,6 @@ export async function runChat(args: string[]): Promise<number> {
   } finally {
     client.close();
   }
-}
-
-function modelConfigFromFlags(values: Parameters<typeof modelFromOptions>[0]): Partial<ModelConfig> | undefined {
-  const model = modelFromOptions(values);
-  if (!model) return undefined;
-  // The script is sent inline, so the server needs no access to this machine's files; it is checked
-  // here first, so a mistake names the file rather than "script_json".
-  let scriptJson = "";
-  if (model.scriptPath) {
-    try {
-      scriptJson = readFileSync(model.scriptPath, "utf8");
-    } catch (error) {
-      throw new Error(`cannot read script file ${model.scriptPath} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
-    }
-    try {
-      parseScript(scriptJson, model.scriptPath);
-    } catch (error) {
-      throw new Error((error as Error).message);
-    }
-  }
-  return { ...model, scriptPath: "", scriptJson };
 }
 
 async function openSession(

@@ -1,34 +1,34 @@
 #!/usr/bin/env node
-import { runChat } from "./chat.js";
-import { runServe } from "./serve.js";
-import { runAgents, runMcp, runSkills } from "./registries.js";
-import { runSessions } from "./sessions.js";
-import { runToken } from "./token.js";
 
 const USAGE = `agentd: a gRPC runtime for LLM agent sessions
 
 Usage:
   agentd serve [--host H] [--port P] [--data-dir DIR] [--log-level L] [--log-format auto|json|pretty]
                [--store file|memory] [--config FILE]
-               [--provider P --model M [--base-url URL] [--script FILE]] [--max-sessions N] [--max-sessions-per-owner N]
-  agentd chat [--server ADDR] [--session ID] [--provider P --model M [--base-url URL] [--script FILE]] [PROMPT...]
-  agentd sessions list|get|create|destroy|messages|cancel|pause|resume [ID] [--server ADDR] [--token T]
-  agentd sessions start|follow|context|compact|clear|rewind|fork ID ...
+               [MODEL] [--max-sessions N] [--max-sessions-per-owner N]
+  agentd chat [--server ADDR] [--session ID] [MODEL] [PROMPT...]
+  agentd sessions list|get|destroy|messages|cancel|pause|resume [ID] [--server ADDR] [--token T]
+  agentd sessions create [--owner NAME] [MODEL]
+  agentd sessions start ID PROMPT
+  agentd sessions follow ID [--after N | --from-oldest] [--descendants]
+  agentd sessions context|compact|clear|rewind|fork ID ...
   agentd skills list|show|load|unload|reload [NAME|PATH] [--session ID]
   agentd agents list|load|unload|reload [NAME|PATH] [--session ID]
   agentd mcp list|add|remove [NAME] [--session ID] [--url URL | -- COMMAND ARGS...]
   agentd token create --owner NAME [--role user|admin] [--name LABEL]
 
+MODEL is --provider P --model M [--base-url URL] [--api-key-env VAR] [--context-window N], or --script FILE.
 Run "agentd <command> --help" for the options of one command.`;
 
+// Each command's module is loaded when it runs: a client command does not load the server's.
 const commands: Record<string, (args: string[]) => Promise<number>> = {
-  serve: runServe,
-  chat: runChat,
-  sessions: runSessions,
-  token: runToken,
-  skills: runSkills,
-  agents: runAgents,
-  mcp: runMcp,
+  serve: async (args) => (await import("./serve.js")).runServe(args),
+  chat: async (args) => (await import("./chat.js")).runChat(args),
+  sessions: async (args) => (await import("./sessions.js")).runSessions(args),
+  token: async (args) => (await import("./token.js")).runToken(args),
+  skills: async (args) => (await import("./registries.js")).runSkills(args),
+  agents: async (args) => (await import("./registries.js")).runAgents(args),
+  mcp: async (args) => (await import("./registries.js")).runMcp(args),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -17,7 +17,7 @@ const HELP = `agentd serve: start the server
   --config FILE             JSON file with any of the settings (see README); flags win over it
   --max-sessions N          live sessions in the server
   --max-sessions-per-owner N
-  --provider, --model, --base-url, --script, --api-key-env
+  --provider, --model, --base-url, --script, --api-key-env, --context-window
                             default model for sessions created without one (its endpoint, key
                             variable and script file are allowed for every session)
 

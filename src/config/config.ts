@@ -71,6 +71,9 @@ export interface RuntimeConfig {
      */
     maxPendingEvents: number;
     maxPendingEventChars: number;
+    /** Subscribe and WatchTurn streams one owner may have open at once, and all owners together. */
+    maxSubscriptionsPerOwner: number;
+    maxSubscriptions: number;
   };
   /** One JSON line per mutating RPC. */
   audit: {
@@ -146,6 +149,11 @@ export interface RuntimeConfig {
     /** Each session's event log keeps its newest events within both bounds (for clients that re-attach). */
     maxEventsPerSession: number;
     maxEventBytesPerSession: number;
+    /**
+     * The newest events of each session are also kept in memory, for clients that re-attach; this
+     * bounds that memory for all sessions together (the sessions idle longest give theirs up first).
+     */
+    recentEventsMemoryBytes: number;
     /** How often the file store moves its write-ahead log into the sessions' own files. */
     checkpointIntervalMs: number;
   };
@@ -172,6 +180,8 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
     minClientPingIntervalMs: 10_000,
     maxPendingEvents: 1_000,
     maxPendingEventChars: 512 * 1024,
+    maxSubscriptionsPerOwner: 64,
+    maxSubscriptions: 4_096,
   },
   audit: { enabled: true, file: "", maxBytes: 10 * 1024 * 1024, maxFiles: 5 },
   sessionDefaults: {
@@ -193,6 +203,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
     retryMaxMs: 30_000,
     maxEventsPerSession: 10_000,
     maxEventBytesPerSession: 16 * 1024 * 1024,
+    recentEventsMemoryBytes: 256 * 1024 * 1024,
     checkpointIntervalMs: 2_000,
   },
 };
@@ -272,6 +283,9 @@ function validateConfig(config: RuntimeConfig): void {
   positive("grpc.maxConcurrentStreams", config.grpc.maxConcurrentStreams);
   positive("grpc.maxPendingEvents", config.grpc.maxPendingEvents);
   positive("grpc.maxPendingEventChars", config.grpc.maxPendingEventChars);
+  positive("grpc.maxSubscriptionsPerOwner", config.grpc.maxSubscriptionsPerOwner);
+  positive("grpc.maxSubscriptions", config.grpc.maxSubscriptions);
+  positive("persistence.recentEventsMemoryBytes", config.persistence.recentEventsMemoryBytes);
   positive("persistence.maxEventsPerSession", config.persistence.maxEventsPerSession);
   positive("persistence.maxEventBytesPerSession", config.persistence.maxEventBytesPerSession);
   positive("persistence.checkpointIntervalMs", config.persistence.checkpointIntervalMs);

@@ -21,12 +21,14 @@ export interface CompactionPlan {
  * assistant message. It prefers turn boundaries, keeping at most KEEP_TURNS whole turns, within
  * `keepTokens` when the window is known; when even the newest turn is too big (one long turn of
  * tool calls), it cuts inside that turn between steps, keeping the newest steps that fit, at least
- * the last one. Null when there is nothing older to cut.
+ * the last one. With `wholeNewestTurn`, it cuts inside the newest turn only when that is too big:
+ * a CompactSession that would summarise just the prompt of a session's only turn has nothing to do.
+ * Null when there is nothing older to cut.
  */
 export function planCompaction(
   messages: readonly Message[],
   view: ContextView,
-  options: { keepTokens: number | null; tokensOf: (message: Message) => number; keepTurns?: number },
+  options: { keepTokens: number | null; tokensOf: (message: Message) => number; keepTurns?: number; wholeNewestTurn?: boolean },
 ): CompactionPlan | null {
   const indexes = contextIndexes(messages, view);
   const keepTurns = options.keepTurns ?? KEEP_TURNS;
@@ -59,6 +61,7 @@ export function planCompaction(
   if (cut === undefined) {
     // Inside the newest turn: the earliest step boundary that fits, or else the last one.
     const lastTurnStart = [...indexes.keys()].reverse().find((k) => isTurnStart(k)) ?? 0;
+    if (options.wholeNewestTurn && fits(lastTurnStart)) return null;
     const steps = safe.filter((k) => k > lastTurnStart || (k === lastTurnStart && k > 0));
     cut = steps.find((k) => fits(k)) ?? steps.at(-1) ?? safe.at(-1)!;
   }

@@ -6,13 +6,13 @@ import { isContextOverflow } from "../llm/overflow.js";
 import type { LlmClient, LlmToolDefinition } from "../llm/types.js";
 import type { Logger } from "../logging.js";
 import type { Session } from "../session/session.js";
-import type { Message } from "../session/types.js";
+import type { Message, UsageTotals } from "../session/types.js";
 import type { ContextRecord } from "./types.js";
-import { KEEP_WINDOW_SHARE, planCompaction } from "./plan.js";
+import { KEEP_TURNS, KEEP_WINDOW_SHARE, planCompaction } from "./plan.js";
 import { contextSettingsOf } from "./settings.js";
 import { summarize, summaryRequest } from "./summary.js";
-import { environmentTokens, messageTokens, tokenCounterFor, type TokenCounter } from "./tokens.js";
-import type { CompactionReport, CompactionTrigger, ContextOp, ContextUsage, MessageMark } from "./types.js";
+import { cachedMessageTokens, environmentTokens, tokenCounterFor, type TokenCounter } from "./tokens.js";
+import type { CompactionReport, CompactionTrigger, ContextChange, ContextOp, ContextUsage, MessageMark } from "./types.js";
 import { contextIndexes, messageMarks } from "./view.js";
 import { contextWindowOf } from "./windows.js";
 
@@ -30,6 +30,8 @@ export interface ContextServiceDeps {
   logger: Logger;
   /** How long a summary may take outside a turn; default 5 minutes. */
   summaryTimeoutMs?: number;
+  /** The token counter of a session's model; default tokenCounterFor (tests count the counting). */
+  tokenCounter?: (model: Session["config"]["model"]) => Promise<TokenCounter>;
 }
 
 /** What a summariser may be given, in characters, when the window is unknown. */
@@ -54,6 +56,7 @@ export class ContextService {
     }
   }
 
+  /** How full the context is. */
   async usage(session: Session): Promise<ContextUsage> {
     const model = session.config.model;
     const window = contextWindowOf(model);
@@ -93,6 +96,8 @@ export class ContextService {
   async compact(session: Session, options: { instructions: string; apiKey: string }): Promise<CompactionReport> {
     this.checkIdle(session, "compact its context");
     session.context.compacting = true;
+    let report: CompactionReport | null;
+    let stored: Promise<void>;
     try {
       let llm: LlmClient | null = null;
       let reason = "";
@@ -103,34 +108,42 @@ export class ContextService {
       }
       const signal = AbortSignal.timeout(this.deps.summaryTimeoutMs ?? 5 * 60_000);
       const context: TurnContext = { sessionId: session.id, turnId: "", signal, logger: this.deps.logger.child({ sessionId: session.id }) };
-      const report = await this.compactNow(session, { trigger: "manual", llm, reason, context, instructions: options.instructions, turnId: "" });
-      if (!report) throw failedPrecondition(`session ${session.id} has nothing older than its most recent messages to compact`);
-      session.reportContextCompacted(report);
-      return report;
+      report = await this.compactNow(session, { trigger: "manual", llm, reason, context, instructions: options.instructions, turnId: "" });
+      if (!report) throw failedPrecondition(`session ${session.id} has nothing old enough to compact: ${whatIsKept(session)}`);
+      // Stamped while turns are still held off, so that no turn's event comes before it.
+      stored = session.emitDurably({ type: "context_compacted", report });
     } finally {
       session.context.compacting = false;
     }
+    // The reply acknowledges the compaction: it waits until the store has it.
+    await stored;
+    return report;
   }
 
   /**
    * CompactSession with undo: the last compaction is undone when nothing but new messages came after
    * it, so the model sees again what its summary stood for (the summary stays in the transcript).
    */
-  undoCompaction(session: Session): void {
+  async undoCompaction(session: Session): Promise<number> {
     this.checkIdle(session, "undo a compaction");
     const last = session.context.operations.at(-1);
     if (last?.type !== "compact") {
       const what = last === undefined ? "the context was never compacted" : `the last change to the context was a ${last.type === "uncompact" ? "compaction undone already" : last.type}`;
       throw failedPrecondition(`session ${session.id} has no compaction to undo: ${what}; RewindSession to a turn before a compaction gives back the context of that time`);
     }
+    const before = contextIndexes(session.transcript(), session.context.view()).length;
     session.context.apply({ type: "uncompact", at: session.messageCount, atMs: Date.now() });
+    const restored = contextIndexes(session.transcript(), session.context.view()).length - before;
+    await this.announce(session, { kind: "undo_compaction", messages: restored, turnId: "" });
+    return restored;
   }
 
   /** ClearContext: the model's context starts afresh with the next message; returns how many messages left it. */
-  clear(session: Session): number {
+  async clear(session: Session): Promise<number> {
     this.checkIdle(session, "clear its context");
     const before = contextIndexes(session.transcript(), session.context.view()).length;
     session.context.apply({ type: "clear", at: session.messageCount, atMs: Date.now() });
+    await this.announce(session, { kind: "clear", messages: before, turnId: "" });
     return before;
   }
 
@@ -138,11 +151,22 @@ export class ContextService {
    * RewindSession: the context becomes what the model had when that turn started, without that turn
    * and the ones after it. Returns how many messages of the transcript were rewound.
    */
-  rewind(session: Session, turnId: string): number {
+  async rewind(session: Session, turnId: string): Promise<number> {
     this.checkIdle(session, "rewind");
     const from = turnStart(session.transcript(), turnId, session.id);
     session.context.apply({ type: "rewind", at: session.messageCount, from, turnId, atMs: Date.now() });
-    return session.transcript().slice(from).filter((m) => m.kind !== "summary").length;
+    const rewound = session.transcript().slice(from).filter((m) => m.kind !== "summary").length;
+    await this.announce(session, { kind: "rewind", messages: rewound, turnId });
+    return rewound;
+  }
+
+  /**
+   * Publishes a clear, rewind or undo as a `context_changed` event, stamped now with the change so
+   * that no other event comes between; resolves once the store has both (the reply acknowledges them).
+   */
+  private announce(session: Session, change: Omit<ContextChange, "messagesAfter">): Promise<void> {
+    const messagesAfter = session.context.modelMessages(session.transcript()).length;
+    return session.emitDurably({ type: "context_changed", change: { ...change, messagesAfter } });
   }
 
   /**
@@ -204,13 +228,18 @@ export class ContextService {
       tokensBefore?: number;
     },
   ): Promise<CompactionReport | null> {
-    const counter = await tokenCounterFor(session.config.model);
+    const counter = await this.counterFor(session);
     const environment = options.environment ?? this.deps.environment(session);
     const messages = session.transcript();
     const view = session.context.view();
     const window = contextWindowOf(session.config.model).tokens;
-    const tokensOf = (message: Message) => messageTokens(message, counter);
-    const plan = planCompaction(messages, view, { keepTokens: window > 0 ? Math.floor(window * KEEP_WINDOW_SHARE) : null, tokensOf });
+    const tokensOf = (message: Message) => cachedMessageTokens(message, counter);
+    const plan = planCompaction(messages, view, {
+      keepTokens: window > 0 ? Math.floor(window * KEEP_WINDOW_SHARE) : null,
+      tokensOf,
+      // A turn may cut into its own long run of steps; CompactSession only when the newest turn alone is too big.
+      wholeNewestTurn: options.trigger === "manual",
+    });
     if (!plan) return null;
     const tokensBefore = options.tokensBefore ?? (await this.tokens(session, environment)).tokens;
     const messagesBefore = session.context.modelMessages(messages).length;
@@ -219,12 +248,18 @@ export class ContextService {
     const head = preamble?.kind === "summary" ? [preamble, ...plan.head] : plan.head;
 
     let summary: string | null = null;
+    const summaryUsage: UsageTotals = { inputTokens: 0, outputTokens: 0 };
     let reason = options.reason;
     if (options.llm) {
       const maxChars = window > 0 ? Math.floor(window * 0.6) * 4 : UNKNOWN_WINDOW_INPUT_CHARS;
       const request = summaryRequest(head, { instructions: options.instructions, maxChars, maxOutputTokens: summaryOutputTokens(session, window) });
       try {
-        summary = (await summarize(options.llm, request, options.context)).summary;
+        const answer = await summarize(options.llm, request, options.context);
+        summary = answer.summary;
+        summaryUsage.inputTokens = answer.usage.inputTokens;
+        summaryUsage.outputTokens = answer.usage.outputTokens;
+        // The summary is a model call like a turn's: the session pays for it.
+        session.addUsage(summaryUsage);
       } catch (error) {
         if (isAbortError(error, options.context.signal) && options.trigger !== "manual") throw error;
         reason = isAbortError(error, options.context.signal) ? "the summary took too long" : `the model failed to summarise (${errorMessage(error)})`;
@@ -253,6 +288,7 @@ export class ContextService {
       messagesAfter: session.context.modelMessages(session.transcript()).length,
       summaryMessageId,
       reason: summary === null ? reason : "",
+      summaryUsage,
     };
     options.context.logger.info({ compaction: report }, "context compacted");
     return report;
@@ -263,14 +299,18 @@ export class ContextService {
    * added since, when no operation changed the context in between; otherwise everything counted.
    */
   private async tokens(session: Session, environment?: ModelEnvironment): Promise<{ tokens: number; method: string }> {
-    const counter = await tokenCounterFor(session.config.model);
+    const counter = await this.counterFor(session);
     const messages = session.transcript();
     const last = session.context.lastCall;
     if (last && last.ops === session.context.operations.length && last.at <= messages.length) {
       const added = contextIndexes(messages, session.context.view()).filter((i) => i >= last.at);
-      return { tokens: last.inputTokens + sum(added.map((i) => messageTokens(messages[i]!, counter))), method: `reported+${counter.method}` };
+      return { tokens: last.inputTokens + sum(added.map((i) => cachedMessageTokens(messages[i]!, counter))), method: `reported+${counter.method}` };
     }
     return { tokens: fullCount(session, environment ?? this.deps.environment(session), counter), method: counter.method };
+  }
+
+  private counterFor(session: Session): Promise<TokenCounter> {
+    return (this.deps.tokenCounter ?? tokenCounterFor)(session.config.model);
   }
 
   private checkIdle(session: Session, what: string): void {
@@ -281,7 +321,15 @@ export class ContextService {
 
 function fullCount(session: Session, environment: ModelEnvironment, counter: TokenCounter): number {
   const messages = session.context.modelMessages(session.transcript());
-  return environmentTokens(environment, counter) + sum(messages.map((m) => messageTokens(m, counter)));
+  return environmentTokens(environment, counter) + sum(messages.map((m) => cachedMessageTokens(m, counter)));
+}
+
+/** Why a CompactSession found nothing old enough: what its context holds, and what is kept. */
+function whatIsKept(session: Session): string {
+  const messages = session.transcript();
+  const turns = contextIndexes(messages, session.context.view()).filter((i) => messages[i]!.role === "user").length;
+  const holds = turns === 0 ? "its context holds no turn" : `its context holds ${turns === 1 ? "one turn" : `${turns} turns`}`;
+  return `${holds}, and a compaction keeps the newest turn verbatim (up to ${KEEP_TURNS} turns); compact again after more turns`;
 }
 
 /** A summary may take up to a tenth of the window, within 1,000 to 8,000 tokens and the session's own output limit. */

@@ -1,6 +1,6 @@
 import type { Message } from "../session/types.js";
 import type { ContextOp, ContextRecord } from "./types.js";
-import { modelMessages, replay, type ContextView } from "./view.js";
+import { modelMessages, preambleMessage, replay, type ContextView } from "./view.js";
 
 /**
  * A session's record of its model context: the operations done on it and the last model call's
@@ -9,7 +9,8 @@ import { modelMessages, replay, type ContextView } from "./view.js";
 export class SessionContext {
   private ops: ContextOp[];
   private last: ContextRecord["lastCall"];
-  private cached: { ops: number; view: ContextView } | null = null;
+  /** The view and its preamble (built on first use), until the next operation; the preamble is kept so its tokens are counted once. */
+  private cached: { ops: number; view: ContextView; preamble?: Message | null } | null = null;
   /** A CompactSession is summarising: no turn may start meanwhile. */
   compacting = false;
 
@@ -30,13 +31,19 @@ export class SessionContext {
   }
 
   view(): ContextView {
-    if (this.cached?.ops !== this.ops.length) this.cached = { ops: this.ops.length, view: replay(this.ops) };
-    return this.cached.view;
+    return this.current().view;
   }
 
-  /** What the model is sent of this transcript. */
+  /** What the model is sent of this transcript (the session's own: the preamble is kept for it). */
   modelMessages(messages: readonly Message[]): Message[] {
-    return modelMessages(messages, this.view());
+    const current = this.current();
+    if (current.preamble === undefined) current.preamble = preambleMessage(messages, current.view);
+    return modelMessages(messages, current.view, current.preamble);
+  }
+
+  private current(): { view: ContextView; preamble?: Message | null } {
+    if (this.cached?.ops !== this.ops.length) this.cached = { ops: this.ops.length, view: replay(this.ops) };
+    return this.cached;
   }
 
   apply(op: ContextOp): void {

@@ -76,6 +76,40 @@ export function messageTokens(message: Message, counter: TokenCounter): number {
 
 /** What the system prompt and the tool definitions take in every call. */
 export function environmentTokens(environment: { systemPrompt: string; tools: readonly LlmToolDefinition[] }, counter: TokenCounter): number {
-  const tools = environment.tools.length === 0 ? 0 : counter.count(JSON.stringify(environment.tools));
-  return counter.count(environment.systemPrompt) + tools;
+  const tools = environment.tools.length === 0 ? 0 : countedText(JSON.stringify(environment.tools), counter);
+  return countedText(environment.systemPrompt, counter) + tools;
+}
+
+/** Per counter, each message's tokens: messages never change once appended, so none is counted twice. */
+const messageCounts = new WeakMap<TokenCounter, WeakMap<Message, number>>();
+
+/**
+ * messageTokens, remembered per message: GetContextUsage after a clear, a rewind or a compaction
+ * recounts the whole context, and without this would tokenise all of it again each time. Only for
+ * messages that never change (a transcript's, and the preamble SessionContext keeps).
+ */
+export function cachedMessageTokens(message: Message, counter: TokenCounter): number {
+  let counts = messageCounts.get(counter);
+  if (!counts) messageCounts.set(counter, (counts = new WeakMap()));
+  let tokens = counts.get(message);
+  if (tokens === undefined) counts.set(message, (tokens = messageTokens(message, counter)));
+  return tokens;
+}
+
+/** System prompts and tool lists are few and shared by many sessions: the latest ones' counts are kept. */
+const TEXTS_KEPT = 32;
+const textCounts = new WeakMap<TokenCounter, Map<string, number>>();
+
+function countedText(text: string, counter: TokenCounter): number {
+  let counts = textCounts.get(counter);
+  if (!counts) textCounts.set(counter, (counts = new Map()));
+  let tokens = counts.get(text);
+  if (tokens === undefined) {
+    tokens = counter.count(text);
+    if (counts.size >= TEXTS_KEPT) counts.delete(counts.keys().next().value!);
+  } else {
+    counts.delete(text);
+  }
+  counts.set(text, tokens);
+  return tokens;
 }

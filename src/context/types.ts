@@ -4,6 +4,8 @@
  * recorded here and the model's context is computed from the transcript and these records.
  */
 
+import type { UsageTotals } from "../session/types.js";
+
 /** How the older part of the context was shortened: the model summarised it, or it was dropped. */
 export type CompactionMethod = "summary" | "truncation";
 
@@ -68,6 +70,19 @@ export interface CompactionReport {
   summaryMessageId: string;
   /** Why it truncated instead of summarising ("" for a summary). */
   reason: string;
+  /** The summary's model call; zero for a truncation. */
+  summaryUsage: UsageTotals;
+}
+
+/** What ClearContext, RewindSession and an undone compaction did, for the `context_changed` event. */
+export interface ContextChange {
+  kind: "clear" | "rewind" | "undo_compaction";
+  /** Messages that left the context (clear, rewind) or came back into it (undo). */
+  messages: number;
+  /** The turn rewound to; "" for the other kinds. */
+  turnId: string;
+  /** Messages in the model's context afterwards (a summary counts as one). */
+  messagesAfter: number;
 }
 
 /** What GetContextUsage tells. */

@@ -81,14 +81,25 @@ export function summaryPreamble(summary: string): string {
   return `[This conversation was compacted. A summary of its earlier part follows; the messages after it are verbatim.]\n\n<summary>\n${summary}\n</summary>`;
 }
 
-/** The messages the model is sent: the preamble (as a user message), then the context's messages. */
-export function modelMessages(messages: readonly Message[], view: ContextView): Message[] {
-  const result: Message[] = [];
-  const preamble = preambleText(messages, view);
-  if (preamble !== "") {
-    const at = view.summaryIndex === null ? undefined : messages[view.summaryIndex];
-    result.push({ id: at?.id ?? "", role: "user", text: preamble, toolCalls: [], createdAt: at?.createdAt ?? "", turnId: at?.turnId ?? "", kind: "summary" });
-  }
+/**
+ * The message that stands first in the model's context for the part before its start (the summary,
+ * a truncation note); null when there is none. A user message: every provider accepts one first,
+ * and one before the kept part's first user message is merged with it where roles must alternate.
+ */
+export function preambleMessage(messages: readonly Message[], view: ContextView): Message | null {
+  const text = preambleText(messages, view);
+  if (text === "") return null;
+  const at = view.summaryIndex === null ? undefined : messages[view.summaryIndex];
+  return { id: at?.id ?? "", role: "user", text, toolCalls: [], createdAt: at?.createdAt ?? "", turnId: at?.turnId ?? "", kind: "summary" };
+}
+
+/**
+ * The messages the model is sent: the preamble in place of the part before the context's start,
+ * then the context's messages. A summary made in a turn is appended after that turn's prompt in
+ * the transcript, but the model sees it here, before the messages it kept.
+ */
+export function modelMessages(messages: readonly Message[], view: ContextView, preamble = preambleMessage(messages, view)): Message[] {
+  const result: Message[] = preamble ? [preamble] : [];
   for (const i of contextIndexes(messages, view)) result.push(messages[i]!);
   return result;
 }

@@ -10,6 +10,53 @@ export interface EventLogLimits {
 export const DEFAULT_EVENT_LOG_LIMITS: EventLogLimits = { maxEvents: 2_000, maxBytes: 4 * 1024 * 1024 };
 
 /**
+ * About what an event takes in memory, in bytes. An estimate is enough to bound memory: text
+ * dominates and is counted in full (two bytes a character), the rest by its JSON.
+ */
+export function eventSize(event: SessionEvent): number {
+  const { payload } = event;
+  return 200 + (payload.type === "text_delta" ? payload.text.length * 2 : JSON.stringify(payload).length);
+}
+
+/**
+ * The memory every session's window shares. Each window is bounded on its own, but a server with
+ * thousands of sessions needs a bound on their sum: past it, the windows that took an event least
+ * recently give up their oldest events first (idle sessions empty before busy ones shrink), and
+ * subscribers read those events back from the store.
+ */
+export class EventMemory {
+  /** Windows in the order they last took an event, least recent first. */
+  private readonly windows = new Map<RecentEvents, true>();
+  private total = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Bytes held by every window together. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** A window took an event of `bytes`: it becomes the most recent, and the least recent ones shrink to fit. */
+  took(window: RecentEvents, bytes: number): void {
+    this.windows.delete(window);
+    this.windows.set(window, true);
+    this.total += bytes;
+    for (const oldest of this.windows.keys()) {
+      if (this.total <= this.maxBytes) return;
+      // The window that just took an event keeps at least that one.
+      while (this.total > this.maxBytes && oldest.length > (oldest === window ? 1 : 0)) oldest.dropOldest();
+      if (oldest === window) return;
+    }
+  }
+
+  /** A window gave back `bytes` (trimmed, or dropped). */
+  gave(window: RecentEvents, bytes: number, empty: boolean): void {
+    this.total -= bytes;
+    if (empty) this.windows.delete(window);
+  }
+}
+
+/**
  * A session's most recent events, in memory, for clients that re-attach: a bounded window over the
  * session's event log (older events are read back from the store). Events arrive in sequence order.
  */
@@ -17,16 +64,35 @@ export class RecentEvents {
   private readonly events: Array<{ event: SessionEvent; bytes: number }> = [];
   private bytes = 0;
 
-  constructor(private readonly limits: EventLogLimits = DEFAULT_EVENT_LOG_LIMITS) {}
+  constructor(
+    private readonly limits: EventLogLimits = DEFAULT_EVENT_LOG_LIMITS,
+    private readonly memory?: EventMemory,
+  ) {}
 
   append(event: SessionEvent): void {
-    // A size estimate is enough to bound memory; text dominates, and it is counted in full.
-    const bytes = 200 + (event.payload.type === "text_delta" ? event.payload.text.length * 2 : JSON.stringify(event.payload).length);
+    const bytes = eventSize(event);
     this.events.push({ event, bytes });
     this.bytes += bytes;
-    while (this.events.length > 1 && (this.events.length > this.limits.maxEvents || this.bytes > this.limits.maxBytes)) {
-      this.bytes -= this.events.shift()!.bytes;
-    }
+    while (this.events.length > 1 && (this.events.length > this.limits.maxEvents || this.bytes > this.limits.maxBytes)) this.dropOldest();
+    this.memory?.took(this, bytes);
+  }
+
+  /** Gives up the oldest event held (it stays in the store for a persistent session). */
+  dropOldest(): void {
+    const dropped = this.events.shift();
+    if (!dropped) return;
+    this.bytes -= dropped.bytes;
+    this.memory?.gave(this, dropped.bytes, this.events.length === 0);
+  }
+
+  /** Gives up everything held: the session is gone. */
+  clear(): void {
+    while (this.events.length > 0) this.dropOldest();
+  }
+
+  /** Events held. */
+  get length(): number {
+    return this.events.length;
   }
 
   /** Everything held, oldest first. */

@@ -1,5 +1,5 @@
 import type { CancelReason } from "../agent/cancellation.js";
-import type { CompactionReport } from "../context/types.js";
+import type { CompactionReport, ContextChange } from "../context/types.js";
 import type { ErrorKind } from "../errors.js";
 import type { LlmToolCall } from "../llm/types.js";
 import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
@@ -48,7 +48,11 @@ export type SessionLevelEvent =
   | { type: "persistence_failed"; message: string; attempts: number }
   | { type: "state_changed"; state: SessionStateName }
   /** After a restart: a changing tool call was running when the server stopped; it was not run again. */
-  | { type: "call_in_doubt"; callId: string; toolName: string };
+  | { type: "call_in_doubt"; callId: string; toolName: string }
+  /** CompactSession's compaction (the same shape as the turn event), published once it is stored. */
+  | { type: "context_compacted"; report: CompactionReport }
+  /** ClearContext, RewindSession or an undone compaction changed the model's context; published once stored. */
+  | { type: "context_changed"; change: ContextChange };
 
 export type EventPayload = TurnEvent | SessionLevelEvent;
 

@@ -18,6 +18,7 @@ import { restoreSessions, type SuspendedTurn } from "../session/restore.js";
 import { Session, type SessionView } from "../session/session.js";
 import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch } from "../session/types.js";
 import { Persister } from "../store/persister.js";
+import { DEFAULT_EVENT_LOG_LIMITS, EventMemory, RecentEvents } from "../events/log.js";
 import type { SessionRecord } from "../store/record.js";
 import type { SessionStore } from "../store/types.js";
 import type { ToolRegistry } from "../tools/registry.js";
@@ -110,6 +111,8 @@ export class Runtime {
   private readonly mcp: McpService;
   private readonly capabilities: Capabilities;
   private readonly context: ContextService;
+  /** The memory every session's recent events share. */
+  private readonly eventMemory: EventMemory;
 
   private constructor(
     private readonly options: RuntimeOptions,
@@ -118,6 +121,7 @@ export class Runtime {
   ) {
     const { config, store, tools, logger } = options;
     this.registry = new SessionRegistry(config.limits);
+    this.eventMemory = new EventMemory(config.persistence.recentEventsMemoryBytes);
     this.persister = new Persister(store, config.persistence, {
       onFailure: (sessionId, error, attempts) => {
         logger.error({ sessionId, attempts, err: error }, "writing session to the store failed; will retry");
@@ -321,6 +325,7 @@ export class Runtime {
     }
     return subscribeToSession(session, options, {
       readStored: (id, after, limit) => this.options.store.readEvents(id, after, limit),
+      flush: (id) => this.persister.flushSession(id),
       descendants: (root) => this.registry.descendantsOf(root),
       added: (listener) => {
         const subscription = this.registry.added$.subscribe(listener);
@@ -523,7 +528,7 @@ export class Runtime {
   /** Undoes the session's last compaction (see ContextService.undoCompaction). */
   async undoCompaction(caller: Caller, sessionId: string): Promise<ContextUsage> {
     const session = this.owned(caller, sessionId);
-    this.context.undoCompaction(session);
+    await this.context.undoCompaction(session);
     return this.context.usage(session);
   }
 
@@ -538,14 +543,14 @@ export class Runtime {
 
   async clearContext(caller: Caller, sessionId: string): Promise<{ cleared: number; usage: ContextUsage }> {
     const session = this.owned(caller, sessionId);
-    const cleared = this.context.clear(session);
+    const cleared = await this.context.clear(session);
     return { cleared, usage: await this.context.usage(session) };
   }
 
   /** Takes a turn and the later ones out of the model's context; workspace files are not restored. */
   async rewindSession(caller: Caller, sessionId: string, turnId: string): Promise<{ rewound: number; usage: ContextUsage; note: string }> {
     const session = this.owned(caller, sessionId);
-    const rewound = this.context.rewind(session, checkId("turn_id", turnId));
+    const rewound = await this.context.rewind(session, checkId("turn_id", turnId));
     return { rewound, usage: await this.context.usage(session), note: WORKSPACE_NOT_RESTORED };
   }
 
@@ -677,7 +682,12 @@ export class Runtime {
     this.registry.add(session);
     session.markChanged();
     // The reply acknowledges the session: it is on disk first (group-committed with other writes).
-    if (!ephemeral) await this.persister.flushSession(id);
+    if (!ephemeral && !(await this.persister.flushSession(id))) {
+      // Not acknowledged, so not kept: a session that reappears after a crash would surprise the client.
+      const problem = session.persistenceError || "the write failed";
+      await this.destroyTree(id);
+      throw new AgentdError("unavailable", `the store could not write the new session (${problem}); nothing was created: try again`);
+    }
     return session;
   }
 
@@ -721,6 +731,7 @@ export class Runtime {
         }
       },
       (session) => this.persister.flushSession(session.id),
+      new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
     );
   }
 }

@@ -2,7 +2,7 @@ import { filter, takeWhile, type Observable } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
 import { runTurn, type ToolRunner } from "../agent/loop.js";
 import type { TurnContext } from "../agent/turn-context.js";
-import { invalidArgument, resourceExhausted } from "../errors.js";
+import { AgentdError, invalidArgument, resourceExhausted } from "../errors.js";
 import { isTerminal, type SessionEvent, type TurnEvent } from "../events/types.js";
 import type { Logger } from "../logging.js";
 import type { Session } from "../session/session.js";
@@ -69,6 +69,10 @@ export class TurnRunner {
     if (prompt.trim() === "") throw invalidArgument("prompt must not be empty");
     this.checkTurnLimit(session.owner);
     this.deps.context?.checkTurnMayStart(session);
+    // While the store fails, events wait in memory for it; a new turn would only add to them.
+    if (session.persistenceError !== "") {
+      throw new AgentdError("unavailable", `session ${session.id} cannot be written to the store (${session.persistenceError}); no new turn starts until it can: try again later`);
+    }
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);

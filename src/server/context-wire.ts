@@ -1,14 +1,16 @@
 import {
   CompactionMethod,
   CompactionTrigger,
+  ContextChangeKind,
   MessageKind,
+  type ContextChanged,
   type ContextCompacted,
   type ContextUsage as ContextUsageProto,
   type Message as MessageProto,
   type SessionConfig as SessionConfigProto,
 } from "../gen/agentd/v1/runtime.js";
 import { checkContextSettings, contextSettingsOf } from "../context/settings.js";
-import type { CompactionReport, ContextSettings, ContextUsage, MessageMark } from "../context/types.js";
+import type { CompactionReport, ContextChange, ContextSettings, ContextUsage, MessageMark } from "../context/types.js";
 import type { Message, SessionConfig } from "../session/types.js";
 
 /** Conversions of context management between the core's types and the wire's. */
@@ -34,7 +36,22 @@ export function toCompactionProto(report: CompactionReport): ContextCompacted {
     messagesAfter: report.messagesAfter,
     summaryMessageId: report.summaryMessageId,
     reason: report.reason,
+    summaryUsage: {
+      inputTokens: report.summaryUsage.inputTokens,
+      outputTokens: report.summaryUsage.outputTokens,
+      totalTokens: report.summaryUsage.inputTokens + report.summaryUsage.outputTokens,
+    },
   };
+}
+
+const CHANGE_KINDS: Record<ContextChange["kind"], ContextChangeKind> = {
+  clear: ContextChangeKind.CONTEXT_CHANGE_KIND_CLEAR,
+  rewind: ContextChangeKind.CONTEXT_CHANGE_KIND_REWIND,
+  undo_compaction: ContextChangeKind.CONTEXT_CHANGE_KIND_UNDO_COMPACTION,
+};
+
+export function toContextChangeProto(change: ContextChange): ContextChanged {
+  return { kind: CHANGE_KINDS[change.kind], messagesAffected: change.messages, turnId: change.turnId, messagesAfter: change.messagesAfter };
 }
 
 export function toContextUsageProto(usage: ContextUsage): ContextUsageProto {

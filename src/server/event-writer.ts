@@ -8,13 +8,19 @@ const MAX_MERGED_CHARS = 32_768;
 /** Small pieces are joined this often, so waiting text is flat strings, not one object per delta. */
 const JOIN_EVERY = 256;
 
-/** How much may wait for one slow reader before it is cut off (it resubscribes from where it was). */
+/**
+ * How much may wait for one slow reader before it is cut off (it resubscribes from where it was).
+ * Characters count the text of deltas and the JSON of every other event.
+ */
 export interface WriterLimits {
   maxWaitingMessages: number;
   maxWaitingChars: number;
 }
 
 export const DEFAULT_WRITER_LIMITS: WriterLimits = { maxWaitingMessages: 1_000, maxWaitingChars: 512 * 1024 };
+
+/** What a marker (caught_up, heartbeat) is charged: small, but not free. */
+const MESSAGE_CHARS = 64;
 
 /** Something waiting for the reader: an event (a text delta may gather the ones after it), or another message. */
 interface Waiting {
@@ -50,6 +56,11 @@ export class EventWriter {
     private readonly call: EventStream,
     private readonly onOverflow: (lastSequence: number) => void = () => {},
     private readonly limits: WriterLimits = DEFAULT_WRITER_LIMITS,
+    /**
+     * The session whose sequence numbers are the resume point; a stream that carries descendants'
+     * events too (their numbers are their own) reports only this session's. Any when empty.
+     */
+    private readonly resumeSessionId = "",
   ) {
     call.on("drain", () => this.drain());
   }
@@ -66,7 +77,7 @@ export class EventWriter {
     });
   }
 
-  /** The sequence of the last event handed to the stream. */
+  /** The sequence of the last event (of the resume session) handed to the stream. */
   get lastSequence(): number {
     return this.lastWritten;
   }
@@ -77,7 +88,7 @@ export class EventWriter {
       this.enqueue(event);
       return;
     }
-    this.lastWritten = event.sequence;
+    this.wrote(event);
     if (!this.call.write({ event: toEventProto(event) })) this.draining = true;
   }
 
@@ -85,7 +96,8 @@ export class EventWriter {
   writeMessage(message: object): void {
     if (this.closed || this.ending) return;
     if (this.draining) {
-      this.waiting.push({ message, chars: 0 });
+      this.waiting.push({ message, chars: MESSAGE_CHARS });
+      this.waitingChars += MESSAGE_CHARS;
       this.checkLimits();
       return;
     }
@@ -114,7 +126,7 @@ export class EventWriter {
   private enqueue(event: SessionEvent): void {
     const last = this.waiting.at(-1);
     const { payload } = event;
-    const chars = payload.type === "text_delta" ? payload.text.length : 0;
+    const chars = payload.type === "text_delta" ? payload.text.length : JSON.stringify(payload).length;
     this.waitingChars += chars;
     if (
       payload.type === "text_delta" &&
@@ -146,12 +158,12 @@ export class EventWriter {
     this.draining = false;
     while (this.waiting.length > 0) {
       const next = this.waiting.shift()!;
-      this.waitingChars -= next.event ? next.chars : 0;
+      this.waitingChars -= next.chars;
       let ok: boolean;
       if (next.event) {
         const { event: latest, pieces } = next;
         const event: SessionEvent = pieces ? { ...latest, payload: { type: "text_delta", text: pieces.join("") } } : latest;
-        this.lastWritten = event.sequence;
+        this.wrote(event);
         ok = this.call.write({ event: toEventProto(event) });
       } else {
         ok = this.call.write(next.message as EventMessage);
@@ -162,6 +174,10 @@ export class EventWriter {
       }
     }
     if (this.ending) this.finish();
+  }
+
+  private wrote(event: SessionEvent): void {
+    if (this.resumeSessionId === "" || event.sessionId === this.resumeSessionId) this.lastWritten = event.sequence;
   }
 
   private finish(): void {

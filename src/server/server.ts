@@ -12,6 +12,7 @@ import { MemoryStore } from "../store/memory-store.js";
 import type { SessionStore } from "../store/types.js";
 import { ToolRegistry } from "../tools/registry.js";
 import type { Tool } from "../tools/types.js";
+import { markingOutOfRangeNumbers, refusingOutOfRangeNumbers } from "./out-of-range-numbers.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator, checkBindAllowed, plaintextCredentialsWarning } from "./auth/authenticator.js";
 import { createServerCredentials } from "./auth/tls.js";
@@ -65,15 +66,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const server = new Server(serverOptions(config));
   server.addService(
-    AgentRuntimeService,
-    createAgentRuntimeService({
+    markingOutOfRangeNumbers(AgentRuntimeService),
+    refusingOutOfRangeNumbers(createAgentRuntimeService({
       runtime,
       logger,
       audit,
       authenticate: (call) => authenticator.authenticate(call),
       maxMessageBytes: config.grpc.maxMessageBytes,
       writerLimits: { maxWaitingMessages: config.grpc.maxPendingEvents, maxWaitingChars: config.grpc.maxPendingEventChars },
-    }),
+      streamLimits: { perCaller: config.grpc.maxSubscriptionsPerOwner, total: config.grpc.maxSubscriptions },
+    })),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);

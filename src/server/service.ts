@@ -1,5 +1,6 @@
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { AuthContext } from "@grpc/grpc-js/build/src/auth-context.js";
+import type { CancelReason } from "../agent/cancellation.js";
 import type { SessionEvent } from "../events/types.js";
 import {
   ConfirmDecision,
@@ -21,7 +22,8 @@ import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { StartTurnOptions } from "../runtime/turn-runner.js";
 import type { AuditLog } from "./audit.js";
-import { EventWriter, type WriterLimits } from "./event-writer.js";
+import { DEFAULT_WRITER_LIMITS, EventWriter, type WriterLimits } from "./event-writer.js";
+import { StreamQuota, type StreamLimits } from "./stream-quota.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
 import { invalidArgument } from "../errors.js";
 import { toCompactionProto, toContextUsageProto } from "./context-wire.js";
@@ -47,6 +49,8 @@ export interface ServiceDeps {
   maxMessageBytes: number;
   /** How much may wait for one slow reader of a stream before it is cut off. */
   writerLimits?: WriterLimits;
+  /** How many Subscribe and WatchTurn streams may be open, per caller and in all. */
+  streamLimits?: StreamLimits;
 }
 
 /** Who a call that failed authentication is, for the audit log. */
@@ -63,6 +67,7 @@ const REPLY_MARGIN_BYTES = 64 * 1024;
 export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer {
   const { runtime, logger, audit } = deps;
   const budget = deps.maxMessageBytes - REPLY_MARGIN_BYTES;
+  const streams = new StreamQuota(deps.streamLimits);
 
   /** A unary handler; `mutates` names the session the call acts on, for the audit log. */
   const unary =
@@ -183,7 +188,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
 
     streamGenerate: (call: ServerWritableStream<StreamGenerateRequest, StreamGenerateResponse>) => {
       const { sessionId, prompt, apiKey, detachOnDisconnect } = call.request;
-      let onCancelled = () => {};
+      let onCancelled = (_reason: CancelReason = "client_disconnected") => {};
       call.on("cancelled", () => onCancelled());
       void startTurn(call, "StreamGenerate", sessionId, (caller) => {
         // A detached turn outlives the call, so the call's deadline is not the turn's.
@@ -193,7 +198,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         const writer = new EventWriter(
           call,
           (last) => {
-            onCancelled();
+            onCancelled("client_too_slow");
             call.emit("error", fellBehind(last));
           },
           deps.writerLimits,
@@ -213,12 +218,12 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           complete: () => writer.end(),
         });
         // A client that cancels its call (or disconnects) cancels the turn, unless it asked to detach.
-        onCancelled = () => {
+        onCancelled = (reason = "client_disconnected") => {
           subscription.unsubscribe();
           writer.close();
           if (detachOnDisconnect) return record("DETACHED (the turn goes on)");
-          turn.cancel("client_disconnected");
-          record("CANCELLED (client_disconnected)");
+          turn.cancel(reason);
+          record(`CANCELLED (${reason})`);
         };
         if (call.cancelled) onCancelled();
       }).catch((failure: ReturnType<typeof toServiceError>) => call.emit("error", failure));
@@ -280,9 +285,16 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
 
     subscribe: (call: ServerWritableStream<SubscribeRequest, SubscribeResponse>) =>
       follow(call, "Subscribe", (who, writer) => {
-        const { sessionId, afterSequence, includeDescendants, heartbeatSeconds } = call.request;
-        // The replay goes at the reader's pace; only live events can make it fall behind.
-        const items = runtime.subscribe(who, sessionId, { afterSequence, includeDescendants, ready: () => writer.whenWritable() });
+        const { sessionId, afterSequence, includeDescendants, heartbeatSeconds, fromOldestKept } = call.request;
+        // The replay goes at the reader's pace; live events wait meanwhile, within the writer's bounds.
+        const limits = deps.writerLimits ?? DEFAULT_WRITER_LIMITS;
+        const items = runtime.subscribe(who, sessionId, {
+          afterSequence,
+          fromOldestKept,
+          includeDescendants,
+          ready: () => writer.whenWritable(),
+          maxHeld: { events: 10 * limits.maxWaitingMessages, bytes: 4 * limits.maxWaitingChars },
+        });
         // Proxies close streams that stay quiet; a heartbeat says the server is there.
         const everyMs = 1000 * (heartbeatSeconds > 0 ? Math.min(heartbeatSeconds, 3600) : 15);
         const heartbeat = setInterval(() => writer.writeMessage({ heartbeat: { time: new Date() } }), everyMs);
@@ -468,6 +480,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       .then((who) => {
         caller = who;
         if (call.cancelled) return;
+        const release = streams.acquire(who.owner);
         const writer = new EventWriter(
           call as ServerWritableStream<unknown, { event?: AgentEvent }>,
           (last) => {
@@ -475,12 +488,26 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
             call.emit("error", fellBehind(last));
           },
           deps.writerLimits,
+          call.request.sessionId,
         );
-        const unsubscribe = start(who, writer);
         stop = () => {
-          unsubscribe();
+          release();
           writer.close();
         };
+        try {
+          const unsubscribe = start(who, writer);
+          stop = () => {
+            release();
+            unsubscribe();
+            writer.close();
+          };
+        } catch (error) {
+          stop();
+          throw error;
+        }
+        // Whichever way the stream ends (an error, the end of the session), its place is given back.
+        call.once("finish", release);
+        call.once("close", release);
       })
       .catch((error: unknown) => {
         const failure = toServiceError(error, logger, method);

@@ -27,7 +27,7 @@ import type { SessionView } from "../session/session.js";
 import type { ChildPolicy as DomainChildPolicy, Message, SessionConfig, SessionConfigPatch, SessionStateName, UsageTotals } from "../session/types.js";
 import { checkChildPolicy, checkLimits, checkModelConfig } from "./validation.js";
 import { statusName } from "./status.js";
-import { toCompactionProto, toContextConfigProto, toContextPatch, withContextMarks } from "./context-wire.js";
+import { toCompactionProto, toContextChangeProto, toContextConfigProto, toContextPatch, withContextMarks } from "./context-wire.js";
 import type { MessageMark } from "../context/types.js";
 import { checkContextWindow } from "../context/settings.js";
 
@@ -224,6 +224,8 @@ function toPayloadProto(payload: EventPayload): AgentEvent["payload"] {
       return { $case: "confirmationResolved", confirmationResolved: toResolutionProto(payload.confirmationId, payload.callId, payload.resolution) };
     case "context_compacted":
       return { $case: "contextCompacted", contextCompacted: toCompactionProto(payload.report) };
+    case "context_changed":
+      return { $case: "contextChanged", contextChanged: toContextChangeProto(payload.change) };
     case "subagent_event":
       return { $case: "subagent", subagent: { childSessionId: payload.childSessionId, agent: payload.agent, event: toEventProto(payload.event) } };
     default:

@@ -31,7 +31,7 @@ export async function restoreSessions(
   }
   for (const warning of warnings) logger.warn(warning, "session store: repaired at start-up");
   for (const stored of records) {
-    const { record, repaired, inDoubt, suspended } = repairInterruptedTurn(stored);
+    const { record, repaired, inDoubt, suspended, interruptedTurnId } = repairInterruptedTurn(stored);
     const session = open(record);
     registry.add(session);
     if (suspended) resume(session, suspended);
@@ -39,6 +39,8 @@ export async function restoreSessions(
       logger.warn({ sessionId: session.id, callId: inDoubt.callId, tool: inDoubt.toolName }, "a tool call was running when the server stopped; it is in doubt and was not run again");
       session.reportInDoubt(inDoubt);
     }
+    // Whoever follows the turn that died with the server learns that it ended, and how.
+    if (interruptedTurnId) session.recordTurnEvent(interruptedTurnId, { type: "turn_cancelled", reason: "server_restarted" });
     if (repaired) session.markChanged();
   }
   // A parent may be missing: its file unreadable, or a crash between two writes.
@@ -62,6 +64,8 @@ export function repairInterruptedTurn(record: SessionRecord): {
   repaired: boolean;
   inDoubt: { callId: string; toolName: string } | null;
   suspended: SuspendedTurn | null;
+  /** The turn that was running and does not go on (one waiting for a person resumes instead). */
+  interruptedTurnId: string | null;
 } {
   const answered = new Set(record.messages.flatMap((m) => (m.toolResult ? [m.toolResult.callId] : [])));
   // A turn waiting for a person keeps its unanswered calls: it resumes, still waiting, on restore.
@@ -99,10 +103,13 @@ export function repairInterruptedTurn(record: SessionRecord): {
     }
   }
   const state = record.state === "paused" ? "paused" : "idle";
+  // Records from before runningTurnId: a running state names the turn of the last message.
+  const running = record.runningTurnId ?? (record.state === "running" ? (record.messages.at(-1)?.turnId ?? null) : null);
   return {
-    record: { ...record, state, messages: repairedMessages, callInFlight: null, pendingConfirmation: null },
+    record: { ...record, state, messages: repairedMessages, callInFlight: null, pendingConfirmation: null, runningTurnId: null },
     repaired: repaired || flight !== null,
     inDoubt,
     suspended,
+    interruptedTurnId: suspended ? null : running || null,
   };
 }

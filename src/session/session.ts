@@ -2,13 +2,12 @@ import { randomUUID } from "node:crypto";
 import { Subject, type Observable } from "rxjs";
 import { TurnAbortedError, type CancelReason } from "../agent/cancellation.js";
 import type { TurnHost } from "../agent/loop.js";
-import { isTerminal, type EventPayload, type SessionEvent, type TurnEvent } from "../events/types.js";
+import { isTerminal, type EventPayload, type SessionEvent, type SessionLevelEvent, type TurnEvent } from "../events/types.js";
 import { RecentEvents } from "../events/log.js";
 import type { LlmMessage, ModelProgress } from "../llm/types.js";
 import type { SessionRecord } from "../store/record.js";
 import { withPolicyDefaults } from "./config-merge.js";
 import { SessionContext } from "../context/session-context.js";
-import type { CompactionReport } from "../context/types.js";
 import { PauseGate } from "./pause-gate.js";
 import { ConfirmationBook } from "../policy/confirmations.js";
 import { RuleSet } from "../policy/rules.js";
@@ -98,7 +97,7 @@ export class Session implements SessionView {
   private compiledRules: RuleSet | null = null;
   private readonly events = new Subject<SessionEvent>();
   /** Recent events, for clients that re-attach (Subscribe). */
-  readonly recentEvents = new RecentEvents();
+  readonly recentEvents: RecentEvents;
   /** Events the store has not been handed yet; the persister takes them with the record. */
   private unpersisted: SessionEvent[] = [];
   /**
@@ -138,7 +137,9 @@ export class Session implements SessionView {
     private readonly onChange: (session: Session) => void,
     /** Writes the session now; resolves to whether the store has it. */
     private readonly persistNow: (session: Session) => Promise<boolean> = async () => true,
+    recentEvents: RecentEvents = new RecentEvents(),
   ) {
+    this.recentEvents = recentEvents;
     this.id = record.id;
     this.ownerName = record.owner;
     this.parent = record.parentId;
@@ -223,8 +224,24 @@ export class Session implements SessionView {
   }
 
   /** Reports a compaction made outside a turn (CompactSession) as a session-level event. */
-  reportContextCompacted(report: CompactionReport): void {
-    this.emit("", { type: "context_compacted", report });
+  /** Adds a model call's tokens to the session's totals (a turn's calls, or a compaction's summary); returns them. */
+  addUsage(usage: UsageTotals): UsageTotals {
+    this.totals = {
+      inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
+      outputTokens: Math.min(this.totals.outputTokens + usage.outputTokens, Number.MAX_SAFE_INTEGER),
+    };
+    this.markChanged();
+    return { ...this.totals };
+  }
+
+  /**
+   * Publishes a session-level event once everything stamped so far (the change it reports included)
+   * is stored; resolves when it has gone out. For operations whose reply acknowledges a change.
+   */
+  async emitDurably(payload: SessionLevelEvent): Promise<void> {
+    if (!this.ephemeral) this.holdUntilStored();
+    this.emit("", payload);
+    await this.published();
   }
 
   messagesPage(offset: number, limit: number): readonly Message[] {
@@ -342,6 +359,7 @@ export class Session implements SessionView {
     this.emitStateChanged();
     await this.published();
     this.events.complete();
+    this.recentEvents.clear();
   }
 
   /** A new model starts its script from the beginning; other changes keep the position. */
@@ -431,6 +449,7 @@ export class Session implements SessionView {
       messages: [],
       scriptSteps: this.scriptSteps,
       callInFlight: this.inFlight,
+      runningTurnId: this.turn?.id ?? null,
       pendingConfirmation: this.confirmations.list()[0] ?? null,
       extensions: this.extensions.toRecord(),
       ...(this.agent ? { agent: this.agent } : {}),
@@ -469,7 +488,8 @@ export class Session implements SessionView {
     while (this.outbox.length > 0 && !this.barrier) {
       // A number above the stored reservation could be handed out again after a crash: it waits
       // until the reservation is stored (once per block of numbers, and once after a restart).
-      if (!this.ephemeral && this.outbox[0]!.sequence > this.storedReservation) {
+      // (A closed session is past acknowledging: what it has left goes out, stored or not.)
+      if (!this.ephemeral && this.stateName !== "closed" && this.outbox[0]!.sequence > this.storedReservation) {
         this.holdUntilStored();
         return;
       }
@@ -514,14 +534,7 @@ export class Session implements SessionView {
         this.messages.push({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });
         this.markChanged();
       },
-      addUsage: (usage) => {
-        this.totals = {
-          inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
-          outputTokens: Math.min(this.totals.outputTokens + usage.outputTokens, Number.MAX_SAFE_INTEGER),
-        };
-        this.markChanged();
-        return { ...this.totals };
-      },
+      addUsage: (usage) => this.addUsage(usage),
       waitIfPaused: (signal) => this.gate.wait(signal),
       claimCallId: (proposed) => this.claimCallId(proposed),
     };

@@ -3,10 +3,8 @@ import path from "node:path";
 import { syncDirectory, writeFileSynced } from "./files.js";
 import type { SessionRecord } from "./record.js";
 import { decodeRecord } from "./record-codec.js";
-import { decodeSnapshot, encodeSnapshot, messagesFile, SNAPSHOT } from "./session-files.js";
+import { decodeSnapshot, encodeSnapshot, messagesFile, SESSION_ID, SNAPSHOT } from "./session-files.js";
 import type { LoadFailure } from "./types.js";
-
-const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 /**
  * Converts the version-1 files of a sessions folder (`<id>.json`, one whole record each) to session

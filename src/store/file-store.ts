@@ -1,11 +1,10 @@
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { SessionEvent } from "../events/types.js";
-import { isPlainObject } from "../util/values.js";
 import { firstAfter, retainedFrom } from "./event-retention.js";
 import { syncDirectory, tempNameFor, writeFileAtomic, writeFileSynced } from "./files.js";
 import { forEachLimited, KeyedQueue } from "./keyed-queue.js";
-import type { MessageRecord, SessionRecord } from "./record.js";
+import type { SessionRecord } from "./record.js";
 import { convertVersion1Files } from "./convert-v1.js";
 import { checkRecord } from "./record-codec.js";
 import {
@@ -20,8 +19,10 @@ import {
   readMessages,
   scanEvents,
   scanEventsTail,
+  SESSION_ID,
   SNAPSHOT,
   type EventIndex,
+  type EventsScan,
 } from "./session-files.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -32,6 +33,7 @@ import {
   type SessionStore,
 } from "./types.js";
 import { listSegments, readSegment, segmentName, WriteAheadLog, type WalStats } from "./wal.js";
+import { entryHead, headOf, parseWalEntry } from "./wal-entry.js";
 
 /*
  * The file store, under <dataDir>/sessions:
@@ -43,7 +45,8 @@ import { listSegments, readSegment, segmentName, WriteAheadLog, type WalStats } 
  *
  * A save is one line in the write-ahead log: the record's top-level fields that changed, the
  * messages after the ones already stored (all of them, from index 0, when the stored ones were
- * rewritten), and the new events. Its cost depends on what is new, not on the session's length.
+ * rewritten), the new events, and the session's entry it follows. Its cost depends on what is new,
+ * not on the session's length.
  *
  * Group commit: lines from every session go to one log file in batches, one fdatasync per batch;
  * whatever arrives while a batch is being synced goes into the next (wal.ts). So 100 sessions
@@ -61,11 +64,15 @@ import { listSegments, readSegment, segmentName, WriteAheadLog, type WalStats } 
  * dropped with a warning; it was never acknowledged. Temp files, unfinished conversions and
  * deletions, and files of generations no snapshot names are removed at start-up.
  *
+ * Damage (a line that cannot be read in the middle of a file) is reported with the session and the
+ * file, and the session comes back in a state it really had: up to its damaged log entry (each entry
+ * names the one it follows), with the messages before a damaged line, with the events after one
+ * (see session-files.ts). A damaged session file is kept as `<name>.damaged` once replaced.
+ *
  * Conversion of version-1 files (convert-v1.ts): each is written to `<id>.migrating/`, fsynced, renamed to `<id>/`,
  * and only then is `<id>.json` removed; interrupted at any point, the next start-up finishes it.
  */
 
-const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const WAL_DIRECTORY = "wal.d";
 const LEFTOVER = /\.(tmp|migrating|deleted)$/;
 /** Events may exceed the retention bounds by this much before the file is rewritten. */
@@ -129,24 +136,11 @@ interface Tracked {
   resync: boolean;
   debt: Debt;
   disk: OnDisk | null;
-  /** The events file's lines, loaded when first needed. */
+  /** The events file's lines, loaded when first needed (or at load, when found damaged). */
   index: EventIndex | null;
+  /** Session files found damaged: kept aside, not removed, when a new generation replaces them. */
+  damaged: Set<string>;
 }
-
-type WalEntry =
-  | {
-      n: number;
-      op: "save";
-      id: string;
-      /** `set` holds every field: the others are removed. */
-      replace?: boolean;
-      set?: Record<string, unknown>;
-      unset?: string[];
-      from?: number;
-      messages?: MessageRecord[];
-      events?: SessionEvent[];
-    }
-  | { n: number; op: "delete"; id: string };
 
 const noDebt = (keep: number): Debt => ({ dirty: false, keep, messages: [], events: [] });
 
@@ -183,6 +177,10 @@ function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === "ENOENT";
 }
 
+function ignoreMissing(error: unknown): void {
+  if (!isMissing(error)) throw error;
+}
+
 export class FileSessionStore implements SessionStore {
   readonly directory: string;
   readonly walDirectory: string;
@@ -195,6 +193,8 @@ export class FileSessionStore implements SessionStore {
   private readonly broken = new Set<string>();
   /** Deleted sessions whose folders the next checkpoint removes. */
   private readonly deleting = new Set<string>();
+  /** Untracked sessions whose first write failed: the log may hold it anyway, so a delete is logged. */
+  private readonly unsure = new Set<string>();
   private readonly saves = new KeyedQueue();
   private readonly folders = new KeyedQueue();
   private wal: WriteAheadLog | null = null;
@@ -244,10 +244,11 @@ export class FileSessionStore implements SessionStore {
     this.checkId(sessionId);
     await this.open();
     return this.saves.run(sessionId, async () => {
-      if (!this.sessions.has(sessionId)) return;
+      if (!this.sessions.has(sessionId) && !this.unsure.has(sessionId)) return;
       const lsn = this.nextLsn++;
-      await this.wal!.append(JSON.stringify({ n: lsn, op: "delete", id: sessionId }), () => {
+      await this.wal!.append(`${entryHead(lsn, "delete", sessionId)}}`, () => {
         this.sessions.delete(sessionId);
+        this.unsure.delete(sessionId);
         // Even without files yet: a checkpoint under way may be writing its first ones.
         this.deleting.add(sessionId);
         this.scheduleCheckpoint();
@@ -262,13 +263,13 @@ export class FileSessionStore implements SessionStore {
       const tracked = this.sessions.get(sessionId);
       if (!tracked) return { events: [], oldest: 0 };
       const disk = tracked.disk;
-      const index = disk && disk.eventsBytes > 0 ? await this.indexOf(tracked, disk) : { sequences: [], ends: [] };
+      const index = disk && disk.eventsBytes > 0 ? await this.indexOf(tracked, disk) : { start: 0, sequences: [], ends: [] };
       const onDisk = disk?.lastEventSequence ?? 0;
       const pending = tracked.debt.events.filter((event) => event.sequence > onDisk);
       const inFile = index.sequences.length;
       const total = inFile + pending.length;
       const sequenceAt = (i: number): number => (i < inFile ? index.sequences[i]! : pending[i - inFile]!.sequence);
-      const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? 0) : pending[i - inFile]!.bytes);
+      const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? index.start) : pending[i - inFile]!.bytes);
       const start = retainedFrom(total, bytesAt, this.retention);
       const oldest = start < total ? sequenceAt(start) : 0;
       const first = firstAfter(sequenceAt, after, start, total);
@@ -276,7 +277,7 @@ export class FileSessionStore implements SessionStore {
       const events: SessionEvent[] = [];
       if (first < Math.min(end, inFile)) {
         const file = path.join(this.directory, sessionId, eventsFile(disk!.eventsGeneration));
-        events.push(...(await readEventRange(file, index.ends[first - 1] ?? 0, index.ends[Math.min(end, inFile) - 1]!)));
+        events.push(...(await readEventRange(file, index.ends[first - 1] ?? index.start, index.ends[Math.min(end, inFile) - 1]!)));
       }
       for (let i = Math.max(first, inFile); i < end; i++) events.push(JSON.parse(pending[i - inFile]!.line) as SessionEvent);
       return { events, oldest };
@@ -359,7 +360,7 @@ export class FileSessionStore implements SessionStore {
     if (known && set.length === 0 && unset.length === 0 && lines.length === 0 && fresh.length === 0 && appended) return;
 
     const lsn = this.nextLsn++;
-    let entry = `{"n":${lsn},"op":"save","id":${JSON.stringify(record.id)}`;
+    let entry = `${entryHead(lsn, "save", record.id)},"prev":${known?.lsn ?? 0}`;
     if (replace) entry += `,"replace":true`;
     if (set.length > 0) entry += `,"set":{${set.join(",")}}`;
     if (unset.length > 0) entry += `,"unset":${JSON.stringify(unset)}`;
@@ -378,11 +379,13 @@ export class FileSessionStore implements SessionStore {
         tracked.lsn = lsn;
         tracked.resync = false;
         tracked.debt = compose(tracked.debt, { dirty: true, keep: from, messages: lines, events: fresh });
+        this.unsure.delete(record.id);
         this.scheduleCheckpoint();
       });
     } catch (error) {
       const tracked = this.sessions.get(record.id);
       if (tracked) tracked.resync = true;
+      else this.unsure.add(record.id);
       throw error;
     }
   }
@@ -399,6 +402,7 @@ export class FileSessionStore implements SessionStore {
       debt: noDebt(0),
       disk: null,
       index: null,
+      damaged: new Set(),
     };
     this.sessions.set(id, tracked);
     return tracked;
@@ -511,12 +515,13 @@ export class FileSessionStore implements SessionStore {
       const inFile = index.sequences.length;
       const count = inFile + fresh.length;
       const bytes = disk.eventsBytes + fresh.reduce((sum, event) => sum + event.bytes, 0);
-      if (count > this.retention.maxEvents * TRIM_SLACK || bytes > this.retention.maxBytes * TRIM_SLACK) {
-        const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? 0) : fresh[i - inFile]!.bytes);
+      // Past a damaged line (index.start > 0), the file is rewritten without it.
+      if (index.start > 0 || count > this.retention.maxEvents * TRIM_SLACK || bytes > this.retention.maxBytes * TRIM_SLACK) {
+        const bytesAt = (i: number): number => (i < inFile ? index.ends[i]! - (index.ends[i - 1] ?? index.start) : fresh[i - inFile]!.bytes);
         const start = retainedFrom(count, bytesAt, this.retention);
-        const base = start < inFile ? (index.ends[start - 1] ?? 0) : disk.eventsBytes;
+        const base = start < inFile ? (index.ends[start - 1] ?? index.start) : disk.eventsBytes;
         const kept = await readBytes(eventsPath, base, disk.eventsBytes);
-        trimmedIndex = { sequences: index.sequences.slice(start), ends: index.ends.slice(start).map((end) => end - base) };
+        trimmedIndex = { start: 0, sequences: index.sequences.slice(start), ends: index.ends.slice(start).map((end) => end - base) };
         let end = kept.length;
         const tail = fresh.slice(Math.max(0, start - inFile));
         for (const event of tail) {
@@ -555,7 +560,10 @@ export class FileSessionStore implements SessionStore {
     }
     tracked.disk = next;
     if (trimmedIndex) tracked.index = trimmedIndex;
-    for (const file of obsolete) await rm(file, { force: true });
+    for (const file of obsolete) {
+      if (tracked.damaged.delete(file)) await rename(file, `${file}.damaged`).catch(ignoreMissing);
+      else await rm(file, { force: true });
+    }
   }
 
   private async writeSynced(file: string, data: string | Buffer, flag: "w" | "a", truncateTo?: number): Promise<number> {
@@ -565,22 +573,32 @@ export class FileSessionStore implements SessionStore {
     return bytes;
   }
 
-  /** The events file's index, read once; a damaged line ends it (the rest is dropped, with a warning). */
+  /** The events file's index, read once (damage in it is reported then). */
   private async indexOf(tracked: Tracked, disk: OnDisk): Promise<EventIndex> {
     if (tracked.index) return tracked.index;
     const file = path.join(this.directory, tracked.id, eventsFile(disk.eventsGeneration));
-    const scan = await scanEvents(file);
-    let count = scan.index.ends.length;
-    while (count > 0 && scan.index.ends[count - 1]! > disk.eventsBytes) count--;
-    const index = { sequences: scan.index.sequences.slice(0, count), ends: scan.index.ends.slice(0, count) };
-    const bytes = index.ends.at(-1) ?? 0;
+    // Lines past eventsBytes are an unfinished append: they do not count.
+    const scan = await scanEvents(file, disk.eventsBytes);
+    this.noteEventDamage(tracked, file, scan);
+    const bytes = scan.index.ends.at(-1) ?? scan.index.start;
     if (bytes < disk.eventsBytes) {
-      this.warn(file, `a damaged line at byte ${bytes}; the ${disk.eventsBytes - bytes} bytes after it are dropped`);
+      this.warn(file, `session ${tracked.id}: ${path.basename(file)} is shorter than expected; the events after byte ${bytes} are dropped`);
       disk.eventsBytes = bytes;
-      disk.lastEventSequence = index.sequences.at(-1) ?? 0;
     }
-    tracked.index = index;
-    return index;
+    disk.lastEventSequence = scan.index.sequences.at(-1) ?? 0;
+    tracked.index = scan.index;
+    return scan.index;
+  }
+
+  private noteEventDamage(tracked: Tracked, file: string, scan: EventsScan): void {
+    if (scan.damagedLine === null) return;
+    const oldest = scan.index.sequences[0];
+    tracked.damaged.add(file);
+    this.warn(
+      file,
+      `session ${tracked.id}: line ${scan.damagedLine} of ${path.basename(file)} is damaged; the events up to it are dropped` +
+        (oldest === undefined ? "" : ` (the oldest kept is ${oldest})`),
+    );
   }
 
   private async removeFolder(id: string): Promise<void> {
@@ -602,6 +620,7 @@ export class FileSessionStore implements SessionStore {
     this.sessions.clear();
     this.broken.clear();
     this.deleting.clear();
+    this.unsure.clear();
     this.wal = null;
     const failures: LoadFailure[] = [];
     const warnings: LoadFailure[] = [];
@@ -630,7 +649,8 @@ export class FileSessionStore implements SessionStore {
       this.nextLsn = maxLsn + 1;
       this.wal = new WriteAheadLog(this.walDirectory, (segments.at(-1) ?? 0) + 1, this.stats.wal);
       this.inheritedSegments = segments;
-      if (segments.length > 0 || this.deleting.size > 0) await this.checkpoint();
+      const repaired = [...this.sessions.values()].some((tracked) => tracked.debt.dirty);
+      if (segments.length > 0 || this.deleting.size > 0 || repaired) await this.checkpoint();
       const sorted = [...records.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       return { records: sorted, failures, warnings };
     } finally {
@@ -687,7 +707,6 @@ export class FileSessionStore implements SessionStore {
     if (!snapshot) return null;
     const messagesPath = path.join(folder, messagesFile(snapshot.messages.generation));
     const read = await readMessages(messagesPath, snapshot.messages.count);
-    if (read.problem) this.warn(messagesPath, read.problem);
     const eventsPath = path.join(folder, eventsFile(snapshot.events.generation));
     const tail = await scanEventsTail(eventsPath);
     if (tail.torn > 0) this.warn(eventsPath, `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
@@ -707,6 +726,18 @@ export class FileSessionStore implements SessionStore {
       eventsBytes: tail.bytes,
       lastEventSequence: tail.lastSequence,
     };
+    if (tail.scan?.damagedLine) {
+      // Kept so the damage is reported once; an intact file's index is read when first needed.
+      tracked.index = tail.scan.index;
+      this.noteEventDamage(tracked, eventsPath, tail.scan);
+    }
+    if (read.problem) {
+      this.warn(messagesPath, `session ${id}: ${read.problem}`);
+      // The start-up checkpoint writes the messages kept to a new generation; the damaged file is kept aside.
+      tracked.damaged.add(messagesPath);
+      tracked.disk.messageCount = snapshot.messages.count;
+      tracked.debt.dirty = true;
+    }
     return { ...snapshot.record, messages: read.messages } as SessionRecord;
   }
 
@@ -714,22 +745,36 @@ export class FileSessionStore implements SessionStore {
   private async replay(segments: number[], records: Map<string, SessionRecord>): Promise<number> {
     let maxLsn = 0;
     const touched = new Map<string, { from: number; events: EventLine[] }>();
+    // What each session's files hold (entries up to its snapshot's), and the entries applied since.
+    const base = new Map([...this.sessions].map(([id, tracked]) => [id, tracked.lsn]));
+    const applied = new Set<number>();
+    const stopped = new Set<string>();
+    // Said once per session; names the file, never what the entry held.
+    const stop = (id: string, location: string, why: string): void => {
+      if (stopped.has(id)) return;
+      stopped.add(id);
+      this.warn(location, `session ${id}: ${why}; the session is restored as it was before it, without its later entries`);
+    };
     for (const segment of segments) {
       const { lines, torn } = await readSegment(this.walDirectory, segment);
       const location = path.join(this.walDirectory, segmentName(segment));
       if (torn > 0) this.warn(location, `dropped a torn last entry (${torn} bytes) of an interrupted append`);
       for (const line of lines) {
-        let entry: WalEntry;
-        try {
-          entry = JSON.parse(line) as WalEntry;
-          if (!isPlainObject(entry) || typeof entry.n !== "number" || typeof entry.id !== "string") throw new Error("malformed");
-        } catch {
-          this.warn(location, "skipped a damaged entry");
+        const entry = parseWalEntry(line);
+        if (!entry) {
+          const head = headOf(line);
+          if (!head) {
+            this.warn(location, "skipped a damaged entry; whose it was cannot be read");
+            continue;
+          }
+          maxLsn = Math.max(maxLsn, head.n);
+          // One the session's files already hold does not matter.
+          if (!this.broken.has(head.id) && head.n > (this.sessions.get(head.id)?.lsn ?? 0)) stop(head.id, location, `entry ${head.n} is damaged`);
           continue;
         }
         maxLsn = Math.max(maxLsn, entry.n);
         const { id } = entry;
-        if (this.broken.has(id) || !SESSION_ID.test(id)) continue;
+        if (this.broken.has(id)) continue;
         let tracked = this.sessions.get(id);
         if (tracked && entry.n <= tracked.lsn) continue;
         if (entry.op === "delete") {
@@ -739,6 +784,14 @@ export class FileSessionStore implements SessionStore {
           touched.delete(id);
           continue;
         }
+        // Applied only right after what it follows, so a session never gets a hole (entries from before `prev` existed: unless one was damaged).
+        const follows = entry.prev === undefined ? !stopped.has(id) : entry.prev <= (base.get(id) ?? 0) || applied.has(entry.prev);
+        const length = tracked ? (records.get(id)?.messages.length ?? 0) : 0;
+        if (!follows || (entry.from ?? 0) > length) {
+          stop(id, location, follows ? `entry ${entry.n} continues messages the session's files do not have` : `entry ${entry.n} follows one that is damaged or missing`);
+          continue;
+        }
+        applied.add(entry.n);
         let record = records.get(id);
         if (!record || !tracked) {
           tracked = this.track(id);

@@ -37,6 +37,11 @@ export interface SessionRecord {
    * before the call starts and cleared with its result: found on restore, the call is "in doubt".
    */
   callInFlight?: { callId: string; toolName: string; turnId: string } | null;
+  /**
+   * The turn that was running when this was written. Found on restore, it did not survive (unless
+   * it waits for a person): its followers are told it was cancelled ("server_restarted").
+   */
+  runningTurnId?: string | null;
   /** The confirmation the session's turn waits on; on restore, the turn resumes waiting on it. */
   pendingConfirmation?: PendingConfirmation | null;
   /** What was added to this session (and its descendants): skills, subagent definitions, MCP servers. */

@@ -11,7 +11,7 @@ import type { MessageRecord, SessionRecord } from "./record.js";
  *   events.<gen>.jsonl        one event per line, append-only, trimmed to the retention bounds
  * A rewrite (messages that changed, events trimmed) writes the next generation and switches to it
  * in the snapshot, so a crash leaves the old pair or the new one. Files of other generations are
- * leftovers, removed at start-up.
+ * leftovers, removed at start-up; a damaged file, once replaced, stays as `<name>.damaged` for repair.
  */
 export const SNAPSHOT = "snapshot.json";
 export const SNAPSHOT_FORMAT = "agentd-session-snapshot";
@@ -19,6 +19,9 @@ export const SNAPSHOT_FORMAT = "agentd-session-snapshot";
 export const messagesFile = (generation: number): string => `messages.${generation}.jsonl`;
 export const eventsFile = (generation: number): string => `events.${generation}.jsonl`;
 export const GENERATION_FILE = /^(messages|events)\.(\d+)\.jsonl$/;
+
+/** A session id as the file store accepts it: it names a folder, so no dots, slashes or other paths. */
+export const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 export interface Snapshot {
   format: typeof SNAPSHOT_FORMAT;
@@ -65,10 +68,15 @@ export interface MessagesRead {
   messages: MessageRecord[];
   /** Bytes of the lines that count (the rest, if any, is a torn or unfinished append). */
   bytes: number;
+  /** Why fewer than `count` messages were read (names the file and the line), or null. */
   problem: string | null;
 }
 
-/** The first `count` messages of a messages file; a torn or damaged line ends the read, with a problem. */
+/**
+ * The first `count` messages of a messages file. A damaged or missing line among them ends the
+ * read: a conversation is only meaningful from its start, so the session keeps the messages before
+ * it rather than a history with a hole. Lines after `count` are unfinished appends and are not read.
+ */
 export async function readMessages(file: string, count: number): Promise<MessagesRead> {
   const buffer = await readFile(file).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return Buffer.alloc(0);
@@ -76,62 +84,98 @@ export async function readMessages(file: string, count: number): Promise<Message
   });
   const messages: MessageRecord[] = [];
   let bytes = 0;
+  let damaged = false;
   for (const line of lines(buffer)) {
     if (messages.length === count) break;
-    try {
-      messages.push(JSON.parse(line.text) as MessageRecord);
-    } catch {
+    const message = parseLine(line.text);
+    if (!isPlainObject(message) || typeof message.id !== "string") {
+      damaged = true;
       break;
     }
+    messages.push(message as unknown as MessageRecord);
     bytes = line.end;
   }
-  const problem = messages.length < count ? `${path.basename(file)} holds ${messages.length} of the ${count} messages its snapshot names; the rest is lost` : null;
+  const name = path.basename(file);
+  const line = messages.length + 1;
+  const problem =
+    messages.length === count
+      ? null
+      : damaged
+        ? `line ${line} of ${name} is damaged; the session keeps the ${messages.length} messages before it (of ${count})`
+        : `${name} ends before line ${line}; the session keeps the ${messages.length} messages before it (of ${count})`;
   return { messages, bytes, problem };
 }
 
-/** An events file as lines: the sequence of each, and where each ends. */
+function parseLine(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An events file as lines: the sequence of each, and where each ends (from byte `start`). */
 export interface EventIndex {
+  /** Where the first indexed line starts: past a damaged line, 0 otherwise. */
+  start: number;
   sequences: number[];
   ends: number[];
 }
 
 export interface EventsScan {
   index: EventIndex;
-  /** Bytes of complete, readable lines; anything after them is a torn append. */
+  /** Bytes of complete lines; anything after them is a torn append. */
   bytes: number;
   /** Bytes after the last complete line (dropped). */
   torn: number;
+  /** The last damaged line (1-based), or null. */
+  damagedLine: number | null;
 }
 
-/** Reads a whole events file into an index; a torn or damaged line ends it. */
-export async function scanEvents(file: string): Promise<EventsScan> {
-  const buffer = await readFile(file).catch((error: NodeJS.ErrnoException) => {
+/**
+ * Reads an events file (up to byte `limit`) into an index. A damaged line, or one out of sequence,
+ * restarts the index after it: what is retained is the newest events without a gap, and `oldest`
+ * tells a reader that older ones are gone, as after a trim. A torn last line is left out.
+ */
+export async function scanEvents(file: string, limit = Infinity): Promise<EventsScan> {
+  const whole = await readFile(file).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
   });
-  const index: EventIndex = { sequences: [], ends: [] };
+  const buffer = whole.length > limit ? whole.subarray(0, limit) : whole;
+  const index: EventIndex = { start: 0, sequences: [], ends: [] };
   let bytes = 0;
+  let number = 0;
+  let damagedLine: number | null = null;
   for (const line of lines(buffer)) {
+    number++;
+    bytes = line.end;
     const sequence = sequenceOf(line.text);
-    if (sequence === null || sequence <= (index.sequences.at(-1) ?? 0)) break;
+    if (sequence === null || sequence <= (index.sequences.at(-1) ?? 0)) {
+      damagedLine = number;
+      index.start = line.end;
+      index.sequences = [];
+      index.ends = [];
+      continue;
+    }
     index.sequences.push(sequence);
     index.ends.push(line.end);
-    bytes = line.end;
   }
-  return { index, bytes, torn: buffer.length - bytes };
+  return { index, bytes, torn: buffer.length - bytes, damagedLine };
 }
 
 /**
  * The end of an events file without reading all of it: how many bytes are complete lines and the
- * last sequence. Reads the whole file only when the tail does not show a complete, readable line.
+ * last sequence. Reads the whole file only when the tail does not show a complete, readable line;
+ * that scan is returned too.
  */
-export async function scanEventsTail(file: string): Promise<{ bytes: number; lastSequence: number; torn: number }> {
+export async function scanEventsTail(file: string): Promise<{ bytes: number; lastSequence: number; torn: number; scan: EventsScan | null }> {
   const TAIL = 256 * 1024;
   let handle;
   try {
     handle = await open(file, "r");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bytes: 0, lastSequence: 0, torn: 0 };
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bytes: 0, lastSequence: 0, torn: 0, scan: null };
     throw error;
   }
   try {
@@ -144,14 +188,14 @@ export async function scanEventsTail(file: string): Promise<{ bytes: number; las
       const previous = lastNewline > 0 ? buffer.lastIndexOf(0x0a, lastNewline - 1) : -1;
       if (previous >= 0) {
         const sequence = sequenceOf(buffer.toString("utf8", previous + 1, lastNewline));
-        if (sequence !== null) return { bytes: start + lastNewline + 1, lastSequence: sequence, torn: size - (start + lastNewline + 1) };
+        if (sequence !== null) return { bytes: start + lastNewline + 1, lastSequence: sequence, torn: size - (start + lastNewline + 1), scan: null };
       }
     }
   } finally {
     await handle.close();
   }
   const scan = await scanEvents(file);
-  return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn };
+  return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn, scan };
 }
 
 function sequenceOf(line: string): number | null {

@@ -41,6 +41,19 @@ describe("planning a compaction", () => {
     for (const m of kept) if (m.toolResult) expect(calls.has(m.toolResult.callId)).toBe(true);
   });
 
+  it("with wholeNewestTurn, cuts into the newest turn only when it alone is too big", () => {
+    const one = exchange("t1");
+    // By default a single turn loses its prompt (a turn's long run of steps needs that)...
+    expect(planCompaction(one, replay([]), { keepTokens: null, tokensOf: byLength })!.keepFrom).toBe(1);
+    // ...which a CompactSession would do for nothing.
+    expect(planCompaction(one, replay([]), { keepTokens: null, tokensOf: byLength, wholeNewestTurn: true })).toBeNull();
+    expect(planCompaction(one, replay([]), { keepTokens: 100, tokensOf: byLength, wholeNewestTurn: true })).toBeNull();
+    const long = [user("do it", "t1"), assistant("", "t1", ["c1"]), result("c1", "t1", "y".repeat(1000)), assistant("done", "t1")];
+    expect(planCompaction(long, replay([]), { keepTokens: 100, tokensOf: byLength, wholeNewestTurn: true })!.keepFrom).toBe(3);
+    // Older turns are compacted as ever.
+    expect(planCompaction(["t1", "t2"].flatMap(exchange), replay([]), { keepTokens: null, tokensOf: byLength, wholeNewestTurn: true })!.keepFrom).toBe(2);
+  });
+
   it("finds nothing to compact in a context of one prompt, or of nothing", () => {
     expect(planCompaction([user("only")], replay([]), { keepTokens: null, tokensOf: byLength })).toBeNull();
     expect(planCompaction([], replay([]), { keepTokens: null, tokensOf: byLength })).toBeNull();

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ContextService } from "../../src/context/service.js";
+import type { TokenCounter } from "../../src/context/tokens.js";
+import { TRUNCATION_NOTE } from "../../src/context/view.js";
 import type { TurnEvent } from "../../src/events/types.js";
 import { failedPrecondition } from "../../src/errors.js";
 import { ScriptedClient } from "../../src/llm/scripted.js";
@@ -59,7 +61,7 @@ describe("the context service", () => {
     const contexts = service(() => slow);
     const compaction = contexts.compact(session, { instructions: "", apiKey: "" });
     expect(() => contexts.checkTurnMayStart(session)).toThrow("compacting");
-    expect(() => contexts.clear(session)).toThrow("compacting");
+    await expect(contexts.clear(session)).rejects.toThrow("compacting");
     expect((await compaction).method).toBe("summary");
     expect(() => contexts.checkTurnMayStart(session)).not.toThrow();
   });
@@ -89,9 +91,38 @@ describe("the context service", () => {
     expect(await guard.compactAfterError(overflow, environment, () => {})).toBe(true);
   });
 
-  it("forks the history before a turn with new ids and the context operations recorded before it", () => {
+  it("counts each message's tokens once, however often the usage is asked for after changes", async () => {
     const session = sessionWith(["t1", "t2", "t3"].flatMap(exchange));
-    service(() => {
+    const counted: string[] = [];
+    const counter: TokenCounter = {
+      method: "counting",
+      count: (text) => {
+        counted.push(text);
+        return Math.ceil(text.length / 4);
+      },
+    };
+    const contexts = new ContextService({
+      clientFor: () => {
+        throw failedPrecondition("no model");
+      },
+      environment: () => environment,
+      logger,
+      tokenCounter: async () => counter,
+    });
+    const first = await contexts.usage(session);
+    await contexts.usage(session);
+    // After each change the whole context is counted: from what was counted before.
+    await contexts.rewind(session, "t3");
+    expect((await contexts.usage(session)).tokens).toBeLessThan(first.tokens);
+    await contexts.compact(session, { instructions: "", apiKey: "" });
+    await contexts.usage(session);
+    await contexts.usage(session);
+    expect(counted.sort()).toEqual([TRUNCATION_NOTE, "be brief", "t1 answer", "t1 prompt", "t2 answer", "t2 prompt", "t3 answer", "t3 prompt"].sort());
+  });
+
+  it("forks the history before a turn with new ids and the context operations recorded before it", async () => {
+    const session = sessionWith(["t1", "t2", "t3"].flatMap(exchange));
+    await service(() => {
       throw new Error("unused");
     }).clear(session);
     const seed = service(() => {

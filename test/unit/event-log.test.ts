@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { RecentEvents } from "../../src/events/log.js";
+import { EventMemory, RecentEvents, eventSize } from "../../src/events/log.js";
+import { subscribeToSession, type SubscriptionItem } from "../../src/events/subscribe.js";
+import { restoreSessions } from "../../src/session/restore.js";
+import { SessionRegistry } from "../../src/session/registry.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
+import { createLogger } from "../../src/logging.js";
 import type { SessionEvent } from "../../src/events/types.js";
 import { newSessionRecord } from "../../src/session/new-session.js";
 import { Session } from "../../src/session/session.js";
@@ -26,6 +31,80 @@ describe("RecentEvents", () => {
     expect(recent.all().length).toBeLessThanOrEqual(2);
     recent.append(event(11, "y".repeat(50_000)));
     expect(recent.all().map((e) => e.sequence)).toEqual([11]);
+  });
+});
+
+describe("EventMemory", () => {
+  it("bounds the windows of all sessions together; the one idle longest gives up its events first", () => {
+    const size = eventSize(event(1, "x".repeat(1_000)));
+    const memory = new EventMemory(size * 5);
+    const limits = { maxEvents: 100, maxBytes: 1_000_000 };
+    const [idle, busy, other] = [new RecentEvents(limits, memory), new RecentEvents(limits, memory), new RecentEvents(limits, memory)];
+    for (let i = 1; i <= 2; i++) idle.append(event(i, "x".repeat(1_000)));
+    for (let i = 1; i <= 2; i++) other.append(event(i, "x".repeat(1_000)));
+    for (let i = 1; i <= 3; i++) busy.append(event(i, "x".repeat(1_000)));
+    // Seven events over a budget of five: the idle window emptied first, then the next least recent.
+    expect(idle.length).toBe(0);
+    expect(other.length).toBe(2);
+    expect(busy.length).toBe(3);
+    expect(memory.bytes).toBeLessThanOrEqual(size * 5);
+    for (let i = 4; i <= 10; i++) busy.append(event(i, "x".repeat(1_000)));
+    expect(other.length).toBe(0);
+    expect(busy.all().map((e) => e.sequence)).toEqual([6, 7, 8, 9, 10]);
+    busy.clear();
+    expect(memory.bytes).toBe(0);
+  });
+});
+
+describe("subscribeToSession", () => {
+  const config = { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 }, permissions: DEFAULT_PERMISSIONS, confirmation: DEFAULT_CONFIRMATION, tools: null };
+  const sources = {
+    readStored: async () => ({ events: [], oldest: 0 }),
+    flush: async () => true,
+    descendants: () => [],
+    added: () => () => {},
+    isDescendant: () => false,
+  };
+
+  it("ends a subscriber that stalls mid-replay once the live events held for it pass the bound, naming where to resume", async () => {
+    const session = new Session(newSessionRecord({ id: "s1", owner: "o", parentId: null, config, workspace: "/w", ephemeral: true, labels: {} }), () => {});
+    session.pause();
+    session.resume();
+    await session.published();
+    const items: SubscriptionItem[] = [];
+    const ended = new Promise<unknown>((resolve) =>
+      subscribeToSession(session, { afterSequence: 0, includeDescendants: false, ready: () => new Promise(() => {}), maxHeld: { events: 3, bytes: 1_000_000 } }, sources).subscribe({
+        next: (item) => items.push(item),
+        error: resolve,
+      }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    // The reader took event 1 and stalls; the session goes on.
+    for (let i = 0; i < 2; i++) {
+      session.pause();
+      session.resume();
+    }
+    const error = (await ended) as Error & { kind: string };
+    expect(error.kind).toBe("resource_exhausted");
+    expect(error.message).toContain("after_sequence 1");
+    expect(items.map((item) => (item.kind === "event" ? item.event.sequence : "caught_up"))).toEqual([1]);
+  });
+});
+
+describe("restore", () => {
+  it("tells the followers of a turn the server died in that it ended: turn_cancelled, server_restarted", async () => {
+    const config = { model: null, systemPrompt: "", limits: { maxToolRounds: 1, toolTimeoutMs: 0 }, permissions: DEFAULT_PERMISSIONS, confirmation: DEFAULT_CONFIRMATION, tools: null };
+    const store = new MemoryStore();
+    const base = newSessionRecord({ id: "s2", owner: "o", parentId: null, config, workspace: "/w", ephemeral: false, labels: {} });
+    await store.save({ ...base, state: "running", runningTurnId: "turn-1", lastSequence: 3, sequenceReservedThrough: 3 }, []);
+    const registry = new SessionRegistry({ maxSessions: 10, maxSessionsPerOwner: 10 });
+    await restoreSessions(store, registry, (record) => new Session(record, () => {}), createLogger("silent"));
+    const session = registry.find("s2")!;
+    await session.published();
+    const last = session.recentEvents.all().at(-1)!;
+    expect(last).toMatchObject({ sequence: 4, turnId: "turn-1", payload: { type: "turn_cancelled", reason: "server_restarted" } });
+    expect(session.state).toBe("idle");
+    expect(session.toRecord().runningTurnId).toBeNull();
   });
 });
 

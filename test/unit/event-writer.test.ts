@@ -142,4 +142,36 @@ describe("EventWriter limits", () => {
     writer.write(delta("x"));
     expect(cut).toEqual([1]);
   });
+
+  it("counts every event's size, not only text: large tool results fill it too", () => {
+    sequence = 0;
+    const call = new FakeCall();
+    const cut: number[] = [];
+    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
+      maxWaitingMessages: 100,
+      maxWaitingChars: 10_000,
+    });
+    call.full = true;
+    writer.write(delta("start"));
+    const result = (n: number) => event({ type: "tool_result", result: { callId: `c${n}`, name: "read_file", output: "z".repeat(4_000), isError: false } });
+    writer.write(result(1));
+    writer.write(result(2));
+    expect(cut).toEqual([]);
+    writer.write(result(3));
+    expect(cut).toEqual([1]);
+  });
+
+  it("names the followed session's sequence as the resume point, not a descendant's", () => {
+    sequence = 0;
+    const call = new FakeCall();
+    const cut: number[] = [];
+    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), { maxWaitingMessages: 1, maxWaitingChars: 1_000 }, "s");
+    writer.write(delta("own"));
+    writer.write({ ...delta("child's", "t2"), sessionId: "child", sequence: 500 });
+    call.full = true;
+    writer.write({ ...delta("child again", "t2"), sessionId: "child", sequence: 501 });
+    writer.write({ ...delta("child more", "t3"), sessionId: "child", sequence: 502 });
+    writer.write({ ...delta("and more", "t4"), sessionId: "child", sequence: 503 });
+    expect(cut).toEqual([1]);
+  });
 });

@@ -620,6 +620,54 @@ export function compactionTriggerToJSON(object: CompactionTrigger): string {
   }
 }
 
+export enum ContextChangeKind {
+  CONTEXT_CHANGE_KIND_UNSPECIFIED = 0,
+  /** CONTEXT_CHANGE_KIND_CLEAR - ClearContext. */
+  CONTEXT_CHANGE_KIND_CLEAR = 1,
+  /** CONTEXT_CHANGE_KIND_REWIND - RewindSession. */
+  CONTEXT_CHANGE_KIND_REWIND = 2,
+  /** CONTEXT_CHANGE_KIND_UNDO_COMPACTION - CompactSession with undo. */
+  CONTEXT_CHANGE_KIND_UNDO_COMPACTION = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function contextChangeKindFromJSON(object: any): ContextChangeKind {
+  switch (object) {
+    case 0:
+    case "CONTEXT_CHANGE_KIND_UNSPECIFIED":
+      return ContextChangeKind.CONTEXT_CHANGE_KIND_UNSPECIFIED;
+    case 1:
+    case "CONTEXT_CHANGE_KIND_CLEAR":
+      return ContextChangeKind.CONTEXT_CHANGE_KIND_CLEAR;
+    case 2:
+    case "CONTEXT_CHANGE_KIND_REWIND":
+      return ContextChangeKind.CONTEXT_CHANGE_KIND_REWIND;
+    case 3:
+    case "CONTEXT_CHANGE_KIND_UNDO_COMPACTION":
+      return ContextChangeKind.CONTEXT_CHANGE_KIND_UNDO_COMPACTION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ContextChangeKind.UNRECOGNIZED;
+  }
+}
+
+export function contextChangeKindToJSON(object: ContextChangeKind): string {
+  switch (object) {
+    case ContextChangeKind.CONTEXT_CHANGE_KIND_UNSPECIFIED:
+      return "CONTEXT_CHANGE_KIND_UNSPECIFIED";
+    case ContextChangeKind.CONTEXT_CHANGE_KIND_CLEAR:
+      return "CONTEXT_CHANGE_KIND_CLEAR";
+    case ContextChangeKind.CONTEXT_CHANGE_KIND_REWIND:
+      return "CONTEXT_CHANGE_KIND_REWIND";
+    case ContextChangeKind.CONTEXT_CHANGE_KIND_UNDO_COMPACTION:
+      return "CONTEXT_CHANGE_KIND_UNDO_COMPACTION";
+    case ContextChangeKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which model a session talks to. */
 export interface ModelConfig {
   /** "openai" (any OpenAI-compatible endpoint), "anthropic" or "scripted". */
@@ -1022,6 +1070,7 @@ export interface AgentEvent {
     | { $case: "callInDoubt"; callInDoubt: CallInDoubt }
     | { $case: "subagent"; subagent: SubagentEvent }
     | { $case: "contextCompacted"; contextCompacted: ContextCompacted }
+    | { $case: "contextChanged"; contextChanged: ContextChanged }
     | undefined;
 }
 
@@ -1076,8 +1125,10 @@ export interface TurnError {
 
 export interface TurnCancelled {
   /**
-   * Who cancelled: "cancel_rpc", "client_disconnected", "session_destroyed", "shutdown" or
-   * "deadline_exceeded" (the call's deadline passed).
+   * Who cancelled: "cancel_rpc", "client_disconnected", "session_destroyed", "shutdown",
+   * "deadline_exceeded" (the call's deadline passed), "parent_cancelled" (a subagent whose parent turn
+   * was cancelled), "client_too_slow" (a StreamGenerate caller that stopped reading was cut off) or
+   * "server_restarted" (the turn was running when the server stopped, and did not go on).
    */
   reason: string;
 }
@@ -1454,20 +1505,31 @@ export interface ListAgentsResponse {
 export interface SubscribeRequest {
   sessionId: string;
   /**
-   * Replay the events with a greater sequence number; 0 replays all that are kept, the session's
-   * last_sequence replays none.
+   * Replay the events with a greater sequence number; the session's last_sequence replays none.
+   * Numbers are never reused, but they may skip (those reserved before a crash were never used).
+   * OUT_OF_RANGE, naming the oldest event available, when events after it are no longer kept
+   * (retention, an ephemeral session's memory, data from before the event log): nothing is skipped
+   * silently. At most 2^53 - 1.
    */
   afterSequence: number;
   /**
    * Also the live events of the session's descendants (present and future), each with its own
-   * session_id; the replay covers the session itself.
+   * session_id; the replay covers the session itself (a subagent's events are in it, relayed).
    */
   includeDescendants: boolean;
   /** Seconds between heartbeats on an idle stream; 0 means 15. */
   heartbeatSeconds: number;
+  /**
+   * Instead of OUT_OF_RANGE, replay from the oldest event still kept: for a client that wants
+   * whatever is left (after_sequence 0 with this set replays everything kept).
+   */
+  fromOldestKept: boolean;
 }
 
-/** One message of a Subscribe stream: exactly one field is set. */
+/**
+ * One message of a Subscribe stream: exactly one field is set. A stream that falls too far behind is
+ * ended with RESOURCE_EXHAUSTED naming the last sequence number it was sent (of the session itself).
+ */
 export interface SubscribeResponse {
   event:
     | AgentEvent
@@ -1501,7 +1563,7 @@ export interface StartTurnResponse {
 
 /**
  * The model's context was compacted. In a turn's events when automatic; a session-level event
- * (empty turn_id) for CompactSession.
+ * (empty turn_id) for CompactSession, sent once the compaction is stored and before the reply.
  */
 export interface ContextCompacted {
   trigger: CompactionTrigger;
@@ -1515,6 +1577,27 @@ export interface ContextCompacted {
   summaryMessageId: string;
   /** For a truncation: why the model did not summarise. */
   reason: string;
+  /** The tokens of the summary's model call; zero for a truncation. */
+  summaryUsage: Usage | undefined;
+}
+
+/**
+ * The model's context was changed by ClearContext, RewindSession or CompactSession with undo (a
+ * compaction has its own event, context_compacted). A session-level event (empty turn_id), sent
+ * once the change is stored and before the call's reply. GetContextUsage tells the tokens it takes now.
+ */
+export interface ContextChanged {
+  kind: ContextChangeKind;
+  /**
+   * CLEAR: messages that left the context (as ClearContextResponse.messages_cleared). REWIND:
+   * messages rewound (as RewindSessionResponse.messages_rewound). UNDO_COMPACTION: messages the
+   * summary stood for, back in the context.
+   */
+  messagesAffected: number;
+  /** REWIND: the turn rewound to, which left the context with every later turn; empty otherwise. */
+  turnId: string;
+  /** Messages in the model's context now (a summary counts as one). */
+  messagesAfter: number;
 }
 
 export interface ContextUsage {
@@ -1585,7 +1668,7 @@ export interface ClearContextRequest {
 }
 
 export interface ClearContextResponse {
-  /** Messages that left the model's context (the transcript keeps them). */
+  /** Messages that left the model's context (the transcript keeps them; a summary is not counted). */
   messagesCleared: number;
   usage: ContextUsage | undefined;
 }
@@ -1597,7 +1680,7 @@ export interface RewindSessionRequest {
 }
 
 export interface RewindSessionResponse {
-  /** Messages of the transcript taken out of the model's context. */
+  /** Messages of the transcript from the turn on, now out of the model's context (summaries not counted). */
   messagesRewound: number;
   usage:
     | ContextUsage
@@ -6333,6 +6416,9 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "contextCompacted":
         ContextCompacted.encode(message.payload.contextCompacted, writer.uint32(202).fork()).join();
         break;
+      case "contextChanged":
+        ContextChanged.encode(message.payload.contextChanged, writer.uint32(210).fork()).join();
+        break;
     }
     return writer;
   },
@@ -6525,6 +6611,17 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             };
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.payload = {
+              $case: "contextChanged",
+              contextChanged: ContextChanged.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6619,6 +6716,10 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         ? { $case: "contextCompacted", contextCompacted: ContextCompacted.fromJSON(object.contextCompacted) }
         : isSet(object.context_compacted)
         ? { $case: "contextCompacted", contextCompacted: ContextCompacted.fromJSON(object.context_compacted) }
+        : isSet(object.contextChanged)
+        ? { $case: "contextChanged", contextChanged: ContextChanged.fromJSON(object.contextChanged) }
+        : isSet(object.context_changed)
+        ? { $case: "contextChanged", contextChanged: ContextChanged.fromJSON(object.context_changed) }
         : undefined,
     };
   },
@@ -6669,6 +6770,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.subagent = SubagentEvent.toJSON(message.payload.subagent);
     } else if (message.payload?.$case === "contextCompacted") {
       obj.contextCompacted = ContextCompacted.toJSON(message.payload.contextCompacted);
+    } else if (message.payload?.$case === "contextChanged") {
+      obj.contextChanged = ContextChanged.toJSON(message.payload.contextChanged);
     }
     return obj;
   },
@@ -6796,6 +6899,15 @@ export const AgentEvent: MessageFns<AgentEvent> = {
           message.payload = {
             $case: "contextCompacted",
             contextCompacted: ContextCompacted.fromPartial(object.payload.contextCompacted),
+          };
+        }
+        break;
+      }
+      case "contextChanged": {
+        if (object.payload?.contextChanged !== undefined && object.payload?.contextChanged !== null) {
+          message.payload = {
+            $case: "contextChanged",
+            contextChanged: ContextChanged.fromPartial(object.payload.contextChanged),
           };
         }
         break;
@@ -12479,7 +12591,7 @@ export const ListAgentsResponse: MessageFns<ListAgentsResponse> = {
 };
 
 function createBaseSubscribeRequest(): SubscribeRequest {
-  return { sessionId: "", afterSequence: 0, includeDescendants: false, heartbeatSeconds: 0 };
+  return { sessionId: "", afterSequence: 0, includeDescendants: false, heartbeatSeconds: 0, fromOldestKept: false };
 }
 
 export const SubscribeRequest: MessageFns<SubscribeRequest> = {
@@ -12495,6 +12607,9 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
     }
     if (message.heartbeatSeconds !== 0) {
       writer.uint32(32).int32(message.heartbeatSeconds);
+    }
+    if (message.fromOldestKept !== false) {
+      writer.uint32(40).bool(message.fromOldestKept);
     }
     return writer;
   },
@@ -12544,6 +12659,14 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
             message.heartbeatSeconds = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.fromOldestKept = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -12578,6 +12701,11 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
         : isSet(object.heartbeat_seconds)
         ? globalThis.Number(object.heartbeat_seconds)
         : 0,
+      fromOldestKept: isSet(object.fromOldestKept)
+        ? globalThis.Boolean(object.fromOldestKept)
+        : isSet(object.from_oldest_kept)
+        ? globalThis.Boolean(object.from_oldest_kept)
+        : false,
     };
   },
 
@@ -12595,6 +12723,9 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
     if (message.heartbeatSeconds !== 0) {
       obj.heartbeatSeconds = Math.round(message.heartbeatSeconds);
     }
+    if (message.fromOldestKept !== false) {
+      obj.fromOldestKept = message.fromOldestKept;
+    }
     return obj;
   },
 
@@ -12607,6 +12738,7 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
     message.afterSequence = object.afterSequence ?? 0;
     message.includeDescendants = object.includeDescendants ?? false;
     message.heartbeatSeconds = object.heartbeatSeconds ?? 0;
+    message.fromOldestKept = object.fromOldestKept ?? false;
     return message;
   },
 };
@@ -13068,6 +13200,7 @@ function createBaseContextCompacted(): ContextCompacted {
     messagesAfter: 0,
     summaryMessageId: "",
     reason: "",
+    summaryUsage: undefined,
   };
 }
 
@@ -13096,6 +13229,9 @@ export const ContextCompacted: MessageFns<ContextCompacted> = {
     }
     if (message.reason !== "") {
       writer.uint32(66).string(message.reason);
+    }
+    if (message.summaryUsage !== undefined) {
+      Usage.encode(message.summaryUsage, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -13177,6 +13313,14 @@ export const ContextCompacted: MessageFns<ContextCompacted> = {
             message.reason = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.summaryUsage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -13219,6 +13363,11 @@ export const ContextCompacted: MessageFns<ContextCompacted> = {
         ? globalThis.String(object.summary_message_id)
         : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      summaryUsage: isSet(object.summaryUsage)
+        ? Usage.fromJSON(object.summaryUsage)
+        : isSet(object.summary_usage)
+        ? Usage.fromJSON(object.summary_usage)
+        : undefined,
     };
   },
 
@@ -13248,6 +13397,9 @@ export const ContextCompacted: MessageFns<ContextCompacted> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.summaryUsage !== undefined) {
+      obj.summaryUsage = Usage.toJSON(message.summaryUsage);
+    }
     return obj;
   },
 
@@ -13264,6 +13416,138 @@ export const ContextCompacted: MessageFns<ContextCompacted> = {
     message.messagesAfter = object.messagesAfter ?? 0;
     message.summaryMessageId = object.summaryMessageId ?? "";
     message.reason = object.reason ?? "";
+    message.summaryUsage = (object.summaryUsage !== undefined && object.summaryUsage !== null)
+      ? Usage.fromPartial(object.summaryUsage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseContextChanged(): ContextChanged {
+  return { kind: 0, messagesAffected: 0, turnId: "", messagesAfter: 0 };
+}
+
+export const ContextChanged: MessageFns<ContextChanged> = {
+  encode(message: ContextChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.messagesAffected !== 0) {
+      writer.uint32(16).int64(message.messagesAffected);
+    }
+    if (message.turnId !== "") {
+      writer.uint32(26).string(message.turnId);
+    }
+    if (message.messagesAfter !== 0) {
+      writer.uint32(32).int64(message.messagesAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContextChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContextChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.messagesAffected = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.turnId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.messagesAfter = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContextChanged {
+    return {
+      kind: isSet(object.kind) ? contextChangeKindFromJSON(object.kind) : 0,
+      messagesAffected: isSet(object.messagesAffected)
+        ? globalThis.Number(object.messagesAffected)
+        : isSet(object.messages_affected)
+        ? globalThis.Number(object.messages_affected)
+        : 0,
+      turnId: isSet(object.turnId)
+        ? globalThis.String(object.turnId)
+        : isSet(object.turn_id)
+        ? globalThis.String(object.turn_id)
+        : "",
+      messagesAfter: isSet(object.messagesAfter)
+        ? globalThis.Number(object.messagesAfter)
+        : isSet(object.messages_after)
+        ? globalThis.Number(object.messages_after)
+        : 0,
+    };
+  },
+
+  toJSON(message: ContextChanged): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = contextChangeKindToJSON(message.kind);
+    }
+    if (message.messagesAffected !== 0) {
+      obj.messagesAffected = Math.round(message.messagesAffected);
+    }
+    if (message.turnId !== "") {
+      obj.turnId = message.turnId;
+    }
+    if (message.messagesAfter !== 0) {
+      obj.messagesAfter = Math.round(message.messagesAfter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ContextChanged>, I>>(base?: I): ContextChanged {
+    return ContextChanged.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ContextChanged>, I>>(object: I): ContextChanged {
+    const message = createBaseContextChanged();
+    message.kind = object.kind ?? 0;
+    message.messagesAffected = object.messagesAffected ?? 0;
+    message.turnId = object.turnId ?? "";
+    message.messagesAfter = object.messagesAfter ?? 0;
     return message;
   },
 };
@@ -14882,7 +15166,8 @@ export const AgentRuntimeService = {
    * conversation and the most recent turns stay verbatim (a tool call is never separated from its
    * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
    * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
-   * a turn runs or when there is nothing older to compact.
+   * a turn runs, and when there is nothing older than the turns kept verbatim (a session of one
+   * turn, say). The reply comes once the compaction is stored, after its context_compacted event.
    */
   compactSession: {
     path: "/agentd.v1.AgentRuntime/CompactSession" as const,
@@ -14897,7 +15182,8 @@ export const AgentRuntimeService = {
   },
   /**
    * Starts the model's context afresh: the next turn sees none of the conversation so far. The
-   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs. The reply comes once the change is
+   * stored, after its context_changed event.
    */
   clearContext: {
     path: "/agentd.v1.AgentRuntime/ClearContext" as const,
@@ -14913,6 +15199,7 @@ export const AgentRuntimeService = {
    * Takes a turn and every later one out of the model's context: the context becomes what it was
    * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
    * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   * The reply comes once the change is stored, after its context_changed event.
    */
   rewindSession: {
     path: "/agentd.v1.AgentRuntime/RewindSession" as const,
@@ -15057,18 +15344,21 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
    * conversation and the most recent turns stay verbatim (a tool call is never separated from its
    * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
    * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
-   * a turn runs or when there is nothing older to compact.
+   * a turn runs, and when there is nothing older than the turns kept verbatim (a session of one
+   * turn, say). The reply comes once the compaction is stored, after its context_compacted event.
    */
   compactSession: handleUnaryCall<CompactSessionRequest, CompactSessionResponse>;
   /**
    * Starts the model's context afresh: the next turn sees none of the conversation so far. The
-   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs. The reply comes once the change is
+   * stored, after its context_changed event.
    */
   clearContext: handleUnaryCall<ClearContextRequest, ClearContextResponse>;
   /**
    * Takes a turn and every later one out of the model's context: the context becomes what it was
    * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
    * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   * The reply comes once the change is stored, after its context_changed event.
    */
   rewindSession: handleUnaryCall<RewindSessionRequest, RewindSessionResponse>;
   /**
@@ -15620,7 +15910,8 @@ export interface AgentRuntimeClient extends Client {
    * conversation and the most recent turns stay verbatim (a tool call is never separated from its
    * result). With no usable model, or when the model fails, the oldest messages are dropped instead;
    * the reply says which. The transcript (GetMessages) keeps every message. FAILED_PRECONDITION while
-   * a turn runs or when there is nothing older to compact.
+   * a turn runs, and when there is nothing older than the turns kept verbatim (a session of one
+   * turn, say). The reply comes once the compaction is stored, after its context_compacted event.
    */
   compactSession(
     request: CompactSessionRequest,
@@ -15639,7 +15930,8 @@ export interface AgentRuntimeClient extends Client {
   ): ClientUnaryCall;
   /**
    * Starts the model's context afresh: the next turn sees none of the conversation so far. The
-   * transcript keeps it. FAILED_PRECONDITION while a turn runs.
+   * transcript keeps it. FAILED_PRECONDITION while a turn runs. The reply comes once the change is
+   * stored, after its context_changed event.
    */
   clearContext(
     request: ClearContextRequest,
@@ -15660,6 +15952,7 @@ export interface AgentRuntimeClient extends Client {
    * Takes a turn and every later one out of the model's context: the context becomes what it was
    * when that turn started. The transcript keeps them, marked rewound. Workspace files are NOT
    * restored. NOT_FOUND for a turn the session does not have; FAILED_PRECONDITION while a turn runs.
+   * The reply comes once the change is stored, after its context_changed event.
    */
   rewindSession(
     request: RewindSessionRequest,

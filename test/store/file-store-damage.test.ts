@@ -1,0 +1,192 @@
+import { mkdir, open, readdir, readFile, rename, rmdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { FileSessionStore, type FileStoreOptions } from "../../src/store/file-store.js";
+import type { LoadFailure } from "../../src/store/types.js";
+import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
+import { events, messages, recordWith } from "./builders.js";
+
+afterAll(removeTempDirs);
+afterEach(() => vi.restoreAllMocks());
+
+/** A restart after a crash: a new store on the same folder, the old one never closed. */
+const reopen = (dir: string, options: FileStoreOptions = {}) => new FileSessionStore(dir, options);
+const noCheckpoints = { checkpointIntervalMs: 60_000 };
+
+/** Replaces line `index` (0-based) of a file with `replace(line)`, keeping its newline. */
+async function damageLine(file: string, index: number, replace: (line: string) => string): Promise<void> {
+  const lines = (await readFile(file, "utf8")).split("\n");
+  lines[index] = replace(lines[index]!);
+  await writeFile(file, lines.join("\n"));
+}
+
+async function onlySegment(dir: string): Promise<string> {
+  const segments = await readdir(path.join(dir, "sessions", "wal.d"));
+  expect(segments).toHaveLength(1);
+  return path.join(dir, "sessions", "wal.d", segments[0]!);
+}
+
+const sequences = async (store: FileSessionStore, id: string) => (await store.readEvents(id, 0, 100)).events.map((e) => e.sequence);
+
+describe("a damaged entry in the middle of the write-ahead log", () => {
+  // a: 2 messages, b: 1, a: 4, b: 2, a: 6; the third line (a's second save) is then damaged.
+  async function walWithFiveSaves(): Promise<{ dir: string; segment: string }> {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(2)), []);
+    await store.save(recordWith("b", messages(1)), []);
+    await store.save(recordWith("a", messages(4)), []);
+    await store.save(recordWith("b", messages(2)), []);
+    await store.save(recordWith("a", messages(6)), []);
+    return { dir, segment: await onlySegment(dir) };
+  }
+
+  it.each([
+    ["its head readable", (line: string) => `${line.slice(0, 60)}\u0000\u0000${line.slice(70)}`],
+    ["nothing readable", (line: string) => "\u0000".repeat(line.length)],
+  ])("stops that session at its last consistent state, and applies the other sessions' entries (%s)", async (_case, replace) => {
+    const { dir, segment } = await walWithFiveSaves();
+    await damageLine(segment, 2, replace);
+
+    const { records, failures, warnings } = await reopen(dir).loadAll();
+    expect(failures).toEqual([]);
+    expect(records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["a", 2],
+      ["b", 2],
+    ]);
+    expect(records[0]!.messages).toEqual(messages(2));
+    const about = warnings!.filter((w) => w.error.includes("session a"));
+    expect(about).toHaveLength(1);
+    expect(about[0]!.location).toBe(segment);
+    // It names the session and the file, never what the entry held.
+    for (const warning of warnings!) expect(warning.error).not.toContain("message ");
+    // The session goes on from there, and comes back as it goes on.
+    const restarted = reopen(dir);
+    await restarted.loadAll();
+    await restarted.save(recordWith("a", messages(3)), []);
+    expect((await reopen(dir).loadAll()).records[0]!.messages).toEqual(messages(3));
+  });
+
+  it("reports an entry that cannot be read, and loads the store, when it is valid JSON of the wrong shape", async () => {
+    const { dir, segment } = await walWithFiveSaves();
+    await damageLine(segment, 2, (line) => line.replace(/"messages":\[/, '"messages":7,"x":['));
+    const { records, failures, warnings } = await reopen(dir).loadAll();
+    expect(failures).toEqual([]);
+    expect(records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["a", 2],
+      ["b", 2],
+    ]);
+    expect(warnings!.filter((w) => w.error.includes("session a"))).toHaveLength(1);
+  });
+});
+
+describe("a damaged line in the middle of a session's files", () => {
+  it("messages: the session keeps the messages before it, never the log's entries after a hole, and the file is kept aside", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(4)), []);
+    await store.save(recordWith("b", messages(2)), []);
+    await store.checkpoint();
+    // Logged, not yet in the session's files.
+    await store.save(recordWith("a", messages(6)), []);
+    const folder = path.join(dir, "sessions", "a");
+    await damageLine(path.join(folder, "messages.1.jsonl"), 1, (line) => `${line.slice(0, 20)}\u0000${line.slice(21)}`);
+
+    const { records, failures, warnings } = await reopen(dir).loadAll();
+    expect(failures).toEqual([]);
+    expect(records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["a", 1],
+      ["b", 2],
+    ]);
+    expect(records[0]!.messages).toEqual(messages(1));
+    const damaged = warnings!.find((w) => path.basename(w.location) === "messages.1.jsonl");
+    expect(damaged?.error).toMatch(/session a: line 2 of messages\.1\.jsonl/);
+    // The rest of the file is kept for whoever repairs it; the session's files hold what it came back with.
+    expect((await readdir(folder)).sort()).toEqual(["messages.1.jsonl.damaged", "messages.2.jsonl", "snapshot.json"]);
+    const again = reopen(dir);
+    const loaded = await again.loadAll();
+    expect(loaded.warnings).toEqual([]);
+    expect(loaded.records[0]!.messages).toEqual(messages(1));
+    await again.save(recordWith("a", messages(3)), []);
+    expect((await reopen(dir).loadAll()).records[0]!.messages).toEqual(messages(3));
+  });
+
+  it.each([
+    ["read whole at start-up", undefined],
+    ["read when first needed", "x".repeat(100_000)],
+  ])("events: the newest events after it are kept (no gap in what is retained), and the file is rewritten without it (%s)", async (_case, text) => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(2), 6), events("a", 1, 6, text));
+    await store.close();
+    const folder = path.join(dir, "sessions", "a");
+    await damageLine(path.join(folder, "events.1.jsonl"), 2, (line) => line.slice(0, 30));
+
+    const warnings: LoadFailure[] = [];
+    const restarted = reopen(dir, { ...noCheckpoints, onWarning: (w) => warnings.push(w) });
+    const loaded = await restarted.loadAll();
+    expect(loaded.failures).toEqual([]);
+    expect(loaded.records[0]!.messages).toEqual(messages(2));
+    expect(await restarted.readEvents("a", 0, 100)).toEqual({ events: events("a", 4, 6, text), oldest: 4 });
+    // Found at start-up (a small file is read whole) or when first read: said once either way.
+    warnings.push(...loaded.warnings!);
+    expect(warnings.map((w) => [path.basename(w.location), w.error])).toEqual([["events.1.jsonl", expect.stringMatching(/session a: line 3 of events\.1\.jsonl/)]]);
+
+    await restarted.save(recordWith("a", messages(2), 8), events("a", 7, 8));
+    await restarted.close();
+    expect((await readdir(folder)).sort()).toEqual(["events.1.jsonl.damaged", "events.2.jsonl", "messages.1.jsonl", "snapshot.json"]);
+    const again = reopen(dir, { onWarning: (w) => warnings.push(w) });
+    expect((await again.loadAll()).warnings).toEqual([]);
+    expect(await sequences(again, "a")).toEqual([4, 5, 6, 7, 8]);
+    expect(warnings).toHaveLength(1);
+  });
+});
+
+describe("failed writes", () => {
+  it("a session deleted after its first write failed does not come back", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("kept", messages(1)), []);
+    // The first batch with "ghost" reaches the file, its fsync fails: the save is not acknowledged.
+    const probe = await open(path.join(dir, "probe"), "w");
+    const handles = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    vi.spyOn(handles, "datasync").mockRejectedValueOnce(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+    await expect(store.save(recordWith("ghost", messages(2)), [])).rejects.toThrow("EIO");
+    await store.delete("ghost");
+
+    expect((await reopen(dir).loadAll()).records.map((r) => r.id)).toEqual(["kept"]);
+    await store.checkpoint();
+    expect((await reopen(dir).loadAll()).records.map((r) => r.id)).toEqual(["kept"]);
+    expect(await readdir(path.join(dir, "sessions"))).not.toContain("ghost");
+  });
+
+  it("a checkpoint that cannot write a session's files keeps the log that holds its changes", async () => {
+    const dir = await makeTempDir();
+    const warnings: LoadFailure[] = [];
+    const store = new FileSessionStore(dir, { ...noCheckpoints, onWarning: (w) => warnings.push(w) });
+    await store.save(recordWith("a", messages(2)), []);
+    await store.save(recordWith("b", messages(1)), []);
+    await store.checkpoint();
+    await store.save(recordWith("a", messages(4)), []);
+    await store.save(recordWith("b", messages(3)), []);
+    // a's messages file cannot be written (a folder in its place).
+    const file = path.join(dir, "sessions", "a", "messages.1.jsonl");
+    await rename(file, `${file}.aside`);
+    await mkdir(file);
+    expect(await store.checkpoint()).toBe(false);
+    expect(warnings.map((w) => path.basename(w.location))).toEqual(["a"]);
+    expect(await readdir(path.join(dir, "sessions", "wal.d"))).not.toEqual([]);
+
+    // Repaired, then a crash: the log still brings a's change back.
+    await rmdir(file);
+    await rename(`${file}.aside`, file);
+    const restarted = reopen(dir);
+    const { records } = await restarted.loadAll();
+    expect(records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["a", 4],
+      ["b", 3],
+    ]);
+    expect(await readdir(path.join(dir, "sessions", "wal.d"))).toEqual([]);
+  });
+});
