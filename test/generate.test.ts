@@ -1,5 +1,5 @@
 import { status } from "@grpc/grpc-js";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Role, SessionState, StopReason } from "../src/gen/agentd/v1/runtime.js";
@@ -34,6 +34,8 @@ describe("StreamGenerate", () => {
       { text: "Let me look.", chunkSize: 4, toolCalls: [{ id: "call_1", name: "read_file", arguments: { path: "notes.txt" } }] },
       { text: "The note says: remember the milk", chunkSize: 10, usage: { inputTokens: 30, outputTokens: 8 } },
     ]);
+    // The server makes a session's own workspace when a tool first needs it; the test puts a file there first.
+    await mkdir(session.workspace, { recursive: true });
     await writeFile(path.join(session.workspace, "notes.txt"), "remember the milk");
 
     const events = await collect(t.client.streamGenerate({ sessionId: session.id, prompt: "What does my note say?" }));

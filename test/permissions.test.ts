@@ -1,5 +1,5 @@
 import { status } from "@grpc/grpc-js";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -190,6 +190,7 @@ describe("permission rules and confirmations", () => {
     const session = await sessionWith([{ toolCalls: [{ name: "read_file", arguments: { path: "secrets/.env" } }] }, { text: "fine" }], {
       permissions: { deny: ["read_file(**/*.env)"], allow: ["read_file"], defaultDecision: Decision.DECISION_ASK },
     });
+    await mkdir(session.workspace, { recursive: true });
     await writeFile(path.join(session.workspace, "x.env"), "KEY=1");
     const events = await collect(t.client.streamGenerate({ sessionId: session.id, prompt: "read it" }));
     expect(payloads(events, "permissionDenied")).toEqual([

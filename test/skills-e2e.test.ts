@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { rm, symlink } from "node:fs/promises";
+import { mkdir, rm, symlink } from "node:fs/promises";
 import { promisify } from "node:util";
 import path from "node:path";
 import { status } from "@grpc/grpc-js";
@@ -134,6 +134,7 @@ describe("skills over the wire", () => {
     expect(denied.details).not.toContain("TOP SECRET");
 
     // A symlink inside the workspace that leads outside is judged where it leads.
+    await mkdir(session!.workspace, { recursive: true });
     await symlink(path.join(outside, "secret"), path.join(session!.workspace, "link"));
     const viaLink = await grpcError(t.client.loadSkill({ sessionId: id, source: { $case: "path", path: "link" } }));
     expect(viaLink.code).toBe(status.PERMISSION_DENIED);

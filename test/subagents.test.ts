@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
@@ -50,6 +50,7 @@ describe("subagents: the task tool", () => {
       },
     });
     const id = session!.id;
+    await mkdir(session!.workspace, { recursive: true });
     await writeFile(path.join(session!.workspace, "a.txt"), "hello");
     const loaded = await t.client.loadAgent({ sessionId: id, source: { $case: "content", content: REVIEWER } });
     expect(loaded.agent).toMatchObject({ name: "reviewer", scope: Scope.SCOPE_SESSION, tools: ["read_file", "list_dir"], allTools: false });

@@ -17,9 +17,15 @@ export class SessionContext {
   constructor(
     record: ContextRecord | undefined,
     private readonly onChange: () => void,
+    /** The transcript's length: a store that restored fewer messages (a damaged file) drops what came after. */
+    messageCount = Number.MAX_SAFE_INTEGER,
   ) {
-    this.ops = [...(record?.ops ?? [])];
-    this.last = record?.lastCall ?? null;
+    // Operations recorded past the transcript restored would leave the model an empty context.
+    const ops = record?.ops ?? [];
+    const kept = ops.findIndex((op) => op.at > messageCount);
+    this.ops = kept < 0 ? [...ops] : ops.slice(0, kept);
+    const last = record?.lastCall ?? null;
+    this.last = last && last.at <= messageCount && last.ops <= this.ops.length ? last : null;
   }
 
   get operations(): readonly ContextOp[] {

@@ -28,6 +28,8 @@ export class EventMemory {
   /** Windows in the order they last took an event, least recent first. */
   private readonly windows = new Map<RecentEvents, true>();
   private total = 0;
+  /** The window that took the last event: already the most recent, no need to move it. */
+  private latest: RecentEvents | null = null;
 
   constructor(readonly maxBytes: number) {}
 
@@ -38,8 +40,11 @@ export class EventMemory {
 
   /** A window took an event of `bytes`: it becomes the most recent, and the least recent ones shrink to fit. */
   took(window: RecentEvents, bytes: number): void {
-    this.windows.delete(window);
-    this.windows.set(window, true);
+    if (window !== this.latest) {
+      this.windows.delete(window);
+      this.windows.set(window, true);
+      this.latest = window;
+    }
     this.total += bytes;
     for (const oldest of this.windows.keys()) {
       if (this.total <= this.maxBytes) return;
@@ -52,7 +57,9 @@ export class EventMemory {
   /** A window gave back `bytes` (trimmed, or dropped). */
   gave(window: RecentEvents, bytes: number, empty: boolean): void {
     this.total -= bytes;
-    if (empty) this.windows.delete(window);
+    if (!empty) return;
+    this.windows.delete(window);
+    if (window === this.latest) this.latest = null;
   }
 }
 

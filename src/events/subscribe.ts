@@ -1,7 +1,6 @@
 import { Observable, type Subscription } from "rxjs";
 import { AgentdError } from "../errors.js";
 import type { Session } from "../session/session.js";
-import { eventSize } from "./log.js";
 import type { SessionEvent } from "./types.js";
 
 /** What a subscriber receives: the session's events, and a marker once the replay has caught up. */
@@ -19,12 +18,6 @@ export interface SubscribeOptions {
   includeDescendants: boolean;
   /** Resolves when the subscriber can take more: the replay goes at the reader's pace, not all at once. */
   ready?: () => Promise<void>;
-  /**
-   * How many live events (and bytes of them) may wait while the replay runs; past that, the
-   * subscriber is ended with RESOURCE_EXHAUSTED naming where to resume, so a reader that stalls
-   * mid-replay does not make the server hold a busy session's events.
-   */
-  maxHeld?: { events: number; bytes: number };
 }
 
 export interface SubscriptionSources {
@@ -38,13 +31,18 @@ export interface SubscriptionSources {
 }
 
 const REPLAY_PAGE = 1_000;
-const DEFAULT_MAX_HELD = { events: 10_000, bytes: 8 * 1024 * 1024 };
+/** A replay ends when what the session emitted meanwhile is at most this many events: they go at once. */
+const FINAL_TAIL = 256;
+/** Replay passes before the rest goes at once whatever its length (the writer's limits then apply). */
+const MAX_PASSES = 8;
 
 /**
  * A session's events after a cursor, then `caught_up`, then its live events, until the subscriber
- * leaves. Live events are listened to before the replay starts and held until it ends, so nothing
- * falls between the two and nothing comes twice. OUT_OF_RANGE when the cursor is older than the
- * retained log (the message names the oldest sequence available) or newer than the session's last.
+ * leaves. Nothing is held for the subscriber while it replays: events the session emits meanwhile
+ * are in its log, so the replay goes on over them, pass after pass at the reader's pace, until what
+ * is left is short; that rest is sent at once, and from then on live events are sent as they come,
+ * so nothing falls between the two and nothing comes twice. OUT_OF_RANGE when the cursor is older
+ * than the retained log (the message names the oldest sequence available) or newer than the last.
  */
 export function subscribeToSession(root: Session, options: SubscribeOptions, sources: SubscriptionSources): Observable<SubscriptionItem> {
   return new Observable<SubscriptionItem>((subscriber) => {
@@ -55,37 +53,30 @@ export function subscribeToSession(root: Session, options: SubscribeOptions, sou
       );
       return;
     }
-    const maxHeld = options.maxHeld ?? DEFAULT_MAX_HELD;
     let replaying = true;
-    let lastReplayed = afterSequence;
-    const held: SessionEvent[] = [];
-    let heldBytes = 0;
-    const subscriptions = new Set<Subscription>();
-    const hold = (event: SessionEvent) => {
-      held.push(event);
-      heldBytes += eventSize(event);
-      if (held.length <= maxHeld.events && heldBytes <= maxHeld.bytes) return;
-      held.length = 0;
-      subscriber.error(
-        new AgentdError(
-          "resource_exhausted",
-          `the client read the replay too slowly while session ${root.id} went on; the last event sent was sequence ${lastReplayed}: Subscribe again with after_sequence ${lastReplayed}`,
-        ),
-      );
+    let lastSent = afterSequence;
+    const send = (event: SessionEvent) => {
+      if (event.sequence > 0) lastSent = event.sequence;
+      subscriber.next({ kind: "event", event });
     };
+    const subscriptions = new Set<Subscription>();
     const follow = (session: Session, own: boolean) => {
+      let ended = false;
       const subscription = session.events$.subscribe({
         next: (event) => {
-          if (own && replaying) hold(event);
-          else if (!own || event.sequence > lastReplayed) subscriber.next({ kind: "event", event });
+          // Notices (sequence 0) and descendants' events are live only; the session's own events
+          // are the replay's until it has caught up.
+          if (!own || event.sequence === 0) subscriber.next({ kind: "event", event });
+          else if (!replaying && event.sequence > lastSent) send(event);
         },
         // The session itself closing ends the subscription; a descendant closing does not.
         complete: () => {
+          ended = true;
           subscriptions.delete(subscription);
           if (own) subscriber.complete();
         },
       });
-      if (!subscription.closed) subscriptions.add(subscription);
+      if (!ended) subscriptions.add(subscription);
     };
     follow(root, true);
     let stopAdded = () => {};
@@ -97,22 +88,35 @@ export function subscribeToSession(root: Session, options: SubscribeOptions, sou
     }
 
     const ready = options.ready ?? (() => Promise.resolve());
-    void replay(root, options, sources, async (event) => {
+    const paced = async (event: SessionEvent) => {
       if (subscriber.closed) throw new ReplayStopped();
-      lastReplayed = event.sequence;
-      subscriber.next({ kind: "event", event });
+      send(event);
       await ready();
-    }).then(
-      () => {
+    };
+    void (async () => {
+      for (let pass = 1; ; pass++) {
+        await replay(root, { cursor: lastSent, fromOldestKept: pass === 1 && options.fromOldestKept === true }, sources, paced);
         if (subscriber.closed) return;
-        replaying = false;
-        subscriber.next({ kind: "caught_up", sequence: lastReplayed });
-        for (const event of held.splice(0)) if (event.sequence > lastReplayed) subscriber.next({ kind: "event", event });
-      },
-      (error: unknown) => {
-        if (!(error instanceof ReplayStopped)) subscriber.error(error);
-      },
-    );
+        // What the session published during the pass, still in memory: short enough (or enough
+        // passes), it goes at once, and the subscription is live from the same moment.
+        // (An empty memory published nothing since the pass read the log.)
+        const tail = root.recentEvents.length === 0 ? [] : root.recentEvents.after(lastSent);
+        if (tail !== null && (tail.length <= FINAL_TAIL || pass >= MAX_PASSES)) {
+          for (const event of tail) send(event);
+          replaying = false;
+          subscriber.next({ kind: "caught_up", sequence: lastSent });
+          return;
+        }
+        if (pass >= MAX_PASSES) {
+          throw new AgentdError(
+            "resource_exhausted",
+            `the client read the replay more slowly than session ${root.id} went on; the last event sent was sequence ${lastSent}: Subscribe again with after_sequence ${lastSent}`,
+          );
+        }
+      }
+    })().catch((error: unknown) => {
+      if (!(error instanceof ReplayStopped)) subscriber.error(error);
+    });
 
     return () => {
       stopAdded();
@@ -127,48 +131,59 @@ class ReplayStopped extends Error {}
 
 /**
  * Sends the events after the cursor that were published before now: from the store, then from
- * memory. A hole in the numbers is passed over only where the session skipped numbers at a restart;
- * any other hole means events are gone (trimmed, never stored), and the subscriber is told.
+ * memory. A hole in the numbers is passed over only where it is no loss: numbers skipped at a crash
+ * (inside the stored log, or at the last restart); any other hole means events are gone (trimmed,
+ * or an ephemeral session's evicted from memory), and the subscriber is told.
  */
-async function replay(session: Session, options: SubscribeOptions, sources: SubscriptionSources, send: (event: SessionEvent) => Promise<void>): Promise<void> {
+async function replay(
+  session: Session,
+  options: { cursor: number; fromOldestKept: boolean },
+  sources: SubscriptionSources,
+  send: (event: SessionEvent) => Promise<void>,
+): Promise<void> {
   const upTo = session.recentEvents.newest;
-  const after = options.afterSequence;
+  const after = options.cursor;
   let cursor = after;
-  let flushed = false;
-  const fromMemory = async (from: number) => {
-    for (const event of session.recentEvents.all()) if (event.sequence > from && event.sequence <= upTo) await send(event);
-  };
+  // The store is asked to take what waits for it once per position: events written in the
+  // background may not have reached it yet.
+  let flushedAt = -1;
   for (;;) {
     const recent = session.recentEvents.after(cursor);
     if (recent !== null) {
       for (const event of recent) if (event.sequence <= upTo) await send(event);
       return;
     }
-    const { events } = await sources.readStored(session.id, cursor, REPLAY_PAGE);
+    const { events, oldest } = await sources.readStored(session.id, cursor, REPLAY_PAGE);
     // The next event there is: the store's, else memory's oldest, else none yet.
     const next = events[0]?.sequence ?? (session.recentEvents.length > 0 ? session.recentEvents.oldest : session.lastSequence + 1);
-    if (!continuous(session, cursor, next) && !(options.fromOldestKept === true && cursor === after)) {
-      // Events written in the background may not have reached the store yet: once, hand them over and look again.
-      if (!flushed) {
-        flushed = true;
+    // The store keeps its newest events: holes inside what it keeps are numbers a crash skipped.
+    const insideStored = events.length > 0 && oldest > 0 && oldest <= cursor;
+    if (!insideStored && !skippedAtRestart(session, cursor, next)) {
+      if (flushedAt !== cursor) {
+        flushedAt = cursor;
         if (!(await sources.flush(session.id))) {
           throw new AgentdError("unavailable", `events after ${cursor} of session ${session.id} are not in the store yet, and the store is failing; subscribe again later`);
         }
         continue;
       }
-      throw new AgentdError(
-        "out_of_range",
-        `events after ${after} are no longer kept for session ${session.id}; the oldest available is ${next}: subscribe after ${next - 1} or later (or set from_oldest_kept)`,
-      );
+      if (!(options.fromOldestKept && cursor === after)) {
+        throw new AgentdError(
+          "out_of_range",
+          `events after ${after} are no longer kept for session ${session.id}; the oldest available is ${next}: subscribe after ${next - 1} or later (or set from_oldest_kept)`,
+        );
+      }
     }
-    if (events.length === 0) return fromMemory(cursor);
+    if (events.length === 0) {
+      for (const event of session.recentEvents.all()) if (event.sequence > cursor && event.sequence <= upTo) await send(event);
+      return;
+    }
     for (const event of events) await send(event);
     cursor = events.at(-1)!.sequence;
   }
 }
 
-/** Whether nothing lies between `cursor` and `next` but numbers the session skipped at its restart. */
-function continuous(session: Session, cursor: number, next: number): boolean {
+/** Whether nothing lies between `cursor` and `next` but numbers the session skipped at its last restart. */
+function skippedAtRestart(session: Session, cursor: number, next: number): boolean {
   if (next <= cursor + 1) return true;
   const { after, through } = session.skippedSequences;
   return cursor >= after && next - 1 <= through;

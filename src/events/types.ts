@@ -58,7 +58,10 @@ export type EventPayload = TurnEvent | SessionLevelEvent;
 
 export interface SessionEvent {
   sessionId: string;
-  /** Strictly increasing within a session, across turns and restarts. */
+  /**
+   * Strictly increasing within a session, across turns and restarts; 0 for a notice outside the
+   * log (persistence_failed), which is neither stored nor replayed.
+   */
   sequence: number;
   /** Milliseconds since the epoch. */
   timeMs: number;

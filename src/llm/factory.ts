@@ -21,6 +21,13 @@ export const KNOWN_PROVIDERS = ["openai", "anthropic", "scripted"] as const;
 /** A script file may be as large as a script sent inline. */
 const MAX_SCRIPT_FILE_BYTES = 1024 * 1024;
 
+/**
+ * Inline scripts parsed lately, by their text: sessions of one test or bench share a script, and
+ * parsing it again for every session and every turn is wasted work. Small scripts only.
+ */
+const SCRIPT_CACHE_ENTRIES = 64;
+const SCRIPT_CACHE_MAX_CHARS = 64 * 1024;
+
 /** Local OpenAI-compatible servers (vLLM, Ollama) need no key, but the SDK insists on one. */
 const PLACEHOLDER_KEY = "not-needed";
 
@@ -29,6 +36,7 @@ export class LlmClientFactory {
   private readonly env: NodeJS.ProcessEnv;
   private readonly maxRetries: number;
   private readonly access: ModelAccess;
+  private readonly parsedScripts = new Map<string, Script>();
 
   constructor(options: LlmFactoryOptions = {}) {
     this.env = options.env ?? process.env;
@@ -98,13 +106,24 @@ export class LlmClientFactory {
     return settings.provider === "openai" ? new OpenAiClient(options) : new AnthropicClient(options);
   }
 
+  private parsedScript(text: string): Script {
+    const cached = this.parsedScripts.get(text);
+    if (cached) return cached;
+    const script = parseScript(text, "from script_json");
+    if (text.length <= SCRIPT_CACHE_MAX_CHARS) {
+      if (this.parsedScripts.size >= SCRIPT_CACHE_ENTRIES) this.parsedScripts.delete(this.parsedScripts.keys().next().value!);
+      this.parsedScripts.set(text, script);
+    }
+    return script;
+  }
+
   private loadScript(settings: ModelSettings): Script {
     const hasPath = settings.scriptPath.trim() !== "";
     const hasJson = settings.scriptJson.trim() !== "";
     if (hasPath && hasJson) {
       throw invalidArgument("the scripted provider takes one script: set script_path or script_json, not both");
     }
-    if (hasJson) return parseScript(settings.scriptJson, "from script_json");
+    if (hasJson) return this.parsedScript(settings.scriptJson);
     if (!hasPath) {
       throw invalidArgument(
         "the scripted provider needs a script: set script_path (a JSON file on the server) or script_json (the script itself)",

@@ -287,7 +287,7 @@ export class Runtime {
       void this.mcp.closeSession(session.id);
       if (!session.ephemeral) this.persister.markDeleted(session.id);
     }
-    this.options.logger.info({ sessionId, destroyed: destroyed.length, orphaned: orphaned.length }, "session destroyed");
+    this.options.logger.debug({ sessionId, destroyed: destroyed.length, orphaned: orphaned.length }, "session destroyed");
     return { destroyed: destroyed.map((s) => s.id), orphaned: orphaned.map((s) => s.id) };
   }
 
@@ -668,11 +668,14 @@ export class Runtime {
     if (options.named) this.checkNotShared(owner, options.workspace);
     const id = randomUUID();
     const workspace = options.workspace || this.workspaces.defaultFor(id);
-    await mkdir(workspace, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
-      throw invalidArgument(`workspace ${workspace} cannot be created (${error.code ?? "failed"})`);
-    });
-    // Checked again now that it exists: a symlink put in its way meanwhile would show here.
-    if (options.named) await this.workspaces.check(workspace);
+    // A workspace the client named exists from the start, checked again now that it does (a symlink
+    // put in its way meanwhile would show); the server's own is made when a tool first needs it.
+    if (options.named) {
+      await mkdir(workspace, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+        throw invalidArgument(`workspace ${workspace} cannot be created (${error.code ?? "failed"})`);
+      });
+      await this.workspaces.check(workspace);
+    }
     // Checked again: while the directory was made, another request may have taken the last place,
     // or destroyed the parent.
     this.registry.checkCapacity(owner);
@@ -684,9 +687,8 @@ export class Runtime {
     // The reply acknowledges the session: it is on disk first (group-committed with other writes).
     if (!ephemeral && !(await this.persister.flushSession(id))) {
       // Not acknowledged, so not kept: a session that reappears after a crash would surprise the client.
-      const problem = session.persistenceError || "the write failed";
       await this.destroyTree(id);
-      throw new AgentdError("unavailable", `the store could not write the new session (${problem}); nothing was created: try again`);
+      throw new AgentdError("unavailable", "the store could not write the new session (the server's log says why); nothing was created: try again later");
     }
     return session;
   }

@@ -71,7 +71,7 @@ export class TurnRunner {
     this.deps.context?.checkTurnMayStart(session);
     // While the store fails, events wait in memory for it; a new turn would only add to them.
     if (session.persistenceError !== "") {
-      throw new AgentdError("unavailable", `session ${session.id} cannot be written to the store (${session.persistenceError}); no new turn starts until it can: try again later`);
+      throw new AgentdError("unavailable", `session ${session.id} cannot be written to the store (see its persistence_error); no new turn starts until it can: try again later`);
     }
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
@@ -182,6 +182,7 @@ export class TurnRunner {
         if (!(await workspaces.allows(session.workspace))) {
           return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };
         }
+        await workspaces.ensure(session.workspace);
         // A call that changes things is recorded, durably, before it starts: after a crash it comes
         // back "in doubt", never silently run a second time.
         const tool = toolset.get(call.name);
@@ -204,5 +205,5 @@ export function turnEvents(session: Session, turnId: string): Observable<Session
 
 function logTurnEnd(logger: Logger, event: TurnEvent, durationMs: number): void {
   const error = event.type === "turn_failed" ? event.error : undefined;
-  logger.info({ outcome: event.type, error, durationMs: Math.round(durationMs) }, "turn ended");
+  logger.debug({ outcome: event.type, error, durationMs: Math.round(durationMs) }, "turn ended");
 }

@@ -45,6 +45,15 @@ export class WorkspacePolicy {
     return new WorkspacePolicy(roots, realData, await realpath(defaultRoot));
   }
 
+  /**
+   * Makes a session's default workspace if it does not exist yet: sessions get theirs when a tool
+   * first needs it, not at creation (most never run a file tool). Other workspaces are left alone.
+   */
+  async ensure(workspace: string): Promise<void> {
+    if (path.dirname(workspace) !== this.defaultRoot) return;
+    await mkdir(workspace, { recursive: true, mode: 0o700 });
+  }
+
   /** The default workspace of a new session. */
   defaultFor(sessionId: string): string {
     return path.join(this.defaultRoot, sessionId);

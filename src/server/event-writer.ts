@@ -82,6 +82,11 @@ export class EventWriter {
     return this.lastWritten;
   }
 
+  /** Where the reader resumes from when nothing of its own session has been written yet: its cursor. */
+  startAfter(sequence: number): void {
+    this.lastWritten = Math.max(this.lastWritten, sequence);
+  }
+
   write(event: SessionEvent): void {
     if (this.closed || this.ending) return;
     if (this.draining) {
@@ -177,7 +182,8 @@ export class EventWriter {
   }
 
   private wrote(event: SessionEvent): void {
-    if (this.resumeSessionId === "" || event.sessionId === this.resumeSessionId) this.lastWritten = event.sequence;
+    // A notice outside the log (sequence 0) is no place to resume from.
+    if (event.sequence > 0 && (this.resumeSessionId === "" || event.sessionId === this.resumeSessionId)) this.lastWritten = event.sequence;
   }
 
   private finish(): void {

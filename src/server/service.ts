@@ -22,7 +22,7 @@ import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { StartTurnOptions } from "../runtime/turn-runner.js";
 import type { AuditLog } from "./audit.js";
-import { DEFAULT_WRITER_LIMITS, EventWriter, type WriterLimits } from "./event-writer.js";
+import { EventWriter, type WriterLimits } from "./event-writer.js";
 import { StreamQuota, type StreamLimits } from "./stream-quota.js";
 import { serviceError, statusOf, toServiceError } from "./status.js";
 import { invalidArgument } from "../errors.js";
@@ -113,7 +113,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
           ephemeral: request.ephemeral,
           labels: request.labels,
         });
-        logger.info({ sessionId: session.id, owner: session.owner }, "session created");
+        logger.debug({ sessionId: session.id, owner: session.owner }, "session created");
         return { session: toSessionProto(session) };
       },
       (_request, response) => response?.session?.id ?? "",
@@ -286,15 +286,9 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     subscribe: (call: ServerWritableStream<SubscribeRequest, SubscribeResponse>) =>
       follow(call, "Subscribe", (who, writer) => {
         const { sessionId, afterSequence, includeDescendants, heartbeatSeconds, fromOldestKept } = call.request;
-        // The replay goes at the reader's pace; live events wait meanwhile, within the writer's bounds.
-        const limits = deps.writerLimits ?? DEFAULT_WRITER_LIMITS;
-        const items = runtime.subscribe(who, sessionId, {
-          afterSequence,
-          fromOldestKept,
-          includeDescendants,
-          ready: () => writer.whenWritable(),
-          maxHeld: { events: 10 * limits.maxWaitingMessages, bytes: 4 * limits.maxWaitingChars },
-        });
+        // The replay goes at the reader's pace; only live events can make it fall behind.
+        const items = runtime.subscribe(who, sessionId, { afterSequence, fromOldestKept, includeDescendants, ready: () => writer.whenWritable() });
+        writer.startAfter(afterSequence);
         // Proxies close streams that stay quiet; a heartbeat says the server is there.
         const everyMs = 1000 * (heartbeatSeconds > 0 ? Math.min(heartbeatSeconds, 3600) : 15);
         const heartbeat = setInterval(() => writer.writeMessage({ heartbeat: { time: new Date() } }), everyMs);
@@ -480,7 +474,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       .then((who) => {
         caller = who;
         if (call.cancelled) return;
-        const release = streams.acquire(who.owner);
+        const release = streams.acquire(who.owner, call.getPeer());
         const writer = new EventWriter(
           call as ServerWritableStream<unknown, { event?: AgentEvent }>,
           (last) => {

@@ -1,5 +1,6 @@
 import { Subject } from "rxjs";
 import { invalidArgument, notFound, resourceExhausted } from "../errors.js";
+import { OrderedIndex } from "./ordered-index.js";
 import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "./paging.js";
 import type { Session } from "./session.js";
 import type { ChildPolicy } from "./types.js";
@@ -17,8 +18,12 @@ export interface RegistryLimits {
  */
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
-  private readonly perOwner = new Map<string, number>();
-  private readonly childrenOf = new Map<string, Set<string>>();
+  /** Every session in creation order, so a page is a seek and a short read whatever the count. */
+  private readonly byCreation = newCreationIndex();
+  /** Each owner's sessions in creation order; its size is the owner's count for the limit. */
+  private readonly byOwner = new Map<string, OrderedIndex<Session>>();
+  /** Each parent's children in creation order (a parent not (yet) here may have an entry: see restore). */
+  private readonly childrenOf = new Map<string, OrderedIndex<Session>>();
 
   constructor(private readonly limits: RegistryLimits) {}
 
@@ -30,7 +35,7 @@ export class SessionRegistry {
         `the server is at its session limit (limits.maxSessions = ${maxSessions}); destroy sessions or ask the operator to raise the limit`,
       );
     }
-    const owned = this.perOwner.get(owner) ?? 0;
+    const owned = this.byOwner.get(owner)?.size ?? 0;
     if (owned >= maxSessionsPerOwner) {
       throw resourceExhausted(
         `owner "${owner}" has ${owned} sessions, the per-owner limit (limits.maxSessionsPerOwner = ${maxSessionsPerOwner}); destroy some first`,
@@ -43,8 +48,9 @@ export class SessionRegistry {
 
   add(session: Session): void {
     this.sessions.set(session.id, session);
-    this.perOwner.set(session.owner, (this.perOwner.get(session.owner) ?? 0) + 1);
-    if (session.parentId !== null) this.link(session.parentId, session.id);
+    this.byCreation.insert(session);
+    indexIn(this.byOwner, session.owner).insert(session);
+    if (session.parentId !== null) indexIn(this.childrenOf, session.parentId).insert(session);
     this.added$.next(session);
   }
 
@@ -82,28 +88,37 @@ export class SessionRegistry {
     sessions: Session[];
     nextPageToken: string;
   } {
-    const kind = options.parentId === undefined ? "sessions" : "children";
+    const { owner, parentId } = options;
+    const kind = parentId === undefined ? "sessions" : "children";
     const size = pageSize(options.pageSize, kind === "sessions" ? 50 : 1000);
     const after = decodePageToken(kind, options.pageToken);
-    const candidates = options.parentId === undefined ? [...this.sessions.values()] : this.children(options.parentId);
-    const ordered = candidates.filter((s) => options.owner === "" || s.owner === options.owner).sort(byCreation);
-    const start = after === null ? 0 : ordered.findIndex((s) => cursorOf(s) > after);
-    const page = start < 0 ? [] : [...fitToBudget(ordered.slice(start, start + size), options.budget)];
+    if (parentId !== undefined) this.get(parentId);
+    const index = parentId !== undefined ? this.childrenOf.get(parentId) : owner === "" ? this.byCreation : this.byOwner.get(owner);
+    // Only a parent's children are filtered as read; the other indexes hold just the matching sessions.
+    const matches = (s: Session): boolean => parentId === undefined || owner === "" || s.owner === owner;
+    // Cursors grow with creation order (ISO times, then ids), so the seek is a binary search.
+    const read: Session[] = [];
+    for (const session of index?.from(after === null ? undefined : (s) => cursorOf(s) > after) ?? []) {
+      if (!matches(session)) continue;
+      // One past the page says whether another page follows.
+      if (read.push(session) > size) break;
+    }
+    const page = [...fitToBudget(read.slice(0, size), options.budget)];
     const last = page.at(-1);
-    const more = start >= 0 && start + page.length < ordered.length;
+    const more = read.length > page.length;
     return { sessions: page, nextPageToken: more && last ? encodePageToken(kind, cursorOf(last)) : "" };
   }
 
   /** The direct children of a session, in creation order. */
   children(sessionId: string): Session[] {
     this.get(sessionId);
-    return [...(this.childrenOf.get(sessionId) ?? [])].map((id) => this.sessions.get(id)!).sort(byCreation);
+    return this.childrenOf.get(sessionId)?.toArray() ?? [];
   }
 
   /** Makes a session top-level: its parent is gone. */
   detachFromParent(session: Session): void {
     if (session.parentId === null) return;
-    this.unlink(session.parentId, session.id);
+    this.unlink(session.parentId, session);
     session.detachFromParent();
   }
 
@@ -122,35 +137,45 @@ export class SessionRegistry {
     return { destroyed: doomed, orphaned };
   }
 
-  /** The session and all its descendants, parents before children. */
+  /** The session and all its descendants, parents before children, siblings in creation order. */
   descendantsOf(root: Session): Session[] {
     const result = [root];
     for (let i = 0; i < result.length; i++) {
-      for (const id of this.childrenOf.get(result[i]!.id) ?? []) result.push(this.sessions.get(id)!);
+      for (const child of this.childrenOf.get(result[i]!.id)?.from() ?? []) result.push(child);
     }
     return result;
   }
 
   private remove(session: Session): void {
     if (!this.sessions.delete(session.id)) return;
-    const owned = (this.perOwner.get(session.owner) ?? 1) - 1;
-    if (owned > 0) this.perOwner.set(session.owner, owned);
-    else this.perOwner.delete(session.owner);
-    if (session.parentId !== null) this.unlink(session.parentId, session.id);
+    this.byCreation.delete(session);
+    removeFrom(this.byOwner, session.owner, session);
+    if (session.parentId !== null) this.unlink(session.parentId, session);
     this.childrenOf.delete(session.id);
   }
 
-  private link(parentId: string, childId: string): void {
-    let children = this.childrenOf.get(parentId);
-    if (!children) this.childrenOf.set(parentId, (children = new Set()));
-    children.add(childId);
+  private unlink(parentId: string, child: Session): void {
+    removeFrom(this.childrenOf, parentId, child);
   }
+}
 
-  private unlink(parentId: string, childId: string): void {
-    const children = this.childrenOf.get(parentId);
-    children?.delete(childId);
-    if (children?.size === 0) this.childrenOf.delete(parentId);
-  }
+function newCreationIndex(): OrderedIndex<Session> {
+  return new OrderedIndex<Session>(byCreation);
+}
+
+/** The index under `key`, made when missing. */
+function indexIn(indexes: Map<string, OrderedIndex<Session>>, key: string): OrderedIndex<Session> {
+  let index = indexes.get(key);
+  if (!index) indexes.set(key, (index = newCreationIndex()));
+  return index;
+}
+
+/** Removes a session from the index under `key`; an emptied index goes, so owners and parents do not pile up. */
+function removeFrom(indexes: Map<string, OrderedIndex<Session>>, key: string, session: Session): void {
+  const index = indexes.get(key);
+  if (!index) return;
+  index.delete(session);
+  if (index.size === 0) indexes.delete(key);
 }
 
 function cursorOf(session: Session): string {

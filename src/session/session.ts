@@ -46,6 +46,8 @@ export interface TurnSlot {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How far ahead sequence numbers are reserved in the stored record. */
+/** While a model streams text, its deltas are handed to the store at least every this many events. */
+const DELTAS_PER_WRITE = 512;
 const SEQUENCE_BLOCK = 100_000;
 
 interface ActiveTurn {
@@ -72,7 +74,8 @@ export class Session implements SessionView {
   private currentConfig: SessionConfig;
   private readonly workspacePath: string;
   private readonly labelMap: Record<string, string>;
-  private updated: string;
+  /** When the session last changed, in ms: formatted only when asked for, as changes come per event. */
+  private updatedMs: number;
   private totals: UsageTotals;
   private sequence: number;
   private scriptSteps: number;
@@ -148,7 +151,7 @@ export class Session implements SessionView {
     this.ephemeral = record.ephemeral;
     this.labelMap = record.labels;
     this.createdAt = record.createdAt;
-    this.updated = record.updatedAt;
+    this.updatedMs = Date.parse(record.updatedAt) || Date.now();
     this.totals = record.usage;
     // After a crash, numbers handed out beyond the last stored event may have reached a client.
     this.sequence = Math.max(record.lastSequence, record.sequenceReservedThrough ?? 0);
@@ -156,7 +159,7 @@ export class Session implements SessionView {
     this.storedReservation = this.sequence;
     this.skippedSequences = { after: record.lastSequence, through: this.sequence };
     this.scriptSteps = record.scriptSteps ?? 0;
-    this.context = new SessionContext(record.context, () => this.markChanged());
+    this.context = new SessionContext(record.context, () => this.markChanged(), record.messages.length);
     this.messages = record.messages;
     this.extensions = new SessionExtensions(record.extensions, () => this.markChanged());
     this.agent = record.agent ?? "";
@@ -183,7 +186,7 @@ export class Session implements SessionView {
     return this.labelMap;
   }
   get updatedAt(): string {
-    return this.updated;
+    return new Date(this.updatedMs).toISOString();
   }
   get usage(): Readonly<UsageTotals> {
     return this.totals;
@@ -421,9 +424,14 @@ export class Session implements SessionView {
   }
 
   /** Said at once, ahead of the events that wait for the store: it is why they wait. */
+  /**
+   * Says at once that the store fails. A notice outside the event log (sequence 0, neither stored
+   * nor replayed): it must not wait behind the acknowledgements the failure holds up, and a number
+   * of its own would come before theirs.
+   */
   reportPersistenceFailure(message: string, attempts: number): void {
     this.writeError = message;
-    this.emit("", { type: "persistence_failed", message, attempts }, { now: true });
+    this.events.next({ sessionId: this.id, sequence: 0, timeMs: Date.now(), turnId: "", payload: { type: "persistence_failed", message, attempts } });
   }
 
   clearPersistenceError(): void {
@@ -442,7 +450,7 @@ export class Session implements SessionView {
       ephemeral: this.ephemeral,
       labels: this.labelMap,
       createdAt: this.createdAt,
-      updatedAt: this.updated,
+      updatedAt: this.updatedAt,
       usage: this.totals,
       lastSequence: this.sequence,
       sequenceReservedThrough: this.reservedThrough,
@@ -463,22 +471,19 @@ export class Session implements SessionView {
 
   /** Stamps the change time and schedules a background write. */
   markChanged(): void {
-    this.updated = new Date().toISOString();
+    this.updatedMs = Date.now();
     this.onChange(this);
   }
 
-  private emit(turnId: string, payload: EventPayload, options: { now?: boolean } = {}): void {
+  private emit(turnId: string, payload: EventPayload): void {
     this.sequence++;
     // Reserve well ahead, so the reservation reaches the disk long before numbering gets there.
     if (this.sequence > this.reservedThrough - SEQUENCE_BLOCK / 2) this.reservedThrough = this.sequence + SEQUENCE_BLOCK;
     const event: SessionEvent = { sessionId: this.id, sequence: this.sequence, timeMs: Date.now(), turnId, payload };
     if (!this.ephemeral) this.unpersisted.push(event);
-    this.markChanged();
-    if (options.now) {
-      this.recentEvents.append(event);
-      this.events.next(event);
-      return;
-    }
+    // Text deltas come by the thousand: the step's other events mark the change (and schedule the
+    // write that takes the deltas along); a long stream still hands them over every so often.
+    if (payload.type !== "text_delta" || (!this.ephemeral && this.unpersisted.length % DELTAS_PER_WRITE === 0)) this.markChanged();
     this.outbox.push(event);
     if (!this.barrier) this.publishWaiting();
   }

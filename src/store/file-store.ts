@@ -13,6 +13,7 @@ import {
   endOfLines,
   eventsFile,
   GENERATION_FILE,
+  keepUnappliedEntries,
   messagesFile,
   readBytes,
   readEventRange,
@@ -21,6 +22,7 @@ import {
   scanEventsTail,
   SESSION_ID,
   SNAPSHOT,
+  UNAPPLIED_WAL_FILE,
   type EventIndex,
   type EventsScan,
 } from "./session-files.js";
@@ -68,6 +70,9 @@ import { entryHead, headOf, parseWalEntry } from "./wal-entry.js";
  * file, and the session comes back in a state it really had: up to its damaged log entry (each entry
  * names the one it follows), with the messages before a damaged line, with the events after one
  * (see session-files.ts). A damaged session file is kept as `<name>.damaged` once replaced.
+ * A session that cannot be restored at all (its snapshot unreadable, say) is left unloaded with its
+ * files as they are; its log entries, which replay cannot apply, are copied verbatim to
+ * `<id>/unapplied-wal.<n>.jsonl` before the log segments holding them are removed.
  *
  * Conversion of version-1 files (convert-v1.ts): each is written to `<id>.migrating/`, fsynced, renamed to `<id>/`,
  * and only then is `<id>.json` removed; interrupted at any point, the next start-up finishes it.
@@ -200,6 +205,8 @@ export class FileSessionStore implements SessionStore {
   private wal: WriteAheadLog | null = null;
   /** Log segments from before this process, let go after the next complete checkpoint. */
   private inheritedSegments: number[] = [];
+  /** Lines of those segments of sessions not restored (`broken`), to keep in their folders before the segments go. */
+  private unapplied = new Map<string, string[]>();
   private nextLsn = 1;
   private ready: Promise<void> | null = null;
   private loadWarnings: LoadFailure[] | null = null;
@@ -441,6 +448,16 @@ export class FileSessionStore implements SessionStore {
           this.warn(path.join(this.directory, id), `could not remove a deleted session's files: ${(error as Error).message}`);
         }
       }
+      for (const [id, lines] of [...this.unapplied]) {
+        try {
+          await this.folders.run(id, () => this.keepUnapplied(id, lines));
+          this.unapplied.delete(id);
+        } catch (error) {
+          complete = false;
+          const why = (error as Error).message;
+          this.warn(path.join(this.directory, id), `session ${id}: could not keep the write-ahead-log entries it was not restored with, the log keeps them: ${why}`);
+        }
+      }
       const dirty = [...this.sessions.values()].filter((tracked) => tracked.debt.dirty);
       await forEachLimited(dirty, CHECKPOINT_CONCURRENCY, async (tracked) => {
         try {
@@ -462,6 +479,15 @@ export class FileSessionStore implements SessionStore {
     }
     this.stats.checkpoints++;
     return complete;
+  }
+
+  private async keepUnapplied(id: string, lines: string[]): Promise<void> {
+    const kept = await keepUnappliedEntries(path.join(this.directory, id), lines);
+    if (!kept) return;
+    this.warn(
+      kept.file,
+      `session ${id} was not restored, so ${kept.count} of its write-ahead-log entries were not applied; they are kept in ${path.basename(kept.file)} for repair`,
+    );
   }
 
   private async checkpointSession(tracked: Tracked): Promise<void> {
@@ -621,6 +647,7 @@ export class FileSessionStore implements SessionStore {
     this.broken.clear();
     this.deleting.clear();
     this.unsure.clear();
+    this.unapplied = new Map();
     this.wal = null;
     const failures: LoadFailure[] = [];
     const warnings: LoadFailure[] = [];
@@ -645,6 +672,7 @@ export class FileSessionStore implements SessionStore {
           this.broken.add(id);
         }
       }
+      if (this.broken.size > 0) this.unapplied = await this.collectUnapplied(segments);
       await this.removeOrphanFolders();
       this.nextLsn = maxLsn + 1;
       this.wal = new WriteAheadLog(this.walDirectory, (segments.at(-1) ?? 0) + 1, this.stats.wal);
@@ -827,6 +855,26 @@ export class FileSessionStore implements SessionStore {
     return maxLsn;
   }
 
+  /**
+   * The log lines of the sessions that were not restored, verbatim and in order: replay applied none
+   * of them (or dropped what it applied), and they are all that is left of those changes once the
+   * segments go. A line whose session cannot be told is not among them.
+   */
+  private async collectUnapplied(segments: number[]): Promise<Map<string, string[]>> {
+    const unapplied = new Map<string, string[]>();
+    for (const segment of segments) {
+      const { lines } = await readSegment(this.walDirectory, segment);
+      for (const line of lines) {
+        const id = headOf(line)?.id ?? parseWalEntry(line)?.id;
+        if (id === undefined || !this.broken.has(id)) continue;
+        const list = unapplied.get(id);
+        if (list) list.push(line);
+        else unapplied.set(id, [line]);
+      }
+    }
+    return unapplied;
+  }
+
   /** Folders without a snapshot that no log entry made into a session: an interrupted first write or deletion. */
   private async removeOrphanFolders(): Promise<void> {
     for (const entry of await readdir(this.directory, { withFileTypes: true })) {
@@ -838,6 +886,12 @@ export class FileSessionStore implements SessionStore {
         () => false,
       );
       if (hasSnapshot) continue;
+      // Log entries kept for repair are never removed with the rest.
+      const kept = (await readdir(folder).catch(() => [] as string[])).filter((name) => UNAPPLIED_WAL_FILE.test(name));
+      if (kept.length > 0) {
+        this.warn(folder, `session ${entry.name}: kept a folder without a snapshot; it holds write-ahead-log entries that were never applied (${kept.sort().join(", ")})`);
+        continue;
+      }
       await rm(folder, { recursive: true, force: true });
       this.warn(folder, "removed a session folder without a snapshot (an interrupted first write or deletion)");
     }

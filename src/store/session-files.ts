@@ -1,6 +1,7 @@
-import { open, readFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { SessionEvent } from "../events/types.js";
+import { syncDirectory } from "./files.js";
 import { isPlainObject } from "../util/values.js";
 import type { MessageRecord, SessionRecord } from "./record.js";
 
@@ -9,6 +10,9 @@ import type { MessageRecord, SessionRecord } from "./record.js";
  *   snapshot.json             the record without its messages, replaced atomically (temp, fsync, rename)
  *   messages.<gen>.jsonl      one message per line, append-only; the snapshot says how many lines count
  *   events.<gen>.jsonl        one event per line, append-only, trimmed to the retention bounds
+ *   unapplied-wal.<n>.jsonl   write-ahead-log entries that could not be applied because the session's
+ *                             files could not be loaded, kept verbatim for repair before the log let them
+ *                             go; written once, never changed or removed by the store
  * A rewrite (messages that changed, events trimmed) writes the next generation and switches to it
  * in the snapshot, so a crash leaves the old pair or the new one. Files of other generations are
  * leftovers, removed at start-up; a damaged file, once replaced, stays as `<name>.damaged` for repair.
@@ -19,6 +23,8 @@ export const SNAPSHOT_FORMAT = "agentd-session-snapshot";
 export const messagesFile = (generation: number): string => `messages.${generation}.jsonl`;
 export const eventsFile = (generation: number): string => `events.${generation}.jsonl`;
 export const GENERATION_FILE = /^(messages|events)\.(\d+)\.jsonl$/;
+export const unappliedWalFile = (n: number): string => `unapplied-wal.${n}.jsonl`;
+export const UNAPPLIED_WAL_FILE = /^unapplied-wal\.(\d+)\.jsonl$/;
 
 /** A session id as the file store accepts it: it names a folder, so no dots, slashes or other paths. */
 export const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -237,4 +243,54 @@ export async function endOfLines(file: string, count: number): Promise<number> {
   let seen = 0;
   for (const line of lines(buffer)) if (++seen === count) return line.end;
   throw new Error(`${path.basename(file)} has fewer than ${count} lines`);
+}
+
+/**
+ * Keeps write-ahead-log lines of a session that could not be restored in a new
+ * `unapplied-wal.<n>.jsonl` of its folder (created if need be): fsynced, its name made durable, never
+ * replacing a file. Lines some earlier such file already holds are left out (a start-up interrupted
+ * before the log was let go finds the same ones again). Returns the file and how many lines it got,
+ * or null when every line was kept already.
+ */
+export async function keepUnappliedEntries(folder: string, entries: readonly string[]): Promise<{ file: string; count: number } | null> {
+  let names: string[];
+  try {
+    names = await readdir(folder);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    await mkdir(folder, { mode: 0o700 });
+    await syncDirectory(path.dirname(folder));
+    names = [];
+  }
+  const kept = new Set<string>();
+  let last = 0;
+  for (const name of names) {
+    const match = UNAPPLIED_WAL_FILE.exec(name);
+    if (!match) continue;
+    last = Math.max(last, Number(match[1]));
+    for (const line of (await readFile(path.join(folder, name), "utf8")).split("\n")) kept.add(line);
+  }
+  const lines = entries.filter((line) => !kept.has(line));
+  if (lines.length === 0) return null;
+  const data = Buffer.from(`${lines.join("\n")}\n`);
+  for (let n = last + 1; ; n++) {
+    const file = path.join(folder, unappliedWalFile(n));
+    let handle;
+    try {
+      // Exclusive: an existing file is never written over.
+      handle = await open(file, "wx", 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") continue;
+      throw error;
+    }
+    try {
+      let offset = 0;
+      while (offset < data.length) offset += (await handle.write(data, offset, data.length - offset)).bytesWritten;
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await syncDirectory(folder);
+    return { file, count: lines.length };
+  }
 }

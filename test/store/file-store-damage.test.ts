@@ -2,6 +2,7 @@ import { mkdir, open, readdir, readFile, rename, rmdir, writeFile } from "node:f
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { FileSessionStore, type FileStoreOptions } from "../../src/store/file-store.js";
+import { encodeSnapshot } from "../../src/store/session-files.js";
 import type { LoadFailure } from "../../src/store/types.js";
 import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
 import { events, messages, recordWith } from "./builders.js";
@@ -187,6 +188,118 @@ describe("failed writes", () => {
       ["a", 4],
       ["b", 3],
     ]);
+    expect(await readdir(path.join(dir, "sessions", "wal.d"))).toEqual([]);
+  });
+});
+
+describe("a session that cannot be restored", () => {
+  const walLinesOf = async (dir: string, id: string) =>
+    (await readFile(await onlySegment(dir), "utf8")).split("\n").filter((line) => line.startsWith("{") && line.includes(`"id":"${id}"`));
+
+  it("keeps its write-ahead-log entries verbatim in its folder before the log lets them go, and the other sessions are restored", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(2)), []);
+    await store.save(recordWith("b", messages(1)), []);
+    await store.checkpoint();
+    // Logged, not yet in the sessions' files; then a crash.
+    await store.save(recordWith("a", messages(4), 3), events("a", 1, 3));
+    await store.save(recordWith("b", messages(3)), []);
+    await store.save(recordWith("a", messages(6)), []);
+    await store.save(recordWith("c", messages(2)), []);
+    const unapplied = await walLinesOf(dir, "a");
+    expect(unapplied).toHaveLength(2);
+    const folder = path.join(dir, "sessions", "a");
+    await writeFile(path.join(folder, "snapshot.json"), '{"format":"agentd-session-snap');
+    const before = (await readdir(folder)).sort();
+    const snapshot = await readFile(path.join(folder, "snapshot.json"));
+    const messagesBefore = await readFile(path.join(folder, "messages.1.jsonl"));
+
+    const { records, failures, warnings } = await reopen(dir).loadAll();
+    expect(failures.map((f) => f.location)).toEqual([folder]);
+    expect(records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["b", 3],
+      ["c", 2],
+    ]);
+    const side = path.join(folder, "unapplied-wal.1.jsonl");
+    expect(await readFile(side, "utf8")).toBe(`${unapplied.join("\n")}\n`);
+    expect(await readdir(path.join(dir, "sessions", "wal.d"))).toEqual([]);
+    // The damaged session's files are left as they were.
+    expect((await readdir(folder)).sort()).toEqual([...before, "unapplied-wal.1.jsonl"].sort());
+    expect(await readFile(path.join(folder, "snapshot.json"))).toEqual(snapshot);
+    expect(await readFile(path.join(folder, "messages.1.jsonl"))).toEqual(messagesBefore);
+    // One warning names the session and the file, never what the entries held.
+    const about = warnings!.filter((w) => w.error.includes("session a"));
+    expect(about).toEqual([{ location: side, error: expect.stringContaining("unapplied-wal.1.jsonl") as string }]);
+    for (const warning of warnings!) expect(warning.error).not.toContain("message ");
+
+    // A second start-up: the same failure, nothing kept twice, nothing to repair.
+    const again = await reopen(dir).loadAll();
+    expect(again.failures).toEqual(failures);
+    expect(again.warnings).toEqual([]);
+    expect(again.records.map((r) => [r.id, r.messages.length])).toEqual([
+      ["b", 3],
+      ["c", 2],
+    ]);
+    expect((await readdir(folder)).sort()).toEqual([...before, "unapplied-wal.1.jsonl"].sort());
+    expect(await readFile(side, "utf8")).toBe(`${unapplied.join("\n")}\n`);
+
+    // Repaired by hand, the session loads; its checkpoints (a new generation here) leave the kept entries alone.
+    const { messages: _none, ...fields } = recordWith("a", []);
+    await writeFile(path.join(folder, "snapshot.json"), encodeSnapshot(1, { generation: 1, count: 2 }, { generation: 1 }, JSON.stringify(fields)));
+    const repaired = reopen(dir);
+    expect((await repaired.loadAll()).records[0]!.messages).toEqual(messages(2));
+    await repaired.save(recordWith("a", [messages(3)[2]!]), []);
+    await repaired.close();
+    const last = await reopen(dir).loadAll();
+    expect(last.warnings).toEqual([]);
+    expect(last.records[0]!.messages).toEqual([messages(3)[2]]);
+    expect((await readdir(folder)).sort()).toEqual(["messages.2.jsonl", "snapshot.json", "unapplied-wal.1.jsonl"]);
+    expect(await readFile(side, "utf8")).toBe(`${unapplied.join("\n")}\n`);
+  });
+
+  it("keeps the entries of a session only the log holds, which comes back invalid, in a folder later start-ups keep", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(1)), []);
+    await store.save({ ...recordWith("x", messages(2)), owner: 5 as unknown as string }, []);
+    const unapplied = await walLinesOf(dir, "x");
+
+    const { records, failures, warnings } = await reopen(dir).loadAll();
+    const folder = path.join(dir, "sessions", "x");
+    expect(records.map((r) => r.id)).toEqual(["a"]);
+    expect(failures.map((f) => f.location)).toEqual([folder]);
+    expect(warnings!.map((w) => path.relative(dir, w.location))).toEqual([path.join("sessions", "x", "unapplied-wal.1.jsonl")]);
+    expect(await readdir(folder)).toEqual(["unapplied-wal.1.jsonl"]);
+    expect(await readFile(path.join(folder, "unapplied-wal.1.jsonl"), "utf8")).toBe(`${unapplied.join("\n")}\n`);
+
+    const again = await reopen(dir).loadAll();
+    expect(again.records.map((r) => r.id)).toEqual(["a"]);
+    expect(again.failures).toEqual([]);
+    expect(again.warnings!.map((w) => [w.location, w.error])).toEqual([[folder, expect.stringContaining("unapplied-wal.1.jsonl")]]);
+    expect(await readdir(folder)).toEqual(["unapplied-wal.1.jsonl"]);
+  });
+
+  it("keeps the log while its entries cannot be kept, and keeps them once they can", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, noCheckpoints);
+    await store.save(recordWith("a", messages(1)), []);
+    await store.checkpoint();
+    await store.save(recordWith("a", messages(2)), []);
+    const unapplied = await walLinesOf(dir, "a");
+    const folder = path.join(dir, "sessions", "a");
+    await writeFile(path.join(folder, "snapshot.json"), "{");
+    // In the way: a folder where the kept entries would be read.
+    await mkdir(path.join(folder, "unapplied-wal.1.jsonl"));
+
+    const first = await reopen(dir).loadAll();
+    expect(first.warnings!.map((w) => [w.location, w.error])).toEqual([[folder, expect.stringContaining("the log keeps them")]]);
+    expect(await readdir(path.join(dir, "sessions", "wal.d"))).toHaveLength(1);
+
+    await rmdir(path.join(folder, "unapplied-wal.1.jsonl"));
+    const second = await reopen(dir).loadAll();
+    expect(second.warnings!.map((w) => path.basename(w.location))).toEqual(["unapplied-wal.1.jsonl"]);
+    expect(await readFile(path.join(folder, "unapplied-wal.1.jsonl"), "utf8")).toBe(`${unapplied.join("\n")}\n`);
     expect(await readdir(path.join(dir, "sessions", "wal.d"))).toEqual([]);
   });
 });

@@ -66,28 +66,47 @@ describe("subscribeToSession", () => {
     isDescendant: () => false,
   };
 
-  it("ends a subscriber that stalls mid-replay once the live events held for it pass the bound, naming where to resume", async () => {
+  it("holds nothing for a reader that stalls mid-replay: the replay goes on over the log, exactly once, in order, then live", async () => {
     const session = new Session(newSessionRecord({ id: "s1", owner: "o", parentId: null, config, workspace: "/w", ephemeral: true, labels: {} }), () => {});
     session.pause();
     session.resume();
     await session.published();
+    let release = () => {};
+    let stalled = true;
+    const ready = () => (stalled ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve());
     const items: SubscriptionItem[] = [];
-    const ended = new Promise<unknown>((resolve) =>
-      subscribeToSession(session, { afterSequence: 0, includeDescendants: false, ready: () => new Promise(() => {}), maxHeld: { events: 3, bytes: 1_000_000 } }, sources).subscribe({
-        next: (item) => items.push(item),
-        error: resolve,
-      }),
-    );
+    const subscription = subscribeToSession(session, { afterSequence: 0, includeDescendants: false, ready }, sources).subscribe((item) => items.push(item));
     await new Promise((resolve) => setImmediate(resolve));
-    // The reader took event 1 and stalls; the session goes on.
-    for (let i = 0; i < 2; i++) {
+    // The reader took event 1 and stalls; the session goes on, and nothing waits for the reader.
+    for (let i = 0; i < 600; i++) {
       session.pause();
       session.resume();
     }
-    const error = (await ended) as Error & { kind: string };
-    expect(error.kind).toBe("resource_exhausted");
-    expect(error.message).toContain("after_sequence 1");
-    expect(items.map((item) => (item.kind === "event" ? item.event.sequence : "caught_up"))).toEqual([1]);
+    await session.published();
+    expect(items).toHaveLength(1);
+    stalled = false;
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const order = (list: SubscriptionItem[]) => list.map((item) => (item.kind === "event" ? item.event.sequence : "caught_up"));
+    expect(order(items)).toEqual([...Array.from({ length: 1202 }, (_, i) => i + 1), "caught_up"]);
+    session.pause();
+    expect(order(items).at(-1)).toBe(1203);
+    subscription.unsubscribe();
+  });
+
+  it("sends a notice outside the log (sequence 0) at once, even mid-replay, and never replays it", async () => {
+    const session = new Session(newSessionRecord({ id: "s3", owner: "o", parentId: null, config, workspace: "/w", ephemeral: true, labels: {} }), () => {});
+    session.pause();
+    await session.published();
+    const items: SubscriptionItem[] = [];
+    subscribeToSession(session, { afterSequence: 0, includeDescendants: false, ready: () => new Promise(() => {}) }, sources).subscribe((item) => items.push(item));
+    await new Promise((resolve) => setImmediate(resolve));
+    session.reportPersistenceFailure("disk full", 1);
+    expect(items.map((item) => (item.kind === "event" ? [item.event.sequence, item.event.payload.type] : ["caught_up"]))).toEqual([
+      [1, "state_changed"],
+      [0, "persistence_failed"],
+    ]);
+    expect(session.recentEvents.all().map((e) => e.sequence)).toEqual([1]);
   });
 });
 

@@ -826,7 +826,7 @@ export interface CreateSessionRequest {
     | undefined;
   /**
    * Absolute path of the directory the file tools work in; created if missing. Defaults to
-   * <data dir>/workspaces/<session id>.
+   * <data dir>/workspaces/<session id>, which is created when a tool first needs it.
    */
   workspace: string;
   ephemeral: boolean;
@@ -1046,7 +1046,10 @@ export interface TurnResult {
  */
 export interface AgentEvent {
   sessionId: string;
-  /** Strictly increasing within a session, across turns and restarts. */
+  /**
+   * Strictly increasing within a session, across turns and restarts. 0 for a notice outside the
+   * event log (persistence_failed): sent at once to whoever is attached, neither stored nor replayed.
+   */
   sequence: number;
   time:
     | Date
