@@ -83,6 +83,8 @@ const LEFTOVER = /\.(tmp|migrating|deleted)$/;
 /** Events may exceed the retention bounds by this much before the file is rewritten. */
 const TRIM_SLACK = 1.25;
 const CHECKPOINT_CONCURRENCY = 4;
+/** Session folders read at once at start-up. */
+const LOAD_CONCURRENCY = 32;
 
 export interface FileStoreOptions {
   retention?: Partial<EventRetention>;
@@ -699,17 +701,23 @@ export class FileSessionStore implements SessionStore {
 
   private async loadFolders(failures: LoadFailure[]): Promise<Map<string, SessionRecord>> {
     const records = new Map<string, SessionRecord>();
-    const entries = await readdir(this.directory, { withFileTypes: true });
-    for (const entry of entries) {
-      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
+    const entries = (await readdir(this.directory, { withFileTypes: true })).filter((entry) => entry.isDirectory() && SESSION_ID.test(entry.name));
+    // Sessions are independent: read several at once (a restart with 100k sessions is bound by latency, not bandwidth).
+    const loaded = new Map<string, SessionRecord>();
+    await forEachLimited(entries, LOAD_CONCURRENCY, async (entry) => {
       const folder = path.join(this.directory, entry.name);
       try {
         const record = await this.loadFolder(entry.name, folder);
-        if (record) records.set(entry.name, record);
+        if (record) loaded.set(entry.name, record);
       } catch (error) {
         failures.push({ location: folder, error: (error as Error).message });
         this.broken.add(entry.name);
       }
+    });
+    // In the folders' order, whatever order the reads ended in.
+    for (const entry of entries) {
+      const record = loaded.get(entry.name);
+      if (record) records.set(entry.name, record);
     }
     return records;
   }
