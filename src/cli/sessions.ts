@@ -209,20 +209,21 @@ async function follow(client: ReturnType<typeof connect>, sessionId: string, opt
   // Whose text ends the last line of stdout, unterminated (null: none): an event line, or another
   // session's text, ends that line first; a descendant's text starts with its id prefix.
   let textFrom: string | null = null;
+  // The last sequence of the followed session seen: where to pick up after a dropped connection.
+  let lastSeen: number | undefined;
   const endText = () => {
     if (textFrom !== null) process.stdout.write("\n");
     textFrom = null;
   };
   try {
     for await (const message of call as AsyncIterable<SubscribeResponse>) {
-      if (message.caughtUp) {
-        endText();
-        console.error(`[caught up at ${message.caughtUp.sequence}; live from here]`);
-      }
+      // On stderr only: a turn's text may go on across the end of the replay.
+      if (message.caughtUp) console.error(`[caught up at ${message.caughtUp.sequence}; live from here]`);
       const event = message.event;
       if (!event?.payload) continue;
       const from = event.sessionId || sessionId;
       const descendant = from !== sessionId;
+      if (!descendant && event.sequence > 0) lastSeen = event.sequence;
       if (event.payload.$case === "textDelta") {
         if (textFrom !== from) {
           endText();
@@ -240,11 +241,11 @@ async function follow(client: ReturnType<typeof connect>, sessionId: string, opt
     endText();
     if (code === status.CANCELLED && leaving) return 0;
     console.error(`agentd sessions follow: ${statusName(code)}: ${details ?? String(error)}`);
-    const resumeAt = /after_sequence (\d+)/.exec(details ?? "")?.[1];
-    if (code === status.RESOURCE_EXHAUSTED && resumeAt !== undefined) {
-      console.error(`pick up where it stopped with: agentd sessions follow ${sessionId} --after ${resumeAt}`);
-    } else if (code === status.OUT_OF_RANGE) {
+    const resumeAt = /after_sequence (\d+)/.exec(details ?? "")?.[1] ?? lastSeen;
+    if (code === status.OUT_OF_RANGE) {
       console.error(`--from-oldest replays what is still kept: agentd sessions follow ${sessionId} --from-oldest`);
+    } else if (resumeAt !== undefined) {
+      console.error(`pick up where it stopped with: agentd sessions follow ${sessionId} --after ${resumeAt}`);
     }
     return 1;
   } finally {

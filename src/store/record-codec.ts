@@ -24,20 +24,27 @@ export function checkRecord(value: unknown): SessionRecord {
   requireString(value, "createdAt");
   requireString(value, "updatedAt");
   if (value.parentId !== null) requireString(value, "parentId");
-  if (typeof value.lastSequence !== "number") throw new Error("lastSequence must be a number");
+  // Numbers go on the wire as 64-bit fields held in JavaScript numbers: past 2^53 - 1 they cannot be sent.
+  requireCount(value, "lastSequence");
+  if (value.sequenceReservedThrough !== undefined) requireCount(value, "sequenceReservedThrough");
+  if (value.scriptSteps !== undefined) requireCount(value, "scriptSteps");
   if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
   if (!isPlainObject(value.config) || !isPlainObject(value.config.limits)) throw new Error("config is missing or malformed");
   if (!isPlainObject(value.usage)) throw new Error("usage is missing");
+  requireCount(value.usage, "inputTokens", "usage.");
+  requireCount(value.usage, "outputTokens", "usage.");
   const flight = value.callInFlight;
   if (flight !== undefined && flight !== null && !(isPlainObject(flight) && typeof flight.callId === "string" && typeof flight.toolName === "string")) {
     throw new Error("callInFlight must be null or name a call");
-  }
-  if (value.scriptSteps !== undefined && !(Number.isInteger(value.scriptSteps) && (value.scriptSteps as number) >= 0)) {
-    throw new Error("scriptSteps must be a non-negative integer");
   }
   return value as unknown as SessionRecord;
 }
 
 function requireString(value: Record<string, unknown>, key: string): void {
   if (typeof value[key] !== "string") throw new Error(`${key} must be a string`);
+}
+
+function requireCount(value: Record<string, unknown>, key: string, prefix = ""): void {
+  const n = value[key];
+  if (!(Number.isSafeInteger(n) && (n as number) >= 0)) throw new Error(`${prefix}${key} must be an integer from 0 to 2^53 - 1`);
 }

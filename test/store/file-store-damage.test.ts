@@ -303,3 +303,20 @@ describe("a session that cannot be restored", () => {
     expect(await readdir(path.join(dir, "sessions", "wal.d"))).toEqual([]);
   });
 });
+
+describe("a stored number too large to send", () => {
+  it("is reported like any damage: that session is not restored, the others are", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir);
+    await store.save(recordWith("a", messages(1)), []);
+    await store.save(recordWith("b", messages(1)), []);
+    await store.close();
+    const snapshot = path.join(dir, "sessions", "a", "snapshot.json");
+    await writeFile(snapshot, (await readFile(snapshot, "utf8")).replace(/"lastSequence":\d+/, '"lastSequence":1e300'));
+
+    const { records, failures } = await reopen(dir).loadAll();
+    expect(records.map((r) => r.id)).toEqual(["b"]);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.error).toContain("lastSequence must be an integer from 0 to 2^53 - 1");
+  });
+});
