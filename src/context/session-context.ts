@@ -1,6 +1,9 @@
+import type { ChangeListener } from "../session/extensions.js";
 import type { Message } from "../session/types.js";
 import type { ContextOp, ContextRecord } from "./types.js";
 import { modelMessages, preambleMessage, replay, type ContextView } from "./view.js";
+
+const NO_OPS: ContextOp[] = Object.freeze([]) as unknown as ContextOp[];
 
 /**
  * A session's record of its model context: the operations done on it and the last model call's
@@ -16,14 +19,15 @@ export class SessionContext {
 
   constructor(
     record: ContextRecord | undefined,
-    private readonly onChange: () => void,
+    private readonly onChange: ChangeListener,
     /** The transcript's length: a store that restored fewer messages (a damaged file) drops what came after. */
     messageCount = Number.MAX_SAFE_INTEGER,
   ) {
     // Operations recorded past the transcript restored would leave the model an empty context.
-    const ops = record?.ops ?? [];
+    const ops = record?.ops ?? NO_OPS;
     const kept = ops.findIndex((op) => op.at > messageCount);
-    this.ops = kept < 0 ? [...ops] : ops.slice(0, kept);
+    // Shared and empty until the first operation.
+    this.ops = ops.length === 0 || kept === 0 ? NO_OPS : kept < 0 ? [...ops] : ops.slice(0, kept);
     const last = record?.lastCall ?? null;
     this.last = last && last.at <= messageCount && last.ops <= this.ops.length ? last : null;
   }
@@ -53,15 +57,22 @@ export class SessionContext {
   }
 
   apply(op: ContextOp): void {
+    if (this.ops === NO_OPS) this.ops = [];
     this.ops.push(op);
-    this.onChange();
+    this.changed();
   }
 
   /** A model call's reported input tokens, for a transcript of `at` messages. */
   recordCall(inputTokens: number, at: number): void {
     if (inputTokens <= 0) return;
     this.last = { inputTokens, at, ops: this.ops.length };
-    this.onChange();
+    this.changed();
+  }
+
+  private changed(): void {
+    const listener = this.onChange;
+    if (typeof listener === "function") listener();
+    else listener.markChanged();
   }
 
   /** Undefined while nothing was recorded, so records of sessions that never used it stay as they were. */

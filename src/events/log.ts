@@ -63,13 +63,20 @@ export class EventMemory {
   }
 }
 
+/** The events a window holds, oldest first, with each one's size and their sum. */
+interface Held {
+  events: SessionEvent[];
+  sizes: number[];
+  bytes: number;
+}
+
 /**
  * A session's most recent events, in memory, for clients that re-attach: a bounded window over the
  * session's event log (older events are read back from the store). Events arrive in sequence order.
  */
 export class RecentEvents {
-  private readonly events: Array<{ event: SessionEvent; bytes: number }> = [];
-  private bytes = 0;
+  /** Made with the first event, let go when the window empties: most sessions sit idle, holding none. */
+  private held: Held | null = null;
 
   constructor(
     private readonly limits: EventLogLimits = DEFAULT_EVENT_LOG_LIMITS,
@@ -78,51 +85,58 @@ export class RecentEvents {
 
   append(event: SessionEvent): void {
     const bytes = eventSize(event);
-    this.events.push({ event, bytes });
-    this.bytes += bytes;
-    while (this.events.length > 1 && (this.events.length > this.limits.maxEvents || this.bytes > this.limits.maxBytes)) this.dropOldest();
+    const held = (this.held ??= { events: [], sizes: [], bytes: 0 });
+    held.events.push(event);
+    held.sizes.push(bytes);
+    held.bytes += bytes;
+    while (held.events.length > 1 && (held.events.length > this.limits.maxEvents || held.bytes > this.limits.maxBytes)) this.dropOldest();
     this.memory?.took(this, bytes);
   }
 
   /** Gives up the oldest event held (it stays in the store for a persistent session). */
   dropOldest(): void {
-    const dropped = this.events.shift();
-    if (!dropped) return;
-    this.bytes -= dropped.bytes;
-    this.memory?.gave(this, dropped.bytes, this.events.length === 0);
+    const held = this.held;
+    if (!held) return;
+    held.events.shift();
+    const dropped = held.sizes.shift()!;
+    held.bytes -= dropped;
+    const empty = held.events.length === 0;
+    if (empty) this.held = null;
+    this.memory?.gave(this, dropped, empty);
   }
 
   /** Gives up everything held: the session is gone. */
   clear(): void {
-    while (this.events.length > 0) this.dropOldest();
+    while (this.held) this.dropOldest();
   }
 
   /** Events held. */
   get length(): number {
-    return this.events.length;
+    return this.held?.events.length ?? 0;
   }
 
   /** Everything held, oldest first. */
   all(): SessionEvent[] {
-    return this.events.map((entry) => entry.event);
+    return this.held ? [...this.held.events] : [];
   }
 
   /** The newest sequence held; 0 when empty. */
   get newest(): number {
-    return this.events.at(-1)?.event.sequence ?? 0;
+    return this.held?.events.at(-1)?.sequence ?? 0;
   }
 
   /** The oldest sequence held; 0 when empty. */
   get oldest(): number {
-    return this.events[0]?.event.sequence ?? 0;
+    return this.held?.events[0]?.sequence ?? 0;
   }
 
   /** Events after `after`, or null when some may be older than what is held (or nothing is held). */
   after(after: number): SessionEvent[] | null {
-    if (this.events.length === 0 || after + 1 < this.oldest) return null;
+    const events = this.held?.events;
+    if (!events || after + 1 < this.oldest) return null;
     // Sequences increase: find the first one past `after` from the end, where re-attaching clients usually are.
-    let index = this.events.length;
-    while (index > 0 && this.events[index - 1]!.event.sequence > after) index--;
-    return this.events.slice(index).map((entry) => entry.event);
+    let index = events.length;
+    while (index > 0 && events[index - 1]!.sequence > after) index--;
+    return events.slice(index);
   }
 }

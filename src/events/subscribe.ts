@@ -182,9 +182,8 @@ async function replay(
   }
 }
 
-/** Whether nothing lies between `cursor` and `next` but numbers the session skipped at its last restart. */
+/** Whether nothing lies between `cursor` and `next` but numbers the session skipped at a restart. */
 function skippedAtRestart(session: Session, cursor: number, next: number): boolean {
   if (next <= cursor + 1) return true;
-  const { after, through } = session.skippedSequences;
-  return cursor >= after && next - 1 <= through;
+  return session.skippedSequences.some(({ after, through }) => cursor >= after && next - 1 <= through);
 }

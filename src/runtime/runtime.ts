@@ -683,6 +683,7 @@ export class Runtime {
     const { ephemeral, labels, agent } = options;
     const session = this.track({ ...newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels, ...(agent ? { agent } : {}) }), ...options.seed });
     this.registry.add(session);
+    const reserved = ephemeral ? null : session.reserveAhead();
     session.markChanged();
     // The reply acknowledges the session: it is on disk first (group-committed with other writes).
     if (!ephemeral && !(await this.persister.flushSession(id))) {
@@ -690,6 +691,7 @@ export class Runtime {
       await this.destroyTree(id);
       throw new AgentdError("unavailable", "the store could not write the new session (the server's log says why); nothing was created: try again later");
     }
+    reserved?.();
     return session;
   }
 

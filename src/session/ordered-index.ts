@@ -25,8 +25,12 @@ export class OrderedIndex<T> {
     const last = chunks.at(-1);
     if (!last || this.compare(last[last.length - 1]!, item) <= 0) {
       if (last && last.length < this.maxChunk) last.push(item);
-      // A full last chunk is left full: appends in order then keep every chunk full.
-      else chunks.push([item]);
+      else {
+        // A full last chunk is left full: appends in order then keep every chunk full. It is copied
+        // to its exact size (pushes leave room to grow, a third of it for a chunk of 256).
+        if (last) chunks[chunks.length - 1] = last.slice();
+        chunks.push([item]);
+      }
       return;
     }
     // Somewhere before the end: the first chunk whose last item is after it.

@@ -4,7 +4,8 @@
  * is cancelled while it waits.
  */
 export class PauseGate {
-  private waiters = new Set<() => void>();
+  /** Made when a turn first waits. */
+  private waiters: Set<() => void> | null = null;
   private isPaused = false;
 
   get paused(): boolean {
@@ -17,23 +18,26 @@ export class PauseGate {
 
   resume(): void {
     this.isPaused = false;
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
+    const waiters = this.waiters;
+    if (!waiters) return;
+    for (const wake of waiters) wake();
+    waiters.clear();
   }
 
   wait(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     if (!this.isPaused) return Promise.resolve();
+    const waiters = (this.waiters ??= new Set());
     return new Promise((resolve, reject) => {
       const onAbort = () => {
-        this.waiters.delete(wake);
+        waiters.delete(wake);
         reject(signal.reason);
       };
       const wake = () => {
         signal.removeEventListener("abort", onAbort);
         resolve();
       };
-      this.waiters.add(wake);
+      waiters.add(wake);
       signal.addEventListener("abort", onAbort, { once: true });
     });
   }

@@ -98,7 +98,7 @@ export class SessionRegistry {
     const matches = (s: Session): boolean => parentId === undefined || owner === "" || s.owner === owner;
     // Cursors grow with creation order (ISO times, then ids), so the seek is a binary search.
     const read: Session[] = [];
-    for (const session of index?.from(after === null ? undefined : (s) => cursorOf(s) > after) ?? []) {
+    for (const session of index?.from(after === null ? undefined : isAfterCursor(after)) ?? []) {
       if (!matches(session)) continue;
       // One past the page says whether another page follows.
       if (read.push(session) > size) break;
@@ -182,7 +182,29 @@ function cursorOf(session: Session): string {
   return `${session.createdAt}|${session.id}`;
 }
 
+/**
+ * Whether a session's cursor is past `cursor` (as texts compare), without making the session's
+ * cursor text: a cursor of ours is a creation time (24 characters) and an id, compared as fields.
+ */
+function isAfterCursor(cursor: string): (session: Session) => boolean {
+  const ms = cursor.charAt(24) === "|" ? Date.parse(cursor.slice(0, 24)) : NaN;
+  if (!Number.isFinite(ms) || new Date(ms).toISOString() !== cursor.slice(0, 24)) return (s) => cursorOf(s) > cursor;
+  const id = cursor.slice(25);
+  return (s) => {
+    const key = s.creationKey;
+    if (typeof key !== "number") return cursorOf(s) > cursor;
+    return key !== ms ? key > ms : s.id > id;
+  };
+}
+
+/** Creation time, then id: compared as numbers where both times are kept as such (their texts sort alike). */
 function byCreation(a: Session, b: Session): number {
-  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  const x = a.creationKey;
+  const y = b.creationKey;
+  if (x !== y) {
+    if (typeof x === typeof y) return x < y ? -1 : 1;
+    const [textA, textB] = [a.createdAt, b.createdAt];
+    if (textA !== textB) return textA < textB ? -1 : 1;
+  }
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { SessionEvent } from "../events/types.js";
@@ -11,13 +12,15 @@ import {
   decodeSnapshot,
   encodeSnapshot,
   endOfLines,
+  EVENTS_TAIL_BYTES,
   eventsFile,
+  eventsTailOf,
   GENERATION_FILE,
   keepUnappliedEntries,
   messagesFile,
+  messagesFrom,
   readBytes,
   readEventRange,
-  readMessages,
   scanEvents,
   scanEventsTail,
   SESSION_ID,
@@ -723,9 +726,11 @@ export class FileSessionStore implements SessionStore {
   }
 
   private async loadFolder(id: string, folder: string): Promise<SessionRecord | null> {
+    // Read synchronously: start-up serves nothing yet, and a restart reading 100k folders spends
+    // more on the round trips of asynchronous calls than on the reads themselves.
     let text: string | null = null;
     try {
-      text = await readFile(path.join(folder, SNAPSHOT), "utf8");
+      text = readFileSync(path.join(folder, SNAPSHOT), "utf8");
     } catch (error) {
       if (!isMissing(error)) throw error;
     }
@@ -734,7 +739,8 @@ export class FileSessionStore implements SessionStore {
     // Without a snapshot nothing in the folder counts yet: the log may still make it a session (its
     // first checkpoint then truncates the files), or the folder is removed as an orphan.
     const current = snapshot ? new Set([messagesFile(snapshot.messages.generation), eventsFile(snapshot.events.generation)]) : null;
-    for (const name of await readdir(folder)) {
+    const names = readdirSync(folder);
+    for (const name of names) {
       if (name.endsWith(".tmp") || (current && GENERATION_FILE.test(name) && !current.has(name))) {
         await rm(path.join(folder, name), { force: true });
         this.warn(path.join(folder, name), "removed what an interrupted write left behind");
@@ -742,9 +748,12 @@ export class FileSessionStore implements SessionStore {
     }
     if (!snapshot) return null;
     const messagesPath = path.join(folder, messagesFile(snapshot.messages.generation));
-    const read = await readMessages(messagesPath, snapshot.messages.count);
+    // A file the folder does not list is not opened (a session with no events has no events file).
+    const read = messagesFrom(names.includes(messagesFile(snapshot.messages.generation)) ? readFileSync(messagesPath) : Buffer.alloc(0), messagesPath, snapshot.messages.count);
     const eventsPath = path.join(folder, eventsFile(snapshot.events.generation));
-    const tail = await scanEventsTail(eventsPath);
+    const eventsSize = names.includes(eventsFile(snapshot.events.generation)) ? statSync(eventsPath).size : 0;
+    const tail =
+      eventsSize === 0 ? eventsTailOf(Buffer.alloc(0)) : eventsSize <= EVENTS_TAIL_BYTES ? eventsTailOf(readFileSync(eventsPath)) : await scanEventsTail(eventsPath);
     if (tail.torn > 0) this.warn(eventsPath, `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
     const tracked = this.track(id);
     tracked.fields = fieldsOf(snapshot.record);

@@ -28,6 +28,12 @@ export function checkRecord(value: unknown): SessionRecord {
   requireCount(value, "lastSequence");
   if (value.sequenceReservedThrough !== undefined) requireCount(value, "sequenceReservedThrough");
   if (value.scriptSteps !== undefined) requireCount(value, "scriptSteps");
+  if (value.skippedSequences !== undefined) {
+    const ranges = value.skippedSequences;
+    if (!Array.isArray(ranges) || !ranges.every((r) => isPlainObject(r) && Number.isSafeInteger(r.after) && Number.isSafeInteger(r.through) && (r.after as number) <= (r.through as number))) {
+      throw new Error("skippedSequences must be a list of {after, through} ranges");
+    }
+  }
   if (!Array.isArray(value.messages)) throw new Error("messages must be an array");
   if (!isPlainObject(value.config) || !isPlainObject(value.config.limits)) throw new Error("config is missing or malformed");
   if (!isPlainObject(value.usage)) throw new Error("usage is missing");

@@ -29,6 +29,11 @@ export interface SessionRecord {
    * after a crash the session numbers on from here. Absent in older records: lastSequence.
    */
   sequenceReservedThrough?: number;
+  /**
+   * Numbers a restore skipped (reserved before a crash, never used), so a replay passes over them
+   * after later restarts too. Absent: none.
+   */
+  skippedSequences?: SkippedSequences[];
   messages: MessageRecord[];
   /** Model calls this session's scripted model has answered (its position in the script); absent means 0. */
   scriptSteps?: number;
@@ -80,3 +85,9 @@ export type StoredSessionConfig = Omit<SessionConfig, "permissions" | "confirmat
 
 /** A stored message has the shape of the domain's Message; the alias marks where the two may part. */
 export type MessageRecord = Message;
+
+/** Sequence numbers after `after` up to `through` were never used. */
+export interface SkippedSequences {
+  after: number;
+  through: number;
+}

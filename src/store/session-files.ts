@@ -83,11 +83,7 @@ export interface MessagesRead {
  * read: a conversation is only meaningful from its start, so the session keeps the messages before
  * it rather than a history with a hole. Lines after `count` are unfinished appends and are not read.
  */
-export async function readMessages(file: string, count: number): Promise<MessagesRead> {
-  const buffer = await readFile(file).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return Buffer.alloc(0);
-    throw error;
-  });
+export function messagesFrom(buffer: Buffer, file: string, count: number): MessagesRead {
   const messages: MessageRecord[] = [];
   let bytes = 0;
   let damaged = false;
@@ -148,7 +144,11 @@ export async function scanEvents(file: string, limit = Infinity): Promise<Events
     if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
   });
-  const buffer = whole.length > limit ? whole.subarray(0, limit) : whole;
+  return scanEventLines(whole.length > limit ? whole.subarray(0, limit) : whole);
+}
+
+/** scanEvents over a file's bytes already read. */
+export function scanEventLines(buffer: Buffer): EventsScan {
   const index: EventIndex = { start: 0, sequences: [], ends: [] };
   let bytes = 0;
   let number = 0;
@@ -175,8 +175,25 @@ export async function scanEvents(file: string, limit = Infinity): Promise<Events
  * last sequence. Reads the whole file only when the tail does not show a complete, readable line;
  * that scan is returned too.
  */
-export async function scanEventsTail(file: string): Promise<{ bytes: number; lastSequence: number; torn: number; scan: EventsScan | null }> {
-  const TAIL = 256 * 1024;
+/** What scanEventsTail tells of an events file. */
+export interface EventsTail {
+  bytes: number;
+  lastSequence: number;
+  torn: number;
+  scan: EventsScan | null;
+}
+
+/** Past this size an events file's end is read, not the whole file. */
+export const EVENTS_TAIL_BYTES = 256 * 1024;
+
+/** scanEventsTail of a small file (at most EVENTS_TAIL_BYTES) already read whole. */
+export function eventsTailOf(whole: Buffer): EventsTail {
+  const scan = scanEventLines(whole);
+  return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn, scan };
+}
+
+export async function scanEventsTail(file: string): Promise<EventsTail> {
+  const TAIL = EVENTS_TAIL_BYTES;
   let handle;
   try {
     handle = await open(file, "r");
@@ -184,9 +201,12 @@ export async function scanEventsTail(file: string): Promise<{ bytes: number; las
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bytes: 0, lastSequence: 0, torn: 0, scan: null };
     throw error;
   }
+  let whole: Buffer | null = null;
   try {
     const size = (await handle.stat()).size;
-    if (size > TAIL) {
+    // A small file is read whole, once, through the handle already open (a restart reads thousands).
+    if (size <= TAIL) whole = await handle.readFile();
+    else {
       const start = size - TAIL;
       const buffer = Buffer.alloc(TAIL);
       await handle.read(buffer, 0, TAIL, start);
@@ -200,7 +220,7 @@ export async function scanEventsTail(file: string): Promise<{ bytes: number; las
   } finally {
     await handle.close();
   }
-  const scan = await scanEvents(file);
+  const scan = whole ? scanEventLines(whole) : await scanEvents(file);
   return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn, scan };
 }
 

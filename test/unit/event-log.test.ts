@@ -146,6 +146,18 @@ describe("sequence numbers", () => {
     expect(seen[0]).toBeGreaterThan(stored.sequenceReservedThrough!);
   });
 
+  it("remember the numbers a crash skipped across later clean restarts, so replays pass over them", async () => {
+    const session = new Session(record(), () => {});
+    session.pause();
+    const crashed = new Session({ ...session.toRecord(), lastSequence: 1 }, () => {});
+    expect(crashed.skippedSequences).toEqual([{ after: 1, through: session.toRecord().sequenceReservedThrough }]);
+    crashed.resume();
+    await crashed.published();
+    crashed.releaseSequenceReservation();
+    const clean = new Session(crashed.toRecord(), () => {});
+    expect(clean.skippedSequences).toEqual(crashed.skippedSequences);
+  });
+
   it("resume right after the last one when the reservation was released at a clean stop", async () => {
     const session = new Session(record(), () => {});
     session.pause();
