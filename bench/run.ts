@@ -23,7 +23,8 @@ import { mkdir, mkdtemp } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { AgentdClient } from "../src/client/client.js";
-import { resolveConfig, type ConfigOverrides, type RuntimeConfig } from "../src/config/config.js";
+import { resolveConfig, type ConfigOverrides } from "../src/config/config.js";
+import { serverOptions } from "../src/server/server.js";
 import { runAbsoluteBenchmarks, type AbsoluteResult } from "./absolute.js";
 import { removeOnExit, runScript, startChild, type ServerChild } from "./children.js";
 import {
@@ -87,19 +88,6 @@ function agentdConfig(dataDir: string): ConfigOverrides {
   };
 }
 
-/** The grpc-js options agentd's server uses (a copy of serverOptions in src/server/server.ts). */
-function grpcOptions(config: RuntimeConfig) {
-  const g = config.grpc;
-  return {
-    "grpc.max_receive_message_length": g.maxMessageBytes,
-    "grpc.max_send_message_length": g.maxMessageBytes,
-    "grpc.max_concurrent_streams": g.maxConcurrentStreams,
-    "grpc.keepalive_time_ms": g.keepaliveTimeMs,
-    "grpc.keepalive_timeout_ms": g.keepaliveTimeoutMs,
-    "grpc.http2.min_ping_interval_without_data_ms": g.minClientPingIntervalMs,
-  };
-}
-
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -113,7 +101,7 @@ async function rawComparisons(work: string, rows: Row[]): Promise<void> {
   if (workloads.length === 0) return;
   const rawDir = path.join(work, "raw");
   await mkdir(rawDir);
-  const rawChild = await startChild("raw grpc-js server", "./raw-server.ts", { dir: rawDir, options: grpcOptions(resolveConfig({})) });
+  const rawChild = await startChild("raw grpc-js server", "./raw-server.ts", { dir: rawDir, options: serverOptions(resolveConfig({})) });
   const agentdChild = await startChild("agentd", "./agentd-server.ts", agentdConfig(path.join(work, "agentd")));
   log(`agentd answered ${seconds(await timeToAnswer(agentdChild))} after its process started (empty data directory)`);
   const rawClient = new AgentdClient(rawChild.address);

@@ -114,8 +114,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return { port, address, runtime, close };
 }
 
-/** The transport limits an operator sets: message size, streams per connection, keepalive. */
-function serverOptions(config: RuntimeConfig): ChannelOptions {
+/** The transport limits an operator sets: message size, streams per connection, keepalive (the bench's raw server uses them too). */
+export function serverOptions(config: RuntimeConfig): ChannelOptions {
   const g = config.grpc;
   return {
     "grpc.max_receive_message_length": g.maxMessageBytes,
