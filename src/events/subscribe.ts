@@ -99,8 +99,9 @@ export function subscribeToSession(root: Session, options: SubscribeOptions, sou
         if (subscriber.closed) return;
         // What the session published during the pass, still in memory: short enough (or enough
         // passes), it goes at once, and the subscription is live from the same moment.
-        // (An empty memory published nothing since the pass read the log.)
-        const tail = root.recentEvents.length === 0 ? [] : root.recentEvents.after(lastSent);
+        // (Memory may be empty, given up to other sessions: then nothing may have been published since.)
+        const quiet = root.recentEvents.length === 0 && skippedAtRestart(root, lastSent, root.publishedThrough + 1);
+        const tail = root.recentEvents.after(lastSent) ?? (quiet ? [] : null);
         if (tail !== null && (tail.length <= FINAL_TAIL || pass >= MAX_PASSES)) {
           for (const event of tail) send(event);
           replaying = false;

@@ -182,7 +182,11 @@ export class TurnRunner {
         if (!(await workspaces.allows(session.workspace))) {
           return { output: `tool "${call.name}" not run: this session's workspace is outside the server's allowed workspace roots`, isError: true };
         }
-        await workspaces.ensure(session.workspace);
+        try {
+          await workspaces.ensure(session.workspace);
+        } catch (error) {
+          return { output: `tool "${call.name}" not run: the session's workspace cannot be created (${(error as NodeJS.ErrnoException).code ?? "failed"})`, isError: true };
+        }
         // A call that changes things is recorded, durably, before it starts: after a crash it comes
         // back "in doubt", never silently run a second time.
         const tool = toolset.get(call.name);

@@ -173,6 +173,8 @@ export class Session implements SessionView {
   private totals: UsageTotals;
   /** The last number stamped; it changes only once the session has its Extra (emit), which holds the reservations. */
   private sequence: number;
+  /** The last sequence published (restored: the last stored, all published before the restart). */
+  private lastPublished: number;
   /** Numbers reserved before crashes and never used, as stored and at this restore (most often none). */
   private readonly skipped: readonly SkippedSequences[];
   private scriptSteps: number;
@@ -209,6 +211,8 @@ export class Session implements SessionView {
     this.totals = usage.inputTokens === 0 && usage.outputTokens === 0 && Object.keys(usage).length === 2 ? NO_USAGE : usage;
     // After a crash, numbers handed out beyond the last stored event may have reached a client.
     this.sequence = Math.max(record.lastSequence, record.sequenceReservedThrough ?? 0);
+    // Numbers skipped at a restart were never published: the last one published is the last stored.
+    this.lastPublished = record.lastSequence;
     const skippedBefore = record.skippedSequences ?? NO_SKIPPED;
     this.skipped = record.lastSequence === this.sequence ? skippedBefore : [...skippedBefore, { after: record.lastSequence, through: this.sequence }].slice(-MAX_SKIPPED_RANGES);
     this.scriptSteps = record.scriptSteps ?? 0;
@@ -271,6 +275,11 @@ export class Session implements SessionView {
    * any other hole in the events is a loss, and is said so. Kept with the record, so a later clean
    * restart still knows them.
    */
+  /** The last sequence number published to subscribers. */
+  get publishedThrough(): number {
+    return this.lastPublished;
+  }
+
   get skippedSequences(): readonly SkippedSequences[] {
     return this.skipped;
   }
@@ -679,6 +688,7 @@ export class Session implements SessionView {
   }
 
   private publish(event: SessionEvent): void {
+    this.lastPublished = event.sequence;
     this.recentEvents.append(event);
     this.extra?.subject?.next(event);
   }

@@ -94,6 +94,62 @@ describe("subscribeToSession", () => {
     subscription.unsubscribe();
   });
 
+  it("goes on from the store when the session's memory was given up to busier sessions mid-replay", async () => {
+    const memory = new EventMemory(20_000);
+    const limits = { maxEvents: 1000, maxBytes: 1_000_000 };
+    const stored: SessionEvent[] = [];
+    const keep = (s: Session) => stored.push(...s.takeUnpersistedEvents());
+    const session = new Session(
+      newSessionRecord({ id: "s4", owner: "o", parentId: null, config, workspace: "/w", ephemeral: false, labels: {} }),
+      () => {},
+      async (s) => (keep(s), true),
+      new RecentEvents(limits, memory),
+    );
+    session.pause();
+    session.resume();
+    session.pause();
+    await session.published();
+    keep(session);
+    const fromStore = {
+      ...sources,
+      readStored: async (_id: string, after: number, limit: number) => ({ events: stored.filter((e) => e.sequence > after).slice(0, limit), oldest: stored[0]?.sequence ?? 0 }),
+      flush: async () => (keep(session), true),
+    };
+    let release = () => {};
+    let stalled = true;
+    const ready = () => (stalled ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve());
+    const items: SubscriptionItem[] = [];
+    subscribeToSession(session, { afterSequence: 0, includeDescendants: false, ready }, fromStore).subscribe((item) => items.push(item));
+    await new Promise((resolve) => setImmediate(resolve));
+    session.resume();
+    session.pause();
+    await session.published();
+    keep(session);
+    // Another session's text fills the shared memory: this session's window, least recent, empties.
+    const other = new RecentEvents(limits, memory);
+    for (let i = 1; i <= 10; i++) other.append({ sessionId: "b", sequence: i, timeMs: 0, turnId: "", payload: { type: "text_delta", text: "x".repeat(2000) } });
+    expect(session.recentEvents.length).toBe(0);
+    stalled = false;
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    session.resume();
+    await session.published();
+    expect(items.map((item) => (item.kind === "event" ? item.event.sequence : "caught_up"))).toEqual([1, 2, 3, 4, 5, "caught_up", 6]);
+  });
+
+  it("replays a session restarted cleanly after a crash: the numbers the crash skipped are no loss", async () => {
+    const stored: SessionEvent[] = [1, 2, 3, 4, 5].map((sequence) => ({ sessionId: "s5", sequence, timeMs: 0, turnId: "", payload: { type: "state_changed", state: "idle" } }));
+    const base = newSessionRecord({ id: "s5", owner: "o", parentId: null, config, workspace: "/w", ephemeral: false, labels: {} });
+    const session = new Session({ ...base, lastSequence: 100_005, sequenceReservedThrough: 100_005, skippedSequences: [{ after: 5, through: 100_005 }] }, () => {});
+    const fromStore = { ...sources, readStored: async (_id: string, after: number) => ({ events: stored.filter((e) => e.sequence > after), oldest: 1 }) };
+    const items: SubscriptionItem[] = [];
+    let failure: unknown = null;
+    subscribeToSession(session, { afterSequence: 0, includeDescendants: false }, fromStore).subscribe({ next: (item) => items.push(item), error: (error) => (failure = error) });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(failure).toBeNull();
+    expect(items.map((item) => (item.kind === "event" ? item.event.sequence : `caught_up ${item.sequence}`))).toEqual([1, 2, 3, 4, 5, "caught_up 5"]);
+  });
+
   it("sends a notice outside the log (sequence 0) at once, even mid-replay, and never replays it", async () => {
     const session = new Session(newSessionRecord({ id: "s3", owner: "o", parentId: null, config, workspace: "/w", ephemeral: true, labels: {} }), () => {});
     session.pause();
