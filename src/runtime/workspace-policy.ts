@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { AgentdError, invalidArgument } from "../errors.js";
@@ -51,7 +52,8 @@ export class WorkspacePolicy {
    */
   async ensure(workspace: string): Promise<void> {
     if (path.dirname(workspace) !== this.defaultRoot) return;
-    await mkdir(workspace, { recursive: true, mode: 0o700 });
+    // Synchronously: almost always it exists, and the check is one quick syscall.
+    mkdirSync(workspace, { recursive: true, mode: 0o700 });
   }
 
   /** The default workspace of a new session. */

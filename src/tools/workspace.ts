@@ -1,4 +1,4 @@
-import { realpath } from "node:fs/promises";
+import { realpathSync } from "node:fs";
 import { isWithin, realpathOfNearest, UnsafePathError } from "../util/paths.js";
 import path from "node:path";
 
@@ -8,7 +8,8 @@ function errorCode(error: unknown): string | undefined {
 
 async function realWorkspace(workspace: string): Promise<string> {
   try {
-    return await realpath(path.resolve(workspace));
+    // Synchronously, like realpathOfNearest: one quick syscall, not worth a thread-pool round trip.
+    return realpathSync.native(path.resolve(workspace));
   } catch (error) {
     if (errorCode(error) === "ENOENT") throw new Error(`the workspace directory "${workspace}" does not exist`);
     throw error;

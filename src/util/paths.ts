@@ -1,5 +1,5 @@
 import { realpathSync } from "node:fs";
-import { lstat, realpath } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import path from "node:path";
 
 /** Whether `candidate` is `root` itself or lies below it (both absolute and normalised). */
@@ -44,7 +44,9 @@ export async function realpathOfNearest(target: string): Promise<string> {
   let current = target;
   for (;;) {
     try {
-      return path.join(await realpath(current), ...missing);
+      // One syscall, made synchronously: a thread-pool round trip costs far more than the lookup,
+      // and every file tool call resolves a few paths.
+      return path.join(realpathSync.native(current), ...missing);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ELOOP") throw new UnsafePathError("ELOOP", "goes through a symbolic link loop");
