@@ -30,7 +30,9 @@ export async function restoreSessions(
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
   for (const warning of warnings) logger.warn(warning, "session store: repaired at start-up");
-  for (const stored of records) {
+  // In creation order: each session then goes at the end of the registry's indexes.
+  const ordered = [...records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const stored of ordered) {
     const { record, repaired, inDoubt, suspended, interruptedTurnId } = repairInterruptedTurn(stored);
     const session = open(record);
     registry.add(session);
@@ -67,6 +69,10 @@ export function repairInterruptedTurn(record: SessionRecord): {
   /** The turn that was running and does not go on (one waiting for a person resumes instead). */
   interruptedTurnId: string | null;
 } {
+  // Most sessions were idle when written: nothing to repair, and nothing is copied for them.
+  if ((record.state === "idle" || record.state === "paused") && !record.pendingConfirmation && !record.callInFlight && !record.runningTurnId && !record.messages.some((m) => m.toolCalls.length > 0)) {
+    return { record, repaired: false, inDoubt: null, suspended: null, interruptedTurnId: null };
+  }
   const answered = new Set(record.messages.flatMap((m) => (m.toolResult ? [m.toolResult.callId] : [])));
   // A turn waiting for a person keeps its unanswered calls: it resumes, still waiting, on restore.
   // (A paused session cannot start a turn: its waiting call is answered as interrupted instead.)

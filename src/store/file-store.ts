@@ -581,7 +581,12 @@ export class FileSessionStore implements SessionStore {
       }
     }
 
-    const snapshot = encodeSnapshot(lsn, { generation: next.messagesGeneration, count: next.messageCount }, { generation: next.eventsGeneration }, recordJson);
+    const snapshot = encodeSnapshot(
+      lsn,
+      { generation: next.messagesGeneration, count: next.messageCount },
+      { generation: next.eventsGeneration, bytes: next.eventsBytes, lastSequence: next.lastEventSequence },
+      recordJson,
+    );
     this.stats.checkpointBytes += await writeFileAtomic(path.join(folder, SNAPSHOT), snapshot);
     this.stats.checkpointSyncs += 2;
     await syncDirectory(folder);
@@ -752,8 +757,15 @@ export class FileSessionStore implements SessionStore {
     const read = messagesFrom(names.includes(messagesFile(snapshot.messages.generation)) ? readFileSync(messagesPath) : Buffer.alloc(0), messagesPath, snapshot.messages.count);
     const eventsPath = path.join(folder, eventsFile(snapshot.events.generation));
     const eventsSize = names.includes(eventsFile(snapshot.events.generation)) ? statSync(eventsPath).size : 0;
-    const tail =
-      eventsSize === 0 ? eventsTailOf(Buffer.alloc(0)) : eventsSize <= EVENTS_TAIL_BYTES ? eventsTailOf(readFileSync(eventsPath)) : await scanEventsTail(eventsPath);
+    // The file as the snapshot left it (nothing appended since) is not read: its size and last sequence are known.
+    const known = snapshot.events.bytes === eventsSize && Number.isSafeInteger(snapshot.events.lastSequence) && eventsSize > 0;
+    const tail = known
+      ? { bytes: eventsSize, lastSequence: snapshot.events.lastSequence!, torn: 0, scan: null }
+      : eventsSize === 0
+        ? eventsTailOf(Buffer.alloc(0))
+        : eventsSize <= EVENTS_TAIL_BYTES
+          ? eventsTailOf(readFileSync(eventsPath))
+          : await scanEventsTail(eventsPath);
     if (tail.torn > 0) this.warn(eventsPath, `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
     const tracked = this.track(id);
     tracked.fields = fieldsOf(snapshot.record);

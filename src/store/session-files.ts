@@ -35,7 +35,11 @@ export interface Snapshot {
   /** The last write-ahead-log entry this snapshot includes; replay applies only later ones. */
   lsn: number;
   messages: { generation: number; count: number };
-  events: { generation: number };
+  /**
+   * The events file, and (from snapshots written since) its size and last sequence when the
+   * snapshot was written: a file of that size need not be read at start-up.
+   */
+  events: { generation: number; bytes?: number; lastSequence?: number };
   record: Omit<SessionRecord, "messages">;
 }
 

@@ -312,11 +312,32 @@ describe("a stored number too large to send", () => {
     await store.save(recordWith("b", messages(1)), []);
     await store.close();
     const snapshot = path.join(dir, "sessions", "a", "snapshot.json");
-    await writeFile(snapshot, (await readFile(snapshot, "utf8")).replace(/"lastSequence":\d+/, '"lastSequence":1e300'));
+    await writeFile(snapshot, (await readFile(snapshot, "utf8")).replace(/("record":\{.*?"lastSequence":)\d+/, "$11e300"));
 
     const { records, failures } = await reopen(dir).loadAll();
     expect(records.map((r) => r.id)).toEqual(["b"]);
     expect(failures).toHaveLength(1);
     expect(failures[0]!.error).toContain("lastSequence must be an integer from 0 to 2^53 - 1");
+  });
+});
+
+describe("an events file as its snapshot left it", () => {
+  it("is not read at start-up, and later events follow it exactly", async () => {
+    const dir = await makeTempDir();
+    const first = new FileSessionStore(dir);
+    await first.save(recordWith("a", messages(1), 3), events("a", 1, 3));
+    await first.close();
+    const snapshot = JSON.parse(await readFile(path.join(dir, "sessions", "a", "snapshot.json"), "utf8")) as { events: { bytes: number; lastSequence: number } };
+    expect(snapshot.events.lastSequence).toBe(3);
+    expect(snapshot.events.bytes).toBeGreaterThan(0);
+
+    const second = reopen(dir);
+    await second.loadAll();
+    await second.save(recordWith("a", messages(1), 5), events("a", 4, 5));
+    await second.close();
+    const third = reopen(dir);
+    await third.loadAll();
+    expect(await sequences(third, "a")).toEqual([1, 2, 3, 4, 5]);
+    await third.close();
   });
 });
