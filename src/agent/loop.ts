@@ -129,6 +129,8 @@ class TurnRun {
     if (!resume) host.appendMessage({ role: "user", text: prompt, toolCalls: [] });
     this.emit({ type: "turn_started", prompt });
     try {
+      // The turn's first event leaves before the model call is prepared (prompt, tools, context size).
+      await new Promise((resolve) => setImmediate(resolve));
       const result = await this.loop(resume?.calls);
       this.emit({ type: "turn_completed", result });
     } catch (error) {
