@@ -8,6 +8,21 @@ import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type PermissionRules } from 
  * replaces the whole model; limits merge field by field.
  */
 export function mergeConfig(base: SessionConfig, patch: SessionConfigPatch): SessionConfig {
+  // Nothing to change: the base itself, when it is shared (and so never changed in place).
+  if (interned.has(base) && Object.values(patch).every((value) => value === undefined)) return base;
+  // The parts of a shared base the patch leaves alone are shared too (they are never changed in place).
+  if (interned.has(base)) {
+    const untouched = (part: object | undefined) => part === undefined || Object.values(part).every((value) => value === undefined);
+    return sharedConfig({
+      model: patch.model ? { ...patch.model } : base.model,
+      systemPrompt: patch.systemPrompt ?? base.systemPrompt,
+      limits: untouched(patch.limits) ? base.limits : { ...base.limits, ...definedOnly(patch.limits ?? {}) },
+      permissions: patch.permissions ? clonePermissions(patch.permissions) : base.permissions,
+      confirmation: untouched(patch.confirmation) ? base.confirmation : { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
+      tools: patch.tools !== undefined ? copyOrNull(patch.tools) : base.tools,
+      ...(base.context || patch.context ? { context: untouched(patch.context) && base.context ? base.context : { ...base.context, ...definedOnly(patch.context ?? {}) } } : {}),
+    });
+  }
   return {
     model: patch.model ? { ...patch.model } : base.model ? { ...base.model } : null,
     systemPrompt: patch.systemPrompt ?? base.systemPrompt,
@@ -30,6 +45,8 @@ function clonePermissions(rules: PermissionRules): PermissionRules {
  * result is shared and frozen (see sharedConfig): sessions with equal configs hold one object.
  */
 export function withPolicyDefaults(config: Partial<SessionConfig> & Pick<SessionConfig, "model" | "systemPrompt" | "limits">): SessionConfig {
+  // A config shared already (a new session's, made from the server's defaults) has them all.
+  if (interned.has(config) && config.permissions && config.confirmation && config.tools !== undefined) return config as SessionConfig;
   return sharedConfig({
     ...config,
     permissions: clonePermissions(config.permissions ?? DEFAULT_PERMISSIONS),
@@ -48,6 +65,9 @@ export function sharedConfig(config: SessionConfig): SessionConfig {
   return intern(config) as SessionConfig;
 }
 
+/** Every value intern() has returned: shared already, nothing to look up. */
+const interned = new WeakSet<object>();
+
 /** Recently shared values by shape (their keys, or an array's length), most recent first. */
 const recent = new Map<string, object[]>();
 /** How many shared values of one shape are kept to match, and how many shapes. */
@@ -60,7 +80,7 @@ const KEPT_SHAPES = 512;
  * numbers, class instances) are kept as they are.
  */
 function intern(value: unknown): unknown {
-  if (typeof value !== "object" || value === null) return value;
+  if (typeof value !== "object" || value === null || interned.has(value)) return value;
   const isArray = Array.isArray(value);
   if (!isArray && Object.getPrototypeOf(value) !== Object.prototype) return value;
   let shape: string;
@@ -95,6 +115,7 @@ function intern(value: unknown): unknown {
     copy = record;
   }
   Object.freeze(copy);
+  interned.add(copy);
   if (candidates) {
     candidates.unshift(copy);
     if (candidates.length > KEPT_PER_SHAPE) candidates.pop();

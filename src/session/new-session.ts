@@ -1,18 +1,27 @@
 import type { RuntimeConfig } from "../config/config.js";
 import type { SessionRecord } from "../store/record.js";
 import type { SessionConfig } from "./types.js";
+import { sharedConfig } from "./config-merge.js";
 
 /** What a session gets when neither its request nor a parent says otherwise. */
+/** The config a session gets from the server's defaults: made once per settings object, shared (frozen). */
 export function defaultSessionConfig(defaults: RuntimeConfig["sessionDefaults"]): SessionConfig {
-  return {
-    model: defaults.model,
-    systemPrompt: defaults.systemPrompt,
-    limits: { maxToolRounds: defaults.maxToolRounds, toolTimeoutMs: defaults.toolTimeoutMs },
-    permissions: structuredClone(defaults.permissions),
-    confirmation: { ...defaults.confirmation },
-    tools: null,
-  };
+  let config = fromDefaults.get(defaults);
+  if (!config) {
+    config = sharedConfig({
+      model: defaults.model,
+      systemPrompt: defaults.systemPrompt,
+      limits: { maxToolRounds: defaults.maxToolRounds, toolTimeoutMs: defaults.toolTimeoutMs },
+      permissions: structuredClone(defaults.permissions),
+      confirmation: { ...defaults.confirmation },
+      tools: null,
+    });
+    fromDefaults.set(defaults, config);
+  }
+  return config;
 }
+
+const fromDefaults = new WeakMap<RuntimeConfig["sessionDefaults"], SessionConfig>();
 
 export interface NewSession {
   id: string;
