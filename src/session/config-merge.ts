@@ -8,30 +8,18 @@ import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type PermissionRules } from 
  * replaces the whole model; limits merge field by field.
  */
 export function mergeConfig(base: SessionConfig, patch: SessionConfigPatch): SessionConfig {
-  // Nothing to change: the base itself, when it is shared (and so never changed in place).
-  if (interned.has(base) && Object.values(patch).every((value) => value === undefined)) return base;
-  // The parts of a shared base the patch leaves alone are shared too (they are never changed in place).
-  if (interned.has(base)) {
-    const untouched = (part: object | undefined) => part === undefined || Object.values(part).every((value) => value === undefined);
-    return sharedConfig({
-      model: patch.model ? { ...patch.model } : base.model,
-      systemPrompt: patch.systemPrompt ?? base.systemPrompt,
-      limits: untouched(patch.limits) ? base.limits : { ...base.limits, ...definedOnly(patch.limits ?? {}) },
-      permissions: patch.permissions ? clonePermissions(patch.permissions) : base.permissions,
-      confirmation: untouched(patch.confirmation) ? base.confirmation : { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
-      tools: patch.tools !== undefined ? copyOrNull(patch.tools) : base.tools,
-      ...(base.context || patch.context ? { context: untouched(patch.context) && base.context ? base.context : { ...base.context, ...definedOnly(patch.context ?? {}) } } : {}),
-    });
-  }
-  return {
-    model: patch.model ? { ...patch.model } : base.model ? { ...base.model } : null,
+  // The result is shared (frozen, never changed in place): so are the parts the patch leaves alone.
+  const untouched = (part: object | undefined) => part === undefined || Object.values(part).every((value) => value === undefined);
+  if (untouched(patch)) return sharedConfig(base);
+  return sharedConfig({
+    model: patch.model ? { ...patch.model } : base.model,
     systemPrompt: patch.systemPrompt ?? base.systemPrompt,
-    limits: { ...base.limits, ...definedOnly(patch.limits ?? {}) },
-    permissions: clonePermissions(patch.permissions ?? base.permissions),
-    confirmation: { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
-    tools: patch.tools !== undefined ? copyOrNull(patch.tools) : copyOrNull(base.tools),
-    ...(base.context || patch.context ? { context: { ...base.context, ...definedOnly(patch.context ?? {}) } } : {}),
-  };
+    limits: untouched(patch.limits) ? base.limits : { ...base.limits, ...definedOnly(patch.limits ?? {}) },
+    permissions: patch.permissions ? clonePermissions(patch.permissions) : base.permissions,
+    confirmation: untouched(patch.confirmation) ? base.confirmation : { ...base.confirmation, ...definedOnly(patch.confirmation ?? {}) },
+    tools: patch.tools !== undefined ? copyOrNull(patch.tools) : base.tools,
+    ...(base.context || patch.context ? { context: untouched(patch.context) && base.context ? base.context : { ...base.context, ...definedOnly(patch.context ?? {}) } } : {}),
+  });
 }
 
 const copyOrNull = (list: string[] | null): string[] | null => (list === null ? null : [...list]);

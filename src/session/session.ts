@@ -46,9 +46,9 @@ export interface TurnSlot {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** How far ahead sequence numbers are reserved in the stored record. */
 /** While a model streams text, its deltas are handed to the store at least every this many events. */
 const DELTAS_PER_WRITE = 512;
+/** How far ahead sequence numbers are reserved in the stored record. */
 const SEQUENCE_BLOCK = 100_000;
 
 interface ActiveTurn {
@@ -270,16 +270,16 @@ export class Session implements SessionView {
     return (extra.subject ??= new Subject<SessionEvent>());
   }
 
-  /**
-   * Numbers skipped at restores (reserved before a crash, never used): a replay may pass over them;
-   * any other hole in the events is a loss, and is said so. Kept with the record, so a later clean
-   * restart still knows them.
-   */
   /** The last sequence number published to subscribers. */
   get publishedThrough(): number {
     return this.lastPublished;
   }
 
+  /**
+   * Numbers skipped at restores (reserved before a crash, never used): a replay may pass over them;
+   * any other hole in the events is a loss, and is said so. Kept with the record, so a later clean
+   * restart still knows them.
+   */
   get skippedSequences(): readonly SkippedSequences[] {
     return this.skipped;
   }
@@ -366,7 +366,6 @@ export class Session implements SessionView {
     return stored;
   }
 
-  /** Reports a compaction made outside a turn (CompactSession) as a session-level event. */
   /** Adds a model call's tokens to the session's totals (a turn's calls, or a compaction's summary); returns them. */
   addUsage(usage: UsageTotals): UsageTotals {
     this.totals = {
@@ -583,7 +582,6 @@ export class Session implements SessionView {
     this.emit(turnId, { type: "subagent_event", childSessionId, agent, event });
   }
 
-  /** Said at once, ahead of the events that wait for the store: it is why they wait. */
   /**
    * Says at once that the store fails. A notice outside the event log (sequence 0, neither stored
    * nor replayed): it must not wait behind the acknowledgements the failure holds up, and a number
