@@ -150,6 +150,21 @@ describe("subscribeToSession", () => {
     expect(items.map((item) => (item.kind === "event" ? item.event.sequence : `caught_up ${item.sequence}`))).toEqual([1, 2, 3, 4, 5, "caught_up 5"]);
   });
 
+  it("answers UNAVAILABLE, not a gap, when the events it lacks wait for a store that fails", async () => {
+    const session = new Session(newSessionRecord({ id: "s6", owner: "o", parentId: null, config, workspace: "/w", ephemeral: false, labels: {} }), () => {});
+    session.pause();
+    session.resume();
+    // The memory holds events 1 and 2; a cursor before a gap the store cannot fill (it fails).
+    const failing = { ...sources, readStored: async () => ({ events: [], oldest: 0 }), flush: async () => false };
+    for (let i = 0; i < 3; i++) session.recentEvents.dropOldest();
+    session.pause();
+    let failure: (Error & { kind?: string }) | null = null;
+    subscribeToSession(session, { afterSequence: 0, includeDescendants: false }, failing).subscribe({ error: (error) => (failure = error as Error) });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(failure!.kind).toBe("unavailable");
+    expect(failure!.message).toContain("the store is failing");
+  });
+
   it("sends a notice outside the log (sequence 0) at once, even mid-replay, and never replays it", async () => {
     const session = new Session(newSessionRecord({ id: "s3", owner: "o", parentId: null, config, workspace: "/w", ephemeral: true, labels: {} }), () => {});
     session.pause();
