@@ -11,8 +11,8 @@ import type { TurnContext } from "./turn-context.js";
 
 /** What the loop needs from the session it runs in. */
 export interface TurnHost {
-  /** The conversation so far, in the model's terms. */
-  history(): LlmMessage[];
+  /** The conversation so far, in the model's terms (the session's own list: not to be changed). */
+  history(): readonly LlmMessage[];
   appendMessage(message: Omit<Message, "id" | "createdAt" | "turnId">): void;
   /** Adds a model call's usage to the session and returns the session's new totals. */
   addUsage(usage: UsageTotals): UsageTotals;

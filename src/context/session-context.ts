@@ -1,7 +1,15 @@
 import type { ChangeListener } from "../session/extensions.js";
 import type { Message } from "../session/types.js";
 import type { ContextOp, ContextRecord } from "./types.js";
-import { modelMessages, preambleMessage, replay, type ContextView } from "./view.js";
+import { isInContext, modelMessages, preambleMessage, replay, type ContextView } from "./view.js";
+
+interface CachedView {
+  ops: number;
+  view: ContextView;
+  preamble?: Message | null;
+  /** The model's messages of the transcript `of`, through its first `upTo` messages. */
+  sent?: { of: readonly Message[]; upTo: number; list: Message[] };
+}
 
 const NO_OPS: ContextOp[] = Object.freeze([]) as unknown as ContextOp[];
 
@@ -13,7 +21,7 @@ export class SessionContext {
   private ops: ContextOp[];
   private last: ContextRecord["lastCall"];
   /** The view and its preamble (built on first use), until the next operation; the preamble is kept so its tokens are counted once. */
-  private cached: { ops: number; view: ContextView; preamble?: Message | null } | null = null;
+  private cached: CachedView | null = null;
   /** A CompactSession is summarising: no turn may start meanwhile. */
   compacting = false;
 
@@ -44,14 +52,28 @@ export class SessionContext {
     return this.current().view;
   }
 
-  /** What the model is sent of this transcript (the session's own: the preamble is kept for it). */
-  modelMessages(messages: readonly Message[]): Message[] {
+  /**
+   * What the model is sent of this transcript (the session's own: the preamble is kept for it).
+   * The transcript only grows, so the list is kept and extended with the messages appended since
+   * the last call: a model call's cost does not grow with the history. Read-only to callers.
+   */
+  modelMessages(messages: readonly Message[]): readonly Message[] {
     const current = this.current();
     if (current.preamble === undefined) current.preamble = preambleMessage(messages, current.view);
-    return modelMessages(messages, current.view, current.preamble);
+    const sent = current.sent;
+    if (sent && sent.of === messages && sent.upTo <= messages.length) {
+      for (let i = Math.max(sent.upTo, current.view.start); i < messages.length; i++) {
+        if (isInContext(messages, current.view, i)) sent.list.push(messages[i]!);
+      }
+      sent.upTo = messages.length;
+      return sent.list;
+    }
+    const list = modelMessages(messages, current.view, current.preamble);
+    current.sent = { of: messages, upTo: messages.length, list };
+    return list;
   }
 
-  private current(): { view: ContextView; preamble?: Message | null } {
+  private current(): CachedView {
     if (this.cached?.ops !== this.ops.length) this.cached = { ops: this.ops.length, view: replay(this.ops) };
     return this.cached;
   }

@@ -58,11 +58,13 @@ function isExcluded(view: ContextView, index: number): boolean {
 /** The transcript indexes of the messages in the context, oldest first (the summary not included). */
 export function contextIndexes(messages: readonly Message[], view: ContextView): number[] {
   const indexes: number[] = [];
-  for (let i = view.start; i < messages.length; i++) {
-    if (messages[i]!.kind === "summary" || isExcluded(view, i)) continue;
-    indexes.push(i);
-  }
+  for (let i = view.start; i < messages.length; i++) if (isInContext(messages, view, i)) indexes.push(i);
   return indexes;
+}
+
+/** Whether the transcript's message `index` is in the context (the summary is not: the preamble stands for it). */
+export function isInContext(messages: readonly Message[], view: ContextView, index: number): boolean {
+  return index >= view.start && messages[index]!.kind !== "summary" && !isExcluded(view, index);
 }
 
 export const TRUNCATION_NOTE =

@@ -136,7 +136,7 @@ const ANTHROPIC_ERRORS: SdkErrors = {
  * Maps the conversation to alternating user/assistant messages. Consecutive messages of one role
  * are merged: the API wants all results of one round of tool calls in a single user message.
  */
-export function toMessages(messages: LlmMessage[]): MessageParam[] {
+export function toMessages(messages: readonly LlmMessage[]): MessageParam[] {
   const result: { role: "user" | "assistant"; content: ContentBlockParam[] }[] = [];
   for (const message of messages) {
     const { role, blocks } = toBlocks(message);

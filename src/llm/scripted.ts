@@ -85,7 +85,7 @@ export class ScriptedClient implements LlmClient {
     for (let start = 0, n = 0; start < characters.length; start += chunkSize, n++) {
       // Without a delay, let the event loop breathe now and then so other calls are served meanwhile;
       // first of all before the first chunk, so what the turn emitted so far leaves at once.
-      if (delayMs === 0 && n % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (delayMs === 0 && n > 0 && n % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       await pause(delayMs, signal);
       yield { type: "text", delta: characters.slice(start, start + chunkSize).join("") };
     }
@@ -169,14 +169,24 @@ function lastToolResult(request: LlmRequest): string {
   return "";
 }
 
+/**
+ * The characters of each history counted so far: a session hands the same list to every call,
+ * extended with the new messages, so only those are counted (the estimate stays O(new messages)).
+ */
+const counted = new WeakMap<readonly LlmMessage[], { upTo: number; chars: number }>();
+
 function requestChars(request: LlmRequest): number {
-  let chars = request.systemPrompt.length;
-  for (const message of request.messages) {
-    if (message.role === "user") chars += message.text.length;
-    else if (message.role === "tool") chars += message.output.length;
-    else chars += message.text.length + message.toolCalls.reduce((sum, call) => sum + call.name.length + call.argumentsJson.length, 0);
-  }
-  return chars;
+  const { messages } = request;
+  let known = counted.get(messages);
+  if (!known || known.upTo > messages.length) counted.set(messages, (known = { upTo: 0, chars: 0 }));
+  for (; known.upTo < messages.length; known.upTo++) known.chars += messageChars(messages[known.upTo]!);
+  return request.systemPrompt.length + known.chars;
+}
+
+function messageChars(message: LlmMessage): number {
+  if (message.role === "user") return message.text.length;
+  if (message.role === "tool") return message.output.length;
+  return message.text.length + message.toolCalls.reduce((sum, call) => sum + call.name.length + call.argumentsJson.length, 0);
 }
 
 const estimateTokens = (chars: number) => Math.ceil(chars / 4);

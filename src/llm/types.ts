@@ -26,7 +26,8 @@ export interface LlmToolDefinition {
 
 export interface LlmRequest {
   systemPrompt: string;
-  messages: LlmMessage[];
+  /** Read-only: the session keeps this list between calls and extends it. */
+  messages: readonly LlmMessage[];
   tools: LlmToolDefinition[];
   temperature?: number;
   maxOutputTokens?: number;

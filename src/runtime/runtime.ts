@@ -220,7 +220,8 @@ export class Runtime {
       suspendedTurns.push([session, suspended]);
     });
     // MCP servers first: a resumed turn may be about to call one of their tools.
-    await Promise.all([...runtime.registry.all()].map((session) => runtime.mcp.restore(session)));
+    const withServers = [...runtime.registry.all()].filter((session) => session.extensions.list("mcpServers").length > 0);
+    await Promise.all(withServers.map((session) => runtime.mcp.restore(session)));
     for (const [session, suspended] of suspendedTurns) {
       options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
       try {

@@ -79,13 +79,14 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         .then((who) => handle(call.request, (caller = who)))
         .then(
           (response) => {
+            // The reply first: the audit line is written in the background anyway.
+            callback(null, response);
             if (mutates && caller) {
               // The owner the session belongs to, when it is not the caller (an admin acting for someone).
               const owner = (response as { session?: { owner?: string } } | undefined)?.session?.owner;
               const extra = owner !== undefined && owner !== caller.owner ? { sessionOwner: owner } : undefined;
               audit.record({ method, caller, sessionId: mutates(call.request, response), result: "OK", peer: call.getPeer(), extra });
             }
-            callback(null, response);
           },
           (error: unknown) => {
             const failure = toServiceError(error, logger, method);
@@ -211,9 +212,10 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         };
         const subscription = turn.events.subscribe({
           next: (event) => {
+            writer.write(event);
+            // Audited once the turn's end is on its way to the client, not before.
             const reply = unaryOutcome(event);
             if (reply) record(reply.result);
-            writer.write(event);
           },
           complete: () => writer.end(),
         });

@@ -51,7 +51,18 @@ export class SessionRegistry {
     this.byCreation.insert(session);
     indexIn(this.byOwner, session.owner).insert(session);
     if (session.parentId !== null) indexIn(this.childrenOf, session.parentId).insert(session);
-    this.added$.next(session);
+    // Nobody follows at a restore's 100k adds: no notice is made for nobody.
+    if (this.added$.observed) this.added$.next(session);
+  }
+
+  /**
+   * Adds sessions given in any order (a restore), in creation order: each then goes at the end of
+   * the indexes. Returns them in that order.
+   */
+  addAll(sessions: readonly Session[]): Session[] {
+    const ordered = inCreationOrder(sessions);
+    for (const session of ordered) this.add(session);
+    return ordered;
   }
 
   get(sessionId: string): Session {
@@ -196,6 +207,32 @@ function isAfterCursor(cursor: string): (session: Session) => boolean {
     return key !== ms ? key > ms : s.id > id;
   };
 }
+
+/**
+ * The sessions sorted by byCreation. Their times are read once into an array of numbers and the
+ * sort compares those: comparing the sessions themselves reads two objects spread over the heap at
+ * each of a restore's millions of comparisons.
+ */
+function inCreationOrder(sessions: readonly Session[]): Session[] {
+  const count = sessions.length;
+  const times = new Float64Array(count);
+  const order = new Uint32Array(count);
+  let numeric = true;
+  for (let i = 0; i < count; i++) {
+    const key = sessions[i]!.creationKey;
+    if (typeof key !== "number") numeric = false;
+    else times[i] = key;
+    order[i] = i;
+  }
+  order.sort(
+    numeric
+      ? (a, b) => times[a]! - times[b]! || compareIds(sessions[a]!, sessions[b]!)
+      : (a, b) => byCreation(sessions[a]!, sessions[b]!),
+  );
+  return Array.from(order, (i) => sessions[i]!);
+}
+
+const compareIds = (a: Session, b: Session): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /** Creation time, then id: compared as numbers where both times are kept as such (their texts sort alike). */
 function byCreation(a: Session, b: Session): number {

@@ -30,12 +30,19 @@ export async function restoreSessions(
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
   for (const warning of warnings) logger.warn(warning, "session store: repaired at start-up");
-  // In creation order: each session then goes at the end of the registry's indexes.
-  const ordered = [...records].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  for (const stored of ordered) {
-    const { record, repaired, inDoubt, suspended, interruptedTurnId } = repairInterruptedTurn(stored);
-    const session = open(record);
-    registry.add(session);
+  // Opened in the store's order (the order the records lie in memory), added in creation order.
+  const sessions: Session[] = new Array<Session>(records.length);
+  /** The few sessions with something to repair or report. */
+  const repairs = new Map<Session, ReturnType<typeof repairInterruptedTurn>>();
+  for (let i = 0; i < records.length; i++) {
+    const repair = repairInterruptedTurn(records[i]!);
+    const session = (sessions[i] = open(repair.record));
+    if (repair.repaired || repair.inDoubt || repair.suspended || repair.interruptedTurnId) repairs.set(session, repair);
+  }
+  for (const session of registry.addAll(sessions)) {
+    const repair = repairs.get(session);
+    if (!repair) continue;
+    const { repaired, inDoubt, suspended, interruptedTurnId } = repair;
     if (suspended) resume(session, suspended);
     if (inDoubt) {
       logger.warn({ sessionId: session.id, callId: inDoubt.callId, tool: inDoubt.toolName }, "a tool call was running when the server stopped; it is in doubt and was not run again");

@@ -96,6 +96,8 @@ class Extra {
   confirmations: ConfirmationBook | null = null;
   extensions: SessionExtensions | null = null;
   context: SessionContext | null = null;
+  /** The model's context in the model's terms, for the context's list `of` (see llmHistory). */
+  llmHistory: { of: readonly Message[]; list: LlmMessage[] } | null = null;
 
   /** Until a session has its Extra, both reservations are its sequence (as restored: no event has been stamped). */
   constructor(sequence: number) {
@@ -607,7 +609,8 @@ export class Session implements SessionView {
       owner: this.ownerName,
       parentId: this.parent,
       state: this.stateName,
-      config: this.currentConfig,
+      // Set below, shared rather than copied (the key keeps its place in the record).
+      config: undefined as unknown as SessionConfig,
       workspace: this.workspace,
       ephemeral: this.ephemeral,
       labels: this.labelMap,
@@ -626,9 +629,11 @@ export class Session implements SessionView {
       ...(this.agent ? { agent: this.agent } : {}),
       ...(context ? { context } : {}),
     });
-    // Messages never change once appended: the record shares them, so a write costs what is new,
-    // not the whole history (the store appends only the messages it has not got).
-    record.messages = [...this.messages];
+    // The config is shared and frozen (never changed in place), so the record shares it too.
+    record.config = this.currentConfig;
+    // The transcript is only ever appended to: the record shares it (see SessionStore.save), so a
+    // write costs what is new, not the whole history.
+    record.messages = this.messages;
     return record;
   }
 
@@ -725,9 +730,25 @@ export class Session implements SessionView {
     return id;
   }
 
+  /**
+   * The model's context in the model's terms. Kept between model calls and extended with the
+   * messages added since (the context's list only grows until an operation replaces it).
+   */
+  private llmHistory(): readonly LlmMessage[] {
+    const messages = this.context.modelMessages(this.messages);
+    const extra = this.more();
+    const cached = extra.llmHistory;
+    if (cached?.of !== messages) {
+      extra.llmHistory = { of: messages, list: messages.map(toLlmMessage) };
+      return extra.llmHistory.list;
+    }
+    for (let i = cached.list.length; i < messages.length; i++) cached.list.push(toLlmMessage(messages[i]!));
+    return cached.list;
+  }
+
   private hostFor(turnId: string): TurnHost {
     return {
-      history: () => toLlmHistory(this.context.modelMessages(this.messages)),
+      history: () => this.llmHistory(),
       appendMessage: (message) => {
         const extra = this.extra;
         if (extra && message.toolResult && message.toolResult.callId === extra.inFlight?.callId) extra.inFlight = null;
@@ -741,15 +762,13 @@ export class Session implements SessionView {
   }
 }
 
-function toLlmHistory(messages: readonly Message[]): LlmMessage[] {
-  return messages.map((message): LlmMessage => {
-    if (message.role === "tool" && message.toolResult) {
-      const { callId, name, output, isError } = message.toolResult;
-      return { role: "tool", callId, name, output, isError };
-    }
-    if (message.role === "assistant") return { role: "assistant", text: message.text, toolCalls: message.toolCalls };
-    return { role: "user", text: message.text };
-  });
+function toLlmMessage(message: Message): LlmMessage {
+  if (message.role === "tool" && message.toolResult) {
+    const { callId, name, output, isError } = message.toolResult;
+    return { role: "tool", callId, name, output, isError };
+  }
+  if (message.role === "assistant") return { role: "assistant", text: message.text, toolCalls: message.toolCalls };
+  return { role: "user", text: message.text };
 }
 
 /** What an ephemeral session's store answers: nothing to write. */

@@ -1,20 +1,22 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, rmSync, type Dirent } from "node:fs";
+import { availableParallelism } from "node:os";
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { SessionEvent } from "../events/types.js";
+import { sameData } from "../util/values.js";
 import { firstAfter, retainedFrom } from "./event-retention.js";
 import { syncDirectory, tempNameFor, writeFileAtomic, writeFileSynced } from "./files.js";
+import { forEachFolder, inFolder, type FolderReads } from "./folder-reads.js";
 import { forEachLimited, KeyedQueue } from "./keyed-queue.js";
 import type { SessionRecord } from "./record.js";
 import { convertVersion1Files } from "./convert-v1.js";
 import { checkRecord } from "./record-codec.js";
 import {
-  decodeSnapshot,
   encodeSnapshot,
   endOfLines,
-  EVENTS_TAIL_BYTES,
   eventsFile,
   eventsTailOf,
+  eventsTailOfFile,
   GENERATION_FILE,
   keepUnappliedEntries,
   messagesFile,
@@ -22,7 +24,6 @@ import {
   readBytes,
   readEventRange,
   scanEvents,
-  scanEventsTail,
   SESSION_ID,
   SNAPSHOT,
   UNAPPLIED_WAL_FILE,
@@ -86,8 +87,6 @@ const LEFTOVER = /\.(tmp|migrating|deleted)$/;
 /** Events may exceed the retention bounds by this much before the file is rewritten. */
 const TRIM_SLACK = 1.25;
 const CHECKPOINT_CONCURRENCY = 4;
-/** Session folders read at once at start-up. */
-const LOAD_CONCURRENCY = 32;
 
 export interface FileStoreOptions {
   retention?: Partial<EventRetention>;
@@ -95,6 +94,8 @@ export interface FileStoreOptions {
   checkpointBytes?: number;
   /** ...or this long after the first change since the last one (default 2 s). */
   checkpointIntervalMs?: number;
+  /** Worker threads that read session folders ahead at start-up (default: one per CPU up to 4, none with one CPU). */
+  startupThreads?: number;
   /** Problems found and repaired outside `loadAll` (which returns its own): a failed checkpoint, a damaged event log. */
   onWarning?: (warning: LoadFailure) => void;
 }
@@ -135,8 +136,12 @@ interface OnDisk {
 
 interface Tracked {
   id: string;
-  /** The record's top-level fields except messages, as JSON, as the store holds them. */
-  fields: Map<string, string>;
+  /**
+   * The record's top-level fields except messages, as JSON, as the store holds them; null when they
+   * are the snapshot's, as loaded: not kept (a restart would hold every session's config text), the
+   * next save logs them all.
+   */
+  fields: Map<string, string> | null;
   messageCount: number;
   lastMessageId: string | null;
   lastEventSequence: number;
@@ -148,27 +153,44 @@ interface Tracked {
   disk: OnDisk | null;
   /** The events file's lines, loaded when first needed (or at load, when found damaged). */
   index: EventIndex | null;
-  /** Session files found damaged: kept aside, not removed, when a new generation replaces them. */
-  damaged: Set<string>;
+  /** Session files found damaged: kept aside, not removed, when a new generation replaces them (null: none, most often). */
+  damaged: Set<string> | null;
 }
 
 const noDebt = (keep: number): Debt => ({ dirty: false, keep, messages: [], events: [] });
 
-/** `newer` happened after `older`; both as one debt. */
+/**
+ * `newer` happened after `older`; both as one debt, made of `older` (changed in place: a debt is
+ * owned by its session until a checkpoint takes it, so a save costs what it adds, not the debt).
+ */
 function compose(older: Debt, newer: Debt): Debt {
-  const events = older.events.concat(newer.events);
-  if (newer.keep >= older.keep) {
-    const messages = older.messages.slice(0, newer.keep - older.keep).concat(newer.messages);
-    return { dirty: older.dirty || newer.dirty, keep: older.keep, messages, events };
-  }
-  return { dirty: true, keep: newer.keep, messages: newer.messages, events };
+  for (const event of newer.events) older.events.push(event);
+  if (newer.keep < older.keep) return { dirty: true, keep: newer.keep, messages: newer.messages, events: older.events };
+  // Messages past what `newer` kept were rewritten: they go, and its own come after the kept ones.
+  older.messages.length = Math.min(older.messages.length, newer.keep - older.keep);
+  for (const message of newer.messages) older.messages.push(message);
+  older.dirty ||= newer.dirty;
+  return older;
+}
+
+/**
+ * The JSON of frozen record parts, by object: a frozen part is frozen all through and shared (the
+ * sessions' configs are), so it is serialized once, not at every save of every session holding it.
+ */
+const frozenJson = new WeakMap<object, string>();
+
+function jsonOf(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || !Object.isFrozen(value)) return JSON.stringify(value);
+  let json = frozenJson.get(value);
+  if (json === undefined) frozenJson.set(value, (json = JSON.stringify(value)));
+  return json;
 }
 
 function fieldsOf(record: Omit<SessionRecord, "messages"> | SessionRecord): Map<string, string> {
   const fields = new Map<string, string>();
   for (const [key, value] of Object.entries(record)) {
     if (key === "messages") continue;
-    const json = JSON.stringify(value);
+    const json = jsonOf(value);
     if (json !== undefined) fields.set(key, json);
   }
   return fields;
@@ -182,6 +204,31 @@ const lineOf = (event: SessionEvent): EventLine => {
   const line = JSON.stringify(event);
   return { sequence: event.sequence, line, bytes: Buffer.byteLength(line) + 1 };
 };
+
+/**
+ * Equal values as one object: each value is matched against the few shared last. For the configs
+ * of a restart's records, parsed anew for each session; one copy each would live until the
+ * sessions are made of them. (Records are plain data nobody changes in place: sharing is safe.)
+ */
+class RecentValues {
+  private readonly recent: unknown[] = [];
+
+  share<T>(value: T): T {
+    const recent = this.recent;
+    for (let i = 0; i < recent.length; i++) {
+      if (!sameData(value, recent[i])) continue;
+      const shared = recent[i] as T;
+      if (i > 0) {
+        recent.splice(i, 1);
+        recent.unshift(shared);
+      }
+      return shared;
+    }
+    recent.unshift(value);
+    if (recent.length > 8) recent.pop();
+    return value;
+  }
+}
 
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === "ENOENT";
@@ -248,8 +295,10 @@ export class FileSessionStore implements SessionStore {
 
   async save(record: SessionRecord, events: readonly SessionEvent[] = []): Promise<void> {
     this.checkId(record.id);
+    // The transcript may grow once this returns (see SessionStore.save): this save is what it holds now.
+    const messageCount = record.messages.length;
     await this.open();
-    return this.saves.run(record.id, () => this.log(record, events));
+    return this.saves.run(record.id, () => this.log(record, messageCount, events));
   }
 
   async delete(sessionId: string): Promise<void> {
@@ -345,11 +394,11 @@ export class FileSessionStore implements SessionStore {
 
   // ---- Saving: one log line per save ----
 
-  private async log(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
+  private async log(record: SessionRecord, messageCount: number, events: readonly SessionEvent[]): Promise<void> {
     const known = this.sessions.get(record.id);
     // A new session, or one whose last write failed (what reached the log is unsure): every field, replacing all.
-    const replace = !known || known.resync;
-    const stored = replace ? new Map<string, string>() : known.fields;
+    const replace = !known || known.resync || known.fields === null;
+    const stored = replace ? new Map<string, string>() : known.fields!;
     const fields = fieldsOf(record);
     const set: string[] = [];
     for (const [key, json] of fields) if (stored.get(key) !== json) set.push(`${JSON.stringify(key)}:${json}`);
@@ -358,9 +407,9 @@ export class FileSessionStore implements SessionStore {
     // Messages are never changed once appended; if the stored ones were rewritten anyway, all are logged again.
     const messages = record.messages;
     const count = known?.messageCount ?? 0;
-    const appended = messages.length >= count && (count === 0 || messages[count - 1]!.id === known!.lastMessageId);
+    const appended = messageCount >= count && (count === 0 || messages[count - 1]!.id === known!.lastMessageId);
     const from = appended ? count : 0;
-    const lines = messages.slice(from).map((message) => JSON.stringify(message));
+    const lines = messages.slice(from, messageCount).map((message) => JSON.stringify(message));
 
     let lastSequence = known?.lastEventSequence ?? 0;
     const fresh: EventLine[] = [];
@@ -380,12 +429,12 @@ export class FileSessionStore implements SessionStore {
     if (lines.length > 0) entry += `,"messages":[${lines.join(",")}]`;
     if (fresh.length > 0) entry += `,"events":[${fresh.map((event) => event.line).join(",")}]`;
     entry += "}";
-    const lastMessageId = messages.at(-1)?.id ?? null;
+    const lastMessageId = messages[messageCount - 1]?.id ?? null;
     try {
       await this.wal!.append(entry, () => {
         const tracked = this.sessions.get(record.id) ?? this.track(record.id);
         tracked.fields = fields;
-        tracked.messageCount = messages.length;
+        tracked.messageCount = messageCount;
         tracked.lastMessageId = lastMessageId;
         tracked.lastEventSequence = lastSequence;
         tracked.lsn = lsn;
@@ -402,19 +451,19 @@ export class FileSessionStore implements SessionStore {
     }
   }
 
-  private track(id: string): Tracked {
+  private track(id: string, debt = noDebt(0)): Tracked {
     const tracked: Tracked = {
       id,
-      fields: new Map(),
+      fields: null,
       messageCount: 0,
       lastMessageId: null,
       lastEventSequence: 0,
       lsn: 0,
       resync: false,
-      debt: noDebt(0),
+      debt,
       disk: null,
       index: null,
-      damaged: new Set(),
+      damaged: null,
     };
     this.sessions.set(id, tracked);
     return tracked;
@@ -499,6 +548,8 @@ export class FileSessionStore implements SessionStore {
     if (this.sessions.get(tracked.id) !== tracked || !tracked.debt.dirty) return;
     const debt = tracked.debt;
     const lsn = tracked.lsn;
+    // Unknown fields (null) are a snapshot's as loaded: every change (a save, replay, a repair) sets them.
+    if (!tracked.fields) throw new Error("the session's fields are unknown");
     const recordJson = recordJsonOf(tracked.fields);
     tracked.debt = noDebt(debt.keep + debt.messages.length);
     try {
@@ -597,7 +648,7 @@ export class FileSessionStore implements SessionStore {
     tracked.disk = next;
     if (trimmedIndex) tracked.index = trimmedIndex;
     for (const file of obsolete) {
-      if (tracked.damaged.delete(file)) await rename(file, `${file}.damaged`).catch(ignoreMissing);
+      if (tracked.damaged?.delete(file)) await rename(file, `${file}.damaged`).catch(ignoreMissing);
       else await rm(file, { force: true });
     }
   }
@@ -629,7 +680,7 @@ export class FileSessionStore implements SessionStore {
   private noteEventDamage(tracked: Tracked, file: string, scan: EventsScan): void {
     if (scan.damagedLine === null) return;
     const oldest = scan.index.sequences[0];
-    tracked.damaged.add(file);
+    (tracked.damaged ??= new Set()).add(file);
     this.warn(
       file,
       `session ${tracked.id}: line ${scan.damagedLine} of ${path.basename(file)} is damaged; the events up to it are dropped` +
@@ -665,9 +716,15 @@ export class FileSessionStore implements SessionStore {
     try {
       await mkdir(this.directory, { recursive: true, mode: 0o700 });
       await mkdir(this.walDirectory, { recursive: true, mode: 0o700 });
-      await this.removeLeftovers();
-      await convertVersion1Files(this.directory, failures, (location, error) => this.warn(location, error));
-      const records = await this.loadFolders(failures);
+      // One listing of the sessions folder (100k entries take a while), listed again only if changed.
+      let listing = readdirSync(this.directory, { withFileTypes: true });
+      let changed = await this.removeLeftovers(listing.map((entry) => entry.name));
+      if (listing.some((entry) => entry.name.endsWith(".json"))) {
+        await convertVersion1Files(this.directory, failures, (location, error) => this.warn(location, error));
+        changed = true;
+      }
+      if (changed) listing = readdirSync(this.directory, { withFileTypes: true });
+      const { records, unsnapshotted } = await this.loadFolders(listing, failures);
       const segments = await listSegments(this.walDirectory);
       let maxLsn = 0;
       for (const tracked of this.sessions.values()) maxLsn = Math.max(maxLsn, tracked.lsn);
@@ -683,7 +740,7 @@ export class FileSessionStore implements SessionStore {
         }
       }
       if (this.broken.size > 0) this.unapplied = await this.collectUnapplied(segments);
-      await this.removeOrphanFolders();
+      await this.removeOrphanFolders(unsnapshotted);
       this.nextLsn = maxLsn + 1;
       this.wal = new WriteAheadLog(this.walDirectory, (segments.at(-1) ?? 0) + 1, this.stats.wal);
       this.inheritedSegments = segments;
@@ -696,84 +753,82 @@ export class FileSessionStore implements SessionStore {
     }
   }
 
-  /** Temp files, unfinished conversions and deletions. */
-  private async removeLeftovers(): Promise<void> {
-    for (const directory of [this.directory, this.walDirectory]) {
-      for (const name of await readdir(directory)) {
+  /** Temp files, unfinished conversions and deletions (`names`: the sessions folder's); whether there were any. */
+  private async removeLeftovers(names: readonly string[]): Promise<boolean> {
+    let removed = false;
+    for (const [directory, listed] of [[this.directory, names], [this.walDirectory, await readdir(this.walDirectory)]] as const) {
+      for (const name of listed) {
         if (!LEFTOVER.test(name)) continue;
         await rm(path.join(directory, name), { recursive: true, force: true });
         this.warn(path.join(directory, name), "removed what an interrupted write left behind");
+        removed = true;
       }
     }
+    return removed;
   }
 
-  private async loadFolders(failures: LoadFailure[]): Promise<Map<string, SessionRecord>> {
+  /** Loads every session folder; returns the records, and the folders without a snapshot (for removeOrphanFolders). */
+  private async loadFolders(listing: readonly Dirent[], failures: LoadFailure[]): Promise<{ records: Map<string, SessionRecord>; unsnapshotted: string[] }> {
     const records = new Map<string, SessionRecord>();
-    const entries = (await readdir(this.directory, { withFileTypes: true })).filter((entry) => entry.isDirectory() && SESSION_ID.test(entry.name));
-    // Sessions are independent: read several at once (a restart with 100k sessions is bound by latency, not bandwidth).
-    const loaded = new Map<string, SessionRecord>();
-    await forEachLimited(entries, LOAD_CONCURRENCY, async (entry) => {
-      const folder = path.join(this.directory, entry.name);
+    const unsnapshotted: string[] = [];
+    // Listed in name order (the same order as the ids' `<`); the records come in that order.
+    const names = listing.flatMap((entry) => (entry.isDirectory() && SESSION_ID.test(entry.name) ? [entry.name] : []));
+    // Read synchronously, one folder after another, unless worker threads read ahead: start-up serves
+    // nothing yet, and a restart reading 100k folders spends more on the round trips of asynchronous
+    // calls than on the reads themselves.
+    const parallelism = availableParallelism();
+    const threads = this.options.startupThreads ?? (parallelism > 1 ? Math.min(4, parallelism) : 0);
+    const configs = new RecentValues();
+    await forEachFolder(this.directory, names, { threads }, (id, folder, reads) => {
       try {
-        const record = await this.loadFolder(entry.name, folder);
-        if (record) loaded.set(entry.name, record);
+        const record = this.loadFolder(id, folder, reads);
+        if (record) {
+          // Sessions mostly have equal configs: one object for them all, the copies die young.
+          record.config = configs.share(record.config);
+          records.set(id, record);
+        } else unsnapshotted.push(id);
       } catch (error) {
         failures.push({ location: folder, error: (error as Error).message });
-        this.broken.add(entry.name);
+        this.broken.add(id);
       }
     });
-    // In the folders' order, whatever order the reads ended in.
-    for (const entry of entries) {
-      const record = loaded.get(entry.name);
-      if (record) records.set(entry.name, record);
-    }
-    return records;
+    return { records, unsnapshotted };
   }
 
-  private async loadFolder(id: string, folder: string): Promise<SessionRecord | null> {
-    // Read synchronously: start-up serves nothing yet, and a restart reading 100k folders spends
-    // more on the round trips of asynchronous calls than on the reads themselves.
-    let text: string | null = null;
-    try {
-      text = readFileSync(path.join(folder, SNAPSHOT), "utf8");
-    } catch (error) {
-      if (!isMissing(error)) throw error;
-    }
-    const snapshot = text === null ? null : decodeSnapshot(text);
+  private loadFolder(id: string, folder: string, reads: FolderReads): SessionRecord | null {
+    const snapshot = reads.snapshot();
     if (snapshot && snapshot.record.id !== id) throw new Error(`holds session ${String(snapshot.record.id)}, not ${id}`);
     // Without a snapshot nothing in the folder counts yet: the log may still make it a session (its
     // first checkpoint then truncates the files), or the folder is removed as an orphan.
-    const current = snapshot ? new Set([messagesFile(snapshot.messages.generation), eventsFile(snapshot.events.generation)]) : null;
-    const names = readdirSync(folder);
+    const messagesName = snapshot ? messagesFile(snapshot.messages.generation) : "";
+    const eventsName = snapshot ? eventsFile(snapshot.events.generation) : "";
+    const names = reads.listing();
     for (const name of names) {
-      if (name.endsWith(".tmp") || (current && GENERATION_FILE.test(name) && !current.has(name))) {
-        await rm(path.join(folder, name), { force: true });
+      if (name === messagesName || name === eventsName || name === SNAPSHOT) continue;
+      if (name.endsWith(".tmp") || (snapshot && GENERATION_FILE.test(name))) {
+        rmSync(path.join(folder, name), { force: true });
         this.warn(path.join(folder, name), "removed what an interrupted write left behind");
       }
     }
     if (!snapshot) return null;
-    const messagesPath = path.join(folder, messagesFile(snapshot.messages.generation));
-    // A file the folder does not list is not opened (a session with no events has no events file).
-    const read = messagesFrom(names.includes(messagesFile(snapshot.messages.generation)) ? readFileSync(messagesPath) : Buffer.alloc(0), messagesPath, snapshot.messages.count);
-    const eventsPath = path.join(folder, eventsFile(snapshot.events.generation));
-    const eventsSize = names.includes(eventsFile(snapshot.events.generation)) ? statSync(eventsPath).size : 0;
+    // A file the folder does not list is not opened (a session with no events has no events file),
+    // nor one of which no line counts.
+    const count = snapshot.messages.count;
+    const read = messagesFrom((count > 0 && names.includes(messagesName) ? reads.file(messagesName) : null) ?? Buffer.alloc(0), messagesName, count);
+    const eventsSize = names.includes(eventsName) ? reads.size(eventsName) : 0;
     // The file as the snapshot left it (nothing appended since) is not read: its size and last sequence are known.
     const known = snapshot.events.bytes === eventsSize && Number.isSafeInteger(snapshot.events.lastSequence) && eventsSize > 0;
     const tail = known
       ? { bytes: eventsSize, lastSequence: snapshot.events.lastSequence!, torn: 0, scan: null }
       : eventsSize === 0
         ? eventsTailOf(Buffer.alloc(0))
-        : eventsSize <= EVENTS_TAIL_BYTES
-          ? eventsTailOf(readFileSync(eventsPath))
-          : await scanEventsTail(eventsPath);
-    if (tail.torn > 0) this.warn(eventsPath, `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
-    const tracked = this.track(id);
-    tracked.fields = fieldsOf(snapshot.record);
+        : eventsTailOfFile(inFolder(folder, eventsName), eventsSize, () => reads.file(eventsName));
+    if (tail.torn > 0) this.warn(inFolder(folder, eventsName), `dropped a torn last line (${tail.torn} bytes) of an interrupted append`);
+    const tracked = this.track(id, noDebt(read.messages.length));
     tracked.messageCount = read.messages.length;
     tracked.lastMessageId = read.messages.at(-1)?.id ?? null;
     tracked.lastEventSequence = tail.lastSequence;
     tracked.lsn = snapshot.lsn;
-    tracked.debt = noDebt(read.messages.length);
     tracked.disk = {
       committed: true,
       messagesGeneration: snapshot.messages.generation,
@@ -786,16 +841,21 @@ export class FileSessionStore implements SessionStore {
     if (tail.scan?.damagedLine) {
       // Kept so the damage is reported once; an intact file's index is read when first needed.
       tracked.index = tail.scan.index;
-      this.noteEventDamage(tracked, eventsPath, tail.scan);
+      this.noteEventDamage(tracked, inFolder(folder, eventsName), tail.scan);
     }
     if (read.problem) {
+      const messagesPath = inFolder(folder, messagesName);
       this.warn(messagesPath, `session ${id}: ${read.problem}`);
       // The start-up checkpoint writes the messages kept to a new generation; the damaged file is kept aside.
-      tracked.damaged.add(messagesPath);
-      tracked.disk.messageCount = snapshot.messages.count;
+      (tracked.damaged ??= new Set()).add(messagesPath);
+      tracked.disk.messageCount = count;
       tracked.debt.dirty = true;
+      tracked.fields = fieldsOf(snapshot.record);
     }
-    return { ...snapshot.record, messages: read.messages } as SessionRecord;
+    // The parsed snapshot is this store's own: its record becomes the session's, not copied.
+    const record = snapshot.record as SessionRecord;
+    record.messages = read.messages;
+    return record;
   }
 
   /** Applies the log entries each session's files do not include yet; returns the highest entry number. */
@@ -904,12 +964,14 @@ export class FileSessionStore implements SessionStore {
     return unapplied;
   }
 
-  /** Folders without a snapshot that no log entry made into a session: an interrupted first write or deletion. */
-  private async removeOrphanFolders(): Promise<void> {
-    for (const entry of await readdir(this.directory, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !SESSION_ID.test(entry.name)) continue;
-      if (this.sessions.has(entry.name) || this.broken.has(entry.name)) continue;
-      const folder = path.join(this.directory, entry.name);
+  /**
+   * Folders without a snapshot (of those `loadFolders` found) that no log entry made into a session:
+   * an interrupted first write or deletion.
+   */
+  private async removeOrphanFolders(unsnapshotted: readonly string[]): Promise<void> {
+    for (const id of unsnapshotted) {
+      if (this.sessions.has(id) || this.broken.has(id)) continue;
+      const folder = path.join(this.directory, id);
       const hasSnapshot = await readFile(path.join(folder, SNAPSHOT)).then(
         () => true,
         () => false,
@@ -918,7 +980,7 @@ export class FileSessionStore implements SessionStore {
       // Log entries kept for repair are never removed with the rest.
       const kept = (await readdir(folder).catch(() => [] as string[])).filter((name) => UNAPPLIED_WAL_FILE.test(name));
       if (kept.length > 0) {
-        this.warn(folder, `session ${entry.name}: kept a folder without a snapshot; it holds write-ahead-log entries that were never applied (${kept.sort().join(", ")})`);
+        this.warn(folder, `session ${id}: kept a folder without a snapshot; it holds write-ahead-log entries that were never applied (${kept.sort().join(", ")})`);
         continue;
       }
       await rm(folder, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync } from "node:fs";
 import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { SessionEvent } from "../events/types.js";
@@ -63,6 +64,42 @@ export function decodeSnapshot(text: string): Snapshot {
   return value as unknown as Snapshot;
 }
 
+/**
+ * Reads whole files synchronously into one buffer it keeps and reuses: open, read to the end, close,
+ * without the stat and the buffer of its own that readFileSync costs for each file. For start-up,
+ * which reads two small files in each of thousands of folders, one after another.
+ */
+export class FileReader {
+  private buffer = Buffer.allocUnsafe(64 * 1024);
+
+  /** The file's bytes, valid until the next read (a view of the shared buffer); null when it does not exist. */
+  read(file: string): Buffer | null {
+    let fd: number;
+    try {
+      fd = openSync(file, "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw error;
+    }
+    try {
+      let length = 0;
+      for (;;) {
+        if (length === this.buffer.length) {
+          const bigger = Buffer.allocUnsafe(this.buffer.length * 2);
+          this.buffer.copy(bigger, 0, 0, length);
+          this.buffer = bigger;
+        }
+        // To the end, whatever a read returns (a short read is not taken for the end of the file).
+        const read = readSync(fd, this.buffer, length, this.buffer.length - length, null);
+        if (read === 0) return this.buffer.subarray(0, length);
+        length += read;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
 /** The complete lines of a JSONL buffer from `start`, each with the offset just past its newline. */
 function* lines(buffer: Buffer, start = 0): Generator<{ text: string; end: number }> {
   let position = start;
@@ -87,28 +124,26 @@ export interface MessagesRead {
  * read: a conversation is only meaningful from its start, so the session keeps the messages before
  * it rather than a history with a hole. Lines after `count` are unfinished appends and are not read.
  */
-export function messagesFrom(buffer: Buffer, file: string, count: number): MessagesRead {
+export function messagesFrom(buffer: Buffer, name: string, count: number): MessagesRead {
   const messages: MessageRecord[] = [];
   let bytes = 0;
   let damaged = false;
-  for (const line of lines(buffer)) {
-    if (messages.length === count) break;
-    const message = parseLine(line.text);
+  while (messages.length < count) {
+    const newline = buffer.indexOf(0x0a, bytes);
+    if (newline < 0) break;
+    const message = parseLine(buffer.toString("utf8", bytes, newline));
     if (!isPlainObject(message) || typeof message.id !== "string") {
       damaged = true;
       break;
     }
     messages.push(message as unknown as MessageRecord);
-    bytes = line.end;
+    bytes = newline + 1;
   }
-  const name = path.basename(file);
+  if (messages.length === count) return { messages, bytes, problem: null };
   const line = messages.length + 1;
-  const problem =
-    messages.length === count
-      ? null
-      : damaged
-        ? `line ${line} of ${name} is damaged; the session keeps the ${messages.length} messages before it (of ${count})`
-        : `${name} ends before line ${line}; the session keeps the ${messages.length} messages before it (of ${count})`;
+  const problem = damaged
+    ? `line ${line} of ${name} is damaged; the session keeps the ${messages.length} messages before it (of ${count})`
+    : `${name} ends before line ${line}; the session keeps the ${messages.length} messages before it (of ${count})`;
   return { messages, bytes, problem };
 }
 
@@ -174,58 +209,48 @@ export function scanEventLines(buffer: Buffer): EventsScan {
   return { index, bytes, torn: buffer.length - bytes, damagedLine };
 }
 
-/**
- * The end of an events file without reading all of it: how many bytes are complete lines and the
- * last sequence. Reads the whole file only when the tail does not show a complete, readable line;
- * that scan is returned too.
- */
-/** What scanEventsTail tells of an events file. */
+/** What the end of an events file tells: how many bytes are complete lines, the last sequence. */
 export interface EventsTail {
   bytes: number;
   lastSequence: number;
   torn: number;
+  /** The whole file's scan, when it had to be read whole. */
   scan: EventsScan | null;
 }
 
 /** Past this size an events file's end is read, not the whole file. */
 export const EVENTS_TAIL_BYTES = 256 * 1024;
 
-/** scanEventsTail of a small file (at most EVENTS_TAIL_BYTES) already read whole. */
+/** eventsTailOfFile of a small file (at most EVENTS_TAIL_BYTES) already read whole. */
 export function eventsTailOf(whole: Buffer): EventsTail {
   const scan = scanEventLines(whole);
   return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn, scan };
 }
 
-export async function scanEventsTail(file: string): Promise<EventsTail> {
+/**
+ * The end of an events file of `size` bytes without reading all of it, synchronously (start-up):
+ * how many bytes are complete lines and the last sequence. Reads the whole file only when it is
+ * small or the tail does not show a complete, readable line; that scan is returned too.
+ */
+export function eventsTailOfFile(file: string, size: number, whole: () => Buffer | null): EventsTail {
   const TAIL = EVENTS_TAIL_BYTES;
-  let handle;
-  try {
-    handle = await open(file, "r");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { bytes: 0, lastSequence: 0, torn: 0, scan: null };
-    throw error;
-  }
-  let whole: Buffer | null = null;
-  try {
-    const size = (await handle.stat()).size;
-    // A small file is read whole, once, through the handle already open (a restart reads thousands).
-    if (size <= TAIL) whole = await handle.readFile();
-    else {
-      const start = size - TAIL;
-      const buffer = Buffer.alloc(TAIL);
-      await handle.read(buffer, 0, TAIL, start);
-      const lastNewline = buffer.lastIndexOf(0x0a);
-      const previous = lastNewline > 0 ? buffer.lastIndexOf(0x0a, lastNewline - 1) : -1;
-      if (previous >= 0) {
-        const sequence = sequenceOf(buffer.toString("utf8", previous + 1, lastNewline));
-        if (sequence !== null) return { bytes: start + lastNewline + 1, lastSequence: sequence, torn: size - (start + lastNewline + 1), scan: null };
-      }
+  if (size > TAIL) {
+    const start = size - TAIL;
+    const buffer = Buffer.alloc(TAIL);
+    const fd = openSync(file, "r");
+    try {
+      readSync(fd, buffer, 0, TAIL, start);
+    } finally {
+      closeSync(fd);
     }
-  } finally {
-    await handle.close();
+    const lastNewline = buffer.lastIndexOf(0x0a);
+    const previous = lastNewline > 0 ? buffer.lastIndexOf(0x0a, lastNewline - 1) : -1;
+    if (previous >= 0) {
+      const sequence = sequenceOf(buffer.toString("utf8", previous + 1, lastNewline));
+      if (sequence !== null) return { bytes: start + lastNewline + 1, lastSequence: sequence, torn: size - (start + lastNewline + 1), scan: null };
+    }
   }
-  const scan = whole ? scanEventLines(whole) : await scanEvents(file);
-  return { bytes: scan.bytes, lastSequence: scan.index.sequences.at(-1) ?? 0, torn: scan.torn, scan };
+  return eventsTailOf(whole() ?? Buffer.alloc(0));
 }
 
 function sequenceOf(line: string): number | null {

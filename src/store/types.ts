@@ -35,6 +35,9 @@ export interface SessionStore {
   /**
    * Stores the latest state and appends `events` (in sequence order) to the session's event log.
    * Durable (fsynced) when it resolves; events already stored (by sequence) are not stored twice.
+   * `record.messages` is the session's own transcript, shared, not copied (a copy per save would
+   * cost the whole history): messages are only ever appended to it, so the store takes the ones it
+   * holds when save is called and must not read past that length later.
    */
   save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void>;
   delete(sessionId: string): Promise<void>;

@@ -57,6 +57,23 @@ describe("append-only storage", () => {
     expect(store.stats.wal.syncs - syncs).toBeLessThanOrEqual(3);
   });
 
+  it("stores the transcript as it was when save was called, though the session goes on appending to the same array", async () => {
+    const dir = await makeTempDir();
+    const store = new FileSessionStore(dir, { checkpointIntervalMs: 60_000 });
+    const transcript = messages(2);
+    const first = store.save(recordWith("a", transcript, 2), []);
+    // Appended while the first save waits for the store to open and for its turn in the log.
+    transcript.push(message(2));
+    const second = store.save(recordWith("a", transcript, 3), []);
+    transcript.push(message(3));
+    await first;
+    await second;
+
+    const { records } = await reopen(dir).loadAll();
+    expect(records[0]!.messages.map((m) => m.id)).toEqual(["m0", "m1", "m2"]);
+    expect(records[0]!.lastSequence).toBe(3);
+  });
+
   it("restores from the write-ahead log after a crash, before any checkpoint", async () => {
     const dir = await makeTempDir();
     const store = new FileSessionStore(dir, { checkpointIntervalMs: 60_000 });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import type { Stats } from "node:fs";
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdirSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import type { Tool, ToolContext } from "../types.js";
 import { resolveInWorkspace, workspaceRelative } from "../workspace.js";
@@ -158,7 +158,9 @@ const listDirTool = ({ maxListDepth, maxListEntries }: FileToolLimits): Tool => 
   async execute(args, context) {
     const dir = await resolveInWorkspace(context.workspace, (args.path as string | undefined) ?? ".");
     const shown = await workspaceRelative(context.workspace, dir);
-    const info = await fsCall(shown, () => stat(dir));
+    // Listing is synchronous: a stat and a readdir are quick syscalls, two thread-pool round trips
+    // took longer than the work, and the entries are made and sorted on this thread either way.
+    const info = await fsCall(shown, async () => statSync(dir));
     if (!info.isDirectory()) throw new Error(`${shown} is not a directory; use read_file to read a file`);
 
     const listing: Listing = { entries: [], full: false };
@@ -186,7 +188,7 @@ interface WalkOptions {
 async function walk(dir: string, prefix: string, depth: number, options: WalkOptions, listing: Listing): Promise<void> {
   // readdir takes no signal; checking between directories keeps a big walk cancellable.
   options.signal.throwIfAborted();
-  const entries = await fsCall(prefix || ".", () => readdir(dir, { withFileTypes: true }));
+  const entries = await fsCall(prefix || ".", async () => readdirSync(dir, { withFileTypes: true }));
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const entry of entries) {
     if (listing.entries.length >= options.maxEntries) {
