@@ -11,11 +11,29 @@ export const DEFAULT_EVENT_LOG_LIMITS: EventLogLimits = { maxEvents: 2_000, maxB
 
 /**
  * About what an event takes in memory, in bytes. An estimate is enough to bound memory: text
- * dominates and is counted in full (two bytes a character), the rest by its JSON.
+ * dominates and is counted in full (two bytes a character), with an allowance for the rest; the
+ * rarer events, whose shape varies, by their JSON.
  */
 export function eventSize(event: SessionEvent): number {
   const { payload } = event;
-  return 200 + (payload.type === "text_delta" ? payload.text.length * 2 : JSON.stringify(payload).length);
+  // A turn's own events are counted without serializing them: there are several per step.
+  switch (payload.type) {
+    case "text_delta":
+      return 200 + payload.text.length * 2;
+    case "turn_started":
+      return 200 + payload.prompt.length * 2;
+    case "tool_call":
+      return 300 + (payload.call.name.length + payload.call.argumentsJson.length) * 2;
+    case "tool_result":
+      return 300 + (payload.result.name.length + payload.result.output.length) * 2;
+    case "usage":
+    case "state_changed":
+      return 300;
+    case "turn_completed":
+      return 300 + payload.result.text.length * 2;
+    default:
+      return 200 + JSON.stringify(payload).length;
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { filter, takeWhile, type Observable } from "rxjs";
+import { Observable } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
 import { runTurn, type ToolRunner } from "../agent/loop.js";
 import type { TurnContext } from "../agent/turn-context.js";
@@ -201,9 +201,17 @@ export class TurnRunner {
 
 /** A turn's own events and session-level ones (persistence failures, state changes), until its end. */
 export function turnEvents(session: Session, turnId: string): Observable<SessionEvent> {
-  return session.events$.pipe(
-    filter((event) => event.turnId === turnId || event.turnId === ""),
-    takeWhile((event) => !(event.turnId === turnId && isTerminal(event.payload)), true),
+  // One subscriber doing what filter and takeWhile(inclusive) would: a few of these per event of every turn.
+  return new Observable<SessionEvent>((subscriber) =>
+    session.events$.subscribe({
+      next: (event) => {
+        if (event.turnId !== turnId && event.turnId !== "") return;
+        subscriber.next(event);
+        if (event.turnId === turnId && isTerminal(event.payload)) subscriber.complete();
+      },
+      error: (error: unknown) => subscriber.error(error),
+      complete: () => subscriber.complete(),
+    }),
   );
 }
 

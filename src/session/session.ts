@@ -600,17 +600,22 @@ export class Session implements SessionView {
     if (this.extra) this.extra.writeError = "";
   }
 
+  /**
+   * The session as stored. The record shares the session's parts instead of copying them: the
+   * session replaces each (config, labels, usage, the call in flight, its confirmations) and never
+   * changes one in place, the extensions and the context hand out copies, and the transcript is only
+   * appended to (see SessionStore.save): so a write costs what is new, not the whole session.
+   */
   toRecord(): SessionRecord {
     const extra = this.extra;
     const context = extra?.context?.toRecord();
-    const record: SessionRecord = structuredClone({
+    return {
       version: 1,
       id: this.id,
       owner: this.ownerName,
       parentId: this.parent,
       state: this.stateName,
-      // Set below, shared rather than copied (the key keeps its place in the record).
-      config: undefined as unknown as SessionConfig,
+      config: this.currentConfig,
       workspace: this.workspace,
       ephemeral: this.ephemeral,
       labels: this.labelMap,
@@ -619,22 +624,16 @@ export class Session implements SessionView {
       usage: this.totals,
       lastSequence: this.sequence,
       sequenceReservedThrough: extra?.reservedThrough ?? this.sequence,
-      messages: [],
+      messages: this.messages,
       scriptSteps: this.scriptSteps,
       callInFlight: extra?.inFlight ?? null,
       runningTurnId: extra?.turn?.id ?? null,
-      ...(this.skipped.length > 0 ? { skippedSequences: [...this.skipped] } : {}),
+      ...(this.skipped.length > 0 ? { skippedSequences: this.skipped as SkippedSequences[] } : {}),
       pendingConfirmation: extra?.confirmations?.list()[0] ?? null,
       extensions: extra?.extensions?.toRecord() ?? { skills: [], agents: [], mcpServers: [] },
       ...(this.agent ? { agent: this.agent } : {}),
       ...(context ? { context } : {}),
-    });
-    // The config is shared and frozen (never changed in place), so the record shares it too.
-    record.config = this.currentConfig;
-    // The transcript is only ever appended to: the record shares it (see SessionStore.save), so a
-    // write costs what is new, not the whole history.
-    record.messages = this.messages;
-    return record;
+    };
   }
 
   /** Stamps the change time and schedules a background write. */
