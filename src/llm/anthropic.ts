@@ -1,5 +1,6 @@
 import type { TurnContext } from "../agent/turn-context.js";
-import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk";
+import type Anthropic from "@anthropic-ai/sdk";
+import type { APIError } from "@anthropic-ai/sdk";
 import { childSignal } from "./abort.js";
 import {
   endOfStream,
@@ -19,16 +20,18 @@ export const ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com";
 /** The Messages API requires max_tokens; this is used when neither the request nor the settings set it. */
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
 
+/** The SDK, loaded when a client first calls the model: a server that never does starts without it. */
+let loading: Promise<typeof import("@anthropic-ai/sdk")> | null = null;
+const sdkModule = () => (loading ??= import("@anthropic-ai/sdk"));
+
 /** Claude through the Messages API, streamed. */
 export class AnthropicClient implements LlmClient {
   readonly provider = "anthropic";
-  private readonly sdk: Anthropic;
+  private sdk: Promise<Anthropic> | null = null;
   private readonly context: ProviderContext;
 
   constructor(private readonly options: ProviderClientOptions) {
     const baseUrl = options.baseUrl || ANTHROPIC_DEFAULT_BASE_URL;
-    // An explicit key and base URL keep ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL from taking effect.
-    this.sdk = new Anthropic({ apiKey: options.apiKey, baseURL: baseUrl, maxRetries: options.maxRetries ?? 2 });
     this.context = {
       provider: this.provider,
       model: options.model,
@@ -36,6 +39,12 @@ export class AnthropicClient implements LlmClient {
       apiKey: options.apiKey,
       apiKeyEnv: options.apiKeyEnv || "ANTHROPIC_API_KEY",
     };
+  }
+
+  private client(): Promise<Anthropic> {
+    const { apiKey, maxRetries } = this.options;
+    // An explicit key and base URL keep ANTHROPIC_AUTH_TOKEN / ANTHROPIC_BASE_URL from taking effect.
+    return (this.sdk ??= sdkModule().then((sdk) => new sdk.default({ apiKey, baseURL: this.context.baseUrl, maxRetries: maxRetries ?? 2 })));
   }
 
   async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
@@ -46,7 +55,8 @@ export class AnthropicClient implements LlmClient {
     let stopReason: string | null = null;
     const child = childSignal(signal);
     try {
-      const stream = await this.sdk.messages.create(this.params(request), { signal: child.signal });
+      const sdk = await this.client();
+      const stream = await sdk.messages.create(this.params(request), { signal: child.signal });
       for await (const event of stream) {
         switch (event.type) {
           case "message_start": {
@@ -91,7 +101,7 @@ export class AnthropicClient implements LlmClient {
         }
       }
     } catch (error) {
-      throw toProviderError(error, signal, this.context, ANTHROPIC_ERRORS);
+      throw toProviderError(error, signal, this.context, errorsOf(await sdkModule()));
     } finally {
       child.release();
     }
@@ -121,16 +131,16 @@ export class AnthropicClient implements LlmClient {
   }
 }
 
-const ANTHROPIC_ERRORS: SdkErrors = {
-  UserAbort: APIUserAbortError,
-  Timeout: APIConnectionTimeoutError,
-  Connection: APIConnectionError,
-  Api: APIError,
+const errorsOf = (sdk: typeof import("@anthropic-ai/sdk")): SdkErrors => ({
+  UserAbort: sdk.APIUserAbortError,
+  Timeout: sdk.APIConnectionTimeoutError,
+  Connection: sdk.APIConnectionError,
+  Api: sdk.APIError,
   describeApiError: (error) => {
     const api = error as APIError;
     return { detail: api.apiMessage ?? api.message, type: api.type ?? undefined };
   },
-};
+});
 
 /**
  * Maps the conversation to alternating user/assistant messages. Consecutive messages of one role

@@ -1,5 +1,6 @@
 import type { TurnContext } from "../agent/turn-context.js";
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import type OpenAI from "openai";
+import type { APIError } from "openai";
 import { childSignal } from "./abort.js";
 import {
   endOfStream,
@@ -18,16 +19,18 @@ type ChatParams = OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming;
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
+/** The SDK, loaded when a client first calls the model: a server that never does starts without it. */
+let loading: Promise<typeof import("openai")> | null = null;
+const sdkModule = () => (loading ??= import("openai"));
+
 /** Chat completions over any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, ...). */
 export class OpenAiClient implements LlmClient {
   readonly provider = "openai";
-  private readonly sdk: OpenAI;
+  private sdk: Promise<OpenAI> | null = null;
   private readonly context: ProviderContext;
 
   constructor(private readonly options: ProviderClientOptions) {
     const baseUrl = options.baseUrl || OPENAI_DEFAULT_BASE_URL;
-    // Explicit values so that OPENAI_BASE_URL / OPENAI_ADMIN_KEY in the environment cannot redirect us.
-    this.sdk = new OpenAI({ apiKey: options.apiKey, adminAPIKey: null, baseURL: baseUrl, maxRetries: options.maxRetries ?? 2 });
     this.context = {
       provider: this.provider,
       model: options.model,
@@ -37,13 +40,20 @@ export class OpenAiClient implements LlmClient {
     };
   }
 
+  private client(): Promise<OpenAI> {
+    const { apiKey, maxRetries } = this.options;
+    // Explicit values so that OPENAI_BASE_URL / OPENAI_ADMIN_KEY in the environment cannot redirect us.
+    return (this.sdk ??= sdkModule().then((sdk) => new sdk.default({ apiKey, adminAPIKey: null, baseURL: this.context.baseUrl, maxRetries: maxRetries ?? 2 })));
+  }
+
   async *stream(request: LlmRequest, { signal }: TurnContext): AsyncIterable<LlmChunk> {
     const calls = new ToolCallAccumulator();
     let usage: LlmUsage | undefined;
     let finishReason: string | null = null;
     const child = childSignal(signal);
     try {
-      const stream = await this.sdk.chat.completions.create(this.params(request), { signal: child.signal });
+      const sdk = await this.client();
+      const stream = await sdk.chat.completions.create(this.params(request), { signal: child.signal });
       for await (const chunk of stream) {
         // Some servers (vLLM with continuous usage stats) repeat a cumulative usage on every chunk.
         if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
@@ -54,7 +64,7 @@ export class OpenAiClient implements LlmClient {
         }
       }
     } catch (error) {
-      throw toProviderError(error, signal, this.context, OPENAI_ERRORS);
+      throw toProviderError(error, signal, this.context, errorsOf(await sdkModule()));
     } finally {
       child.release();
     }
@@ -81,16 +91,16 @@ export class OpenAiClient implements LlmClient {
   }
 }
 
-const OPENAI_ERRORS: SdkErrors = {
-  UserAbort: APIUserAbortError,
-  Timeout: APIConnectionTimeoutError,
-  Connection: APIConnectionError,
-  Api: APIError,
+const errorsOf = (sdk: typeof import("openai")): SdkErrors => ({
+  UserAbort: sdk.APIUserAbortError,
+  Timeout: sdk.APIConnectionTimeoutError,
+  Connection: sdk.APIConnectionError,
+  Api: sdk.APIError,
   describeApiError: (error) => {
     const api = error as APIError;
     return { detail: messageField(api.error) ?? api.message, type: typeof api.type === "string" ? api.type : undefined };
   },
-};
+});
 
 export function toMessages(request: LlmRequest): ChatMessage[] {
   const messages: ChatMessage[] = [];
