@@ -153,8 +153,10 @@ class StalledStore implements SessionStore {
   readEvents = (id: string, after: number, limit: number) => this.inner.readEvents(id, after, limit);
   async save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     this.writesStarted++;
+    // The transcript as it is now (see SessionStore.save): the session goes on appending to it.
+    const taken = { ...record, messages: record.messages.slice() };
     await this.released;
-    await this.inner.save(record, events);
+    await this.inner.save(taken, events);
   }
   unblock(): void {
     this.release();

@@ -83,8 +83,8 @@ export class ScriptedClient implements LlmClient {
     // Array.from splits by code point so that a chunk never cuts a surrogate pair in half.
     const characters = Array.from(text);
     for (let start = 0, n = 0; start < characters.length; start += chunkSize, n++) {
-      // Without a delay, let the event loop breathe now and then so other calls are served meanwhile;
-      // first of all before the first chunk, so what the turn emitted so far leaves at once.
+      // Without a delay, let the event loop breathe now and then so other calls are served meanwhile
+      // (not before the first chunk: the turn's first event has left when the turn started).
       if (delayMs === 0 && n > 0 && n % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       await pause(delayMs, signal);
       yield { type: "text", delta: characters.slice(start, start + chunkSize).join("") };

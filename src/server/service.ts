@@ -179,8 +179,8 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         turn.events.subscribe((event) => {
           const reply = unaryOutcome(event);
           if (!reply) return;
-          audit.record({ method: "Generate", caller, sessionId, result: reply.result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
           callback(reply.error, reply.response);
+          audit.record({ method: "Generate", caller, sessionId, result: reply.result, extra: { turnId: turn.turnId }, peer: call.getPeer() });
         });
         // A client may have gone before the turn started.
         if (call.cancelled) cancelTurn();
@@ -212,10 +212,11 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         };
         const subscription = turn.events.subscribe({
           next: (event) => {
-            writer.write(event);
-            // Audited once the turn's end is on its way to the client, not before.
+            // The outcome is audited before the event is written: a reader cut off by that very write is
+            // audited as cut off only if the turn had not ended.
             const reply = unaryOutcome(event);
             if (reply) record(reply.result);
+            writer.write(event);
           },
           complete: () => writer.end(),
         });

@@ -604,7 +604,9 @@ export class Session implements SessionView {
    * The session as stored. The record shares the session's parts instead of copying them: the
    * session replaces each (config, labels, usage, the call in flight, its confirmations) and never
    * changes one in place, the extensions and the context hand out copies, and the transcript is only
-   * appended to (see SessionStore.save): so a write costs what is new, not the whole session.
+   * appended to (see SessionStore.save): so a write costs what is new, not the whole session. A
+   * record is what a store keeps, not the start of another live session (that one would append to
+   * this one's transcript): copy its messages first.
    */
   toRecord(): SessionRecord {
     const extra = this.extra;

@@ -203,6 +203,8 @@ export async function forEachFolder(
       // A worker that ends normally has handed over every batch it claimed (its messages all come
       // before "exit"); one that fails may not have: the batches still missing are read here.
       worker.on("error", giveUp);
+      // A batch that cannot be received never arrives: read here instead of waiting for it.
+      worker.on("messageerror", giveUp);
       worker.on("exit", (code) => {
         if (code !== 0) giveUp();
       });

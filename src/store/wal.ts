@@ -103,9 +103,10 @@ export class WriteAheadLog {
 
   private kick(): void {
     if (this.draining) return;
-    // After the current step (its microtasks included): saves made in it share the first batch, and
-    // the fsync runs while this thread sends what the step produced. Waiting for the next turn of
-    // the event loop instead put that sending before the fsync, on a turn's critical path.
+    // Once the current microtasks have run: saves made together with this one share its batch, those
+    // made while it is written share the next (group commit), and the fsync runs while this thread
+    // sends what the step produced. Waiting for the next turn of the event loop gathered more saves
+    // into the first batch, but put that sending before the fsync, on a turn's critical path.
     this.draining = new Promise<void>((resolve) => queueMicrotask(resolve)).then(() => this.drain());
   }
 

@@ -3,7 +3,7 @@ import { SessionContext } from "../../src/context/session-context.js";
 import type { ContextRecord } from "../../src/context/types.js";
 import { modelMessages, replay } from "../../src/context/view.js";
 import type { Message } from "../../src/session/types.js";
-import { exchange, summary } from "./messages.js";
+import { assistant, exchange, summary, user } from "./messages.js";
 
 describe("SessionContext restored with fewer messages than its operations name", () => {
   it("drops the operations (and the last call's size) recorded past the transcript, so the model's context is not left empty", () => {
@@ -57,5 +57,52 @@ describe("SessionContext's model messages", () => {
     expect(context.modelMessages(messages)).toEqual([]);
     messages.push(...exchange("t7"));
     expect(texts(context.modelMessages(messages))).toEqual(["t7 prompt", "t7 answer"]);
+  });
+});
+
+/** A small deterministic generator, so a failure names a seed that reproduces it. */
+function rng(seed: number) {
+  return () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+}
+
+describe("SessionContext's kept model messages, over random transcripts and operations", () => {
+  it("equal a fresh computation after every step", () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      let messages: Message[] = [];
+      const context = new SessionContext(undefined, () => {});
+      let lastWasCompact = false;
+      for (let step = 0; step < 40; step++) {
+        const x = r();
+        const turn = `t${step}`;
+        const compacted = lastWasCompact;
+        lastWasCompact = false;
+        if (x < 0.5) {
+          messages.push(user(`${turn} p`, turn), assistant(`${turn} a`, turn));
+        } else if (x < 0.6 && messages.length > 0) {
+          messages.push(summary(`sum ${step}`));
+          const at = messages.length;
+          context.apply({ type: "compact", at, keepFrom: Math.floor(r() * (at - 1)), summaryIndex: at - 1, method: "summary", trigger: "manual", atMs: step });
+          lastWasCompact = true;
+        } else if (x < 0.65 && messages.length > 0) {
+          const at = messages.length;
+          context.apply({ type: "compact", at, keepFrom: Math.floor(r() * at), summaryIndex: null, method: "truncation", trigger: "manual", atMs: step });
+          lastWasCompact = true;
+        } else if (x < 0.72 && compacted) {
+          context.apply({ type: "uncompact", at: messages.length, atMs: step });
+        } else if (x < 0.8) {
+          context.apply({ type: "clear", at: messages.length, atMs: step });
+        } else if (x < 0.9 && messages.length > 0) {
+          context.apply({ type: "rewind", at: messages.length, from: Math.floor(r() * messages.length), turnId: "x", atMs: step });
+        } else if (x < 0.95) {
+          // The transcript replaced by another array (as a restore makes a new session's).
+          messages = [...messages];
+        }
+        if (r() < 0.6) {
+          const fresh = modelMessages(messages, replay(context.operations));
+          expect(context.modelMessages(messages).map((m) => m.text), `seed ${seed} step ${step}`).toEqual(fresh.map((m) => m.text));
+        }
+      }
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { readdirSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import type { Tool, ToolContext } from "../types.js";
@@ -158,8 +158,9 @@ const listDirTool = ({ maxListDepth, maxListEntries }: FileToolLimits): Tool => 
   async execute(args, context) {
     const dir = await resolveInWorkspace(context.workspace, (args.path as string | undefined) ?? ".");
     const shown = await workspaceRelative(context.workspace, dir);
-    // Listing is synchronous: a stat and a readdir are quick syscalls, two thread-pool round trips
-    // took longer than the work, and the entries are made and sorted on this thread either way.
+    // The directory asked for is read synchronously: a stat and a readdir are quick syscalls, and two
+    // thread-pool round trips took longer than the work. A recursive walk reads the ones below it
+    // through the thread pool (see walk).
     const info = await fsCall(shown, async () => statSync(dir));
     if (!info.isDirectory()) throw new Error(`${shown} is not a directory; use read_file to read a file`);
 
@@ -186,9 +187,12 @@ interface WalkOptions {
 }
 
 async function walk(dir: string, prefix: string, depth: number, options: WalkOptions, listing: Listing): Promise<void> {
-  // readdir takes no signal; checking between directories keeps a big walk cancellable.
+  // readdir takes no signal; checking between directories keeps a big walk cancellable. Below the
+  // first directory, reads go through the thread pool: a deep walk (or a slow network file system)
+  // must not hold the server's other sessions, and the checks need the turns of the event loop.
   options.signal.throwIfAborted();
-  const entries = await fsCall(prefix || ".", async () => readdirSync(dir, { withFileTypes: true }));
+  const read = depth === 1 ? async () => readdirSync(dir, { withFileTypes: true }) : () => readdir(dir, { withFileTypes: true });
+  const entries = await fsCall(prefix || ".", read);
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const entry of entries) {
     if (listing.entries.length >= options.maxEntries) {
