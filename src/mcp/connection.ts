@@ -1,12 +1,14 @@
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { ErrorCode, McpError, ToolListChangedNotificationSchema, type Tool as SdkTool } from "@modelcontextprotocol/sdk/types.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { Tool as SdkTool } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "../logging.js";
 import type { ToolReturn } from "../tools/types.js";
 import { DEFAULT_BACKOFF, retryDelayMs, type Backoff } from "./backoff.js";
 import { mapCallToolResult } from "./result.js";
 import { describeTarget, scrub, secretsOf } from "./secrets.js";
 import { nameTools } from "./tools.js";
-import { closeClient, describeError, openClient, type OpenedClient, type StdioTransport } from "./transport.js";
+import { describeError } from "./describe-error.js";
+import { loadedMcpSdk, loadMcpSdk } from "./sdk.js";
+import type { OpenedClient, StdioTransport } from "./transport.js";
 import type { McpServerState, McpServerStatus, McpToolInfo, McpTransportKind, McpTransportSpec } from "./types.js";
 
 /** What agentd tells MCP servers it is. */
@@ -162,7 +164,7 @@ export class McpConnection {
     attempt?.controller.abort(new Error("the connection was closed"));
     const live = this.live;
     this.live = null;
-    await Promise.allSettled([attempt?.done, live && closeClient(live.client, live.transport)]);
+    await Promise.allSettled([attempt?.done, live && loadedMcpSdk().closeClient(live.client, live.transport)]);
     this.stdio = null;
     this.setState("disconnected");
   }
@@ -188,7 +190,8 @@ export class McpConnection {
     let opened: OpenedClient | undefined;
     try {
       this.lastStderrLine = "";
-      opened = await openClient(this.spec, {
+      const sdk = await loadMcpSdk();
+      opened = await sdk.openClient(this.spec, {
         createClient: () => this.createClient(),
         signal,
         timeoutMs: this.connectTimeoutMs,
@@ -203,7 +206,7 @@ export class McpConnection {
       if (!opened.client.transport) throw new Error("the server closed the connection");
       this.adopt(opened, tools);
     } catch (error) {
-      if (opened) await closeClient(opened.client, opened.transport);
+      if (opened) await loadedMcpSdk().closeClient(opened.client, opened.transport);
       if (this.closed) return;
       this.stdio = null;
       this.fail(signal.aborted ? signal.reason : error);
@@ -213,10 +216,11 @@ export class McpConnection {
   }
 
   private createClient(): Client {
-    const client = new Client({ ...MCP_CLIENT_INFO }, { capabilities: {} });
+    const sdk = loadedMcpSdk();
+    const client = new sdk.Client({ ...MCP_CLIENT_INFO }, { capabilities: {} });
     client.onclose = () => this.lost(client);
     client.onerror = (error) => this.logger.debug({ error: this.clean(describeError(error)) }, "MCP transport error");
-    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => this.refreshTools(client));
+    client.setNotificationHandler(sdk.ToolListChangedNotificationSchema, async () => this.refreshTools(client));
     return client;
   }
 
@@ -240,7 +244,7 @@ export class McpConnection {
     if (this.closed || !live || live.client !== client) return;
     this.live = null;
     this.stdio = null;
-    void closeClient(live.client, live.transport);
+    void loadedMcpSdk().closeClient(live.client, live.transport);
     // A server that dies soon after every connect must back off like one that never connects.
     this.flaps = Date.now() - live.connectedAtMs < STABLE_AFTER_MS ? this.flaps + 1 : 0;
     this.fail(new Error("the server closed the connection"));
@@ -294,6 +298,7 @@ export class McpConnection {
 
   private failedCall(tool: string, timeoutMs: number, live: Live, error: unknown): ToolReturn {
     const server = `MCP server "${this.name}"`;
+    const { McpError, ErrorCode } = loadedMcpSdk();
     if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
       return { isError: true, output: `MCP tool "${tool}" of server "${this.name}" timed out after ${timeoutMs} ms` };
     }
