@@ -243,5 +243,5 @@ function byCreation(a: Session, b: Session): number {
     const [textA, textB] = [a.createdAt, b.createdAt];
     if (textA !== textB) return textA < textB ? -1 : 1;
   }
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  return compareIds(a, b);
 }

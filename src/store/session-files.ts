@@ -219,7 +219,7 @@ export interface EventsTail {
 }
 
 /** Past this size an events file's end is read, not the whole file. */
-export const EVENTS_TAIL_BYTES = 256 * 1024;
+const EVENTS_TAIL_BYTES = 256 * 1024;
 
 /** eventsTailOfFile of a small file (at most EVENTS_TAIL_BYTES) already read whole. */
 export function eventsTailOf(whole: Buffer): EventsTail {
