@@ -18,8 +18,8 @@ export function sameData(a: unknown, b: unknown): boolean {
     return true;
   }
   if (Array.isArray(b) || Object.getPrototypeOf(a) !== Object.prototype || Object.getPrototypeOf(b) !== Object.prototype) return false;
-  // `for in` walks a plain object's own keys in order without making a list of them (it is called
-  // for every session at a restart); a plain object inherits no enumerable keys.
+  // `for in` walks a's own keys in order without listing them (this runs for every session at a
+  // restart); a plain object inherits no enumerable keys.
   const keys = Object.keys(b);
   let i = 0;
   for (const key in a) {
