@@ -1,6 +1,5 @@
 import type { SessionConfig, SessionConfigPatch } from "./types.js";
 import { definedOnly } from "../util/defined.js";
-import { sameData } from "../util/values.js";
 import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type PermissionRules } from "../policy/types.js";
 
 /**
@@ -36,32 +35,22 @@ function clonePermissions(rules: PermissionRules): PermissionRules {
 export function withPolicyDefaults(config: Partial<SessionConfig> & Pick<SessionConfig, "model" | "systemPrompt" | "limits">): SessionConfig {
   // A config shared already (a new session's, made from the server's defaults) has them all.
   if (interned.has(config) && config.permissions && config.confirmation && config.tools !== undefined) return config as SessionConfig;
-  // A stored config holding the same data as a recent result is that result: it has the defaults
-  // in place already, so adding them changes nothing. (A restart reads thousands of equal configs,
-  // each parsed anew; comparing costs a fraction of sharing each one again.)
-  for (let i = 0; i < recentDefaulted.length; i++) {
-    const shared = recentDefaulted[i]!;
-    if (!sameData(config, shared)) continue;
-    if (i > 0) {
-      recentDefaulted.splice(i, 1);
-      recentDefaulted.unshift(shared);
-    }
-    return shared;
+  // Stored configs arrive shared (a store loads equal ones as one object): each is defaulted once.
+  let shared = defaulted.get(config);
+  if (!shared) {
+    shared = sharedConfig({
+      ...config,
+      permissions: clonePermissions(config.permissions ?? DEFAULT_PERMISSIONS),
+      confirmation: { ...DEFAULT_CONFIRMATION, ...(config.confirmation ?? {}) },
+      tools: config.tools ?? null,
+    });
+    defaulted.set(config, shared);
   }
-  const shared = sharedConfig({
-    ...config,
-    permissions: clonePermissions(config.permissions ?? DEFAULT_PERMISSIONS),
-    confirmation: { ...DEFAULT_CONFIRMATION, ...(config.confirmation ?? {}) },
-    tools: config.tools ?? null,
-  });
-  recentDefaulted.unshift(shared);
-  if (recentDefaulted.length > KEPT_DEFAULTED) recentDefaulted.pop();
   return shared;
 }
 
-/** withPolicyDefaults' recent results, most recent first. */
-const recentDefaulted: SessionConfig[] = [];
-const KEPT_DEFAULTED = 8;
+/** withPolicyDefaults' result for each stored config object. */
+const defaulted = new WeakMap<object, SessionConfig>();
 
 /**
  * A frozen copy of a session's config, shared with every session whose config is equal (the same
