@@ -62,7 +62,9 @@ export function subscribeToSession(root: Session, options: SubscribeOptions, sou
     const subscriptions = new Set<Subscription>();
     const follow = (session: Session, own: boolean) => {
       let ended = false;
-      const subscription = session.events$.subscribe({
+      // Assigned once subscribe returns: a stream that has already ended completes inside the call.
+      let subscription: Subscription | undefined;
+      subscription = session.events$.subscribe({
         next: (event) => {
           // Notices (sequence 0) and descendants' events are live only; the session's own events
           // are the replay's until it has caught up.
@@ -72,7 +74,7 @@ export function subscribeToSession(root: Session, options: SubscribeOptions, sou
         // The session itself closing ends the subscription; a descendant closing does not.
         complete: () => {
           ended = true;
-          subscriptions.delete(subscription);
+          if (subscription) subscriptions.delete(subscription);
           if (own) subscriber.complete();
         },
       });

@@ -326,7 +326,7 @@ export class Runtime {
     }
     return subscribeToSession(session, options, {
       readStored: (id, after, limit) => this.options.store.readEvents(id, after, limit),
-      flush: (id) => this.persister.flushSession(id),
+      flush: (id) => this.persistNow(id),
       descendants: (root) => this.registry.descendantsOf(root),
       added: (listener) => {
         const subscription = this.registry.added$.subscribe(listener);
@@ -725,16 +725,27 @@ export class Runtime {
     }
   }
 
+  /**
+   * Writes a session now, whether or not it was marked changed: text deltas mark it only every so
+   * often, and a replay that finds a hole must see them in the store before judging it.
+   */
+  private persistNow(sessionId: string): Promise<boolean> {
+    const session = this.registry.find(sessionId);
+    if (session) this.scheduleWrite(session);
+    return this.persister.flushSession(sessionId);
+  }
+
+  /** A background write of the record and the events not yet handed over (drained: each goes to the store once). */
+  private scheduleWrite(session: Session): void {
+    if (session.ephemeral || session.state === "closed") return;
+    this.persister.markDirty(session.id, () => ({ events: session.takeUnpersistedEvents(), record: session.toRecord() }));
+  }
+
   /** A live session for a record, whose changes are written in the background unless ephemeral. */
   private track(record: SessionRecord): Session {
     return new Session(
       record,
-      (changed) => {
-        if (!changed.ephemeral && changed.state !== "closed") {
-          // The record and the events not yet handed over (drained: each goes to the store once).
-          this.persister.markDirty(changed.id, () => ({ events: changed.takeUnpersistedEvents(), record: changed.toRecord() }));
-        }
-      },
+      (changed) => this.scheduleWrite(changed),
       (session) => this.persister.flushSession(session.id),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
     );

@@ -6,9 +6,10 @@ import { serviceError } from "./status.js";
  * grpc-js answers a request it cannot decode with INTERNAL, which tells the client nothing it can
  * act on; these wrappers let such a request through, marked, and answer it with OUT_OF_RANGE.
  */
-const TOO_LARGE = Symbol("a number too large to decode");
+const OUT_OF_RANGE = Symbol("a number too large (or too small) to decode");
 
-const MESSAGE = `a number in the request is larger than ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the largest this server takes`;
+const TOO_LARGE = `a number in the request is larger than ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the largest this server takes`;
+const TOO_SMALL = `a number in the request is smaller than ${Number.MIN_SAFE_INTEGER} (-(2^53 - 1)), the smallest this server takes`;
 
 /** The service definition, its requests decoded with numbers out of range marked instead of failing. */
 export function markingOutOfRangeNumbers<D extends ServiceDefinition>(definition: D): D {
@@ -20,7 +21,8 @@ export function markingOutOfRangeNumbers<D extends ServiceDefinition>(definition
         try {
           return method.requestDeserialize(bytes);
         } catch (error) {
-          if (error instanceof Error && /than Number\.M(AX|IN)_SAFE_INTEGER/.test(error.message)) return { [TOO_LARGE]: true };
+          const bound = error instanceof Error ? /than Number\.(MAX|MIN)_SAFE_INTEGER/.exec(error.message)?.[1] : undefined;
+          if (bound) return { [OUT_OF_RANGE]: bound === "MAX" ? TOO_LARGE : TOO_SMALL };
           throw error;
         }
       },
@@ -37,9 +39,9 @@ export function refusingOutOfRangeNumbers<I extends object>(implementation: I): 
   for (const [name, handler] of Object.entries(implementation as UntypedServiceImplementation)) {
     const run = handler as unknown as Handler;
     wrapped[name] = (call: Parameters<Handler>[0], callback?: (error: unknown) => void) => {
-      const request = call.request as Record<symbol, unknown> | undefined;
-      if (request?.[TOO_LARGE] !== true) return run(call, callback);
-      const failure = serviceError(status.OUT_OF_RANGE, MESSAGE);
+      const message = (call.request as Record<symbol, unknown> | undefined)?.[OUT_OF_RANGE];
+      if (typeof message !== "string") return run(call, callback);
+      const failure = serviceError(status.OUT_OF_RANGE, message);
       if (callback) callback(failure);
       else call.emit("error", failure);
       return undefined;

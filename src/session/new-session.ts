@@ -3,8 +3,10 @@ import type { SessionRecord } from "../store/record.js";
 import type { SessionConfig } from "./types.js";
 import { sharedConfig } from "./config-merge.js";
 
-/** What a session gets when neither its request nor a parent says otherwise. */
-/** The config a session gets from the server's defaults: made once per settings object, shared (frozen). */
+/**
+ * What a session gets when neither its request nor a parent says otherwise: the server's defaults,
+ * made into a config once per settings object and shared (frozen).
+ */
 export function defaultSessionConfig(defaults: RuntimeConfig["sessionDefaults"]): SessionConfig {
   let config = fromDefaults.get(defaults);
   if (!config) {
