@@ -31,6 +31,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { stallingProxy } from "../test/helpers/stalling-proxy.js";
+import { percentile, script } from "./measure.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
@@ -48,15 +49,6 @@ export interface AbsoluteResult {
 }
 
 const results: AbsoluteResult[] = [];
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function scripted(steps: object[]) {
-  return { provider: "scripted", model: "script", scriptJson: JSON.stringify({ steps, repeat: true }) };
-}
 
 /** Runs every absolute benchmark against an in-process server; returns the figures. */
 export async function runAbsoluteBenchmarks(): Promise<AbsoluteResult[]> {
@@ -114,7 +106,7 @@ function benchPolicyCheck(): void {
 
 /** From a ConfirmToolCall approving a call to the call's result on the turn's stream (the tool is quick). */
 async function benchConfirmToToolStart(client: AgentdClient): Promise<void> {
-  const model = { ...scripted([{ toolCalls: [{ name: "write_file", arguments: { path: "n.txt", content: "x" } }] }, { text: "ok" }]) };
+  const model = { ...script([{ toolCalls: [{ name: "write_file", arguments: { path: "n.txt", content: "x" } }] }, { text: "ok" }]) };
   const { session } = await client.createSession({ config: { model, confirmation: { enabled: true, timeoutMs: 0 } } });
   const latencies: number[] = [];
   for (let i = 0; i < 100; i++) {
@@ -134,7 +126,7 @@ async function benchConfirmToToolStart(client: AgentdClient): Promise<void> {
 
 /** A new subscriber replaying a session's last 10,000 events (from the store and from memory). */
 async function benchReplay(client: AgentdClient): Promise<void> {
-  const { session } = await client.createSession({ config: { model: scripted([{ text: "r".repeat(10_000), chunkSize: 1 }]) } });
+  const { session } = await client.createSession({ config: { model: script([{ text: "r".repeat(10_000), chunkSize: 1 }]) } });
   await client.generate({ sessionId: session!.id, prompt: "stream ten thousand deltas" });
   const last = (await client.getSession({ sessionId: session!.id })).session!.lastSequence;
   const times: number[] = [];
@@ -157,7 +149,7 @@ async function benchReplay(client: AgentdClient): Promise<void> {
 /** Memory the server holds for each subscriber whose network stopped taking data. */
 async function benchStalledSubscribers(client: AgentdClient, address: string): Promise<void> {
   const readers = 20;
-  const { session } = await client.createSession({ config: { model: scripted([{ text: "s".repeat(400_000), chunkSize: 16 }]) } });
+  const { session } = await client.createSession({ config: { model: script([{ text: "s".repeat(400_000), chunkSize: 16 }]) } });
   const proxies = await Promise.all(Array.from({ length: readers }, () => stallingProxy(address)));
   const clients = proxies.map((proxy) => new AgentdClient(proxy.address));
   try {
@@ -192,7 +184,7 @@ async function benchMcpCall(client: AgentdClient): Promise<void> {
   }
   const call = { name: "mcp__fixture__echo", arguments: { text: "ping" } };
   const { session } = await client.createSession({
-    config: { model: scripted([{ toolCalls: [call] }, { text: "ok" }]), permissions: { allow: ["mcp__fixture__*"] } },
+    config: { model: script([{ toolCalls: [call] }, { text: "ok" }]), permissions: { allow: ["mcp__fixture__*"] } },
   });
   const inTurn: number[] = [];
   for (let i = 0; i < 220; i++) {
@@ -222,7 +214,7 @@ async function benchMcpCall(client: AgentdClient): Promise<void> {
 }
 
 async function benchCreate(client: AgentdClient): Promise<void> {
-  const model = scripted([{ text: "hi" }]);
+  const model = script([{ text: "hi" }]);
   for (let i = 0; i < 50; i++) await client.createSession({ owner: "warmup", config: { model } });
   const latencies: number[] = [];
   const started = performance.now();
@@ -239,7 +231,7 @@ async function benchCreate(client: AgentdClient): Promise<void> {
 }
 
 async function benchFirstEvent(client: AgentdClient): Promise<void> {
-  const { session } = await client.createSession({ config: { model: scripted([{ text: "short answer" }]) } });
+  const { session } = await client.createSession({ config: { model: script([{ text: "short answer" }]) } });
   const firstEvent: number[] = [];
   const turn: number[] = [];
   for (let i = 0; i < 200; i++) {
@@ -259,7 +251,7 @@ async function benchFirstEvent(client: AgentdClient): Promise<void> {
 async function benchThroughput(client: AgentdClient): Promise<void> {
   const chunkSize = 5;
   const text = "x".repeat(50_000);
-  const { session } = await client.createSession({ config: { model: scripted([{ text, chunkSize }]) } });
+  const { session } = await client.createSession({ config: { model: script([{ text, chunkSize }]) } });
   const t0 = performance.now();
   let chars = 0;
   let messages = 0;
@@ -275,7 +267,7 @@ async function benchThroughput(client: AgentdClient): Promise<void> {
 }
 
 async function benchConcurrentSessions(client: AgentdClient): Promise<void> {
-  const model = scripted([
+  const model = script([
     { text: "Looking.", toolCalls: [{ name: "list_dir", arguments: {} }] },
     { text: "Done: nothing there.", chunkSize: 4 },
   ]);

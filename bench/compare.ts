@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { AgentdClient } from "../src/client/client.js";
 import { CreateSessionRequest, GetSessionRequest, StreamGenerateRequest, type DeepPartial } from "../src/gen/agentd/v1/runtime.js";
 import { whenIdle, type ServerChild } from "./children.js";
-import { base64, ByteClient, deltaPlan, median, percentile, streamTurn, timedSamples, verbatimPlan } from "./measure.js";
+import { base64, ByteClient, deltaPlan, median, percentile, script, streamTurn, timedSamples, verbatimPlan } from "./measure.js";
 import type { RawProfile } from "./raw-server.js";
 
 export interface Row {
@@ -35,7 +35,6 @@ export function formatFigure(value: number, unit: Unit): string {
   return `${value.toFixed(0)} B`;
 }
 
-const script = (steps: object[]) => ({ provider: "scripted", model: "script", scriptJson: JSON.stringify({ steps, repeat: true }) });
 const SHORT = script([{ text: "short answer" }]);
 const TOOL = script([{ text: "Looking.", toolCalls: [{ name: "list_dir", arguments: {} }] }, { text: "Done: nothing there.", chunkSize: 4 }]);
 const textOf = (chars: number, chunkSize: number) => script([{ text: "x".repeat(chars), chunkSize }]);

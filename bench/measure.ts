@@ -7,6 +7,9 @@ import type { AgentdClient } from "../src/client/client.js";
 import { StreamGenerateResponse, type AgentEvent } from "../src/gen/agentd/v1/runtime.js";
 import type { RawProfile } from "./raw-server.js";
 
+/** A scripted model playing `steps` over and over. */
+export const script = (steps: object[]) => ({ provider: "scripted", model: "script", scriptJson: JSON.stringify({ steps, repeat: true }) });
+
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);

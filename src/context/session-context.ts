@@ -1,4 +1,4 @@
-import type { ChangeListener } from "../session/extensions.js";
+import { notify, type ChangeListener } from "../session/extensions.js";
 import type { Message } from "../session/types.js";
 import type { ContextOp, ContextRecord } from "./types.js";
 import { isInContext, modelMessages, preambleMessage, replay, type ContextView } from "./view.js";
@@ -92,9 +92,7 @@ export class SessionContext {
   }
 
   private changed(): void {
-    const listener = this.onChange;
-    if (typeof listener === "function") listener();
-    else listener.markChanged();
+    notify(this.onChange);
   }
 
   /** Undefined while nothing was recorded, so records of sessions that never used it stay as they were. */

@@ -6,6 +6,12 @@ type EntryOf<K extends Kind> = SessionExtensionsRecord[K][number];
 /** Told of every change: a function, or an owner whose markChanged() is called (no closure to keep). */
 export type ChangeListener = (() => void) | { markChanged(): void };
 
+/** Tells a listener that something changed, whichever form it takes. */
+export function notify(listener: ChangeListener): void {
+  if (typeof listener === "function") listener();
+  else listener.markChanged();
+}
+
 const NONE: readonly never[] = Object.freeze([]);
 
 /**
@@ -59,9 +65,7 @@ export class SessionExtensions {
   }
 
   private changed(): void {
-    const listener = this.onChange;
-    if (typeof listener === "function") listener();
-    else listener.markChanged();
+    notify(this.onChange);
   }
 }
 

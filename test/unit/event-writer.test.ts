@@ -105,14 +105,17 @@ describe("EventWriter", () => {
 });
 
 describe("EventWriter limits", () => {
-  it("cuts off a reader past the limits, naming the last sequence written, and drops what waited", () => {
+  /** A writer with these limits on a fresh call, and the resume points it cut readers off at. */
+  function limited(limits: { maxWaitingMessages: number; maxWaitingChars: number }, resumeSessionId = "") {
     sequence = 0;
     const call = new FakeCall();
     const cut: number[] = [];
-    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
-      maxWaitingMessages: 3,
-      maxWaitingChars: 1_000,
-    });
+    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), limits, resumeSessionId);
+    return { call, cut, writer };
+  }
+
+  it("cuts off a reader past the limits, naming the last sequence written, and drops what waited", () => {
+    const { call, cut, writer } = limited({ maxWaitingMessages: 3, maxWaitingChars: 1_000 });
     call.full = true;
     writer.write(delta("a"));
     writer.write(event({ type: "state_changed", state: "paused" }, ""));
@@ -128,13 +131,7 @@ describe("EventWriter limits", () => {
   });
 
   it("counts the characters of merged text against its limit", () => {
-    sequence = 0;
-    const call = new FakeCall();
-    const cut: number[] = [];
-    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
-      maxWaitingMessages: 100,
-      maxWaitingChars: 10,
-    });
+    const { call, cut, writer } = limited({ maxWaitingMessages: 100, maxWaitingChars: 10 });
     call.full = true;
     writer.write(delta("start"));
     for (let i = 0; i < 10; i++) writer.write(delta("x"));
@@ -144,13 +141,7 @@ describe("EventWriter limits", () => {
   });
 
   it("counts every event's size, not only text: large tool results fill it too", () => {
-    sequence = 0;
-    const call = new FakeCall();
-    const cut: number[] = [];
-    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), {
-      maxWaitingMessages: 100,
-      maxWaitingChars: 10_000,
-    });
+    const { call, cut, writer } = limited({ maxWaitingMessages: 100, maxWaitingChars: 10_000 });
     call.full = true;
     writer.write(delta("start"));
     const result = (n: number) => event({ type: "tool_result", result: { callId: `c${n}`, name: "read_file", output: "z".repeat(4_000), isError: false } });
@@ -162,10 +153,7 @@ describe("EventWriter limits", () => {
   });
 
   it("names the followed session's sequence as the resume point, not a descendant's", () => {
-    sequence = 0;
-    const call = new FakeCall();
-    const cut: number[] = [];
-    const writer = new EventWriter(call as unknown as ServerWritableStream<unknown, StreamGenerateResponse>, (last) => cut.push(last), { maxWaitingMessages: 1, maxWaitingChars: 1_000 }, "s");
+    const { call, cut, writer } = limited({ maxWaitingMessages: 1, maxWaitingChars: 1_000 }, "s");
     writer.write(delta("own"));
     writer.write({ ...delta("child's", "t2"), sessionId: "child", sequence: 500 });
     call.full = true;
