@@ -83,10 +83,20 @@ export function rawSide(client: AgentdClient): Side {
  * writes) and waits until both servers are idle (the other's background work, such as debounced
  * writes or a checkpoint, would otherwise take CPU from this one's run).
  */
-async function quiet(bench: Bench): Promise<void> {
+async function quiet(children: ServerChild[]): Promise<void> {
   spawnSync("sync");
-  await whenIdle([bench.rawChild, bench.agentdChild]);
+  await whenIdle(children);
 }
+
+/** Two sides measured against each other, and the processes behind them. */
+export interface Pair {
+  runs: number;
+  baseline: Side;
+  agentd: Side;
+  children: ServerChild[];
+}
+
+const rawPair = (bench: Bench): Pair => ({ runs: bench.runs, baseline: bench.raw, agentd: bench.agentd, children: [bench.rawChild, bench.agentdChild] });
 
 /**
  * Warm-up runs, not counted, until both sides' figures settle: unary calls take a few thousand
@@ -97,23 +107,24 @@ const WARM_UP_TURNS = { min: 2, max: 3, maxMs: 8_000, settled: 0.1 };
 
 /** Measures both sides: warm-up runs, then `runs` interleaved runs. */
 async function compareRuns(
-  bench: Bench,
+  bench: Bench | Pair,
   measure: (side: Side, warmUp: boolean) => Promise<number>,
   warmUp = WARM_UP,
 ): Promise<{ agentd: number[]; baseline: number[] }> {
+  const pair = "raw" in bench ? rawPair(bench) : bench;
   let previous: number[] = [];
   const started = performance.now();
   for (let i = 0; i < warmUp.max; i++) {
-    const now = [await measure(bench.raw, true), await measure(bench.agentd, true)];
+    const now = [await measure(pair.baseline, true), await measure(pair.agentd, true)];
     const settled = previous.length > 0 && now.every((figure, side) => Math.abs(figure / previous[side]! - 1) <= warmUp.settled);
     previous = now;
     if (i + 1 >= warmUp.min && (settled || performance.now() - started > warmUp.maxMs)) break;
   }
   const figures = { agentd: [] as number[], baseline: [] as number[] };
-  for (let run = 0; run < bench.runs; run++) {
-    const order = run % 2 === 0 ? [bench.raw, bench.agentd] : [bench.agentd, bench.raw];
+  for (let run = 0; run < pair.runs; run++) {
+    const order = run % 2 === 0 ? [pair.baseline, pair.agentd] : [pair.agentd, pair.baseline];
     for (const side of order) {
-      await quiet(bench);
+      await quiet(pair.children);
       figures[side.name].push(await measure(side, false));
     }
   }
@@ -295,6 +306,25 @@ export async function toolTurn(bench: Bench): Promise<Row> {
     { key: "tool", title: `one-tool turn end to end, p50 (${captured.length} msgs)`, unit: "ms", baselineName: "raw+fsync", maxRatio: 1.5 },
     figures,
   );
+}
+
+/**
+ * Per acknowledged turn (a short turn, timed to its turn_completed, which waits until the turn is
+ * durable): agentd on the PostgreSQL store against agentd on the file store.
+ */
+export async function postgresTurn(pair: Pair): Promise<Row> {
+  const figures = await compareRuns(pair, async (side) => {
+    const sessionId = await side.session(SHORT, "bench-store");
+    const latencies = await timedSamples(200, 5_000, async (i) => {
+      let ended = false;
+      await streamTurn(side.client, sessionId, `q${i}`, (event) => {
+        if (event.payload?.$case === "turnCompleted") ended = true;
+      });
+      if (!ended) throw new Error(`${side.name}: the turn did not complete`);
+    });
+    return percentile(latencies, 50);
+  }, WARM_UP_TURNS);
+  return ratioRow({ key: "pg-turn", title: "acknowledged turn, PostgreSQL store, p50", unit: "ms", baselineName: "file store", maxRatio: 2 }, figures);
 }
 
 /** The same workload on agentd holding `small` and `large` sessions: the large figure over the small one. */

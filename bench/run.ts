@@ -35,6 +35,7 @@ import {
   formatFigure,
   getSession,
   heapPerSession,
+  postgresTurn,
   rawSide,
   streamRate,
   timeToAnswer,
@@ -43,6 +44,7 @@ import {
   type Row,
 } from "./compare.js";
 import { ByteClient, median } from "./measure.js";
+import { startPostgresServer } from "../test/helpers/postgres-server.js";
 
 const envInt = (name: string, fallback: number) => {
   const value = process.env[name];
@@ -73,7 +75,7 @@ const RAW_WORKLOADS: Array<{ key: string; run(bench: Bench): Promise<Row> }> = [
   { key: "first-long", run: (bench) => firstEvent(bench, true) },
   { key: "tool", run: (bench) => toolTurn(bench) },
 ];
-const KEYS = [...RAW_WORKLOADS.map((w) => w.key), "list-flat", "create-flat", "restore", "heap", "info"];
+const KEYS = [...RAW_WORKLOADS.map((w) => w.key), "pg-turn", "list-flat", "create-flat", "restore", "heap", "info"];
 
 /** agentd's configuration in every child: production defaults, a data directory, room for many sessions. */
 function agentdConfig(dataDir: string): ConfigOverrides {
@@ -121,6 +123,35 @@ async function rawComparisons(work: string, rows: Row[]): Promise<void> {
     agentdClient.close();
     agentdBytes.close();
     await Promise.all([rawChild.stop(), agentdChild.stop()]);
+  }
+}
+
+/** agentd on the PostgreSQL store against agentd on the file store, on a PostgreSQL the bench starts. */
+async function storeComparisons(work: string, rows: Row[]): Promise<void> {
+  if (!selected("pg-turn")) return;
+  const database = await startPostgresServer();
+  let fileChild: ServerChild | undefined;
+  let pgChild: ServerChild | undefined;
+  const clients: AgentdClient[] = [];
+  try {
+    fileChild = await startChild("agentd (file store)", "./agentd-server.ts", agentdConfig(path.join(work, "store-file")));
+    pgChild = await startChild("agentd (postgres store)", "./agentd-server.ts", {
+      ...agentdConfig(path.join(work, "store-postgres")),
+      store: "postgres",
+      database: { url: database.url },
+    });
+    const fileClient = new AgentdClient(fileChild.address);
+    const pgClient = new AgentdClient(pgChild.address);
+    clients.push(fileClient, pgClient);
+    const t0 = performance.now();
+    const row = await postgresTurn({ runs: RUNS, baseline: { ...agentdSide(fileClient), name: "baseline" }, agentd: agentdSide(pgClient), children: [fileChild, pgChild] });
+    rows.push(row);
+    logRow(row);
+    log(`       (${seconds(performance.now() - t0)})`);
+  } finally {
+    for (const client of clients) client.close();
+    await Promise.all([fileChild?.stop(), pgChild?.stop()]);
+    await database.destroy();
   }
 }
 
@@ -252,6 +283,7 @@ async function main(): Promise<number> {
   removeOnExit(work);
   const rows: Row[] = [];
   await rawComparisons(work, rows);
+  await storeComparisons(work, rows);
   await scaleComparisons(rows);
   await heapComparison(work, rows);
   let absolute: AbsoluteResult[] = [];

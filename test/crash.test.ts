@@ -7,6 +7,7 @@ import type { Message } from "../src/gen/agentd/v1/runtime.js";
 import { spawnServer, type ServerProcess } from "./helpers/crash-server.js";
 import { acknowledged, CRASH_MODEL, runUntilFailure, type Acknowledged } from "./helpers/crash-workload.js";
 import { makeTempDir, removeTempDirs, waitFor } from "./helpers/harness.js";
+import { freshDatabase } from "./helpers/postgres.js";
 
 /**
  * What a client saw acknowledged survives kill -9: a server in a child process runs turns and
@@ -77,13 +78,15 @@ async function check(client: AgentdClient, ack: Acknowledged): Promise<Losses> {
   return losses;
 }
 
-describe("kill -9", () => {
+describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
   it(`loses no acknowledged work and reuses no sequence number (${ROUNDS} rounds, ${SESSIONS} sessions)`, async () => {
     const dataDir = await makeTempDir("agentd-crash-");
     // Frequent checkpoints, so that kills land in the middle of them too.
     const configFile = path.join(dataDir, "config.json");
     await writeFile(configFile, JSON.stringify({ persistence: { checkpointIntervalMs: 500 } }));
-    const start = () => spawnServer(dataDir, ["--config", configFile]);
+    const database = store === "postgres" ? await freshDatabase() : null;
+    const storeArgs = database ? ["--store", "postgres", "--database-url", database.url] : [];
+    const start = () => spawnServer(dataDir, ["--config", configFile, ...storeArgs]);
     let server: ServerProcess = await start();
     let client = new AgentdClient(server.address);
     const sessions: string[] = [];
@@ -100,7 +103,7 @@ describe("kill -9", () => {
         await server.kill();
         client.close();
         await load;
-        const leftBehind = await interruptedWrites(dataDir);
+        const leftBehind = database ? [] : await interruptedWrites(dataDir);
 
         server = await start();
         // Start-up removed what the interrupted writes left behind.
@@ -123,6 +126,7 @@ describe("kill -9", () => {
       console.log(`crash test totals: ${JSON.stringify(totals)}`);
       client.close();
       await server.kill();
+      await database?.drop();
     }
   }, 60_000 + ROUNDS * 30_000);
 });

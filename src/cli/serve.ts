@@ -1,8 +1,9 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { readConfigFile, resolveConfig, type ConfigOverrides, type RuntimeConfig } from "../config/config.js";
+import { readConfigFile, resolveConfig, type ConfigOverrides, type RuntimeConfig, type StoreKind } from "../config/config.js";
 import { createLogger, LOG_FORMATS, resolveLogFormat, type LogFormatSetting } from "../logging.js";
 import { startServer } from "../server/server.js";
+import { describeStore } from "../store/open.js";
 import { modelOptions, modelFromOptions } from "./model-options.js";
 import { definedOnly } from "../util/defined.js";
 
@@ -11,7 +12,10 @@ const HELP = `agentd serve: start the server
   --host H                  listen address (default 127.0.0.1)
   --port P                  port (default 50051; 0 picks a free one)
   --data-dir DIR            sessions and default workspaces (default ./.agentd)
-  --store file|memory       where sessions are kept (default file)
+  --store file|memory|postgres
+                            where sessions are kept (default file)
+  --database-url URL        the postgres store's database, postgres://user:password@host:5432/db
+                            (or AGENTD_DATABASE_URL, which keeps the password out of the process list)
   --log-level L             pino level: trace, debug, info, warn, error (default info)
   --log-format F            auto, json or pretty (default auto: pretty on a terminal, JSON otherwise)
   --config FILE             JSON file with any of the settings (see README); flags win over it
@@ -44,6 +48,7 @@ export async function runServe(args: string[]): Promise<number> {
       port: { type: "string" },
       "data-dir": { type: "string" },
       store: { type: "string" },
+      "database-url": { type: "string" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
       config: { type: "string" },
@@ -73,7 +78,8 @@ export async function runServe(args: string[]): Promise<number> {
     host: values.host,
     port: toInt(values.port, "--port"),
     dataDir: values["data-dir"],
-    store: values.store as "file" | "memory" | undefined,
+    store: values.store as StoreKind | undefined,
+    database: definedOnly({ url: values["database-url"] }),
     logLevel: values["log-level"],
     logFormat: logFormatFlag(values["log-format"]),
     limits: definedOnly({
@@ -91,7 +97,8 @@ export async function runServe(args: string[]): Promise<number> {
   };
   const model = modelFromOptions(values);
   if (model) fromFlags.sessionDefaults = { model };
-  const config = resolveConfig(values.config ? readConfigFile(values.config) : {}, fromFlags);
+  const fromEnvironment: ConfigOverrides = { database: definedOnly({ url: process.env.AGENTD_DATABASE_URL || undefined }) };
+  const config = resolveConfig(values.config ? readConfigFile(values.config) : {}, fromEnvironment, fromFlags);
   const format = resolveLogFormat(config.logFormat);
   const logger = createLogger(config.logLevel, undefined, format);
   // Listening for signals before anything is printed: a signal with no listener kills the process
@@ -117,8 +124,9 @@ export async function runServe(args: string[]): Promise<number> {
 }
 
 /** The line a person at a terminal reads once the server is up. */
-export function banner(address: string, config: Pick<RuntimeConfig, "dataDir" | "store">): string {
-  return `agentd listening on ${address} · data in ${path.resolve(config.dataDir)} (${config.store} store) · Ctrl-C to stop`;
+export function banner(address: string, config: Pick<RuntimeConfig, "dataDir" | "store" | "database">): string {
+  const where = config.store === "postgres" ? `sessions in ${describeStore(config)}` : `data in ${path.resolve(config.dataDir)} (${config.store} store)`;
+  return `agentd listening on ${address} · ${where} · Ctrl-C to stop`;
 }
 
 function logFormatFlag(value: string | undefined): LogFormatSetting | undefined {

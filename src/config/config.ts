@@ -3,7 +3,11 @@ import path from "node:path";
 import type { ModelSettings } from "../llm/types.js";
 import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
 import { parseMcpServers } from "../mcp/config.js";
+import { checkDatabaseUrl } from "../store/postgres/database-url.js";
 import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type ConfirmationSettings, type PermissionRules } from "../policy/types.js";
+
+export const STORE_KINDS = ["file", "memory", "postgres"] as const;
+export type StoreKind = (typeof STORE_KINDS)[number];
 
 /** Everything the server can be configured with. Embedded defaults make `agentd serve` work bare. */
 export interface RuntimeConfig {
@@ -14,8 +18,18 @@ export interface RuntimeConfig {
   logLevel: string;
   /** "auto": readable lines when stdout is a terminal, JSON lines otherwise. */
   logFormat: LogFormatSetting;
-  /** "file" persists sessions under dataDir; "memory" keeps everything in the process. */
-  store: "file" | "memory";
+  /**
+   * "file" persists sessions under dataDir; "memory" keeps everything in the process; "postgres"
+   * keeps them in the database at database.url, which several nodes may share.
+   */
+  store: StoreKind;
+  /** The PostgreSQL store's database. */
+  database: {
+    /** postgres://user:password@host:5432/name; the password is never logged. */
+    url: string;
+    /** Connections this node keeps open. */
+    poolSize: number;
+  };
   limits: {
     /** Live sessions in the whole server, children included. */
     maxSessions: number;
@@ -166,6 +180,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   logLevel: "info",
   logFormat: "auto",
   store: "file",
+  database: { url: "", poolSize: 8 },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },
@@ -267,9 +282,11 @@ function validateConfig(config: RuntimeConfig): void {
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
     throw new Error(`port must be between 0 and 65535, got ${config.port}`);
   }
-  if (config.store !== "file" && config.store !== "memory") {
-    throw new Error(`store must be "file" or "memory", got "${String(config.store)}"`);
+  if (!STORE_KINDS.includes(config.store)) {
+    throw new Error(`store must be "file", "memory" or "postgres", got "${String(config.store)}"`);
   }
+  if (config.store === "postgres") checkDatabaseUrl(config.database.url);
+  positive("database.poolSize", config.database.poolSize);
   if (!LOG_FORMATS.includes(config.logFormat)) {
     throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);
   }

@@ -7,8 +7,7 @@ import { AgentRuntimeService } from "../gen/agentd/v1/runtime.js";
 import type { LlmClientFactory } from "../llm/factory.js";
 import type { Logger } from "../logging.js";
 import { Runtime } from "../runtime/runtime.js";
-import { FileSessionStore } from "../store/file-store.js";
-import { MemoryStore } from "../store/memory-store.js";
+import { describeStore, openStore } from "../store/open.js";
 import type { SessionStore } from "../store/types.js";
 import { ToolRegistry } from "../tools/registry.js";
 import type { Tool } from "../tools/types.js";
@@ -43,16 +42,6 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { config, logger } = options;
-  const { maxEventsPerSession: maxEvents, maxEventBytesPerSession: maxBytes, checkpointIntervalMs } = config.persistence;
-  const store =
-    options.store ??
-    (config.store === "memory"
-      ? new MemoryStore({ maxEvents, maxBytes })
-      : new FileSessionStore(config.dataDir, {
-          retention: { maxEvents, maxBytes },
-          checkpointIntervalMs,
-          onWarning: (warning) => logger.warn(warning, "session store: repaired a problem in the background"),
-        }));
   const tools = ToolRegistry.withBuiltins();
   for (const tool of options.extraTools ?? []) tools.register(tool);
   // Everything that can refuse to start is checked before anything is restored or bound.
@@ -61,7 +50,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const credentials = createServerCredentials(config.tls);
   const warning = plaintextCredentialsWarning(config);
   if (warning) logger.warn(warning);
-  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory });
+  const store = options.store ?? (await openStore(config, logger));
+  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory }).catch(async (error: unknown) => {
+    // A database pool left open would keep the process alive after a failed start.
+    if (!options.store) await store.close?.().catch(() => {});
+    throw error;
+  });
   const audit = AuditLog.open(config, logger);
 
   const server = new Server(serverOptions(config));
@@ -90,7 +84,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = `${config.host}:${port}`;
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";
-  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, auth, tls }, "agentd listening");
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls }, "agentd listening");
 
   let closing: Promise<void> | undefined;
   const close = () =>

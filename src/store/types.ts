@@ -37,7 +37,9 @@ export interface SessionStore {
    * Durable (fsynced) when it resolves; events already stored (by sequence) are not stored twice.
    * `record.messages` is the session's own transcript, shared, not copied (a copy per save would
    * cost the whole history): messages are only ever appended to it, so the store takes the ones it
-   * holds when save is called and must not read past that length later.
+   * holds when save is called and must not read past that length later. A frozen object in the
+   * record is frozen all the way down (the runtime deep-freezes the configs it shares), so a store
+   * may serialize one once and reuse the text.
    */
   save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void>;
   delete(sessionId: string): Promise<void>;

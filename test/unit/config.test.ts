@@ -19,7 +19,10 @@ describe("configuration", () => {
     expect(() => resolveConfig({ prot: 1 } as never)).toThrow('unknown configuration key "prot"');
     expect(() => resolveConfig({ port: 70000 })).toThrow("port must be between 0 and 65535");
     expect(() => resolveConfig({ limits: { maxSessions: 0 } })).toThrow("limits.maxSessions must be a positive integer");
-    expect(() => resolveConfig({ store: "s3" as never })).toThrow('store must be "file" or "memory"');
+    expect(() => resolveConfig({ store: "s3" as never })).toThrow('store must be "file", "memory" or "postgres"');
+    expect(() => resolveConfig({ store: "postgres" })).toThrow("needs a database URL (--database-url, AGENTD_DATABASE_URL,");
+    expect(() => resolveConfig({ store: "postgres", database: { url: "mysql://u:pw@h/db" } })).toThrow("must start with postgres:// or postgresql://, not mysql://");
+    expect(() => resolveConfig({ store: "postgres", database: { url: "postgres://u:pw@h/db", poolSize: 0 } })).toThrow("database.poolSize must be a positive integer");
   });
 
   it("reads a JSON file and names the file when it is not JSON", async () => {

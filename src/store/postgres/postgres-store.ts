@@ -1,0 +1,215 @@
+import pg from "pg";
+import type { SessionEvent } from "../../events/types.js";
+import type { MessageRecord, SessionRecord } from "../record.js";
+import { checkRecord } from "../record-codec.js";
+import type { EventRetention, LoadFailure, LoadResult, ReadEventsResult, SessionStore } from "../types.js";
+import { Batches } from "./batches.js";
+import { checkDatabaseUrl, redactDatabaseUrl, withoutPassword } from "./database-url.js";
+import { migrate, type MigrationOutcome } from "./migrate.js";
+
+export interface PostgresStoreOptions {
+  url: string;
+  retention: EventRetention;
+  /** Connections in the pool: one carries the commits, the others reads. */
+  poolSize?: number;
+  /** How long a query may wait for a connection before it fails. */
+  connectTimeoutMs?: number;
+}
+
+/** What this store last committed of a session's transcript: where the next save's messages start. */
+interface Committed {
+  count: number;
+  lastId: string | null;
+}
+
+/** One session's save, serialized when `save` is called (the transcript is shared and grows). */
+interface PendingSave {
+  id: string;
+  json: string;
+  committed: Committed;
+}
+
+const LOAD_PAGE = 1_000;
+
+/**
+ * Sessions in PostgreSQL (schema `agentd`, see schema.ts): one row per session with the record
+ * minus its messages, one row per message and per retained event. A save is one statement of a
+ * batch (group commit across sessions): it replaces the snapshot, appends the new messages (or
+ * rewrites them when the transcript was rewritten), appends new events and trims the log to the
+ * retention bounds, all in the batch's transaction. It resolves once that commit is durable.
+ */
+export class PostgresSessionStore implements SessionStore {
+  readonly description: string;
+  /** Commits and the saves they carried: saves / commits is the group commit's batch size. */
+  readonly stats = { commits: 0, saves: 0 };
+  private readonly committed = new Map<string, Committed>();
+  private readonly batches: Batches<PendingSave>;
+
+  private constructor(
+    private pool: pg.Pool | null,
+    private readonly options: PostgresStoreOptions,
+    readonly migrations: MigrationOutcome,
+  ) {
+    this.description = redactDatabaseUrl(options.url);
+    this.batches = new Batches((items) => this.commit(items), { maxItems: 256, maxSize: 8 * 1024 * 1024 });
+  }
+
+  /** Connects, applies pending schema migrations, and returns the store. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresSessionStore> {
+    checkDatabaseUrl(options.url);
+    const pool = newPool(options);
+    try {
+      const outcome = await migrate(pool);
+      return new PostgresSessionStore(pool, options, outcome);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw new Error(`cannot use PostgreSQL at ${redactDatabaseUrl(options.url)}: ${withoutPassword(describe(error), options.url)}`);
+    }
+  }
+
+  async loadAll(): Promise<LoadResult> {
+    const records: SessionRecord[] = [];
+    const failures: LoadFailure[] = [];
+    let after: { createdAt: string; id: string } | null = null;
+    for (;;) {
+      const page: pg.QueryResult<{ id: string; created: string; snapshot: string }> = await this.query(
+        `SELECT id, created_at::text AS created, snapshot FROM agentd.sessions
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::text))
+         ORDER BY created_at, id LIMIT ${LOAD_PAGE}`,
+        [after?.createdAt ?? null, after?.id ?? ""],
+      );
+      if (page.rows.length === 0) break;
+      const ids = page.rows.map((row) => row.id);
+      const messages = await this.query<{ session_id: string; body: string }>(
+        "SELECT session_id, body FROM agentd.messages WHERE session_id = ANY($1::text[]) ORDER BY session_id, position",
+        [ids],
+      );
+      const bySession = new Map<string, string[]>();
+      for (const row of messages.rows) {
+        let list = bySession.get(row.session_id);
+        if (!list) bySession.set(row.session_id, (list = []));
+        list.push(row.body);
+      }
+      for (const row of page.rows) {
+        try {
+          const bodies = bySession.get(row.id) ?? [];
+          const record = checkRecord({ ...(JSON.parse(row.snapshot) as object), messages: bodies.map((body) => JSON.parse(body) as MessageRecord) });
+          if (record.id !== row.id) throw new Error(`the snapshot names session ${record.id}`);
+          records.push(record);
+          this.committed.set(row.id, { count: bodies.length, lastId: record.messages.at(-1)?.id ?? null });
+        } catch (error) {
+          failures.push({ location: `agentd.sessions id=${row.id}`, error: describe(error) });
+        }
+      }
+      const last = page.rows.at(-1)!;
+      after = { createdAt: last.created, id: last.id };
+      if (page.rows.length < LOAD_PAGE) break;
+    }
+    return { records, failures };
+  }
+
+  save(record: SessionRecord, events: readonly SessionEvent[] = []): Promise<void> {
+    let pending: PendingSave;
+    try {
+      pending = this.serialize(record, events);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.batches.add(pending, pending.json.length);
+  }
+
+  async delete(sessionId: string): Promise<void> {
+    await this.query("DELETE FROM agentd.sessions WHERE id = $1", [sessionId]);
+    this.committed.delete(sessionId);
+  }
+
+  async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {
+    const { rows } = await this.query<{ oldest: string | null; body: string | null }>(
+      `SELECT o.oldest::text AS oldest, p.body
+       FROM (SELECT min(sequence) AS oldest FROM agentd.events WHERE session_id = $1) o
+       LEFT JOIN LATERAL (
+         SELECT sequence, body FROM agentd.events WHERE session_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3
+       ) p ON true
+       ORDER BY p.sequence`,
+      [sessionId, after, Math.max(0, limit)],
+    );
+    const oldest = Number(rows[0]?.oldest ?? 0);
+    const events = rows.flatMap((row) => (row.body === null ? [] : [JSON.parse(row.body) as SessionEvent]));
+    return { events, oldest };
+  }
+
+  /** Waits for the commits under way and closes the connections; a later call opens new ones. */
+  async close(): Promise<void> {
+    await this.batches.idle();
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.end();
+  }
+
+  /** The save as one element of save_sessions' batch; its messages are the ones present now. */
+  private serialize(record: SessionRecord, events: readonly SessionEvent[]): PendingSave {
+    const { messages, ...snapshot } = record;
+    const count = messages.length;
+    const known = this.committed.get(record.id);
+    const appended = known !== undefined && count >= known.count && (known.count === 0 || messages[known.count - 1]?.id === known.lastId);
+    const from = appended ? known.count : 0;
+    const newMessages: string[] = [];
+    // Each body goes as a JSON string holding its JSON text: the database stores it without parsing it.
+    for (let i = from; i < count; i++) newMessages.push(JSON.stringify(JSON.stringify(messages[i])));
+    const newEvents = events.map((event) => {
+      const text = JSON.stringify(event);
+      return `{"s":${event.sequence},"b":${Buffer.byteLength(text) + 1},"e":${JSON.stringify(text)}}`;
+    });
+    const json =
+      `{"id":${column(record.id)},"owner":${column(record.owner)},"parentId":${record.parentId === null ? "null" : column(record.parentId)},` +
+      `"createdAt":${JSON.stringify(record.createdAt)},"snapshot":${JSON.stringify(JSON.stringify(snapshot))},"from":${from},"count":${count},` +
+      `"messages":[${newMessages.join(",")}],"lastMessageId":${count === 0 ? "null" : column(messages[count - 1]!.id)},"events":[${newEvents.join(",")}]}`;
+    return { id: record.id, json, committed: { count, lastId: messages[count - 1]?.id ?? null } };
+  }
+
+  private async commit(items: PendingSave[]): Promise<void> {
+    const { maxEvents, maxBytes } = this.options.retention;
+    await this.query({ name: "agentd.save_sessions", text: "SELECT saved_id FROM agentd.save_sessions($1::text::json, $2, $3)" }, [`[${items.map((item) => item.json).join(",")}]`, maxEvents, maxBytes]);
+    this.stats.commits++;
+    this.stats.saves += items.length;
+    for (const item of items) this.committed.set(item.id, item.committed);
+  }
+
+  /** A query on a pooled connection; a named one is prepared once per connection. */
+  private async query<R extends pg.QueryResultRow>(text: string | { name: string; text: string }, values: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      this.pool ??= newPool(this.options);
+      return await this.pool.query<R>(typeof text === "string" ? { text, values } : { ...text, values });
+    } catch (error) {
+      throw new Error(`PostgreSQL (${this.description}): ${withoutPassword(describe(error), this.options.url)}`, { cause: error });
+    }
+  }
+}
+
+const UNSTORABLE = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A value for a text column, as a JSON string. PostgreSQL text cannot hold NUL or lone surrogates;
+ * the columns only index and check (the snapshot keeps the exact value), so those become U+FFFD.
+ */
+function column(value: string): string {
+  return JSON.stringify(value.replace(UNSTORABLE, "\uFFFD"));
+}
+
+function newPool(options: PostgresStoreOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 8,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    application_name: "agentd",
+  });
+  // An idle connection the server dropped is reported here; the pool replaces it on next use.
+  pool.on("error", () => {});
+  return pool;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(describe).join("; ");
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
