@@ -16,6 +16,9 @@ const HELP = `agentd serve: start the server
                             where sessions are kept (default file)
   --database-url URL        the postgres store's database, postgres://user:password@host:5432/db
                             (or AGENTD_DATABASE_URL, which keeps the password out of the process list)
+  --cluster                 one of several nodes on the postgres store's database (see README
+                            "Running several nodes"); --advertise-address HOST:PORT is how the
+                            others reach this one, --lease-ms N how long a dead node's sessions wait
   --log-level L             pino level: trace, debug, info, warn, error (default info)
   --log-format F            auto, json or pretty (default auto: pretty on a terminal, JSON otherwise)
   --config FILE             JSON file with any of the settings (see README); flags win over it
@@ -49,6 +52,9 @@ export async function runServe(args: string[]): Promise<number> {
       "data-dir": { type: "string" },
       store: { type: "string" },
       "database-url": { type: "string" },
+      cluster: { type: "boolean" },
+      "advertise-address": { type: "string" },
+      "lease-ms": { type: "string" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
       config: { type: "string" },
@@ -80,6 +86,7 @@ export async function runServe(args: string[]): Promise<number> {
     dataDir: values["data-dir"],
     store: values.store as StoreKind | undefined,
     database: definedOnly({ url: values["database-url"] }),
+    cluster: definedOnly({ enabled: values.cluster, advertiseAddress: values["advertise-address"], leaseMs: toInt(values["lease-ms"], "--lease-ms") }),
     logLevel: values["log-level"],
     logFormat: logFormatFlag(values["log-format"]),
     limits: definedOnly({

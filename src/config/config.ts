@@ -23,6 +23,16 @@ export interface RuntimeConfig {
    * keeps them in the database at database.url, which several nodes may share.
    */
   store: StoreKind;
+  /** Several nodes on one database (store "postgres"); see README "Running several nodes". */
+  cluster: {
+    enabled: boolean;
+    /** How the other nodes reach this one; "" means host:port as bound (a wildcard host becomes this machine's name). */
+    advertiseAddress: string;
+    /** A session tree's lease lasts this long without a heartbeat: how long a dead node's sessions wait for another. */
+    leaseMs: number;
+    /** On SIGTERM, how long running turns may go on (idle trees are handed over at once) before they are cancelled. */
+    drainTimeoutMs: number;
+  };
   /** The PostgreSQL store's database. */
   database: {
     /** postgres://user:password@host:5432/name; the password is never logged. */
@@ -181,6 +191,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   logFormat: "auto",
   store: "file",
   database: { url: "", poolSize: 8 },
+  cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },
@@ -287,6 +298,10 @@ function validateConfig(config: RuntimeConfig): void {
   }
   if (config.store === "postgres") checkDatabaseUrl(config.database.url);
   positive("database.poolSize", config.database.poolSize);
+  if (config.cluster.enabled && config.store !== "postgres") throw new Error('cluster.enabled needs store "postgres": the nodes share their sessions through the database');
+  if (config.cluster.enabled && config.tls.certFile !== "") throw new Error("cluster.enabled with TLS is not supported yet: nodes forward calls to each other in plaintext; run the nodes on a private network without tls");
+  if (!Number.isInteger(config.cluster.leaseMs) || config.cluster.leaseMs < 300) throw new Error(`cluster.leaseMs must be an integer of at least 300, got ${config.cluster.leaseMs}`);
+  positive("cluster.drainTimeoutMs", config.cluster.drainTimeoutMs);
   if (!LOG_FORMATS.includes(config.logFormat)) {
     throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);
   }

@@ -14,13 +14,14 @@ import { mergeConfig } from "../session/config-merge.js";
 import { defaultSessionConfig, newSessionRecord } from "../session/new-session.js";
 import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudget } from "../session/paging.js";
 import { SessionRegistry } from "../session/registry.js";
-import { restoreSessions, type SuspendedTurn } from "../session/restore.js";
+import { restoreRecords, type SuspendedTurn } from "../session/restore.js";
 import { Session, type SessionView } from "../session/session.js";
 import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch } from "../session/types.js";
 import { Persister } from "../store/persister.js";
 import { DEFAULT_EVENT_LOG_LIMITS, EventMemory, RecentEvents } from "../events/log.js";
 import type { SessionRecord } from "../store/record.js";
-import type { SessionStore } from "../store/types.js";
+import { FencedError, type LoadResult, type SessionStore } from "../store/types.js";
+import type { ClusterMembership } from "../cluster/membership.js";
 import type { ToolRegistry } from "../tools/registry.js";
 import type { ToolSource } from "../tools/types.js";
 import type { DefinitionProblem } from "../definitions/problems.js";
@@ -52,7 +53,15 @@ export interface RuntimeOptions {
   logger: Logger;
   /** Replaces the factory built from the configuration's model access rules (tests). */
   llm?: LlmClientFactory;
+  /**
+   * On a node of a cluster: nothing is restored at start; a session's tree is brought here when this
+   * node takes its lease (placeSession), and dropped when another node has taken it.
+   */
+  cluster?: ClusterMembership;
 }
+
+/** Where a session is served from, in a cluster. */
+export type SessionPlace = { kind: "here" } | { kind: "elsewhere"; address: string; nodeId: string };
 
 export interface CreateSessionOptions {
   /** Honoured for admins only; "" for the caller's own. */
@@ -113,6 +122,8 @@ export class Runtime {
   private readonly context: ContextService;
   /** The memory every session's recent events share. */
   private readonly eventMemory: EventMemory;
+  /** Trees being loaded into this node, so that calls arriving together load each once. */
+  private readonly adopting = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly options: RuntimeOptions,
@@ -124,6 +135,11 @@ export class Runtime {
     this.eventMemory = new EventMemory(config.persistence.recentEventsMemoryBytes);
     this.persister = new Persister(store, config.persistence, {
       onFailure: (sessionId, error, attempts) => {
+        if (error instanceof FencedError) {
+          logger.warn({ sessionId, rootId: error.rootId }, "fenced: another node holds this session's tree now; this node's write was refused and the tree is dropped here");
+          void this.evictTrees([error.rootId]);
+          return;
+        }
         logger.error({ sessionId, attempts, err: error }, "writing session to the store failed; will retry");
         this.registry.find(sessionId)?.reportPersistenceFailure(error.message, attempts);
       },
@@ -189,6 +205,105 @@ export class Runtime {
     });
   }
 
+  /** Restores loaded sessions: their MCP servers, then the turns that wait for a person. */
+  private async restore(loaded: LoadResult): Promise<void> {
+    const { logger } = this.options;
+    const suspendedTurns: Array<[Session, SuspendedTurn]> = [];
+    const restored = restoreRecords(loaded, this.registry, (record) => this.track(record), logger, (session, suspended) => {
+      suspendedTurns.push([session, suspended]);
+    });
+    // MCP servers first: a resumed turn may be about to call one of their tools.
+    const withServers = restored.filter((session) => session.extensions.list("mcpServers").length > 0);
+    await Promise.all(withServers.map((session) => this.mcp.restore(session)));
+    for (const [session, suspended] of suspendedTurns) {
+      logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
+      try {
+        this.turns.resume(session, suspended);
+      } catch (error) {
+        // One session that cannot resume must not keep the server (or the tree) from starting.
+        logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
+      }
+    }
+  }
+
+  /**
+   * Where a call on this session is served. Without a cluster, always here. In a cluster, here when
+   * this node runs the session's tree or has just taken its lease (the tree is loaded first), else
+   * on the node that holds it. A session no node has stored is "here" too: the call then says
+   * NOT_FOUND as on a single server. `unreachableNode`: a holder that just refused a connection,
+   * presumed dead: its lease is waited out and the tree taken over.
+   */
+  async placeSession(sessionId: string, unreachableNode: string | null = null): Promise<SessionPlace> {
+    const cluster = this.options.cluster;
+    if (!cluster || sessionId === "" || this.registry.find(sessionId)) return { kind: "here" };
+    const placement = await cluster.place(sessionId, 0, unreachableNode);
+    if (placement.kind === "missing") return { kind: "here" };
+    if (placement.kind === "draining") throw new AgentdError("unavailable", "this node is shutting down and takes on no more sessions; call another node", { retryable: true });
+    if (placement.kind === "elsewhere") return { kind: "elsewhere", address: placement.address, nodeId: placement.nodeId };
+    await this.adoptTree(placement.rootId);
+    return { kind: "here" };
+  }
+
+  /** Loads a tree whose lease this node has taken (once, however many calls wait for it). */
+  private adoptTree(rootId: string): Promise<void> {
+    if (this.registry.find(rootId)) return Promise.resolve();
+    let adopting = this.adopting.get(rootId);
+    if (!adopting) {
+      adopting = (async () => {
+        const loaded = await this.options.cluster!.loadTree(rootId);
+        await this.restore(loaded);
+        this.options.logger.info({ rootId, sessions: loaded.records.length }, "session tree taken over from the store");
+      })().finally(() => this.adopting.delete(rootId));
+      this.adopting.set(rootId, adopting);
+    }
+    return adopting;
+  }
+
+  /**
+   * Drops trees another node runs now (this one lost their leases): their turns stop here, nothing
+   * of them is written any more, and nothing is deleted from the store.
+   */
+  private async evictTrees(rootIds: string[]): Promise<void> {
+    for (const rootId of rootIds) {
+      this.options.cluster?.forget(rootId);
+      if (!this.registry.find(rootId)) continue;
+      const { destroyed } = await this.registry.destroy(rootId, "cascade");
+      const ids = destroyed.map((session) => session.id);
+      for (const id of ids) {
+        this.persister.forget(id);
+        this.models.forget(id);
+        void this.mcp.closeSession(id);
+      }
+      this.options.cluster?.forgetTree(rootId, ids);
+    }
+  }
+
+  /**
+   * Hands back the leases of the trees with no running turn (their state written first), so other
+   * nodes take them at once; returns how many trees still run a turn. For a node that drains.
+   */
+  async releaseIdleTrees(): Promise<number> {
+    const cluster = this.options.cluster;
+    if (!cluster) return 0;
+    let busy = 0;
+    for (const rootId of cluster.roots()) {
+      const root = this.registry.find(rootId);
+      const tree = root ? this.registry.descendantsOf(root) : [];
+      if (tree.some((session) => session.activeTurnId !== null)) {
+        busy++;
+        continue;
+      }
+      const written = await Promise.all(tree.map((session) => this.persistNow(session.id)));
+      if (written.includes(false)) {
+        busy++;
+        continue;
+      }
+      await this.evictTrees([rootId]);
+      await cluster.release(rootId).catch((error: unknown) => this.options.logger.warn({ rootId, err: error }, "could not hand back a lease; it runs out by itself"));
+    }
+    return busy;
+  }
+
   /** A runtime with every stored session restored. */
   static async open(options: RuntimeOptions): Promise<Runtime> {
     const { dataDir, sandbox, auth, tls, audit } = options.config;
@@ -215,22 +330,9 @@ export class Runtime {
     await runtime.skills.registry.reload();
     await runtime.agents.reload();
     runtime.mcp.startGlobal(parseMcpServers(options.config.mcpServers, "mcpServers"));
-    const suspendedTurns: Array<[Session, SuspendedTurn]> = [];
-    await restoreSessions(options.store, runtime.registry, (record) => runtime.track(record), options.logger, (session, suspended) => {
-      suspendedTurns.push([session, suspended]);
-    });
-    // MCP servers first: a resumed turn may be about to call one of their tools.
-    const withServers = [...runtime.registry.all()].filter((session) => session.extensions.list("mcpServers").length > 0);
-    await Promise.all(withServers.map((session) => runtime.mcp.restore(session)));
-    for (const [session, suspended] of suspendedTurns) {
-      options.logger.info({ sessionId: session.id, confirmationId: suspended.confirmation.id }, "resuming a turn that waits for a confirmation");
-      try {
-        runtime.turns.resume(session, suspended);
-      } catch (error) {
-        // One session that cannot resume must not keep the server from starting.
-        options.logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
-      }
-    }
+    // On a node of a cluster, sessions come with their trees' leases (placeSession), not at start.
+    if (options.cluster) options.cluster.onLost = (rootIds) => void runtime.evictTrees(rootIds);
+    else await runtime.restore(await options.store.loadAll());
     return runtime;
   }
 
@@ -267,6 +369,31 @@ export class Runtime {
     return this.registry.list({ ...options, owner: isAdmin(caller) ? options.owner : caller.owner });
   }
 
+  /**
+   * ListSessions as a client sees it: on a node of a cluster, from the store (every node's sessions;
+   * the ones this node runs as they are now), else what listSessions gives.
+   */
+  async listSessionsEverywhere(
+    caller: Caller,
+    options: { owner: string; budget?: PageBudget<SessionView> } & Page,
+  ): Promise<{ sessions: SessionView[]; nextPageToken: string }> {
+    const cluster = this.options.cluster;
+    if (!cluster) return this.listSessions(caller, options);
+    checkOwner(options.owner);
+    checkChars("page_token", options.pageToken, INPUT_LIMITS.pageTokenChars);
+    if (!isAdmin(caller) && options.owner !== "" && options.owner !== caller.owner) {
+      throw new AgentdError("permission_denied", `only an admin may list another owner's sessions; you are "${caller.owner}"`);
+    }
+    const owner = isAdmin(caller) ? options.owner : caller.owner;
+    const size = pageSize(options.pageSize, 50);
+    const after = decodePageToken("sessions", options.pageToken);
+    const stored = await cluster.listStored(owner, after, size + 1);
+    const views = stored.map((view) => this.registry.find(view.id) ?? view);
+    const page = [...fitToBudget(views.slice(0, size), options.budget)];
+    const last = page.at(-1);
+    return { sessions: page, nextPageToken: views.length > page.length && last ? encodePageToken("sessions", `${last.createdAt}|${last.id}`) : "" };
+  }
+
   listChildSessions(
     caller: Caller,
     sessionId: string,
@@ -288,6 +415,12 @@ export class Runtime {
       void this.mcp.closeSession(session.id);
       if (!session.ephemeral) this.persister.markDeleted(session.id);
     }
+    // Children made top-level start trees of their own, with leases of their own.
+    for (const child of orphaned) if (!child.ephemeral) this.options.cluster?.created(child.id);
+    // Acknowledged means gone from the store too: a destroyed session never comes back after a
+    // crash, nor on another node of a cluster.
+    await Promise.all(destroyed.filter((session) => !session.ephemeral).map((session) => this.persister.flushSession(session.id)));
+    for (const session of destroyed) if (session.parentId === null) this.options.cluster?.forget(session.id);
     this.options.logger.debug({ sessionId, destroyed: destroyed.length, orphaned: orphaned.length }, "session destroyed");
     return { destroyed: destroyed.map((s) => s.id), orphaned: orphaned.map((s) => s.id) };
   }
@@ -684,12 +817,16 @@ export class Runtime {
     const { ephemeral, labels, agent } = options;
     const session = this.track({ ...newSessionRecord({ id, owner, parentId, config, workspace, ephemeral, labels, ...(agent ? { agent } : {}) }), ...options.seed });
     this.registry.add(session);
+    if (parentId === null && !ephemeral) this.options.cluster?.created(id);
     const reserved = ephemeral ? null : session.reserveAhead();
     session.markChanged();
     // The reply acknowledges the session: it is on disk first (group-committed with other writes).
     if (!ephemeral && !(await this.persister.flushSession(id))) {
       // Not acknowledged, so not kept: a session that reappears after a crash would surprise the client.
+      const refusal = this.persister.lastError(id);
       await this.destroyTree(id);
+      // A session limit the database checked for the whole cluster is said as such.
+      if (refusal instanceof AgentdError && refusal.kind === "resource_exhausted") throw refusal;
       throw new AgentdError("unavailable", "the store could not write the new session (the server's log says why); nothing was created: try again later");
     }
     reserved?.();

@@ -1,4 +1,9 @@
-import { Server, type ChannelOptions } from "@grpc/grpc-js";
+import { Server, type ChannelOptions, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { ClusterMembership } from "../cluster/membership.js";
+import { PostgresSessionStore } from "../store/postgres/postgres-store.js";
+import { ClusterRouter } from "./cluster-router.js";
 import { HealthImplementation } from "grpc-health-check";
 import path from "node:path";
 import type { RuntimeConfig } from "../config/config.js";
@@ -50,8 +55,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const credentials = createServerCredentials(config.tls);
   const warning = plaintextCredentialsWarning(config);
   if (warning) logger.warn(warning);
-  const store = options.store ?? (await openStore(config, logger));
-  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory }).catch(async (error: unknown) => {
+  const nodeId = config.cluster.enabled ? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}` : "";
+  const store = options.store ?? (await openStore(config, logger, nodeId || undefined));
+  let cluster: ClusterMembership | undefined;
+  if (config.cluster.enabled) {
+    if (!(store instanceof PostgresSessionStore)) throw new Error('cluster.enabled needs store "postgres"');
+    cluster = new ClusterMembership(store, { nodeId, address: "", leaseMs: config.cluster.leaseMs }, logger.child({ nodeId }));
+  }
+  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory, cluster }).catch(async (error: unknown) => {
     // A database pool left open would keep the process alive after a failed start.
     if (!options.store) await store.close?.().catch(() => {});
     throw error;
@@ -59,17 +70,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const audit = AuditLog.open(config, logger);
 
   const server = new Server(serverOptions(config));
+  const service = createAgentRuntimeService({
+    runtime,
+    logger,
+    audit,
+    authenticate: (call) => authenticator.authenticate(call),
+    maxMessageBytes: config.grpc.maxMessageBytes,
+    writerLimits: { maxWaitingMessages: config.grpc.maxPendingEvents, maxWaitingChars: config.grpc.maxPendingEventChars },
+    streamLimits: { perCaller: config.grpc.maxSubscriptionsPerOwner, total: config.grpc.maxSubscriptions },
+  });
+  // In a cluster, a call on a session goes to the node that runs the session's tree.
+  const router = cluster ? new ClusterRouter({ runtime, nodeId, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
   server.addService(
     markingOutOfRangeNumbers(AgentRuntimeService),
-    refusingOutOfRangeNumbers(createAgentRuntimeService({
-      runtime,
-      logger,
-      audit,
-      authenticate: (call) => authenticator.authenticate(call),
-      maxMessageBytes: config.grpc.maxMessageBytes,
-      writerLimits: { maxWaitingMessages: config.grpc.maxPendingEvents, maxWaitingChars: config.grpc.maxPendingEventChars },
-      streamLimits: { perCaller: config.grpc.maxSubscriptionsPerOwner, total: config.grpc.maxSubscriptions },
-    })),
+    refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
@@ -82,15 +96,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const address = `${config.host}:${port}`;
+  if (cluster) {
+    const wildcard = config.host === "0.0.0.0" || config.host === "::";
+    await cluster.join(config.cluster.advertiseAddress || `${wildcard ? hostname() : config.host}:${port}`);
+  }
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";
-  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls }, "agentd listening");
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls, ...(cluster ? { nodeId, advertised: cluster.settings.address } : {}) }, "agentd listening");
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      if (cluster) await drain(cluster, runtime, config.cluster.drainTimeoutMs, logger);
       await runtime.stopTurns();
       await new Promise<void>((resolve) => {
         // Calls still open after the grace period (a client that never reads) are cut off.
@@ -101,11 +120,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         });
       });
       const pendingWrites = await runtime.close();
+      router?.close();
+      await cluster?.leave();
       await audit.close();
       logger.info({ pendingWrites }, "agentd stopped");
     })());
 
   return { port, address, runtime, close };
+}
+
+/**
+ * A cluster node's graceful stop: it takes no more leases, hands back its idle trees at once (other
+ * nodes take them on their next call), and lets running turns finish up to the deadline, handing
+ * each tree back as it goes idle. What still runs then is cancelled by the caller.
+ */
+async function drain(cluster: ClusterMembership, runtime: Runtime, timeoutMs: number, logger: Logger): Promise<void> {
+  await cluster.drain();
+  const deadline = Date.now() + timeoutMs;
+  let busy = await runtime.releaseIdleTrees();
+  logger.info({ running: busy, timeoutMs }, "draining: idle session trees handed over; waiting for running turns");
+  while (busy > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    busy = await runtime.releaseIdleTrees();
+  }
+  if (busy > 0) logger.warn({ running: busy }, "drain deadline passed; cancelling the turns still running");
 }
 
 /** The transport limits an operator sets: message size, streams per connection, keepalive (the bench's raw server uses them too). */

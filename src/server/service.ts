@@ -122,8 +122,8 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
 
     getSession: unary("GetSession", (request, caller) => ({ session: toSessionProto(runtime.getSession(caller, request.sessionId)) })),
 
-    listSessions: unary("ListSessions", (request, caller) => {
-      const page = runtime.listSessions(caller, {
+    listSessions: unary("ListSessions", async (request, caller) => {
+      const page = await runtime.listSessionsEverywhere(caller, {
         owner: request.owner,
         pageSize: request.pageSize,
         pageToken: request.pageToken,

@@ -3,7 +3,7 @@ import type { Logger } from "../logging.js";
 import type { LlmToolCall } from "../llm/types.js";
 import type { PendingConfirmation } from "../policy/confirmations.js";
 import type { SessionRecord } from "../store/record.js";
-import type { SessionStore } from "../store/types.js";
+import type { LoadResult, SessionStore } from "../store/types.js";
 import type { SessionRegistry } from "./registry.js";
 import type { Session } from "./session.js";
 
@@ -25,7 +25,20 @@ export async function restoreSessions(
   logger: Logger,
   resume: (session: Session, turn: SuspendedTurn) => void = () => {},
 ): Promise<{ restored: number; failed: number }> {
-  const { records, failures, warnings = [] } = await store.loadAll();
+  const loaded = await store.loadAll();
+  restoreRecords(loaded, registry, open, logger, resume);
+  return { restored: loaded.records.length, failed: loaded.failures.length };
+}
+
+/** Adds loaded records to the registry (every stored session, or one tree a cluster node takes over); returns the sessions. */
+export function restoreRecords(
+  loaded: LoadResult,
+  registry: SessionRegistry,
+  open: (record: SessionRecord) => Session,
+  logger: Logger,
+  resume: (session: Session, turn: SuspendedTurn) => void = () => {},
+): Session[] {
+  const { records, failures, warnings = [] } = loaded;
   for (const failure of failures) {
     logger.error(failure, "skipping a stored session that cannot be read; the file is left untouched");
   }
@@ -39,7 +52,8 @@ export async function restoreSessions(
     const session = (sessions[i] = open(repair.record));
     if (repair.repaired || repair.inDoubt || repair.suspended || repair.interruptedTurnId) repairs.set(session, repair);
   }
-  for (const session of registry.addAll(sessions)) {
+  const added = registry.addAll(sessions);
+  for (const session of added) {
     const repair = repairs.get(session);
     if (!repair) continue;
     const { repaired, inDoubt, suspended, interruptedTurnId } = repair;
@@ -53,14 +67,14 @@ export async function restoreSessions(
     if (repaired) session.markChanged();
   }
   // A parent may be missing: its file unreadable, or a crash between two writes.
-  for (const session of [...registry.all()]) {
+  for (const session of added) {
     if (session.parentId !== null && !registry.find(session.parentId)) {
       logger.warn({ sessionId: session.id, parentId: session.parentId }, "parent not found; session restored as top-level");
       registry.detachFromParent(session);
     }
   }
   logger.info({ restored: records.length, failed: failures.length }, "sessions restored");
-  return { restored: records.length, failed: failures.length };
+  return added;
 }
 
 /**

@@ -7,7 +7,7 @@ import { redactDatabaseUrl } from "./postgres/database-url.js";
 import type { SessionStore } from "./types.js";
 
 /** The store `config.store` names, ready to load from (a database's schema is migrated first). */
-export async function openStore(config: RuntimeConfig, logger: Logger): Promise<SessionStore> {
+export async function openStore(config: RuntimeConfig, logger: Logger, nodeId?: string): Promise<SessionStore> {
   const { maxEventsPerSession: maxEvents, maxEventBytesPerSession: maxBytes, checkpointIntervalMs } = config.persistence;
   const retention = { maxEvents, maxBytes };
   switch (config.store) {
@@ -20,7 +20,13 @@ export async function openStore(config: RuntimeConfig, logger: Logger): Promise<
         onWarning: (warning) => logger.warn(warning, "session store: repaired a problem in the background"),
       });
     case "postgres": {
-      const store = await PostgresSessionStore.open({ url: config.database.url, retention, poolSize: config.database.poolSize });
+      const store = await PostgresSessionStore.open({
+        url: config.database.url,
+        retention,
+        poolSize: config.database.poolSize,
+        limits: config.limits,
+        node: nodeId ? { id: nodeId, leaseMs: config.cluster.leaseMs } : undefined,
+      });
       if (store.migrations.applied.length > 0) {
         logger.info({ database: store.description, applied: store.migrations.applied }, "database schema migrated");
       }

@@ -29,6 +29,8 @@ interface Entry {
   inFlight: Promise<void> | null;
   timer: NodeJS.Timeout | null;
   failures: number;
+  /** The last failed write's error, until a write succeeds. */
+  lastError: Error | null;
 }
 
 /**
@@ -97,6 +99,25 @@ export class Persister {
     await this.store.close?.();
   }
 
+  /** Why the session's last write failed; null when it has not failed or a later one succeeded. */
+  lastError(sessionId: string): Error | null {
+    return this.entries.get(sessionId)?.lastError ?? null;
+  }
+
+  /**
+   * Stops writing a session that this process no longer runs (another node does): nothing pending
+   * is written, nothing is deleted, and a write under way is not retried.
+   */
+  forget(sessionId: string): void {
+    const entry = this.entries.get(sessionId);
+    if (!entry) return;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.pending = null;
+    entry.unwritten = [];
+    this.entries.delete(sessionId);
+  }
+
   /** Sessions whose latest state has not reached the store. */
   pendingCount(): number {
     let count = 0;
@@ -107,7 +128,7 @@ export class Persister {
   private entry(sessionId: string): Entry {
     let entry = this.entries.get(sessionId);
     if (!entry) {
-      entry = { pending: null, unwritten: [], inFlight: null, timer: null, failures: 0 };
+      entry = { pending: null, unwritten: [], inFlight: null, timer: null, failures: 0, lastError: null };
       this.entries.set(sessionId, entry);
     }
     return entry;
@@ -115,7 +136,8 @@ export class Persister {
 
   private schedule(sessionId: string, entry: Entry, delayMs: number): void {
     // A running write reschedules itself when it ends; a scheduled one will see the new state.
-    if (this.stopped || entry.inFlight || entry.timer) return;
+    // A forgotten session's entry is no longer in the map: it is never written again.
+    if (this.stopped || entry.inFlight || entry.timer || this.entries.get(sessionId) !== entry) return;
     entry.timer = setTimeout(() => {
       entry.timer = null;
       void this.write(sessionId, entry);
@@ -159,6 +181,7 @@ export class Persister {
     entry.inFlight = null;
     const hadFailed = entry.failures > 0;
     entry.failures = 0;
+    entry.lastError = null;
     if (operation.kind === "delete" && !entry.pending) {
       this.entries.delete(sessionId);
       return;
@@ -170,9 +193,10 @@ export class Persister {
   private failed(sessionId: string, entry: Entry, operation: Operation, error: unknown): void {
     entry.inFlight = null;
     entry.failures++;
+    entry.lastError = error instanceof Error ? error : new Error(String(error));
     // Newer state supersedes the failed one; otherwise the failed operation is tried again.
     entry.pending ??= operation;
-    this.listener.onFailure(sessionId, error instanceof Error ? error : new Error(String(error)), entry.failures);
+    this.listener.onFailure(sessionId, entry.lastError, entry.failures);
     const backoff = Math.min(this.options.retryBaseMs * 2 ** (entry.failures - 1), this.options.retryMaxMs);
     this.schedule(sessionId, entry, backoff);
   }

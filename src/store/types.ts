@@ -48,3 +48,17 @@ export interface SessionStore {
   /** Finishes background work (file compaction) and releases files; later calls reopen them. */
   close?(): Promise<void>;
 }
+
+/**
+ * A write was refused because another node holds the session's tree now (this one was paused or
+ * cut off past its lease): a cluster's fencing. Nothing of it was stored.
+ */
+export class FencedError extends Error {
+  override name = "FencedError";
+  constructor(
+    readonly sessionId: string,
+    readonly rootId: string,
+  ) {
+    super(`session ${sessionId} is run by another node now (its tree ${rootId} has a newer lease); this node's write was refused (fenced)`);
+  }
+}

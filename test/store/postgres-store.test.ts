@@ -3,7 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { PostgresSessionStore } from "../../src/store/postgres/postgres-store.js";
 import { MIGRATIONS } from "../../src/store/postgres/schema.js";
 import { redactDatabaseUrl } from "../../src/store/postgres/database-url.js";
-import { DEFAULT_EVENT_RETENTION } from "../../src/store/types.js";
+import { DEFAULT_EVENT_RETENTION, FencedError } from "../../src/store/types.js";
 import { sessionRecord } from "../helpers/records.js";
 import { freshDatabase, type FreshDatabase } from "../helpers/postgres.js";
 import { startPostgresServer, type PostgresServer } from "../helpers/postgres-server.js";
@@ -132,6 +132,48 @@ describe("PostgresSessionStore", () => {
     const { records, failures } = await (await open(url)).loadAll();
     expect(records.map((r) => r.id)).toEqual(["fine"]);
     expect(failures).toEqual([{ location: "agentd.sessions id=broken", error: "unsupported record version 7" }]);
+  });
+});
+
+describe("PostgresSessionStore on the nodes of a cluster", () => {
+  it("fences the writes and deletes of a node whose lease another node has taken", async () => {
+    const { url } = await database();
+    const node = (id: string) => PostgresSessionStore.open({ url, retention, node: { id, leaseMs: 5_000 } });
+    const a = await node("A");
+    cleanups.push(() => a.close());
+    await a.save(recordWith("s", messages(2)), events("s", 1, 2));
+    expect(await scalar(url, "SELECT node_id || '@' || epoch FROM agentd.leases WHERE root_id = 's'")).toBe("A@1");
+    // B takes the tree over (A was paused past its lease).
+    await scalar(url, "UPDATE agentd.leases SET node_id = 'B', epoch = 2 WHERE root_id = 's' RETURNING 1");
+    await expect(a.save(recordWith("s", messages(4)), events("s", 3, 4))).rejects.toBeInstanceOf(FencedError);
+    await expect(a.delete("s")).rejects.toThrow(/run by another node now .*fenced/);
+    const b = await node("B");
+    cleanups.push(() => b.close());
+    const [stored] = (await b.loadTree("s")).records;
+    expect(stored!.messages).toEqual(messages(2));
+    b.holdTree("s", 2);
+    await b.save(recordWith("s", messages(3)), events("s", 3, 3));
+    expect((await b.loadAll()).records[0]!.messages).toEqual(messages(3));
+    expect(await b.readEvents("s", 0, 10)).toEqual({ events: events("s", 1, 3), oldest: 1 });
+    // A child is written under its root's lease.
+    await b.save({ ...recordWith("child", []), parentId: "s" }, []);
+    await expect(a.save({ ...recordWith("child2", []), parentId: "s" }, [])).rejects.toBeInstanceOf(FencedError);
+    expect(await b.rootOf("child")).toBe("s");
+  });
+
+  it("checks the session limits in the database, for every node alike", async () => {
+    const { url } = await database();
+    const limited = (id: string) => PostgresSessionStore.open({ url, retention, node: { id, leaseMs: 5_000 }, limits: { maxSessions: 100, maxSessionsPerOwner: 2 } });
+    const [a, b] = await Promise.all([limited("A"), limited("B")]);
+    cleanups.push(() => a.close(), () => b.close());
+    await a.save({ ...recordWith("one", []), owner: "o" }, []);
+    await b.save({ ...recordWith("two", []), owner: "o" }, []);
+    await expect(a.save({ ...recordWith("three", []), owner: "o" }, [])).rejects.toThrow('owner "o" has 2 sessions, the per-owner limit (limits.maxSessionsPerOwner = 2)');
+    // Saving an existing session again is no new session.
+    await b.save({ ...recordWith("two", messages(1)), owner: "o" }, []);
+    await a.delete("one");
+    await a.save({ ...recordWith("three", []), owner: "o" }, []);
+    expect(await scalar(url, "SELECT sessions FROM agentd.session_counts WHERE owner = 'o'")).toBe(2);
   });
 });
 

@@ -1,8 +1,9 @@
 import pg from "pg";
+import { resourceExhausted } from "../../errors.js";
 import type { SessionEvent } from "../../events/types.js";
 import type { MessageRecord, SessionRecord } from "../record.js";
 import { checkRecord } from "../record-codec.js";
-import type { EventRetention, LoadFailure, LoadResult, ReadEventsResult, SessionStore } from "../types.js";
+import { FencedError, type EventRetention, type LoadFailure, type LoadResult, type ReadEventsResult, type SessionStore } from "../types.js";
 import { Batches } from "./batches.js";
 import { checkDatabaseUrl, redactDatabaseUrl, withoutPassword } from "./database-url.js";
 import { migrate, type MigrationOutcome } from "./migrate.js";
@@ -10,6 +11,10 @@ import { migrate, type MigrationOutcome } from "./migrate.js";
 export interface PostgresStoreOptions {
   url: string;
   retention: EventRetention;
+  /** Checked by the database for every new session, across all nodes; none when absent. */
+  limits?: { maxSessions: number; maxSessionsPerOwner: number };
+  /** On a node of a cluster: its id and lease time; every write is then fenced by its tree's lease epoch. */
+  node?: { id: string; leaseMs: number };
   /** Connections in the pool: one carries the commits, the others reads. */
   poolSize?: number;
   /** How long a query may wait for a connection before it fails. */
@@ -25,9 +30,12 @@ interface Committed {
 /** One session's save, serialized when `save` is called (the transcript is shared and grows). */
 interface PendingSave {
   id: string;
+  root: string;
   json: string;
   committed: Committed;
 }
+
+const NO_LIMIT = 2_147_483_647;
 
 const LOAD_PAGE = 1_000;
 
@@ -43,6 +51,10 @@ export class PostgresSessionStore implements SessionStore {
   /** Commits and the saves they carried: saves / commits is the group commit's batch size. */
   readonly stats = { commits: 0, saves: 0 };
   private readonly committed = new Map<string, Committed>();
+  /** Each session's parent, as last saved or loaded here: a save names its tree by the root. */
+  private readonly parents = new Map<string, string | null>();
+  /** The lease epoch this node writes each tree under (a tree created here starts at 1). */
+  private readonly epochs = new Map<string, number>();
   private readonly batches: Batches<PendingSave>;
 
   private constructor(
@@ -68,15 +80,66 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async loadAll(): Promise<LoadResult> {
+    return this.load("TRUE", []);
+  }
+
+  /** The sessions of one tree (a top-level session and its descendants), as loadAll gives them. */
+  async loadTree(rootId: string): Promise<LoadResult> {
+    return this.load("root_id = $3", [rootId]);
+  }
+
+  /** The tree a stored session belongs to; null when it is not stored. */
+  async rootOf(sessionId: string): Promise<string | null> {
+    const { rows } = await this.query<{ root_id: string | null }>("SELECT root_id FROM agentd.sessions WHERE id = $1", [sessionId]);
+    if (rows.length === 0) return null;
+    return rows[0]!.root_id ?? sessionId;
+  }
+
+  /** From now on this node writes `rootId`'s tree under `epoch` (it took the lease at that epoch). */
+  holdTree(rootId: string, epoch: number): void {
+    this.epochs.set(rootId, epoch);
+  }
+
+  /** This node no longer writes the tree: its sessions are forgotten here (not deleted). */
+  forgetTree(rootId: string, sessionIds: readonly string[]): void {
+    this.epochs.delete(rootId);
+    for (const id of sessionIds) {
+      this.committed.delete(id);
+      this.parents.delete(id);
+    }
+  }
+
+  /**
+   * One page of stored sessions in creation order, of one owner or of all (""), after the cursor
+   * `createdAt|id`: each record without its messages, and how many messages it has.
+   */
+  async listPage(owner: string, after: string | null, limit: number): Promise<Array<{ record: Omit<SessionRecord, "messages">; messageCount: number }>> {
+    const [createdAt, id] = after === null ? [null, ""] : [after.slice(0, after.indexOf("|")), after.slice(after.indexOf("|") + 1)];
+    const { rows } = await this.query<{ snapshot: string; message_count: number }>(
+      `SELECT snapshot, message_count FROM agentd.sessions
+       WHERE ($1 = '' OR owner = $1) AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::text))
+       ORDER BY created_at, id LIMIT $4`,
+      [owner.replace(UNSTORABLE, "\uFFFD"), createdAt, id, limit],
+    );
+    return rows.map((row) => ({ record: JSON.parse(row.snapshot) as Omit<SessionRecord, "messages">, messageCount: row.message_count }));
+  }
+
+  /** A query for the cluster's tables (nodes, leases), on this store's pool; errors never show the password. */
+  sql<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return this.query<R>(text, values);
+  }
+
+  /** Records in creation order, in pages (a whole table does not have to fit in one reply). */
+  private async load(where: string, values: unknown[]): Promise<LoadResult> {
     const records: SessionRecord[] = [];
     const failures: LoadFailure[] = [];
     let after: { createdAt: string; id: string } | null = null;
     for (;;) {
       const page: pg.QueryResult<{ id: string; created: string; snapshot: string }> = await this.query(
         `SELECT id, created_at::text AS created, snapshot FROM agentd.sessions
-         WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::text))
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::text)) AND ${where}
          ORDER BY created_at, id LIMIT ${LOAD_PAGE}`,
-        [after?.createdAt ?? null, after?.id ?? ""],
+        [after?.createdAt ?? null, after?.id ?? "", ...values],
       );
       if (page.rows.length === 0) break;
       const ids = page.rows.map((row) => row.id);
@@ -97,6 +160,7 @@ export class PostgresSessionStore implements SessionStore {
           if (record.id !== row.id) throw new Error(`the snapshot names session ${record.id}`);
           records.push(record);
           this.committed.set(row.id, { count: bodies.length, lastId: record.messages.at(-1)?.id ?? null });
+          this.parents.set(row.id, record.parentId);
         } catch (error) {
           failures.push({ location: `agentd.sessions id=${row.id}`, error: describe(error) });
         }
@@ -119,8 +183,24 @@ export class PostgresSessionStore implements SessionStore {
   }
 
   async delete(sessionId: string): Promise<void> {
-    await this.query("DELETE FROM agentd.sessions WHERE id = $1", [sessionId]);
+    const root = this.rootFor(sessionId);
+    const node = this.options.node?.id ?? null;
+    // A fenced node deletes nothing: the tree's lease must still be its own at its epoch, or gone
+    // (the tree's root was deleted first, in the same destroy).
+    const { rows } = await this.query<{ allowed: boolean }>(
+      `WITH allowed AS (
+         SELECT $3::text IS NULL
+           OR EXISTS (SELECT 1 FROM agentd.leases l WHERE l.root_id = $2 AND l.node_id = $3 AND l.epoch = $4)
+           OR NOT EXISTS (SELECT 1 FROM agentd.leases l WHERE l.root_id = $2) AS ok
+       ),
+       gone AS (DELETE FROM agentd.sessions s WHERE s.id = $1 AND (SELECT ok FROM allowed) RETURNING s.id),
+       freed AS (DELETE FROM agentd.leases l USING gone WHERE l.root_id = gone.id)
+       SELECT ok AS allowed FROM allowed`,
+      [sessionId, root, node, this.epochs.get(root) ?? 1],
+    );
+    if (!rows[0]?.allowed) throw new FencedError(sessionId, root);
     this.committed.delete(sessionId);
+    this.parents.delete(sessionId);
   }
 
   async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {
@@ -149,6 +229,8 @@ export class PostgresSessionStore implements SessionStore {
   /** The save as one element of save_sessions' batch; its messages are the ones present now. */
   private serialize(record: SessionRecord, events: readonly SessionEvent[]): PendingSave {
     const { messages, ...snapshot } = record;
+    this.parents.set(record.id, record.parentId);
+    const root = this.rootFor(record.id);
     const count = messages.length;
     const known = this.committed.get(record.id);
     const appended = known !== undefined && count >= known.count && (known.count === 0 || messages[known.count - 1]?.id === known.lastId);
@@ -162,17 +244,36 @@ export class PostgresSessionStore implements SessionStore {
     });
     const json =
       `{"id":${column(record.id)},"owner":${column(record.owner)},"parentId":${record.parentId === null ? "null" : column(record.parentId)},` +
+      `"root":${column(root)},"epoch":${this.epochs.get(root) ?? 1},` +
       `"createdAt":${JSON.stringify(record.createdAt)},"snapshot":${JSON.stringify(JSON.stringify(snapshot))},"from":${from},"count":${count},` +
       `"messages":[${newMessages.join(",")}],"lastMessageId":${count === 0 ? "null" : column(messages[count - 1]!.id)},"events":[${newEvents.join(",")}]}`;
-    return { id: record.id, json, committed: { count, lastId: messages[count - 1]?.id ?? null } };
+    return { id: record.id, root, json, committed: { count, lastId: messages[count - 1]?.id ?? null } };
   }
 
   private async commit(items: PendingSave[]): Promise<void> {
     const { maxEvents, maxBytes } = this.options.retention;
-    await this.query({ name: "agentd.save_sessions", text: "SELECT saved_id FROM agentd.save_sessions($1::text::json, $2, $3)" }, [`[${items.map((item) => item.json).join(",")}]`, maxEvents, maxBytes]);
+    const node = this.options.node ?? null;
+    const limits = this.options.limits;
+    const { rows } = await this.query<{ saved_id: string; outcome: string }>(
+      { name: "agentd.save_sessions", text: "SELECT saved_id, outcome FROM agentd.save_sessions($1::text::json, $2, $3, $4, $5, $6, $7)" },
+      [`[${items.map((item) => item.json).join(",")}]`, maxEvents, maxBytes, node?.id ?? null, node?.leaseMs ?? 0, limits?.maxSessions ?? NO_LIMIT, limits?.maxSessionsPerOwner ?? NO_LIMIT],
+    );
     this.stats.commits++;
     this.stats.saves += items.length;
-    for (const item of items) this.committed.set(item.id, item.committed);
+    const fenced = new Set(rows.filter((row) => row.outcome === "fenced").map((row) => row.saved_id));
+    for (const item of items) if (!fenced.has(item.id)) this.committed.set(item.id, item.committed);
+    if (fenced.size > 0) {
+      // Only the fenced saves fail: a batch of one each (the others of the batch are committed).
+      const first = items.find((item) => fenced.has(item.id))!;
+      throw new FencedError(first.id, first.root);
+    }
+  }
+
+  /** The tree a session belongs to, from the parents this store has seen. */
+  private rootFor(sessionId: string): string {
+    let id = sessionId;
+    for (let parent = this.parents.get(id); parent; parent = this.parents.get(id)) id = parent;
+    return id;
   }
 
   /** A query on a pooled connection; a named one is prepared once per connection. */
@@ -181,7 +282,10 @@ export class PostgresSessionStore implements SessionStore {
       this.pool ??= newPool(this.options);
       return await this.pool.query<R>(typeof text === "string" ? { text, values } : { ...text, values });
     } catch (error) {
-      throw new Error(`PostgreSQL (${this.description}): ${withoutPassword(describe(error), this.options.url)}`, { cause: error });
+      const message = withoutPassword(describe(error), this.options.url);
+      // A session limit the database checked (save_sessions): what the client is told.
+      if (message.startsWith("agentd_limit: ")) throw resourceExhausted(message.slice("agentd_limit: ".length));
+      throw new Error(`PostgreSQL (${this.description}): ${message}`, { cause: error });
     }
   }
 }

@@ -138,4 +138,151 @@ BEGIN
 END $$;
 `,
   },
+  {
+    version: 2,
+    name: "nodes, leases, fencing and cluster-wide session counts",
+    sql: `
+-- The agentd processes sharing this database. A node whose heartbeat is older than its leases'
+-- time to live is gone; the leases it held expire and other nodes take them.
+CREATE TABLE agentd.nodes (
+  id text PRIMARY KEY,
+  address text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now(),
+  draining boolean NOT NULL DEFAULT false
+);
+
+-- A session tree (a top-level session and its descendants) is run by at most one node: the holder
+-- of its lease. Every write of the holder carries the epoch it took the lease at; a write with an
+-- older epoch (a holder that was paused or cut off past its lease) is refused: fenced.
+CREATE TABLE agentd.leases (
+  root_id text PRIMARY KEY,
+  node_id text,
+  epoch bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX leases_node ON agentd.leases (node_id) WHERE node_id IS NOT NULL;
+
+ALTER TABLE agentd.sessions ADD COLUMN root_id text;
+UPDATE agentd.sessions SET root_id = id WHERE parent_id IS NULL;
+CREATE INDEX sessions_root ON agentd.sessions (root_id);
+
+-- Sessions per owner, and in all ('' is no owner's name: owners are never empty): what the
+-- session limits are checked against, by every node alike.
+CREATE TABLE agentd.session_counts (
+  owner text PRIMARY KEY,
+  sessions integer NOT NULL
+);
+INSERT INTO agentd.session_counts (owner, sessions) SELECT owner, count(*) FROM agentd.sessions GROUP BY owner;
+INSERT INTO agentd.session_counts (owner, sessions) SELECT '', count(*) FROM agentd.sessions;
+
+CREATE FUNCTION agentd.count_session(who text, delta integer) RETURNS void
+LANGUAGE sql AS $$
+  INSERT INTO agentd.session_counts AS c (owner, sessions) VALUES (who, delta), ('', delta)
+  ON CONFLICT (owner) DO UPDATE SET sessions = c.sessions + EXCLUDED.sessions;
+$$;
+
+CREATE FUNCTION agentd.sessions_counted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM agentd.count_session(NEW.owner, 1);
+  ELSE
+    PERFORM agentd.count_session(OLD.owner, -1);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER sessions_counted AFTER INSERT OR DELETE ON agentd.sessions FOR EACH ROW EXECUTE FUNCTION agentd.sessions_counted();
+
+DROP FUNCTION agentd.save_sessions(json, integer, bigint);
+
+-- As in version 1, plus: each element names its tree ("root") and, on a node of a cluster
+-- (node not null), the lease epoch it writes under. A write whose tree's lease another node holds,
+-- or holds at a newer epoch, is not made: its row says "fenced". A new tree's first write takes
+-- its lease. A new session past a session limit raises agentd_limit (the batch is retried one by
+-- one, so only that save fails).
+CREATE FUNCTION agentd.save_sessions(batch json, max_events integer, max_bytes bigint, node text, lease_ms integer, max_sessions integer, max_per_owner integer)
+RETURNS TABLE (saved_id text, outcome text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  s record;
+  through bigint;
+  added_count integer;
+  added_bytes bigint;
+  added_through bigint;
+  inserted boolean;
+  holder text;
+  held_epoch bigint;
+  counted integer;
+BEGIN
+  FOR s IN
+    SELECT * FROM json_to_recordset(batch) AS x(
+      id text, owner text, "parentId" text, root text, epoch bigint, "createdAt" timestamptz, snapshot text,
+      "from" integer, count integer, messages json, "lastMessageId" text, events json)
+  LOOP
+    IF node IS NOT NULL THEN
+      SELECT l.node_id, l.epoch INTO holder, held_epoch FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
+      IF NOT FOUND THEN
+        INSERT INTO agentd.leases (root_id, node_id, epoch, expires_at)
+        VALUES (s.root, node, s.epoch, now() + make_interval(secs => lease_ms / 1000.0))
+        ON CONFLICT (root_id) DO NOTHING;
+        SELECT l.node_id, l.epoch INTO holder, held_epoch FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
+      END IF;
+      IF holder IS DISTINCT FROM node OR held_epoch <> s.epoch THEN
+        saved_id := s.id;
+        outcome := 'fenced';
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+    END IF;
+    INSERT INTO agentd.sessions AS t (id, owner, parent_id, root_id, created_at, snapshot, message_count, last_message_id)
+    VALUES (s.id, s.owner, s."parentId", s.root, s."createdAt", s.snapshot, s.count, s."lastMessageId")
+    ON CONFLICT (id) DO UPDATE SET
+      owner = EXCLUDED.owner,
+      parent_id = EXCLUDED.parent_id,
+      root_id = EXCLUDED.root_id,
+      snapshot = EXCLUDED.snapshot,
+      message_count = EXCLUDED.message_count,
+      last_message_id = EXCLUDED.last_message_id,
+      version = t.version + 1,
+      saved_at = now()
+    RETURNING t.events_through, (t.xmax = 0) INTO through, inserted;
+    IF inserted THEN
+      -- The trigger has counted it; over a limit, the statement fails and nothing is kept.
+      SELECT c.sessions INTO counted FROM agentd.session_counts c WHERE c.owner = '';
+      IF counted > max_sessions THEN
+        RAISE EXCEPTION 'agentd_limit: the cluster is at its session limit (limits.maxSessions = %); destroy sessions or ask the operator to raise the limit', max_sessions
+          USING ERRCODE = 'check_violation';
+      END IF;
+      SELECT c.sessions INTO counted FROM agentd.session_counts c WHERE c.owner = s.owner;
+      IF counted > max_per_owner THEN
+        RAISE EXCEPTION 'agentd_limit: owner "%" has % sessions, the per-owner limit (limits.maxSessionsPerOwner = %); destroy some first', s.owner, counted - 1, max_per_owner
+          USING ERRCODE = 'check_violation';
+      END IF;
+    END IF;
+    DELETE FROM agentd.messages m WHERE m.session_id = s.id AND m.position >= s."from";
+    INSERT INTO agentd.messages (session_id, position, body)
+    SELECT s.id, s."from" + (x.ord - 1)::integer, x.value
+    FROM json_array_elements_text(s.messages) WITH ORDINALITY AS x(value, ord);
+    WITH added AS (
+      INSERT INTO agentd.events (session_id, sequence, bytes, body)
+      SELECT s.id, e.s, e.b, e.e FROM json_to_recordset(s.events) AS e(s bigint, b integer, e text)
+      WHERE e.s > through
+      ON CONFLICT DO NOTHING
+      RETURNING sequence, bytes
+    )
+    SELECT count(*), coalesce(sum(added.bytes), 0), max(added.sequence) INTO added_count, added_bytes, added_through FROM added;
+    IF added_count > 0 THEN
+      UPDATE agentd.sessions t
+      SET event_count = t.event_count + added_count, event_bytes = t.event_bytes + added_bytes, events_through = added_through
+      WHERE t.id = s.id;
+      PERFORM agentd.trim_events(s.id, max_events, max_bytes);
+    END IF;
+    saved_id := s.id;
+    outcome := 'saved';
+    RETURN NEXT;
+  END LOOP;
+END $$;
+`,
+  },
 ];
