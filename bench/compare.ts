@@ -308,12 +308,9 @@ export async function toolTurn(bench: Bench): Promise<Row> {
   );
 }
 
-/**
- * Per acknowledged turn (a short turn, timed to its turn_completed, which waits until the turn is
- * durable): agentd on the PostgreSQL store against agentd on the file store.
- */
-export async function postgresTurn(pair: Pair): Promise<Row> {
-  const figures = await compareRuns(pair, async (side) => {
+/** A short turn's p50, timed to its turn_completed (which waits until the turn is durable). */
+async function acknowledgedTurns(pair: Pair): Promise<{ agentd: number[]; baseline: number[] }> {
+  return compareRuns(pair, async (side) => {
     const sessionId = await side.session(SHORT, "bench-store");
     const latencies = await timedSamples(200, 5_000, async (i) => {
       let ended = false;
@@ -324,7 +321,21 @@ export async function postgresTurn(pair: Pair): Promise<Row> {
     });
     return percentile(latencies, 50);
   }, WARM_UP_TURNS);
+}
+
+/** Per acknowledged turn: agentd on the PostgreSQL store against agentd on the file store. */
+export async function postgresTurn(pair: Pair): Promise<Row> {
+  const figures = await acknowledgedTurns(pair);
   return ratioRow({ key: "pg-turn", title: "acknowledged turn, PostgreSQL store, p50", unit: "ms", baselineName: "file store", maxRatio: 2 }, figures);
+}
+
+/**
+ * Two nodes of a cluster: a turn sent to the node that runs the session against the same turn sent
+ * to the other node, which forwards it (the pair's sides create their sessions on the first node).
+ */
+export async function forwardedTurn(pair: Pair): Promise<Row> {
+  const figures = await acknowledgedTurns(pair);
+  return ratioRow({ key: "forward", title: "turn through a second node (forwarded), p50", unit: "ms", baselineName: "direct", maxRatio: 1.3 }, figures);
 }
 
 /** The same workload on agentd holding `small` and `large` sessions: the large figure over the small one. */

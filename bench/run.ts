@@ -36,6 +36,7 @@ import {
   getSession,
   heapPerSession,
   postgresTurn,
+  forwardedTurn,
   rawSide,
   streamRate,
   timeToAnswer,
@@ -44,6 +45,7 @@ import {
   type Row,
 } from "./compare.js";
 import { ByteClient, median } from "./measure.js";
+import pg from "pg";
 import { startPostgresServer } from "../test/helpers/postgres-server.js";
 
 const envInt = (name: string, fallback: number) => {
@@ -75,7 +77,7 @@ const RAW_WORKLOADS: Array<{ key: string; run(bench: Bench): Promise<Row> }> = [
   { key: "first-long", run: (bench) => firstEvent(bench, true) },
   { key: "tool", run: (bench) => toolTurn(bench) },
 ];
-const KEYS = [...RAW_WORKLOADS.map((w) => w.key), "pg-turn", "list-flat", "create-flat", "restore", "heap", "info"];
+const KEYS = [...RAW_WORKLOADS.map((w) => w.key), "pg-turn", "forward", "list-flat", "create-flat", "restore", "heap", "info"];
 
 /** agentd's configuration in every child: production defaults, a data directory, room for many sessions. */
 function agentdConfig(dataDir: string): ConfigOverrides {
@@ -126,33 +128,64 @@ async function rawComparisons(work: string, rows: Row[]): Promise<void> {
   }
 }
 
-/** agentd on the PostgreSQL store against agentd on the file store, on a PostgreSQL the bench starts. */
-async function storeComparisons(work: string, rows: Row[]): Promise<void> {
-  if (!selected("pg-turn")) return;
+/**
+ * On a PostgreSQL the bench starts: agentd on the PostgreSQL store against agentd on the file store,
+ * and a turn forwarded by a second node of a cluster against the same turn sent to its holder.
+ */
+async function postgresComparisons(work: string, rows: Row[]): Promise<void> {
+  const wanted = ["pg-turn", "forward"].filter(selected);
+  if (wanted.length === 0) return;
   const database = await startPostgresServer();
-  let fileChild: ServerChild | undefined;
-  let pgChild: ServerChild | undefined;
+  const children: ServerChild[] = [];
   const clients: AgentdClient[] = [];
-  try {
-    fileChild = await startChild("agentd (file store)", "./agentd-server.ts", agentdConfig(path.join(work, "store-file")));
-    pgChild = await startChild("agentd (postgres store)", "./agentd-server.ts", {
-      ...agentdConfig(path.join(work, "store-postgres")),
-      store: "postgres",
-      database: { url: database.url },
-    });
-    const fileClient = new AgentdClient(fileChild.address);
-    const pgClient = new AgentdClient(pgChild.address);
-    clients.push(fileClient, pgClient);
+  const start = async (name: string, overrides: ConfigOverrides) => {
+    const child = await startChild(name, "./agentd-server.ts", { ...agentdConfig(path.join(work, name.replace(/\W+/g, "-"))), ...overrides });
+    children.push(child);
+    const client = new AgentdClient(child.address);
+    clients.push(client);
+    return { child, client };
+  };
+  const measure = async (run: () => Promise<Row>) => {
     const t0 = performance.now();
-    const row = await postgresTurn({ runs: RUNS, baseline: { ...agentdSide(fileClient), name: "baseline" }, agentd: agentdSide(pgClient), children: [fileChild, pgChild] });
+    const row = await run();
     rows.push(row);
     logRow(row);
     log(`       (${seconds(performance.now() - t0)})`);
+  };
+  try {
+    if (wanted.includes("pg-turn")) {
+      const file = await start("agentd (file store)", {});
+      const pg = await start("agentd (postgres store)", { store: "postgres", database: { url: await newDatabase(database.url, "store") } });
+      await measure(() => postgresTurn({ runs: RUNS, baseline: { ...agentdSide(file.client), name: "baseline" }, agentd: agentdSide(pg.client), children: [file.child, pg.child] }));
+    }
+    if (wanted.includes("forward")) {
+      const cluster: ConfigOverrides = { store: "postgres", database: { url: await newDatabase(database.url, "cluster") }, cluster: { enabled: true, leaseMs: 10_000 } };
+      const holder = await start("agentd (cluster node 1)", cluster);
+      const other = await start("agentd (cluster node 2)", cluster);
+      // Both sides' sessions live on node 1; the measured side sends its turns to node 2.
+      const direct = agentdSide(holder.client);
+      const forwarded = { ...agentdSide(other.client), session: direct.session };
+      await measure(() => forwardedTurn({ runs: RUNS, baseline: { ...direct, name: "baseline" }, agentd: forwarded, children: [holder.child, other.child] }));
+    }
   } finally {
     for (const client of clients) client.close();
-    await Promise.all([fileChild?.stop(), pgChild?.stop()]);
+    await Promise.all(children.map((child) => child.stop()));
     await database.destroy();
   }
+}
+
+/** A new, empty database on the bench's PostgreSQL; its URL. */
+async function newDatabase(adminUrl: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
 }
 
 /** Restore time at LARGE sessions, and ListSessions / CreateSession at SMALL vs LARGE sessions. */
@@ -283,7 +316,7 @@ async function main(): Promise<number> {
   removeOnExit(work);
   const rows: Row[] = [];
   await rawComparisons(work, rows);
-  await storeComparisons(work, rows);
+  await postgresComparisons(work, rows);
   await scaleComparisons(rows);
   await heapComparison(work, rows);
   let absolute: AbsoluteResult[] = [];

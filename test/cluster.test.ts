@@ -176,12 +176,14 @@ describe("three nodes on one database", () => {
   it("a node stopped with SIGTERM hands its idle sessions over at once", async () => {
     const [a, b] = await cluster();
     const { session } = await a.client.createSession({ config: { model: scripted([{ text: "ok" }], true) } });
-    await a.client.generate({ sessionId: session!.id, prompt: "before" });
+    // Through B, which then remembers that A runs the session.
+    await b.client.generate({ sessionId: session!.id, prompt: "before" });
     process.kill(a.process.pid, "SIGTERM");
     await waitFor(() => (a.process.output().includes("agentd stopped") ? true : undefined), 10_000);
     const t0 = Date.now();
     expect((await b.client.generate({ sessionId: session!.id, prompt: "after" })).result!.text).toBe("ok");
-    // No lease to wait out: A gave it back.
+    // No lease to wait out: A gave it back, and B found out that A is gone.
     expect(Date.now() - t0).toBeLessThan(LEASE_MS);
+    expect((await b.client.getMessages({ sessionId: session!.id })).messages.map((m) => m.text)).toEqual(["before", "ok", "after", "ok"]);
   }, 60_000);
 });

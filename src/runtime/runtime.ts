@@ -226,6 +226,11 @@ export class Runtime {
     }
   }
 
+  /** Whether this node runs the session now (without a cluster: whether it exists). */
+  runsHere(sessionId: string): boolean {
+    return this.registry.find(sessionId) !== undefined;
+  }
+
   /**
    * Where a call on this session is served. Without a cluster, always here. In a cluster, here when
    * this node runs the session's tree or has just taken its lease (the tree is loaded first), else

@@ -19,10 +19,18 @@ import { serviceError, statusOf } from "./status.js";
 
 /** Set on a call one node forwards to another: the receiving node never forwards it again. */
 export const FORWARDED_BY = "x-agentd-forwarded-by";
+/** Set on the status of a forwarded call whose session the receiving node does not run (any more). */
+const NOT_HERE = "x-agentd-not-here";
+/** Placements remembered at most this long (a lease is renewed at a third of its time). */
+const MAX_REMEMBERED = 10_000;
 
 export interface RouterOptions {
   runtime: Runtime;
   nodeId: string;
+  /** The cluster's lease time: a placement is trusted for a third of it without asking the database. */
+  leaseMs: number;
+  /** The largest message a node sends and accepts: forwarded calls carry the same. */
+  maxMessageBytes: number;
   logger: Logger;
   /** Who may call at all: checked before a call can make this node take a lease or forward it. */
   authenticate(call: AuthenticatedCall): Promise<unknown>;
@@ -39,8 +47,22 @@ type AnyCall = (ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown
  */
 export class ClusterRouter {
   private readonly clients = new Map<string, Client>();
+  /** Where sessions run elsewhere, as last found, so that most forwarded calls cost no query. */
+  private readonly placements = new Map<string, { address: string; nodeId: string; until: number }>();
 
   constructor(private readonly options: RouterOptions) {}
+
+  /**
+   * The service definition for a node that forwards: a reply it passes on is the other node's
+   * bytes, sent as they came (the replies this node makes itself are objects, encoded as usual).
+   */
+  static passingBytesThrough<D extends ServiceDefinition>(definition: D): D {
+    const wrapped: Record<string, unknown> = {};
+    for (const [name, method] of Object.entries(definition)) {
+      wrapped[name] = { ...method, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)) };
+    }
+    return wrapped as D;
+  }
 
   /** The implementation with every session call routed. */
   wrap(definition: ServiceDefinition, implementation: UntypedServiceImplementation): UntypedServiceImplementation {
@@ -72,6 +94,10 @@ export class ClusterRouter {
   ): Promise<void> {
     const sessionId = sessionOf(call.request);
     if (sessionId === "") return local(call, callback);
+    if (this.options.runtime.runsHere(sessionId)) return local(call, callback);
+    const forwarded = call.metadata.get(FORWARDED_BY).length > 0;
+    const remembered = forwarded ? undefined : this.placements.get(sessionId);
+    if (remembered && remembered.until > Date.now()) return this.forward(method, call, local, remembered, callback);
     // A caller without valid credentials never makes this node take a lease: the handler refuses it.
     if (!(await this.options.authenticate(call).then(() => true, () => false))) return local(call, callback);
     let target: Awaited<ReturnType<Runtime["placeSession"]>>;
@@ -83,10 +109,19 @@ export class ClusterRouter {
       return fail(call, callback, serviceError(status.UNAVAILABLE, "the cluster's database cannot say which node runs this session right now; try again"));
     }
     if (target.kind === "here") return local(call, callback);
-    if (call.metadata.get(FORWARDED_BY).length > 0) {
-      return fail(call, callback, serviceError(status.UNAVAILABLE, "the session moved to another node while this call was on its way; try again"));
+    if (forwarded) {
+      // The sender thought this node runs it; it finds out where it runs now and tries again.
+      const moved = serviceError(status.UNAVAILABLE, "the session moved to another node while this call was on its way; try again");
+      moved.metadata!.set(NOT_HERE, target.nodeId);
+      return fail(call, callback, moved);
     }
+    this.remember(sessionId, target);
     this.forward(method, call, local, target, callback);
+  }
+
+  private remember(sessionId: string, target: { address: string; nodeId: string }): void {
+    if (this.placements.size >= MAX_REMEMBERED) this.placements.clear();
+    this.placements.set(sessionId, { address: target.address, nodeId: target.nodeId, until: Date.now() + this.options.leaseMs / 3 });
   }
 
   /**
@@ -107,34 +142,38 @@ export class ClusterRouter {
     const client = this.clientFor(target.address);
     const deadline = call.getDeadline();
     const callOptions = deadline === Infinity ? {} : { deadline };
-    const retry = async (): Promise<boolean> => {
-      if (retried) return false;
-      const sessionId = sessionOf(call.request);
+    const sessionId = sessionOf(call.request);
+    // Safe to try once more only when the other node did not run the call: it could not be reached
+    // (presumed dead: its lease is waited out), or it does not run the session any more.
+    const retry = async (error: ServiceError): Promise<boolean> => {
+      const unreachable = neverArrived(error);
+      const notHere = (error.metadata?.get(NOT_HERE).length ?? 0) > 0;
+      if (retried || !(unreachable || notHere)) return false;
+      this.placements.delete(sessionId);
       try {
-        const again = await this.options.runtime.placeSession(sessionId, target.nodeId);
+        const again = await this.options.runtime.placeSession(sessionId, unreachable ? target.nodeId : null);
         if (again.kind === "here") local(call, callback);
-        else this.forward(method, call, local, again, callback, true);
+        else {
+          this.remember(sessionId, again);
+          this.forward(method, call, local, again, callback, true);
+        }
         return true;
       } catch {
         return false;
       }
     };
     if (callback) {
-      const upstream = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, call.request, metadata, callOptions, (error, response) => {
+      const upstream = client.makeUnaryRequest(method.path, method.requestSerialize, asBytes, call.request, metadata, callOptions, (error, response) => {
         if (!error) return callback(null, response);
-        if (neverArrived(error)) {
-          void retry().then((handled) => {
-            if (!handled) callback(passedOn(error));
-          });
-          return;
-        }
-        callback(passedOn(error));
+        void retry(error).then((handled) => {
+          if (!handled) callback(passedOn(error));
+        });
       });
       call.on("cancelled", () => upstream.cancel());
       return;
     }
     const stream = call as ServerWritableStream<unknown, unknown>;
-    const upstream: ClientReadableStream<unknown> = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, call.request, metadata, callOptions);
+    const upstream: ClientReadableStream<unknown> = client.makeServerStreamRequest(method.path, method.requestSerialize, asBytes, call.request, metadata, callOptions);
     let received = false;
     let failed = false;
     stream.on("cancelled", () => upstream.cancel());
@@ -147,13 +186,10 @@ export class ClusterRouter {
     upstream.on("error", (error: ServiceError) => {
       failed = true;
       if (error.code === status.CANCELLED && stream.cancelled) return;
-      if (!received && neverArrived(error)) {
-        void retry().then((handled) => {
-          if (!handled) stream.emit("error", passedOn(error));
-        });
-        return;
-      }
-      stream.emit("error", passedOn(error));
+      if (received) return void stream.emit("error", passedOn(error));
+      void retry(error).then((handled) => {
+        if (!handled) stream.emit("error", passedOn(error));
+      });
     });
     upstream.on("end", () => {
       if (!failed) stream.end();
@@ -163,7 +199,12 @@ export class ClusterRouter {
   private clientFor(address: string): Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new Client(address, credentials.createInsecure());
+      client = new Client(address, credentials.createInsecure(), {
+        "grpc.max_receive_message_length": this.options.maxMessageBytes,
+        "grpc.max_send_message_length": this.options.maxMessageBytes,
+        // This router decides what is safe to try again (see forward); grpc-js's own retries would buffer every call for nothing.
+        "grpc.enable_retries": 0,
+      });
       this.clients.set(address, client);
     }
     return client;
@@ -177,6 +218,9 @@ function sessionOf(request: unknown): string {
   if (typeof fields?.parentId === "string") return fields.parentId;
   return "";
 }
+
+/** Replies of the other node, kept as bytes: passed on, not decoded and encoded again. */
+const asBytes = (bytes: Buffer): unknown => bytes;
 
 /** A call that failed before it reached the other node: no connection could be made. */
 function neverArrived(error: ServiceError): boolean {

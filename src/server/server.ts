@@ -80,9 +80,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     streamLimits: { perCaller: config.grpc.maxSubscriptionsPerOwner, total: config.grpc.maxSubscriptions },
   });
   // In a cluster, a call on a session goes to the node that runs the session's tree.
-  const router = cluster ? new ClusterRouter({ runtime, nodeId, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
+  const router = cluster ? new ClusterRouter({ runtime, nodeId, leaseMs: config.cluster.leaseMs, maxMessageBytes: config.grpc.maxMessageBytes, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
   server.addService(
-    markingOutOfRangeNumbers(AgentRuntimeService),
+    markingOutOfRangeNumbers(router ? ClusterRouter.passingBytesThrough(AgentRuntimeService) : AgentRuntimeService),
     refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
