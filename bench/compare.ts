@@ -338,6 +338,13 @@ export async function forwardedTurn(pair: Pair): Promise<Row> {
   return ratioRow({ key: "forward", title: "turn through a second node (forwarded), p50", unit: "ms", baselineName: "direct", maxRatio: 1.3 }, figures);
 }
 
+/** Information for `forward`: the same turn through a bare grpc-js proxy in front of the holder. */
+export async function proxiedTurn(pair: Pair): Promise<Row> {
+  const figures = await acknowledgedTurns(pair);
+  const row = ratioRow({ key: "forward-floor", title: "turn through a bare grpc-js proxy, p50 (information)", unit: "ms", baselineName: "direct", maxRatio: Infinity }, figures);
+  return { ...row, target: "information" };
+}
+
 /** The same workload on agentd holding `small` and `large` sessions: the large figure over the small one. */
 export async function flat(
   runs: number,

@@ -37,6 +37,7 @@ import {
   heapPerSession,
   postgresTurn,
   forwardedTurn,
+  proxiedTurn,
   rawSide,
   streamRate,
   timeToAnswer,
@@ -166,6 +167,13 @@ async function postgresComparisons(work: string, rows: Row[]): Promise<void> {
       const direct = agentdSide(holder.client);
       const forwarded = { ...agentdSide(other.client), session: direct.session };
       await measure(() => forwardedTurn({ runs: RUNS, baseline: { ...direct, name: "baseline" }, agentd: forwarded, children: [holder.child, other.child] }));
+      // The same hop through a bare grpc-js proxy: what a second process costs on this machine.
+      const proxy = await startChild("raw grpc-js proxy", "./raw-proxy.ts", { target: holder.child.address });
+      children.push(proxy);
+      const proxyClient = new AgentdClient(proxy.address);
+      clients.push(proxyClient);
+      const proxied = { ...agentdSide(proxyClient), session: direct.session };
+      await measure(() => proxiedTurn({ runs: RUNS, baseline: { ...direct, name: "baseline" }, agentd: proxied, children: [holder.child, proxy] }));
     }
   } finally {
     for (const client of clients) client.close();
