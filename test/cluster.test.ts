@@ -186,4 +186,20 @@ describe("three nodes on one database", () => {
     expect(Date.now() - t0).toBeLessThan(LEASE_MS);
     expect((await b.client.getMessages({ sessionId: session!.id })).messages.map((m) => m.text)).toEqual(["before", "ok", "after", "ok"]);
   }, 60_000);
+
+  it("a draining node hands each idle tree back at once while its running turns finish", async () => {
+    const [a, b] = await cluster();
+    const { session: idle } = await a.client.createSession({ config: { model: scripted([{ text: "ok" }], true) } });
+    const { session: busy } = await a.client.createSession({ config: { model: scripted([{ text: "x".repeat(60), chunkSize: 2, delayMs: 100 }], true) } });
+    const running = collect(a.client.streamGenerate({ sessionId: busy!.id, prompt: "long" }));
+    await waitFor(async () => ((await b.client.getSession({ sessionId: busy!.id })).session!.turnActive ? true : undefined));
+    process.kill(a.process.pid, "SIGTERM");
+    await waitFor(() => (a.process.output().includes("draining") ? true : undefined), 10_000);
+    // During the drain: the idle tree is B's at once, the running turn goes on at A.
+    expect((await b.client.generate({ sessionId: idle!.id, prompt: "meanwhile" })).result!.text).toBe("ok");
+    expect(a.process.output()).not.toContain("agentd stopped");
+    expect(cases(await running).at(-1)).toBe("turnCompleted");
+    await waitFor(() => (a.process.output().includes("agentd stopped") ? true : undefined), 10_000);
+    expect((await b.client.getMessages({ sessionId: busy!.id })).messages.map((m) => m.text)).toEqual(["long", "x".repeat(60)]);
+  }, 60_000);
 });

@@ -26,6 +26,7 @@ describe("the PostgreSQL store behind a server", () => {
       const { session } = await first.client.createSession({ owner: "alice", config: { model: scripted([{ text: "answer" }], true) }, labels: { k: "v" } });
       sessionId = session!.id;
       expect((await first.client.generate({ sessionId, prompt: "one" })).result!.text).toBe("answer");
+      const { session: spare } = await first.client.createSession({ owner: "alice" });
 
       await database.stop();
       // A new session cannot be stored: refused and undone.
@@ -43,6 +44,10 @@ describe("the PostgreSQL store behind a server", () => {
       const failure = events.find((e) => e.payload?.$case === "persistenceFailed")!;
       if (failure.payload?.$case !== "persistenceFailed") throw new Error("unreachable");
       expect(failure.payload.persistenceFailed.message).toMatch(/PostgreSQL \(postgres:\/\/agentd:\*\*\*@127\.0\.0\.1:\d+\/postgres\)/);
+      // A destroy the store cannot record is not acknowledged (it is recorded once the database is back).
+      const unrecorded = await grpcError(first.client.destroySession({ sessionId: spare!.id }));
+      expect(unrecorded.code).toBe(status.UNAVAILABLE);
+      expect(unrecorded.details).toContain("the store has not recorded it yet");
       const busy = await grpcError(first.client.generate({ sessionId, prompt: "three" }));
       expect(busy.code).toBe(status.UNAVAILABLE);
       expect(first.logs.some((line) => JSON.stringify(line).includes(database!.password))).toBe(false);
@@ -62,6 +67,7 @@ describe("the PostgreSQL store behind a server", () => {
     try {
       const { session } = await second.client.getSession({ sessionId });
       expect(session!.owner).toBe("alice");
+      expect((await second.client.listSessions({})).sessions.map((s) => s.id)).toEqual([sessionId]);
       expect(session!.labels).toEqual({ k: "v" });
       const { messages } = await second.client.getMessages({ sessionId });
       expect(messages.map((m) => m.text)).toEqual(["one", "answer", "two", "answer", "three", "answer"]);

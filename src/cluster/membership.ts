@@ -37,6 +37,8 @@ export class ClusterMembership {
   /** Trees created here whose first write has not shown their lease row yet. */
   private readonly fresh = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
+  /** When the leases were last renewed: past their time, this node must not run their trees. */
+  private renewedAt = Date.now();
   private beating: Promise<void> | null = null;
   draining = false;
   /** Told of leases this node held and another node has taken since (it was paused or cut off). */
@@ -80,8 +82,9 @@ export class ClusterMembership {
     await this.store.sql("UPDATE agentd.nodes SET draining = true WHERE id = $1", [this.nodeId]).catch(() => {});
   }
 
-  holds(rootId: string): boolean {
-    return this.held.has(rootId);
+  /** The epoch this node holds the tree at; undefined when it does not hold it. */
+  epochOf(rootId: string): number | undefined {
+    return this.held.get(rootId);
   }
 
   /** A tree made on this node: its first write takes the lease, at epoch 1. */
@@ -105,8 +108,8 @@ export class ClusterMembership {
         `INSERT INTO agentd.leases AS l (root_id, node_id, epoch, expires_at)
          VALUES ($1, $2, 1, now() + make_interval(secs => $3 / 1000.0))
          ON CONFLICT (root_id) DO UPDATE SET node_id = EXCLUDED.node_id, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at
-         WHERE l.node_id IS NULL OR l.node_id = EXCLUDED.node_id OR l.expires_at < now()
-            OR NOT EXISTS (SELECT 1 FROM agentd.nodes n WHERE n.id = l.node_id)
+         WHERE NOT l.deleted AND (l.node_id IS NULL OR l.node_id = EXCLUDED.node_id OR l.expires_at < now()
+            OR NOT EXISTS (SELECT 1 FROM agentd.nodes n WHERE n.id = l.node_id))
          RETURNING l.epoch::text AS epoch`,
         [rootId, this.nodeId, this.settings.leaseMs],
       );
@@ -143,12 +146,9 @@ export class ClusterMembership {
     return { kind: "elsewhere", rootId, nodeId: holder.node_id, address: holder.address };
   }
 
-  /** Hands a tree's lease back (its state is in the store): the next node that needs it takes it. */
-  async release(rootId: string): Promise<void> {
-    const epoch = this.held.get(rootId);
-    if (epoch === undefined) return;
-    this.held.delete(rootId);
-    this.fresh.delete(rootId);
+  /** Hands a tree's lease (held at `epoch`) back: the next node that needs it takes it. */
+  async release(rootId: string, epoch: number): Promise<void> {
+    this.forget(rootId);
     await this.store.sql("UPDATE agentd.leases SET node_id = NULL, expires_at = now() WHERE root_id = $1 AND node_id = $2 AND epoch = $3", [rootId, this.nodeId, epoch]);
   }
 
@@ -180,22 +180,31 @@ export class ClusterMembership {
     return [...this.held.keys()];
   }
 
-  /** Renews the node's row and its leases; leases found taken by another node are reported lost. */
+  /**
+   * Renews the node's row and its leases; leases found taken by another node are reported lost.
+   * When renewals have failed for most of a lease (the database is unreachable from here), every
+   * tree is reported lost: another node may take them, and two nodes must not run one tree.
+   */
   private heartbeat(): Promise<void> {
     if (this.beating) return this.beating;
+    // What was held before the renewal: a lease taken while it runs is judged by the next one.
+    const before = new Map(this.held);
     this.beating = (async () => {
       try {
         await this.store.sql("UPDATE agentd.nodes SET heartbeat_at = now() WHERE id = $1", [this.nodeId]);
+        // Rows locked in root order, as save_sessions locks them: the two never deadlock.
         const { rows } = await this.store.sql<{ root_id: string; epoch: string }>(
           `UPDATE agentd.leases SET expires_at = now() + make_interval(secs => $2 / 1000.0)
-           WHERE node_id = $1 RETURNING root_id, epoch::text AS epoch`,
+           WHERE root_id IN (SELECT root_id FROM agentd.leases WHERE node_id = $1 ORDER BY root_id FOR UPDATE)
+           RETURNING root_id, epoch::text AS epoch`,
           [this.nodeId, this.settings.leaseMs],
         );
+        this.renewedAt = Date.now();
         const renewed = new Map(rows.map((row) => [row.root_id, Number(row.epoch)]));
         const lost: string[] = [];
-        for (const [rootId, epoch] of this.held) {
-          const now = renewed.get(rootId);
-          if (now === epoch) this.fresh.delete(rootId);
+        for (const [rootId, epoch] of before) {
+          if (this.held.get(rootId) !== epoch) continue;
+          if (renewed.get(rootId) === epoch) this.fresh.delete(rootId);
           else if (!this.fresh.has(rootId)) lost.push(rootId);
         }
         if (lost.length > 0) {
@@ -203,8 +212,18 @@ export class ClusterMembership {
           this.logger.warn({ rootIds: lost }, "fenced: other nodes took the leases of these session trees while this node was not renewing them; they are dropped here");
           this.onLost(lost);
         }
+        // Rows of nodes silent for many leases (crashed): nobody else removes them.
+        await this.store.sql("DELETE FROM agentd.nodes WHERE heartbeat_at < now() - make_interval(secs => $1 / 100.0)", [this.settings.leaseMs]);
       } catch (error) {
-        this.logger.warn({ err: error }, "cluster heartbeat failed; leases run out unless the next one succeeds");
+        const silentMs = Date.now() - this.renewedAt;
+        if (silentMs > this.settings.leaseMs * 0.8 && this.held.size > 0) {
+          const all = [...this.held.keys()];
+          for (const rootId of all) this.forget(rootId);
+          this.logger.error({ err: error, rootIds: all, silentMs }, "fenced: the leases could not be renewed for most of their time; this node drops its session trees so that another node can take them");
+          this.onLost(all);
+        } else {
+          this.logger.warn({ err: error }, "cluster heartbeat failed; leases run out unless the next one succeeds");
+        }
       } finally {
         this.beating = null;
       }

@@ -124,6 +124,8 @@ export class Runtime {
   private readonly eventMemory: EventMemory;
   /** Trees being loaded into this node, so that calls arriving together load each once. */
   private readonly adopting = new Map<string, Promise<void>>();
+  /** Trees being dropped from this node: an adoption of one waits until it is gone. */
+  private readonly evicting = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly options: RuntimeOptions,
@@ -135,11 +137,7 @@ export class Runtime {
     this.eventMemory = new EventMemory(config.persistence.recentEventsMemoryBytes);
     this.persister = new Persister(store, config.persistence, {
       onFailure: (sessionId, error, attempts) => {
-        if (error instanceof FencedError) {
-          logger.warn({ sessionId, rootId: error.rootId }, "fenced: another node holds this session's tree now; this node's write was refused and the tree is dropped here");
-          void this.evictTrees([error.rootId]);
-          return;
-        }
+        if (error instanceof FencedError) return this.fenced(sessionId, error);
         logger.error({ sessionId, attempts, err: error }, "writing session to the store failed; will retry");
         this.registry.find(sessionId)?.reportPersistenceFailure(error.message, attempts);
       },
@@ -241,6 +239,7 @@ export class Runtime {
   async placeSession(sessionId: string, unreachableNode: string | null = null): Promise<SessionPlace> {
     const cluster = this.options.cluster;
     if (!cluster || sessionId === "" || this.registry.find(sessionId)) return { kind: "here" };
+    checkId("session_id", sessionId);
     const placement = await cluster.place(sessionId, 0, unreachableNode);
     if (placement.kind === "missing") return { kind: "here" };
     if (placement.kind === "draining") throw new AgentdError("unavailable", "this node is shutting down and takes on no more sessions; call another node", { retryable: true });
@@ -255,6 +254,7 @@ export class Runtime {
     let adopting = this.adopting.get(rootId);
     if (!adopting) {
       adopting = (async () => {
+        await this.evicting.get(rootId);
         const loaded = await this.options.cluster!.loadTree(rootId);
         await this.restore(loaded);
         this.options.logger.info({ rootId, sessions: loaded.records.length }, "session tree taken over from the store");
@@ -265,22 +265,46 @@ export class Runtime {
   }
 
   /**
-   * Drops trees another node runs now (this one lost their leases): their turns stop here, nothing
-   * of them is written any more, and nothing is deleted from the store.
+   * Drops trees another node runs now (this one lost their leases), or that this one hands back
+   * (`handBack`, a drain: the lease is released after the last write): their turns stop here,
+   * nothing of them is written any more, and nothing is deleted from the store.
    */
-  private async evictTrees(rootIds: string[]): Promise<void> {
-    for (const rootId of rootIds) {
-      this.options.cluster?.forget(rootId);
-      if (!this.registry.find(rootId)) continue;
-      const { destroyed } = await this.registry.destroy(rootId, "cascade");
-      const ids = destroyed.map((session) => session.id);
-      for (const id of ids) {
-        this.persister.forget(id);
-        this.models.forget(id);
-        void this.mcp.closeSession(id);
+  private async evictTrees(rootIds: string[], handBack = false): Promise<void> {
+    await Promise.all(rootIds.map((rootId) => this.evictTree(rootId, handBack)));
+  }
+
+  private evictTree(rootId: string, handBack: boolean): Promise<void> {
+    const running = this.evicting.get(rootId);
+    if (running) return running;
+    const cluster = this.options.cluster;
+    const epoch = cluster?.epochOf(rootId);
+    const work = (async () => {
+      const root = this.registry.find(rootId);
+      const sessions = root ? this.registry.descendantsOf(root) : [];
+      // Writing stops first: a turn cancelled below must not write under a lease that is gone.
+      for (const session of sessions) this.persister.forget(session.id);
+      if (root) await this.registry.destroy(rootId, "cascade");
+      for (const session of sessions) {
+        this.persister.forget(session.id);
+        this.models.forget(session.id);
+        void this.mcp.closeSession(session.id);
       }
-      this.options.cluster?.forgetTree(rootId, ids);
-    }
+      if (handBack && epoch !== undefined) {
+        await cluster?.release(rootId, epoch).catch((error: unknown) => this.options.logger.warn({ rootId, err: error }, "could not hand back a lease; it runs out by itself"));
+      }
+      cluster?.forgetTree(rootId, sessions.map((session) => session.id));
+    })().finally(() => this.evicting.delete(rootId));
+    this.evicting.set(rootId, work);
+    return work;
+  }
+
+  /** A write this node made was refused: another node runs the tree now, unless the refusal is older than the lease this node holds. */
+  private fenced(sessionId: string, error: FencedError): void {
+    this.persister.forget(sessionId);
+    const held = this.options.cluster?.epochOf(error.rootId);
+    if (held !== undefined && held !== error.epoch) return;
+    this.options.logger.warn({ sessionId, rootId: error.rootId, epoch: error.epoch }, "fenced: another node holds this session's tree now; this node's write was refused and the tree is dropped here");
+    void this.evictTrees([error.rootId]);
   }
 
   /**
@@ -303,8 +327,7 @@ export class Runtime {
         busy++;
         continue;
       }
-      await this.evictTrees([rootId]);
-      await cluster.release(rootId).catch((error: unknown) => this.options.logger.warn({ rootId, err: error }, "could not hand back a lease; it runs out by itself"));
+      await this.evictTrees([rootId], true);
     }
     return busy;
   }
@@ -424,8 +447,13 @@ export class Runtime {
     for (const child of orphaned) if (!child.ephemeral) this.options.cluster?.created(child.id);
     // Acknowledged means gone from the store too: a destroyed session never comes back after a
     // crash, nor on another node of a cluster.
-    await Promise.all(destroyed.filter((session) => !session.ephemeral).map((session) => this.persister.flushSession(session.id)));
-    for (const session of destroyed) if (session.parentId === null) this.options.cluster?.forget(session.id);
+    const stored = [...destroyed, ...orphaned].filter((session) => !session.ephemeral);
+    const written = await Promise.all(stored.map((session) => this.persister.flushSession(session.id)));
+    const ids = destroyed.map((session) => session.id);
+    for (const session of destroyed) if (session.parentId === null) this.options.cluster?.forgetTree(session.id, ids);
+    if (written.includes(false)) {
+      throw new AgentdError("unavailable", "the sessions were destroyed here, but the store has not recorded it yet (the server's log says why; it keeps trying): until it has, they may come back after a crash", { retryable: true });
+    }
     this.options.logger.debug({ sessionId, destroyed: destroyed.length, orphaned: orphaned.length }, "session destroyed");
     return { destroyed: destroyed.map((s) => s.id), orphaned: orphaned.map((s) => s.id) };
   }
@@ -732,6 +760,11 @@ export class Runtime {
     await this.mcp.closeAll();
     // Turns have stopped: numbering may resume right after the last event, without a reserved gap.
     for (const session of this.registry.all()) if (!session.ephemeral) session.releaseSequenceReservation();
+    // A cluster node hands its leases back after its last writes (made under them), before the store closes.
+    if (this.options.cluster) {
+      await this.persister.flush();
+      await this.options.cluster.leave();
+    }
     await this.persister.close();
     return this.persister.pendingCount();
   }
@@ -829,7 +862,8 @@ export class Runtime {
     if (!ephemeral && !(await this.persister.flushSession(id))) {
       // Not acknowledged, so not kept: a session that reappears after a crash would surprise the client.
       const refusal = this.persister.lastError(id);
-      await this.destroyTree(id);
+      // The store never had it; its delete is tried until the store answers again.
+      await this.destroyTree(id).catch(() => {});
       // A session limit the database checked for the whole cluster is said as such.
       if (refusal instanceof AgentdError && refusal.kind === "resource_exhausted") throw refusal;
       throw new AgentdError("unavailable", "the store could not write the new session (the server's log says why); nothing was created: try again later");

@@ -31,6 +31,8 @@ export interface RouterOptions {
   leaseMs: number;
   /** The largest message a node sends and accepts: forwarded calls carry the same. */
   maxMessageBytes: number;
+  /** The nodes' shortest accepted ping interval: the forwarding channel's keepalive respects it. */
+  minPingIntervalMs: number;
   logger: Logger;
   /** Who may call at all: checked before a call can make this node take a lease or forward it. */
   authenticate(call: AuthenticatedCall): Promise<unknown>;
@@ -204,6 +206,9 @@ export class ClusterRouter {
         "grpc.max_send_message_length": this.options.maxMessageBytes,
         // This router decides what is safe to try again (see forward); grpc-js's own retries would buffer every call for nothing.
         "grpc.enable_retries": 0,
+        // A holder whose host vanished without a word ends the forwarded streams (UNAVAILABLE) instead of leaving them hanging.
+        "grpc.keepalive_time_ms": Math.max(10_000, this.options.minPingIntervalMs),
+        "grpc.keepalive_timeout_ms": 10_000,
       });
       this.clients.set(address, client);
     }

@@ -80,7 +80,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     streamLimits: { perCaller: config.grpc.maxSubscriptionsPerOwner, total: config.grpc.maxSubscriptions },
   });
   // In a cluster, a call on a session goes to the node that runs the session's tree.
-  const router = cluster ? new ClusterRouter({ runtime, nodeId, leaseMs: config.cluster.leaseMs, maxMessageBytes: config.grpc.maxMessageBytes, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
+  const router = cluster ? new ClusterRouter({ runtime, nodeId, leaseMs: config.cluster.leaseMs, maxMessageBytes: config.grpc.maxMessageBytes, minPingIntervalMs: config.grpc.minClientPingIntervalMs, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
   server.addService(
     markingOutOfRangeNumbers(router ? ClusterRouter.passingBytesThrough(AgentRuntimeService) : AgentRuntimeService),
     refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service),
@@ -121,7 +121,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
       const pendingWrites = await runtime.close();
       router?.close();
-      await cluster?.leave();
       await audit.close();
       logger.info({ pendingWrites }, "agentd stopped");
     })());

@@ -58,6 +58,8 @@ export class FencedError extends Error {
   constructor(
     readonly sessionId: string,
     readonly rootId: string,
+    /** The lease epoch the refused write was made under. */
+    readonly epoch: number,
   ) {
     super(`session ${sessionId} is run by another node now (its tree ${rootId} has a newer lease); this node's write was refused (fenced)`);
   }

@@ -161,6 +161,39 @@ describe("PostgresSessionStore on the nodes of a cluster", () => {
     expect(await b.rootOf("child")).toBe("s");
   });
 
+  it("never lets a fenced node bring back a tree another node destroyed", async () => {
+    const { url } = await database();
+    const node = (id: string) => PostgresSessionStore.open({ url, retention, node: { id, leaseMs: 5_000 } });
+    const [a, b] = await Promise.all([node("A"), node("B")]);
+    cleanups.push(() => a.close(), () => b.close());
+    await a.save(recordWith("s", messages(1)), []);
+    await scalar(url, "UPDATE agentd.leases SET node_id = 'B', epoch = 2 WHERE root_id = 's' RETURNING 1");
+    await b.loadTree("s");
+    b.holdTree("s", 2);
+    await b.delete("s");
+    // A comes back with a write it had queued: refused, and nothing reappears.
+    await expect(a.save(recordWith("s", messages(2)), [])).rejects.toBeInstanceOf(FencedError);
+    expect(await a.rootOf("s")).toBeNull();
+    expect(await scalar(url, "SELECT deleted::text || '/' || coalesce(node_id, '-') FROM agentd.leases WHERE root_id = 's'")).toBe("true/-");
+  });
+
+  it("moves a whole subtree to its new tree when its top session loses its parent", async () => {
+    const { url } = await database();
+    const a = await PostgresSessionStore.open({ url, retention, node: { id: "A", leaseMs: 5_000 } });
+    cleanups.push(() => a.close());
+    await a.save(recordWith("r", []), []);
+    await a.save({ ...recordWith("c", []), parentId: "r" }, []);
+    await a.save({ ...recordWith("g", []), parentId: "c" }, []);
+    expect(await a.rootOf("g")).toBe("r");
+    // DestroySession(r, orphan): r goes, c becomes top-level (a new tree, its own lease).
+    await a.delete("r");
+    await a.save(recordWith("c", []), []);
+    expect(await a.rootOf("c")).toBe("c");
+    expect(await a.rootOf("g")).toBe("c");
+    expect((await a.loadTree("c")).records.map((r) => r.id)).toEqual(["c", "g"]);
+    expect(await scalar(url, "SELECT node_id || '@' || epoch FROM agentd.leases WHERE root_id = 'c'")).toBe("A@1");
+  });
+
   it("checks the session limits in the database, for every node alike", async () => {
     const { url } = await database();
     const limited = (id: string) => PostgresSessionStore.open({ url, retention, node: { id, leaseMs: 5_000 }, limits: { maxSessions: 100, maxSessionsPerOwner: 2 } });

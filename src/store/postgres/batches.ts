@@ -22,7 +22,8 @@ export class Batches<T> {
   private running: Promise<void> | null = null;
 
   constructor(
-    private readonly commit: (items: T[]) => Promise<void>,
+    /** Commits the items; may say per item (same order) that one failed while the others were committed. */
+    private readonly commit: (items: T[]) => Promise<Array<Error | null> | void>,
     private readonly limits: BatchLimits,
   ) {}
 
@@ -45,8 +46,12 @@ export class Batches<T> {
       while (this.queue.length > 0) {
         const batch = this.take();
         try {
-          await this.commit(batch.map((waiting) => waiting.item));
-          for (const waiting of batch) waiting.resolve();
+          const outcomes = await this.commit(batch.map((waiting) => waiting.item));
+          batch.forEach((waiting, i) => {
+            const failure = outcomes?.[i];
+            if (failure) waiting.reject(failure);
+            else waiting.resolve();
+          });
         } catch (error) {
           if (batch.length === 1) batch[0]!.reject(asError(error));
           else await this.oneByOne(batch);
@@ -60,8 +65,9 @@ export class Batches<T> {
   private async oneByOne(batch: Waiting<T>[]): Promise<void> {
     for (const waiting of batch) {
       try {
-        await this.commit([waiting.item]);
-        waiting.resolve();
+        const failure = (await this.commit([waiting.item]))?.[0];
+        if (failure) waiting.reject(failure);
+        else waiting.resolve();
       } catch (error) {
         waiting.reject(asError(error));
       }

@@ -32,12 +32,20 @@ export function checkDatabaseUrl(url: string): void {
 
 /** Replaces every occurrence of the URL's password in `text` (driver errors may echo connection strings). */
 export function withoutPassword(text: string, url: string): string {
-  let password = "";
+  let raw = "";
   try {
-    password = decodeURIComponent(new URL(url).password);
+    raw = new URL(url).password;
   } catch {
     return text;
   }
-  if (password.length < 1) return text;
-  return text.split(password).join("***").split(encodeURIComponent(password)).join("***");
+  if (raw === "") return text;
+  let decoded = raw;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // a malformed escape: the raw spelling is all there is
+  }
+  // Longest first, so that no spelling is left half replaced.
+  const spellings = [...new Set([raw, decoded, encodeURIComponent(decoded)])].sort((a, b) => b.length - a.length);
+  return spellings.reduce((result, spelling) => result.split(spelling).join("***"), text);
 }

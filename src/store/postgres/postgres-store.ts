@@ -31,6 +31,8 @@ interface Committed {
 interface PendingSave {
   id: string;
   root: string;
+  /** The lease epoch it is written under. */
+  epoch: number;
   json: string;
   committed: Committed;
 }
@@ -185,20 +187,10 @@ export class PostgresSessionStore implements SessionStore {
   async delete(sessionId: string): Promise<void> {
     const root = this.rootFor(sessionId);
     const node = this.options.node?.id ?? null;
-    // A fenced node deletes nothing: the tree's lease must still be its own at its epoch, or gone
-    // (the tree's root was deleted first, in the same destroy).
-    const { rows } = await this.query<{ allowed: boolean }>(
-      `WITH allowed AS (
-         SELECT $3::text IS NULL
-           OR EXISTS (SELECT 1 FROM agentd.leases l WHERE l.root_id = $2 AND l.node_id = $3 AND l.epoch = $4)
-           OR NOT EXISTS (SELECT 1 FROM agentd.leases l WHERE l.root_id = $2) AS ok
-       ),
-       gone AS (DELETE FROM agentd.sessions s WHERE s.id = $1 AND (SELECT ok FROM allowed) RETURNING s.id),
-       freed AS (DELETE FROM agentd.leases l USING gone WHERE l.root_id = gone.id)
-       SELECT ok AS allowed FROM allowed`,
-      [sessionId, root, node, this.epochs.get(root) ?? 1],
-    );
-    if (!rows[0]?.allowed) throw new FencedError(sessionId, root);
+    // A fenced node deletes nothing (see agentd.delete_session).
+    const epoch = this.epochs.get(root) ?? 1;
+    const { rows } = await this.query<{ allowed: boolean }>("SELECT agentd.delete_session($1, $2, $3, $4) AS allowed", [sessionId, root, node, epoch]);
+    if (!rows[0]?.allowed) throw new FencedError(sessionId, root, epoch);
     this.committed.delete(sessionId);
     this.parents.delete(sessionId);
   }
@@ -231,6 +223,7 @@ export class PostgresSessionStore implements SessionStore {
     const { messages, ...snapshot } = record;
     this.parents.set(record.id, record.parentId);
     const root = this.rootFor(record.id);
+    const epoch = this.epochs.get(root) ?? 1;
     const count = messages.length;
     const known = this.committed.get(record.id);
     const appended = known !== undefined && count >= known.count && (known.count === 0 || messages[known.count - 1]?.id === known.lastId);
@@ -244,13 +237,13 @@ export class PostgresSessionStore implements SessionStore {
     });
     const json =
       `{"id":${column(record.id)},"owner":${column(record.owner)},"parentId":${record.parentId === null ? "null" : column(record.parentId)},` +
-      `"root":${column(root)},"epoch":${this.epochs.get(root) ?? 1},` +
+      `"root":${column(root)},"epoch":${epoch},` +
       `"createdAt":${JSON.stringify(record.createdAt)},"snapshot":${JSON.stringify(JSON.stringify(snapshot))},"from":${from},"count":${count},` +
       `"messages":[${newMessages.join(",")}],"lastMessageId":${count === 0 ? "null" : column(messages[count - 1]!.id)},"events":[${newEvents.join(",")}]}`;
-    return { id: record.id, root, json, committed: { count, lastId: messages[count - 1]?.id ?? null } };
+    return { id: record.id, root, epoch, json, committed: { count, lastId: messages[count - 1]?.id ?? null } };
   }
 
-  private async commit(items: PendingSave[]): Promise<void> {
+  private async commit(items: PendingSave[]): Promise<Array<Error | null>> {
     const { maxEvents, maxBytes } = this.options.retention;
     const node = this.options.node ?? null;
     const limits = this.options.limits;
@@ -260,13 +253,12 @@ export class PostgresSessionStore implements SessionStore {
     );
     this.stats.commits++;
     this.stats.saves += items.length;
-    const fenced = new Set(rows.filter((row) => row.outcome === "fenced").map((row) => row.saved_id));
-    for (const item of items) if (!fenced.has(item.id)) this.committed.set(item.id, item.committed);
-    if (fenced.size > 0) {
-      // Only the fenced saves fail: a batch of one each (the others of the batch are committed).
-      const first = items.find((item) => fenced.has(item.id))!;
-      throw new FencedError(first.id, first.root);
-    }
+    // One row per item, in order: a fenced one fails alone, the others of the batch are committed.
+    return items.map((item, i) => {
+      if (rows[i]?.outcome === "fenced") return new FencedError(item.id, item.root, item.epoch);
+      this.committed.set(item.id, item.committed);
+      return null;
+    });
   }
 
   /** The tree a session belongs to, from the parents this store has seen. */
@@ -285,7 +277,8 @@ export class PostgresSessionStore implements SessionStore {
       const message = withoutPassword(describe(error), this.options.url);
       // A session limit the database checked (save_sessions): what the client is told.
       if (message.startsWith("agentd_limit: ")) throw resourceExhausted(message.slice("agentd_limit: ".length));
-      throw new Error(`PostgreSQL (${this.description}): ${message}`, { cause: error });
+      // No `cause`: a log line would carry the driver's own error, which this text has cleaned.
+      throw new Error(`PostgreSQL (${this.description}): ${message}`);
     }
   }
 }

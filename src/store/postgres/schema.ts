@@ -154,17 +154,24 @@ CREATE TABLE agentd.nodes (
 
 -- A session tree (a top-level session and its descendants) is run by at most one node: the holder
 -- of its lease. Every write of the holder carries the epoch it took the lease at; a write with an
--- older epoch (a holder that was paused or cut off past its lease) is refused: fenced.
+-- older epoch (a holder that was paused or cut off past its lease) is refused: fenced. A destroyed
+-- tree's lease stays, marked deleted, so that a late write of a fenced node cannot bring it back.
 CREATE TABLE agentd.leases (
   root_id text PRIMARY KEY,
   node_id text,
   epoch bigint NOT NULL,
-  expires_at timestamptz NOT NULL
+  expires_at timestamptz NOT NULL,
+  deleted boolean NOT NULL DEFAULT false
 );
 CREATE INDEX leases_node ON agentd.leases (node_id) WHERE node_id IS NOT NULL;
 
 ALTER TABLE agentd.sessions ADD COLUMN root_id text;
-UPDATE agentd.sessions SET root_id = id WHERE parent_id IS NULL;
+WITH RECURSIVE tree (id, root_id) AS (
+  SELECT id, id FROM agentd.sessions WHERE parent_id IS NULL OR parent_id NOT IN (SELECT id FROM agentd.sessions)
+  UNION ALL
+  SELECT s.id, tree.root_id FROM agentd.sessions s JOIN tree ON s.parent_id = tree.id
+)
+UPDATE agentd.sessions s SET root_id = tree.root_id FROM tree WHERE tree.id = s.id;
 CREATE INDEX sessions_root ON agentd.sessions (root_id);
 
 -- Sessions per owner, and in all ('' is no owner's name: owners are never empty): what the
@@ -178,7 +185,8 @@ INSERT INTO agentd.session_counts (owner, sessions) SELECT '', count(*) FROM age
 
 CREATE FUNCTION agentd.count_session(who text, delta integer) RETURNS void
 LANGUAGE sql AS $$
-  INSERT INTO agentd.session_counts AS c (owner, sessions) VALUES (who, delta), ('', delta)
+  -- The total first: every writer locks the rows in the same order (no deadlock between two owners).
+  INSERT INTO agentd.session_counts AS c (owner, sessions) VALUES ('', delta), (who, delta)
   ON CONFLICT (owner) DO UPDATE SET sessions = c.sessions + EXCLUDED.sessions;
 $$;
 
@@ -213,22 +221,30 @@ DECLARE
   inserted boolean;
   holder text;
   held_epoch bigint;
+  gone boolean;
   counted integer;
 BEGIN
+  IF node IS NOT NULL THEN
+    -- The batch's leases locked in one order, the order the heartbeat renews them in: no deadlock.
+    PERFORM 1 FROM agentd.leases l
+    WHERE l.root_id IN (SELECT x.root FROM json_to_recordset(batch) AS x(root text))
+    ORDER BY l.root_id FOR UPDATE;
+  END IF;
   FOR s IN
     SELECT * FROM json_to_recordset(batch) AS x(
       id text, owner text, "parentId" text, root text, epoch bigint, "createdAt" timestamptz, snapshot text,
       "from" integer, count integer, messages json, "lastMessageId" text, events json)
   LOOP
     IF node IS NOT NULL THEN
-      SELECT l.node_id, l.epoch INTO holder, held_epoch FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
+      SELECT l.node_id, l.epoch, l.deleted INTO holder, held_epoch, gone FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
       IF NOT FOUND THEN
+        -- A new tree: its first write takes the lease.
         INSERT INTO agentd.leases (root_id, node_id, epoch, expires_at)
         VALUES (s.root, node, s.epoch, now() + make_interval(secs => lease_ms / 1000.0))
         ON CONFLICT (root_id) DO NOTHING;
-        SELECT l.node_id, l.epoch INTO holder, held_epoch FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
+        SELECT l.node_id, l.epoch, l.deleted INTO holder, held_epoch, gone FROM agentd.leases l WHERE l.root_id = s.root FOR UPDATE;
       END IF;
-      IF holder IS DISTINCT FROM node OR held_epoch <> s.epoch THEN
+      IF gone OR holder IS DISTINCT FROM node OR held_epoch <> s.epoch THEN
         saved_id := s.id;
         outcome := 'fenced';
         RETURN NEXT;
@@ -247,6 +263,15 @@ BEGIN
       version = t.version + 1,
       saved_at = now()
     RETURNING t.events_through, (t.xmax = 0) INTO through, inserted;
+    -- A session made top-level (its parent destroyed, children orphaned) takes its descendants along.
+    IF NOT inserted THEN
+      WITH RECURSIVE below (id) AS (
+        SELECT c.id FROM agentd.sessions c WHERE c.parent_id = s.id AND c.root_id IS DISTINCT FROM s.root
+        UNION ALL
+        SELECT c.id FROM agentd.sessions c JOIN below ON c.parent_id = below.id
+      )
+      UPDATE agentd.sessions c SET root_id = s.root FROM below WHERE c.id = below.id;
+    END IF;
     IF inserted THEN
       -- The trigger has counted it; over a limit, the statement fails and nothing is kept.
       SELECT c.sessions INTO counted FROM agentd.session_counts c WHERE c.owner = '';
@@ -282,6 +307,28 @@ BEGIN
     outcome := 'saved';
     RETURN NEXT;
   END LOOP;
+END $$;
+
+-- Deletes a session. On a node of a cluster (node not null) only under the tree's lease at the
+-- writer's epoch, or in a tree whose root was deleted already (the rest of a cascade); the lease row
+-- is locked like save_sessions locks it. A deleted root's lease stays, marked deleted. Returns
+-- whether it was allowed.
+CREATE FUNCTION agentd.delete_session(sid text, root text, node text, writer_epoch bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  holder text;
+  held_epoch bigint;
+  gone boolean;
+BEGIN
+  IF node IS NOT NULL THEN
+    SELECT l.node_id, l.epoch, l.deleted INTO holder, held_epoch, gone FROM agentd.leases l WHERE l.root_id = root FOR UPDATE;
+    IF FOUND AND NOT gone AND (holder IS DISTINCT FROM node OR held_epoch <> writer_epoch) THEN
+      RETURN false;
+    END IF;
+  END IF;
+  DELETE FROM agentd.sessions s WHERE s.id = sid;
+  UPDATE agentd.leases l SET deleted = true, node_id = NULL, epoch = l.epoch + 1, expires_at = now() WHERE l.root_id = sid;
+  RETURN true;
 END $$;
 `,
   },
