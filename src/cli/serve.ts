@@ -106,6 +106,9 @@ export async function runServe(args: string[]): Promise<number> {
   if (model) fromFlags.sessionDefaults = { model };
   const fromEnvironment: ConfigOverrides = { database: definedOnly({ url: process.env.AGENTD_DATABASE_URL || undefined }) };
   const config = resolveConfig(values.config ? readConfigFile(values.config) : {}, fromEnvironment, fromFlags);
+  if ((values["lease-ms"] !== undefined || values["advertise-address"] !== undefined) && !config.cluster.enabled) {
+    throw new Error("--lease-ms and --advertise-address are settings of a cluster node: add --cluster");
+  }
   const format = resolveLogFormat(config.logFormat);
   const logger = createLogger(config.logLevel, undefined, format);
   // Listening for signals before anything is printed: a signal with no listener kills the process

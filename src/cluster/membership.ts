@@ -34,6 +34,8 @@ export type Placement =
 export class ClusterMembership {
   /** Trees this node holds, by root, with the epoch it writes them under. */
   private readonly held = new Map<string, number>();
+  /** Takeovers under way, by root: calls arriving together take a tree once. */
+  private readonly placing = new Map<string, Promise<Placement>>();
   /** Trees created here whose first write has not shown their lease row yet. */
   private readonly fresh = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
@@ -96,11 +98,25 @@ export class ClusterMembership {
 
   /**
    * Where the session's tree runs, taking its lease when nobody live holds it (and this node is
-   * not draining). A tree this node holds is "taken" at once.
+   * not draining). A tree this node holds is "taken" at once. With `owner`, another owner's session
+   * is "missing": a caller never makes a node take a tree it may not see. Calls arriving together
+   * for one tree take it once.
    */
-  async place(sessionId: string, attempt = 0, unreachable: string | null = null): Promise<Placement> {
-    const rootId = await this.store.rootOf(sessionId);
-    if (rootId === null) return { kind: "missing" };
+  async place(sessionId: string, options: { owner?: string | null; unreachable?: string | null } = {}): Promise<Placement> {
+    const found = await this.store.locate(sessionId);
+    if (found === null || (options.owner != null && found.owner !== options.owner)) return { kind: "missing" };
+    const { rootId } = found;
+    const epoch = this.held.get(rootId);
+    if (epoch !== undefined) return { kind: "taken", rootId, epoch };
+    let placing = this.placing.get(rootId);
+    if (!placing) {
+      placing = this.takeOrFind(rootId, options.unreachable ?? null, 0).finally(() => this.placing.delete(rootId));
+      this.placing.set(rootId, placing);
+    }
+    return placing;
+  }
+
+  private async takeOrFind(rootId: string, unreachable: string | null, attempt: number): Promise<Placement> {
     const epoch = this.held.get(rootId);
     if (epoch !== undefined) return { kind: "taken", rootId, epoch };
     if (!this.draining) {
@@ -126,14 +142,14 @@ export class ClusterMembership {
               (extract(epoch FROM l.expires_at - now()) * 1000)::float8 AS left_ms,
               (extract(epoch FROM now() - n.heartbeat_at) * 1000)::float8 AS silent_ms
        FROM agentd.leases l LEFT JOIN agentd.nodes n ON n.id = l.node_id
-       WHERE l.root_id = $1 AND l.node_id IS NOT NULL AND l.expires_at >= now()`,
+       WHERE l.root_id = $1 AND l.node_id IS NOT NULL AND l.expires_at >= now() AND NOT l.deleted`,
       [rootId],
     );
     const holder = rows[0];
     if (!holder?.node_id || !holder.address) {
       // Free, and this node drains: another node should take it.
       if (this.draining) return { kind: "draining" };
-      return attempt < 3 ? this.place(sessionId, attempt + 1) : { kind: "missing" };
+      return attempt < 3 ? this.takeOrFind(rootId, unreachable, attempt + 1) : { kind: "missing" };
     }
     // A holder that has missed its heartbeats is presumed dead: its lease runs out within leaseMs,
     // and then this node takes the tree (a live holder that comes back finds its writes fenced).
@@ -141,7 +157,7 @@ export class ClusterMembership {
     const silent = holder.silent_ms !== null && holder.silent_ms > (this.settings.leaseMs * 2) / 3;
     if (!this.draining && (silent || holder.node_id === unreachable) && attempt < 3) {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, holder.left_ms) + 25));
-      return this.place(sessionId, attempt + 1, unreachable);
+      return this.takeOrFind(rootId, unreachable, attempt + 1);
     }
     return { kind: "elsewhere", rootId, nodeId: holder.node_id, address: holder.address };
   }

@@ -302,6 +302,9 @@ function validateConfig(config: RuntimeConfig): void {
   if (config.cluster.enabled && config.tls.certFile !== "") throw new Error("cluster.enabled with TLS is not supported yet: nodes forward calls to each other in plaintext; run the nodes on a private network without tls");
   if (!Number.isInteger(config.cluster.leaseMs) || config.cluster.leaseMs < 300) throw new Error(`cluster.leaseMs must be an integer of at least 300, got ${config.cluster.leaseMs}`);
   positive("cluster.drainTimeoutMs", config.cluster.drainTimeoutMs);
+  if (config.cluster.advertiseAddress !== "" && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(config.cluster.advertiseAddress)) {
+    throw new Error(`cluster.advertiseAddress must be host:port (how the other nodes reach this one), got "${config.cluster.advertiseAddress}"`);
+  }
   if (!LOG_FORMATS.includes(config.logFormat)) {
     throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);
   }

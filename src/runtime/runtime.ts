@@ -233,14 +233,15 @@ export class Runtime {
    * Where a call on this session is served. Without a cluster, always here. In a cluster, here when
    * this node runs the session's tree or has just taken its lease (the tree is loaded first), else
    * on the node that holds it. A session no node has stored is "here" too: the call then says
-   * NOT_FOUND as on a single server. `unreachableNode`: a holder that just refused a connection,
+   * NOT_FOUND as on a single server, and so is another owner's (no lease is taken for a caller who
+   * may not see the session). `unreachableNode`: a holder that just refused a connection,
    * presumed dead: its lease is waited out and the tree taken over.
    */
-  async placeSession(sessionId: string, unreachableNode: string | null = null): Promise<SessionPlace> {
+  async placeSession(caller: Caller, sessionId: string, unreachableNode: string | null = null): Promise<SessionPlace> {
     const cluster = this.options.cluster;
     if (!cluster || sessionId === "" || this.registry.find(sessionId)) return { kind: "here" };
     checkId("session_id", sessionId);
-    const placement = await cluster.place(sessionId, 0, unreachableNode);
+    const placement = await cluster.place(sessionId, { owner: isAdmin(caller) ? null : caller.owner, unreachable: unreachableNode });
     if (placement.kind === "missing") return { kind: "here" };
     if (placement.kind === "draining") throw new AgentdError("unavailable", "this node is shutting down and takes on no more sessions; call another node", { retryable: true });
     if (placement.kind === "elsewhere") return { kind: "elsewhere", address: placement.address, nodeId: placement.nodeId };
@@ -365,6 +366,9 @@ export class Runtime {
   }
 
   async createSession(caller: Caller, options: CreateSessionOptions): Promise<SessionView> {
+    if (this.options.cluster?.draining) {
+      throw new AgentdError("unavailable", "this node is shutting down and takes on no new sessions; call another node", { retryable: true });
+    }
     const owner = this.ownerFor(caller, checkOwner(options.owner));
     const config = mergeConfig(defaultSessionConfig(this.options.config.sessionDefaults), checkConfigPatch(options.config));
     const workspace = options.workspace === "" ? "" : await this.workspaces.check(options.workspace);

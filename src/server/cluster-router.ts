@@ -13,6 +13,7 @@ import {
 } from "@grpc/grpc-js";
 import { AgentdError } from "../errors.js";
 import type { Logger } from "../logging.js";
+import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { AuthenticatedCall } from "./auth/authenticator.js";
 import { serviceError, statusOf } from "./status.js";
@@ -35,7 +36,7 @@ export interface RouterOptions {
   minPingIntervalMs: number;
   logger: Logger;
   /** Who may call at all: checked before a call can make this node take a lease or forward it. */
-  authenticate(call: AuthenticatedCall): Promise<unknown>;
+  authenticate(call: AuthenticatedCall): Promise<Caller>;
 }
 
 type AnyCall = (ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>) & { request: unknown };
@@ -101,10 +102,11 @@ export class ClusterRouter {
     const remembered = forwarded ? undefined : this.placements.get(sessionId);
     if (remembered && remembered.until > Date.now()) return this.forward(method, call, local, remembered, callback);
     // A caller without valid credentials never makes this node take a lease: the handler refuses it.
-    if (!(await this.options.authenticate(call).then(() => true, () => false))) return local(call, callback);
+    const caller = await this.options.authenticate(call).catch(() => null);
+    if (!caller) return local(call, callback);
     let target: Awaited<ReturnType<Runtime["placeSession"]>>;
     try {
-      target = await this.options.runtime.placeSession(sessionId);
+      target = await this.options.runtime.placeSession(caller, sessionId);
     } catch (error) {
       if (error instanceof AgentdError) return fail(call, callback, serviceError(statusOf(error.kind), error.message));
       this.options.logger.warn({ err: error, sessionId }, "cannot tell which node runs the session");
@@ -114,7 +116,7 @@ export class ClusterRouter {
     if (forwarded) {
       // The sender thought this node runs it; it finds out where it runs now and tries again.
       const moved = serviceError(status.UNAVAILABLE, "the session moved to another node while this call was on its way; try again");
-      moved.metadata!.set(NOT_HERE, target.nodeId);
+      moved.metadata!.set(NOT_HERE, "1");
       return fail(call, callback, moved);
     }
     this.remember(sessionId, target);
@@ -153,7 +155,8 @@ export class ClusterRouter {
       if (retried || !(unreachable || notHere)) return false;
       this.placements.delete(sessionId);
       try {
-        const again = await this.options.runtime.placeSession(sessionId, unreachable ? target.nodeId : null);
+        const caller = await this.options.authenticate(call);
+        const again = await this.options.runtime.placeSession(caller, sessionId, unreachable ? target.nodeId : null);
         if (again.kind === "here") local(call, callback);
         else {
           this.remember(sessionId, again);

@@ -26,6 +26,7 @@ export async function openStore(config: RuntimeConfig, logger: Logger, nodeId?: 
         poolSize: config.database.poolSize,
         limits: config.limits,
         node: nodeId ? { id: nodeId, leaseMs: config.cluster.leaseMs } : undefined,
+        exclusive: !nodeId,
       });
       if (store.migrations.applied.length > 0) {
         logger.info({ database: store.description, applied: store.migrations.applied }, "database schema migrated");

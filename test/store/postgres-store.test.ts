@@ -161,6 +161,20 @@ describe("PostgresSessionStore on the nodes of a cluster", () => {
     expect(await b.rootOf("child")).toBe("s");
   });
 
+  it("keeps a single server and a cluster's nodes off each other's database", async () => {
+    const { url } = await database();
+    const single = await PostgresSessionStore.open({ url, retention, exclusive: true });
+    await expect(PostgresSessionStore.open({ url, retention, exclusive: true })).rejects.toThrow(/in use by another agentd .*--cluster/);
+    await expect(PostgresSessionStore.open({ url, retention, node: { id: "A", leaseMs: 5_000 } })).rejects.toThrow(/in use by a single agentd server \(started without --cluster\)/);
+    await single.close();
+    const [a, b] = await Promise.all([
+      PostgresSessionStore.open({ url, retention, node: { id: "A", leaseMs: 5_000 } }),
+      PostgresSessionStore.open({ url, retention, node: { id: "B", leaseMs: 5_000 } }),
+    ]);
+    cleanups.push(() => a.close(), () => b.close());
+    await expect(PostgresSessionStore.open({ url, retention, exclusive: true })).rejects.toThrow(/in use by another agentd/);
+  });
+
   it("never lets a fenced node bring back a tree another node destroyed", async () => {
     const { url } = await database();
     const node = (id: string) => PostgresSessionStore.open({ url, retention, node: { id, leaseMs: 5_000 } });

@@ -15,6 +15,11 @@ export interface PostgresStoreOptions {
   limits?: { maxSessions: number; maxSessionsPerOwner: number };
   /** On a node of a cluster: its id and lease time; every write is then fenced by its tree's lease epoch. */
   node?: { id: string; leaseMs: number };
+  /**
+   * The one server on this database (no cluster): refused when a cluster's nodes use it, and they
+   * are refused while it does. Writes without a node are not fenced, so the two must not mix.
+   */
+  exclusive?: boolean;
   /** Connections in the pool: one carries the commits, the others reads. */
   poolSize?: number;
   /** How long a query may wait for a connection before it fails. */
@@ -38,6 +43,8 @@ interface PendingSave {
 }
 
 const NO_LIMIT = 2_147_483_647;
+/** The advisory lock a single server holds exclusively and every cluster node shared. */
+const USE_LOCK = 0x61_67_65_6e_74_65; // "agente"
 
 const LOAD_PAGE = 1_000;
 
@@ -58,6 +65,8 @@ export class PostgresSessionStore implements SessionStore {
   /** The lease epoch this node writes each tree under (a tree created here starts at 1). */
   private readonly epochs = new Map<string, number>();
   private readonly batches: Batches<PendingSave>;
+  /** The connection holding the use lock (see PostgresStoreOptions.exclusive), for the store's life. */
+  private holder: pg.Client | null = null;
 
   private constructor(
     private pool: pg.Pool | null,
@@ -72,10 +81,15 @@ export class PostgresSessionStore implements SessionStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresSessionStore> {
     checkDatabaseUrl(options.url);
     const pool = newPool(options);
+    let holder: pg.Client | null = null;
     try {
       const outcome = await migrate(pool);
-      return new PostgresSessionStore(pool, options, outcome);
+      if (options.exclusive || options.node) holder = await takeUseLock(options);
+      const store = new PostgresSessionStore(pool, options, outcome);
+      store.holder = holder;
+      return store;
     } catch (error) {
+      await holder?.end().catch(() => {});
       await pool.end().catch(() => {});
       throw new Error(`cannot use PostgreSQL at ${redactDatabaseUrl(options.url)}: ${withoutPassword(describe(error), options.url)}`);
     }
@@ -92,9 +106,14 @@ export class PostgresSessionStore implements SessionStore {
 
   /** The tree a stored session belongs to; null when it is not stored. */
   async rootOf(sessionId: string): Promise<string | null> {
-    const { rows } = await this.query<{ root_id: string | null }>("SELECT root_id FROM agentd.sessions WHERE id = $1", [sessionId]);
+    return (await this.locate(sessionId))?.rootId ?? null;
+  }
+
+  /** A stored session's tree and owner; null when it is not stored. */
+  async locate(sessionId: string): Promise<{ rootId: string; owner: string } | null> {
+    const { rows } = await this.query<{ root_id: string | null; owner: string }>("SELECT root_id, owner FROM agentd.sessions WHERE id = $1", [sessionId]);
     if (rows.length === 0) return null;
-    return rows[0]!.root_id ?? sessionId;
+    return { rootId: rows[0]!.root_id ?? sessionId, owner: rows[0]!.owner };
   }
 
   /** From now on this node writes `rootId`'s tree under `epoch` (it took the lease at that epoch). */
@@ -216,6 +235,9 @@ export class PostgresSessionStore implements SessionStore {
     const pool = this.pool;
     this.pool = null;
     await pool?.end();
+    const holder = this.holder;
+    this.holder = null;
+    await holder?.end().catch(() => {});
   }
 
   /** The save as one element of save_sessions' batch; its messages are the ones present now. */
@@ -291,6 +313,25 @@ const UNSTORABLE = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
  */
 function column(value: string): string {
   return JSON.stringify(value.replace(UNSTORABLE, "\uFFFD"));
+}
+
+/** Takes the use lock: exclusive for a single server, shared for a cluster node; throws when the other kind holds it. */
+async function takeUseLock(options: PostgresStoreOptions): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: options.url, application_name: "agentd (use lock)", connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000 });
+  // A connection the server drops must not crash the process; the lock goes with it.
+  client.on("error", () => {});
+  await client.connect();
+  const exclusive = !options.node;
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT ${exclusive ? "pg_try_advisory_lock" : "pg_try_advisory_lock_shared"}($1) AS ok`, [USE_LOCK]);
+  if (!rows[0]?.ok) {
+    await client.end().catch(() => {});
+    throw new Error(
+      exclusive
+        ? "the database is in use by another agentd (a cluster's nodes, or a single server): start this one with --cluster to join them, or give it a database of its own"
+        : "the database is in use by a single agentd server (started without --cluster): stop it, or give the cluster a database of its own",
+    );
+  }
+  return client;
 }
 
 function newPool(options: PostgresStoreOptions): pg.Pool {
