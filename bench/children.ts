@@ -4,6 +4,7 @@
  * requests on it (a heap reading, a new reply profile). Every child is killed when the bench exits,
  * however it exits, and a child whose parent is gone exits by itself (its IPC channel closes).
  */
+import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { fork, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -139,6 +140,16 @@ export function runScript(script: string, args: string[]): Promise<string> {
       live.delete(child);
       if (code === 0) resolve(stdout);
       else reject(new Error(`${script} ${args.join(" ")} failed (${signal ?? code})\n${stderr}`));
+    });
+  });
+}
+
+/** Binds a bench server to a free loopback port: serveParent's `start`. */
+export function bindLoopback(server: Server): Promise<{ port: number; address: string }> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, port) => {
+      if (error) reject(error);
+      else resolve({ port, address: `127.0.0.1:${port}` });
     });
   });
 }

@@ -6,8 +6,8 @@
  *
  * Run by bench/run.ts:  node --import tsx bench/raw-proxy.ts '{"target": "127.0.0.1:port"}'
  */
-import { Client, credentials, Server, ServerCredentials, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
-import { serveParent } from "./children.js";
+import { Client, credentials, Server, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
+import { bindLoopback, serveParent } from "./children.js";
 
 const { target } = JSON.parse(process.argv[2]!) as { target: string };
 const PATH = "/agentd.v1.AgentRuntime/StreamGenerate";
@@ -31,13 +31,7 @@ server.addService(
 );
 
 serveParent(
-  () =>
-    new Promise((resolve, reject) => {
-      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, port) => {
-        if (error) reject(error);
-        else resolve({ port, address: `127.0.0.1:${port}` });
-      });
-    }),
+  () => bindLoopback(server),
   (message) => {
     throw new Error(`unknown request ${String(message.type)}`);
   },

@@ -10,11 +10,11 @@
  *
  * Run by bench/run.ts:  node --import tsx bench/raw-server.ts '{"dir": "...", "options": {...}}'
  */
-import { Server, ServerCredentials, status, type ChannelOptions, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
+import { Server, status, type ChannelOptions, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
 import { once } from "node:events";
 import { closeSync, fdatasync, openSync, write } from "node:fs";
 import path from "node:path";
-import { serveParent } from "./children.js";
+import { bindLoopback, serveParent } from "./children.js";
 
 /** Replies as base64 strings (IPC carries JSON). */
 export interface RawProfile {
@@ -141,13 +141,7 @@ function main(): void {
   );
 
   serveParent(
-    () =>
-      new Promise((resolve, reject) => {
-        server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, port) => {
-          if (error) reject(error);
-          else resolve({ port, address: `127.0.0.1:${port}` });
-        });
-      }),
+    () => bindLoopback(server),
     (message) => {
       if (message.type === "profile") {
         profile = decodeProfile(message.profile as RawProfile);

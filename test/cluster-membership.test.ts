@@ -34,15 +34,21 @@ async function lease(url: string, root: string): Promise<string> {
   }
 }
 
+/** Alice's tree "t", made on node A and handed back; node B beside it. */
+async function handedBack() {
+  const db = await freshDatabase();
+  cleanups.push(() => db.drop());
+  const a = await node(db.url, "A");
+  a.membership.created("t");
+  await a.store.save({ ...recordWith("t", []), owner: "alice" }, []);
+  await a.membership.release("t", 1);
+  const b = await node(db.url, "B");
+  return { db, a, b };
+}
+
 describe("ClusterMembership", () => {
   it("takes a free tree once however many calls ask for it at the same moment", async () => {
-    const db = await freshDatabase();
-    cleanups.push(() => db.drop());
-    const a = await node(db.url, "A");
-    a.membership.created("t");
-    await a.store.save({ ...recordWith("t", []), owner: "alice" }, []);
-    await a.membership.release("t", 1);
-    const b = await node(db.url, "B");
+    const { db, a, b } = await handedBack();
     const placements = await Promise.all(Array.from({ length: 10 }, () => b.membership.place("t")));
     expect(new Set(placements.map((p) => JSON.stringify(p)))).toEqual(new Set([JSON.stringify({ kind: "taken", rootId: "t", epoch: 2 })]));
     expect(await lease(db.url, "t")).toBe("B@2");
@@ -51,13 +57,7 @@ describe("ClusterMembership", () => {
   });
 
   it("never takes another owner's tree for a caller who may not see it", async () => {
-    const db = await freshDatabase();
-    cleanups.push(() => db.drop());
-    const a = await node(db.url, "A");
-    a.membership.created("t");
-    await a.store.save({ ...recordWith("t", []), owner: "alice" }, []);
-    await a.membership.release("t", 1);
-    const b = await node(db.url, "B");
+    const { db, b } = await handedBack();
     expect(await b.membership.place("t", { owner: "bob" })).toEqual({ kind: "missing" });
     expect(await lease(db.url, "t")).toBe("-@1");
     expect(await b.membership.place("t", { owner: "alice" })).toEqual({ kind: "taken", rootId: "t", epoch: 2 });
