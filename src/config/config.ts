@@ -23,6 +23,14 @@ export interface RuntimeConfig {
    * keeps them in the database at database.url, which several nodes may share.
    */
   store: StoreKind;
+  /** Prometheus metrics on an HTTP port of their own (GET /metrics); off by default. */
+  metrics: {
+    enabled: boolean;
+    /** Loopback by default: the figures name models, tools and methods. */
+    host: string;
+    /** 0 picks a free port. */
+    port: number;
+  };
   /** Several nodes on one database (store "postgres"); see README "Running several nodes". */
   cluster: {
     enabled: boolean;
@@ -192,6 +200,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   store: "file",
   database: { url: "", poolSize: 8 },
   cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
+  metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },
@@ -302,6 +311,9 @@ function validateConfig(config: RuntimeConfig): void {
   if (config.cluster.enabled && config.tls.certFile !== "") throw new Error("cluster.enabled with TLS is not supported yet: nodes forward calls to each other in plaintext; run the nodes on a private network without tls");
   if (!Number.isInteger(config.cluster.leaseMs) || config.cluster.leaseMs < 300) throw new Error(`cluster.leaseMs must be an integer of at least 300, got ${config.cluster.leaseMs}`);
   positive("cluster.drainTimeoutMs", config.cluster.drainTimeoutMs);
+  if (!Number.isInteger(config.metrics.port) || config.metrics.port < 0 || config.metrics.port > 65535) {
+    throw new Error(`metrics.port must be between 0 and 65535, got ${config.metrics.port}`);
+  }
   if (config.cluster.advertiseAddress !== "" && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(config.cluster.advertiseAddress)) {
     throw new Error(`cluster.advertiseAddress must be host:port (how the other nodes reach this one), got "${config.cluster.advertiseAddress}"`);
   }

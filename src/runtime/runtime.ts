@@ -58,6 +58,18 @@ export interface RuntimeOptions {
    * node takes its lease (placeSession), and dropped when another node has taken it.
    */
   cluster?: ClusterMembership;
+  /** Sees every session's events as they go out (metrics); called on the turn's path, so it must be quick. */
+  observe?: (session: SessionView, event: SessionEvent) => void;
+}
+
+/** What the runtime holds now, for gauges read when they are scraped. */
+export interface RuntimeStats {
+  sessionsByState: Record<string, number>;
+  pendingConfirmations: number;
+  /** Sessions whose latest state has not reached the store. */
+  unpersistedSessions: number;
+  /** Bytes of recent events kept in memory for clients that re-attach. */
+  eventMemoryBytes: number;
 }
 
 /** Where a session is served from, in a cluster. */
@@ -222,6 +234,16 @@ export class Runtime {
         logger.error({ sessionId: session.id, err: error }, "cannot resume the turn; its calls stay unanswered until the next turn");
       }
     }
+  }
+
+  stats(): RuntimeStats {
+    const sessionsByState: Record<string, number> = {};
+    let pendingConfirmations = 0;
+    for (const session of this.registry.all()) {
+      sessionsByState[session.state] = (sessionsByState[session.state] ?? 0) + 1;
+      pendingConfirmations += session.confirmations.list().length;
+    }
+    return { sessionsByState, pendingConfirmations, unpersistedSessions: this.persister.pendingCount(), eventMemoryBytes: this.eventMemory.bytes };
   }
 
   /** Whether this node runs the session now (without a cluster: whether it exists). */
@@ -928,6 +950,7 @@ export class Runtime {
       (changed) => this.scheduleWrite(changed),
       (session) => this.persister.flushSession(session.id),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
+      this.options.observe ?? null,
     );
   }
 }

@@ -4,6 +4,9 @@ import { hostname } from "node:os";
 import { ClusterMembership } from "../cluster/membership.js";
 import { PostgresSessionStore } from "../store/postgres/postgres-store.js";
 import { ClusterRouter } from "./cluster-router.js";
+import { countingCalls } from "./call-metrics.js";
+import type { SessionView } from "../session/session.js";
+import type { SessionEvent } from "../events/types.js";
 import { HealthImplementation } from "grpc-health-check";
 import path from "node:path";
 import type { RuntimeConfig } from "../config/config.js";
@@ -41,6 +44,8 @@ export interface RunningServer {
   port: number;
   address: string;
   runtime: Runtime;
+  /** host:port of the Prometheus endpoint, when metrics are on. */
+  metricsAddress: string | null;
   /** Graceful stop: refuse new calls, cancel running turns, flush the store. */
   close(): Promise<void>;
 }
@@ -62,14 +67,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!(store instanceof PostgresSessionStore)) throw new Error('cluster.enabled needs store "postgres"');
     cluster = new ClusterMembership(store, { nodeId, address: "", leaseMs: config.cluster.leaseMs }, logger.child({ nodeId }));
   }
-  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory, cluster }).catch(async (error: unknown) => {
+  // Metrics follow every session's events from the start (restored ones included).
+  let runtimeRef: Runtime | null = null;
+  // prom-client is loaded only when metrics are on (it adds to every start otherwise).
+  const metrics = config.metrics.enabled
+    ? new (await import("../metrics/metrics.js")).AgentdMetrics(() => runtimeRef?.stats() ?? { sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 })
+    : null;
+  const observe = metrics ? (session: SessionView, event: SessionEvent) => metrics.observe(session, event) : undefined;
+  const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory, cluster, observe }).catch(async (error: unknown) => {
     // A database pool left open would keep the process alive after a failed start.
     if (!options.store) await store.close?.().catch(() => {});
     throw error;
   });
+  runtimeRef = runtime;
   const audit = AuditLog.open(config, logger);
 
   const server = new Server(serverOptions(config));
+  const counted = <I extends object>(implementation: I): I => (metrics ? countingCalls(implementation, (method, code) => metrics.grpcCall(method, code)) : implementation);
   const service = createAgentRuntimeService({
     runtime,
     logger,
@@ -83,7 +97,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = cluster ? new ClusterRouter({ runtime, nodeId, leaseMs: config.cluster.leaseMs, maxMessageBytes: config.grpc.maxMessageBytes, minPingIntervalMs: config.grpc.minClientPingIntervalMs, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
   server.addService(
     markingOutOfRangeNumbers(router ? ClusterRouter.passingBytesThrough(AgentRuntimeService) : AgentRuntimeService),
-    refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service),
+    counted(refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service)),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
@@ -96,13 +110,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const address = `${config.host}:${port}`;
+  const metricsEndpoint = metrics ? await (await import("../metrics/http.js")).serveMetrics(metrics, config.metrics.host, config.metrics.port) : null;
   if (cluster) {
     const wildcard = config.host === "0.0.0.0" || config.host === "::";
     await cluster.join(config.cluster.advertiseAddress || `${wildcard ? hostname() : config.host}:${port}`);
   }
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";
-  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls, ...(cluster ? { nodeId, advertised: cluster.settings.address } : {}) }, "agentd listening");
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls, ...(cluster ? { nodeId, advertised: cluster.settings.address } : {}), ...(metricsEndpoint ? { metrics: `http://${metricsEndpoint.address}/metrics` } : {}) }, "agentd listening");
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -121,11 +136,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
       const pendingWrites = await runtime.close();
       router?.close();
+      await metricsEndpoint?.close();
       await audit.close();
       logger.info({ pendingWrites }, "agentd stopped");
     })());
 
-  return { port, address, runtime, close };
+  return { port, address, runtime, close, metricsAddress: metricsEndpoint?.address ?? null };
 }
 
 /**

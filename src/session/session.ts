@@ -196,6 +196,8 @@ export class Session implements SessionView {
     /** Writes the session now; resolves to whether the store has it. */
     persistNow: (session: Session) => Promise<boolean> = storedAlready,
     recentEvents: RecentEvents = new RecentEvents(),
+    /** Sees every event as it goes out (metrics); one function shared by all sessions. */
+    private readonly observe: ((session: Session, event: SessionEvent) => void) | null = null,
   ) {
     this.recentEvents = recentEvents;
     this.id = record.id;
@@ -592,8 +594,10 @@ export class Session implements SessionView {
   reportPersistenceFailure(message: string, attempts: number): void {
     const extra = this.more();
     extra.writeError = message;
+    const notice: SessionEvent = { sessionId: this.id, sequence: 0, timeMs: Date.now(), turnId: "", payload: { type: "persistence_failed", message, attempts } };
+    this.observe?.(this, notice);
     // Nobody has subscribed yet: there is nobody to tell.
-    extra.subject?.next({ sessionId: this.id, sequence: 0, timeMs: Date.now(), turnId: "", payload: { type: "persistence_failed", message, attempts } });
+    extra.subject?.next(notice);
   }
 
   clearPersistenceError(): void {
@@ -694,6 +698,7 @@ export class Session implements SessionView {
   private publish(event: SessionEvent): void {
     this.lastPublished = event.sequence;
     this.recentEvents.append(event);
+    this.observe?.(this, event);
     this.extra?.subject?.next(event);
   }
 
