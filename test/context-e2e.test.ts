@@ -239,7 +239,7 @@ describe("context events", () => {
     const usageBefore = (await t.client.getSession({ sessionId: session.id })).session!.usage!;
     const { compaction } = await t.client.compactSession({ sessionId: session.id });
     // The summary's model call is accounted for, in the report and in the session's totals.
-    expect(compaction!.summaryUsage).toEqual({ inputTokens: 300, outputTokens: 40, totalTokens: 340 });
+    expect(compaction!.summaryUsage).toEqual({ inputTokens: 300, outputTokens: 40, totalTokens: 340, costUsd: 0 });
     const usageAfter = (await t.client.getSession({ sessionId: session.id })).session!.usage!;
     expect(usageAfter.inputTokens - usageBefore.inputTokens).toBe(300);
     expect(usageAfter.outputTokens - usageBefore.outputTokens).toBe(40);

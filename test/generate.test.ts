@@ -75,7 +75,7 @@ describe("StreamGenerate", () => {
     });
     const lastUsage = events.at(-2)!.payload;
     if (lastUsage?.$case !== "usage") throw new Error("no usage");
-    expect(lastUsage.usage.step).toEqual({ inputTokens: 30, outputTokens: 8, totalTokens: 38 });
+    expect(lastUsage.usage.step).toEqual({ inputTokens: 30, outputTokens: 8, totalTokens: 38, costUsd: 0 });
     expect(lastUsage.usage.turn!.totalTokens).toBe(completed.turnCompleted.result!.usage!.totalTokens);
 
     // The history holds the whole exchange, and the session is ready for the next turn.

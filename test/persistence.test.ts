@@ -50,7 +50,7 @@ describe("file store", () => {
     try {
       const { session: restored } = await second.client.getSession({ sessionId: parent!.id });
       expect(restored).toEqual({ ...before, updateTime: restored!.updateTime });
-      expect(restored!.usage).toEqual({ inputTokens: 5, outputTokens: 2, totalTokens: 7 });
+      expect(restored!.usage).toEqual({ inputTokens: 5, outputTokens: 2, totalTokens: 7, costUsd: 0 });
       const { session: restoredChild } = await second.client.getSession({ sessionId: child!.id });
       expect(restoredChild!.parentId).toBe(parent!.id);
       expect(restoredChild!.state).toBe(SessionState.SESSION_STATE_PAUSED);

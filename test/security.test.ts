@@ -268,7 +268,7 @@ describe("model endpoints and keys", () => {
     const model = { provider: "openai", model: "m", baseUrl: `${provider.url}/v1` };
     const { session } = await alice.createSession({ config: { model } });
     const { result } = await alice.generate({ sessionId: session!.id, prompt: "count", apiKey: "sk-test-key-1234" });
-    expect(result!.usage).toEqual({ inputTokens: 1e12, outputTokens: 0, totalTokens: 1e12 });
+    expect(result!.usage).toEqual({ inputTokens: 1e12, outputTokens: 0, totalTokens: 1e12, costUsd: 0 });
     expect((await alice.getSession({ sessionId: session!.id })).session!.usage!.inputTokens).toBe(1e12);
     expect((await alice.listSessions({})).sessions.length).toBeGreaterThan(0);
     // The per-request key went to the session's own endpoint only, and is nowhere in the records.

@@ -71,7 +71,7 @@ describe("session lifecycle", () => {
     });
     expect(updated!.config!.model!.provider).toBe("scripted");
     expect(updated!.config!.systemPrompt).toBe("old");
-    expect(updated!.config!.limits).toEqual({ maxToolRounds: 3, toolTimeoutMs: 120_000 });
+    expect(updated!.config!.limits).toEqual({ maxToolRounds: 3, toolTimeoutMs: 120_000, budgetUsd: 0 });
   });
 });
 
@@ -96,7 +96,7 @@ describe("parent and child sessions", () => {
     });
     expect(overridden!.config!.systemPrompt).toBe("child prompt");
     expect(overridden!.config!.model).toEqual(parent!.config!.model);
-    expect(overridden!.config!.limits).toEqual({ maxToolRounds: 7, toolTimeoutMs: 5 });
+    expect(overridden!.config!.limits).toEqual({ maxToolRounds: 7, toolTimeoutMs: 5, budgetUsd: 0 });
 
     const children = await t.client.listChildSessions({ sessionId: parent!.id });
     expect(children.sessions.map((s) => s.id)).toEqual([inherited!.id, overridden!.id]);

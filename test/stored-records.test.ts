@@ -312,7 +312,8 @@ describe("version-1 session records", () => {
           config: {
             model: want.model,
             systemPrompt: want.systemPrompt,
-            limits: want.limits,
+            // Records from before budgets have none.
+            limits: { ...want.limits, budgetUsd: 0 },
             permissions: BUILT_IN_PERMISSIONS,
             confirmation: BUILT_IN_CONFIRMATION,
             tools: { allow: [] },
@@ -321,7 +322,9 @@ describe("version-1 session records", () => {
           },
           createTime: new Date(want.createdAt),
           updateTime: expect.any(Date),
-          usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens },
+          // Records from before prices cost nothing; GetSession adds the tree's usage.
+          usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens, costUsd: 0 },
+          treeUsage: expect.objectContaining({ costUsd: 0 }),
           messageCount,
           // The turn that was running when it was stored is said to have ended: one event more.
           lastSequence: want.lastSequence + (id === ID.running ? 1 : 0),
@@ -442,7 +445,7 @@ describe("version-1 session records", () => {
       expect(response.sequence).toBeGreaterThan(36);
       const { session } = await client.getSession({ sessionId: ID.unicode });
       expect(session!.lastSequence).toBe(response.sequence);
-      expect(session!.usage).toEqual({ inputTokens: 58, outputTokens: 28, totalTokens: 86 });
+      expect(session!.usage).toEqual({ inputTokens: 58, outputTokens: 28, totalTokens: 86, costUsd: 0 });
       expect((await allMessages(server, ID.unicode)).map((m) => m.text)).toEqual([
         ...EXPECTED[ID.unicode]!.messages.map((m) => m.text),
         "Encore ?",

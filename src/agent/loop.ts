@@ -4,6 +4,7 @@ import { AgentdError, isAbortError, type ErrorKind } from "../errors.js";
 import type { StopReason, TurnEvent, TurnResult } from "../events/types.js";
 import type { LlmClient, LlmMessage, LlmRequest, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
 import { tokenCount } from "../llm/usage.js";
+import { costOf, type Price } from "../llm/prices.js";
 import type { ToolOutput } from "../tools/types.js";
 import type { Message, SessionLimits, UsageTotals } from "../session/types.js";
 import { cancelReasonOf } from "./cancellation.js";
@@ -16,6 +17,8 @@ export interface TurnHost {
   appendMessage(message: Omit<Message, "id" | "createdAt" | "turnId">): void;
   /** Adds a model call's usage to the session and returns the session's new totals. */
   addUsage(usage: UsageTotals): UsageTotals;
+  /** What the session has spent so far, in US dollars. */
+  spentUsd(): number;
   /** Resolves at once unless the session is paused; rejects when the turn is cancelled. */
   waitIfPaused(signal: AbortSignal): Promise<void>;
   /**
@@ -97,6 +100,8 @@ export interface TurnInput {
   context: TurnContext;
   /** Default: no compaction; the history goes to the model as it is. */
   contextGuard?: ContextGuard;
+  /** The model's price, for each call's cost; none: costs are 0. */
+  price?: Price | null;
 }
 
 /**
@@ -177,7 +182,14 @@ class TurnRun {
         const admission = await (this.input.gate ?? OPEN_GATE).admit(call, context, this.emit);
         const outcome: ToolOutput = admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
         // A subagent's model calls count toward this turn (and session), like this turn's own.
-        if (outcome.usage) this.reportUsage({ inputTokens: tokenCount(outcome.usage.inputTokens), outputTokens: tokenCount(outcome.usage.outputTokens) });
+        if (outcome.usage) {
+          const spent = outcome.usage.costUsd;
+          this.reportUsage({
+            inputTokens: tokenCount(outcome.usage.inputTokens),
+            outputTokens: tokenCount(outcome.usage.outputTokens),
+            ...(typeof spent === "number" && Number.isFinite(spent) && spent > 0 ? { costUsd: spent } : {}),
+          });
+        }
         const result = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
         host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult: result });
         this.unanswered.shift();
@@ -188,6 +200,13 @@ class TurnRun {
 
   private async callModel() {
     const { host, contextGuard: guard } = this.input;
+    const budget = this.input.limits.budgetUsd ?? 0;
+    if (budget > 0 && host.spentUsd() >= budget) {
+      throw new AgentdError(
+        "resource_exhausted",
+        `the session has spent its budget (config.limits.budget_usd = ${budget} USD; spent ${host.spentUsd().toFixed(6)} USD): raise it with ConfigureSession to go on`,
+      );
+    }
     const call = { systemPrompt: this.input.systemPrompt, tools: this.input.tools.definitions() };
     await guard?.beforeModelCall(call, this.emit);
     const request = { ...call, messages: host.history(), temperature: this.input.temperature, maxOutputTokens: this.input.maxOutputTokens };
@@ -231,13 +250,16 @@ class TurnRun {
     }
     context.signal.throwIfAborted();
     this.input.contextGuard?.afterModelCall(step.inputTokens);
-    this.reportUsage(step);
+    const cost = costOf(step, this.input.price ?? null);
+    this.reportUsage(cost > 0 ? { ...step, costUsd: cost } : step);
     return { text: this.textPieces.join(""), toolCalls, stopReason };
   }
 
+  /** A model call's usage (or a subagent's, priced at its own model), with its cost. */
   private reportUsage(step: UsageTotals): void {
     this.turnUsage.inputTokens += step.inputTokens;
     this.turnUsage.outputTokens += step.outputTokens;
+    if ((step.costUsd ?? 0) > 0) this.turnUsage.costUsd = (this.turnUsage.costUsd ?? 0) + step.costUsd!;
     const session = this.input.host.addUsage(step);
     this.emit({ type: "usage", step, turn: { ...this.turnUsage }, session });
   }

@@ -23,6 +23,11 @@ export interface RuntimeConfig {
    * keeps them in the database at database.url, which several nodes may share.
    */
   store: StoreKind;
+  /**
+   * Prices in US dollars per million tokens by "provider/model" (e.g. "openai/gpt-4o-mini"), over
+   * the list prices agentd ships; a model with neither costs 0.
+   */
+  prices: Record<string, { inputPerMillion: number; outputPerMillion: number }>;
   /** Prometheus metrics on an HTTP port of their own (GET /metrics); off by default. */
   metrics: {
     enabled: boolean;
@@ -201,6 +206,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   database: { url: "", poolSize: 8 },
   cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
+  prices: {},
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },
@@ -311,6 +317,12 @@ function validateConfig(config: RuntimeConfig): void {
   if (config.cluster.enabled && config.tls.certFile !== "") throw new Error("cluster.enabled with TLS is not supported yet: nodes forward calls to each other in plaintext; run the nodes on a private network without tls");
   if (!Number.isInteger(config.cluster.leaseMs) || config.cluster.leaseMs < 300) throw new Error(`cluster.leaseMs must be an integer of at least 300, got ${config.cluster.leaseMs}`);
   positive("cluster.drainTimeoutMs", config.cluster.drainTimeoutMs);
+  for (const [model, price] of Object.entries(config.prices)) {
+    const fine = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+    if (!/^[^/]+\/.+$/.test(model) || !fine(price?.inputPerMillion) || !fine(price?.outputPerMillion)) {
+      throw new Error(`prices["${model}"] must be keyed "provider/model" and give inputPerMillion and outputPerMillion as non-negative numbers`);
+    }
+  }
   if (!Number.isInteger(config.metrics.port) || config.metrics.port < 0 || config.metrics.port > 65535) {
     throw new Error(`metrics.port must be between 0 and 65535, got ${config.metrics.port}`);
   }

@@ -16,7 +16,7 @@ import { decodePageToken, encodePageToken, fitToBudget, pageSize, type PageBudge
 import { SessionRegistry } from "../session/registry.js";
 import { restoreRecords, type SuspendedTurn } from "../session/restore.js";
 import { Session, type SessionView } from "../session/session.js";
-import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch } from "../session/types.js";
+import type { ChildPolicy, Message, SessionConfig, SessionConfigPatch, UsageTotals } from "../session/types.js";
 import { Persister } from "../store/persister.js";
 import { DEFAULT_EVENT_LOG_LIMITS, EventMemory, RecentEvents } from "../events/log.js";
 import type { SessionRecord } from "../store/record.js";
@@ -212,6 +212,7 @@ export class Runtime {
       workspaces,
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
+      prices: config.prices,
     });
   }
 
@@ -244,6 +245,22 @@ export class Runtime {
       pendingConfirmations += session.confirmations.list().length;
     }
     return { sessionsByState, pendingConfirmations, unpersistedSessions: this.persister.pendingCount(), eventMemoryBytes: this.eventMemory.bytes };
+  }
+
+  /**
+   * What a session and its descendants spent. A subagent's spending is already in the session that
+   * ran it (the task tool adds it to the calling turn), so subagents are not counted again.
+   */
+  treeUsage(caller: Caller, sessionId: string): UsageTotals {
+    const root = this.owned(caller, sessionId);
+    const total = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
+    for (const session of this.registry.descendantsOf(root)) {
+      if (session !== root && session.agent !== "") continue;
+      total.inputTokens += session.usage.inputTokens;
+      total.outputTokens += session.usage.outputTokens;
+      total.costUsd += session.usage.costUsd ?? 0;
+    }
+    return total;
   }
 
   /** Whether this node runs the session now (without a cluster: whether it exists). */

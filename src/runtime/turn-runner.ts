@@ -1,3 +1,4 @@
+import { priceOf, type Price } from "../llm/prices.js";
 import { Observable } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
 import { runTurn, type ToolRunner } from "../agent/loop.js";
@@ -54,6 +55,8 @@ export interface TurnRunnerDeps {
   workspaces: WorkspacePolicy;
   maxConcurrentTurnsPerOwner: number;
   logger: Logger;
+  /** The operator's prices by "provider/model", over the list prices (src/llm/prices.ts). */
+  prices?: Readonly<Record<string, Price>>;
 }
 
 /** Prepares and starts turns: the model client, the toolset, the turn's context, and its log line. */
@@ -127,6 +130,7 @@ export class TurnRunner {
         resume: suspended ? { calls: suspended.calls } : undefined,
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
+        price: priceOf(config.model, this.deps.prices ?? {}),
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,

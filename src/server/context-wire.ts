@@ -40,6 +40,7 @@ export function toCompactionProto(report: CompactionReport): ContextCompacted {
       inputTokens: report.summaryUsage.inputTokens,
       outputTokens: report.summaryUsage.outputTokens,
       totalTokens: report.summaryUsage.inputTokens + report.summaryUsage.outputTokens,
+      costUsd: report.summaryUsage.costUsd ?? 0,
     },
   };
 }

@@ -120,7 +120,9 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       (_request, response) => response?.session?.id ?? "",
     ),
 
-    getSession: unary("GetSession", (request, caller) => ({ session: toSessionProto(runtime.getSession(caller, request.sessionId)) })),
+    getSession: unary("GetSession", (request, caller) => ({
+      session: toSessionProto(runtime.getSession(caller, request.sessionId), runtime.treeUsage(caller, request.sessionId)),
+    })),
 
     listSessions: unary("ListSessions", async (request, caller) => {
       const page = await runtime.listSessionsEverywhere(caller, {
@@ -129,7 +131,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         pageToken: request.pageToken,
         budget: sessionsWithin,
       });
-      return { sessions: page.sessions.map(toSessionProto), nextPageToken: page.nextPageToken };
+      return { sessions: page.sessions.map((s) => toSessionProto(s)), nextPageToken: page.nextPageToken };
     }),
 
     destroySession: unary(
@@ -166,7 +168,7 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
         pageToken: request.pageToken,
         budget: sessionsWithin,
       });
-      return { sessions: page.sessions.map(toSessionProto), nextPageToken: page.nextPageToken };
+      return { sessions: page.sessions.map((s) => toSessionProto(s)), nextPageToken: page.nextPageToken };
     }),
 
     generate: (call: ServerUnaryCall<GenerateRequest, GenerateResponse>, callback: sendUnaryData<GenerateResponse>) => {

@@ -15,15 +15,18 @@ export function checkModelConfig(model: ModelConfig): void {
   }
 }
 
-export function checkLimits(limits: SessionLimits): { maxToolRounds?: number; toolTimeoutMs?: number } {
-  const { maxToolRounds, toolTimeoutMs } = limits;
+export function checkLimits(limits: SessionLimits): { maxToolRounds?: number; toolTimeoutMs?: number; budgetUsd?: number } {
+  const { maxToolRounds, toolTimeoutMs, budgetUsd } = limits;
+  if (budgetUsd !== undefined && !(Number.isFinite(budgetUsd) && budgetUsd >= 0 && budgetUsd <= 1e9)) {
+    throw invalidArgument(`config.limits.budget_usd must be 0 (no budget) or a positive number of US dollars up to 1e9, got ${budgetUsd}`);
+  }
   if (maxToolRounds !== undefined && (maxToolRounds < 1 || maxToolRounds > 1000)) {
     throw invalidArgument(`config.limits.max_tool_rounds must be between 1 and 1000, got ${maxToolRounds}`);
   }
   if (toolTimeoutMs !== undefined && toolTimeoutMs < 0) {
     throw invalidArgument(`config.limits.tool_timeout_ms must be zero (no limit) or positive, got ${toolTimeoutMs}`);
   }
-  return { maxToolRounds, toolTimeoutMs };
+  return { maxToolRounds, toolTimeoutMs, budgetUsd };
 }
 
 export function checkChildPolicy(policy: ChildPolicy): void {

@@ -55,8 +55,10 @@ const ROLES: Record<Message["role"], Role> = {
   tool: Role.ROLE_TOOL,
 };
 
-export function toSessionProto(session: SessionView): SessionProto {
+/** `treeUsage`: what the session and its descendants spent (GetSession gives it). */
+export function toSessionProto(session: SessionView, treeUsage?: Readonly<UsageTotals>): SessionProto {
   return {
+    treeUsage: treeUsage ? toUsageProto(treeUsage) : undefined,
     id: session.id,
     owner: session.owner,
     parentId: session.parentId ?? "",
@@ -94,7 +96,7 @@ function toConfigProto(config: Readonly<SessionConfig>): SessionConfigProto {
         }
       : undefined,
     systemPrompt: config.systemPrompt,
-    limits: { maxToolRounds: config.limits.maxToolRounds, toolTimeoutMs: config.limits.toolTimeoutMs },
+    limits: { maxToolRounds: config.limits.maxToolRounds, toolTimeoutMs: config.limits.toolTimeoutMs, budgetUsd: config.limits.budgetUsd ?? 0 },
     permissions: {
       deny: [...config.permissions.deny],
       ask: [...config.permissions.ask],
@@ -152,7 +154,7 @@ export function toResolutionProto(confirmationId: string, callId: string, r: Res
 }
 
 function toUsageProto(usage: Readonly<UsageTotals>): Usage {
-  return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, totalTokens: usage.inputTokens + usage.outputTokens };
+  return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, totalTokens: usage.inputTokens + usage.outputTokens, costUsd: usage.costUsd ?? 0 };
 }
 
 /** `mark`: how the message stands towards the model's context (GetMessages); absent, it is not marked. */

@@ -372,9 +372,11 @@ export class Session implements SessionView {
 
   /** Adds a model call's tokens to the session's totals (a turn's calls, or a compaction's summary); returns them. */
   addUsage(usage: UsageTotals): UsageTotals {
+    const costUsd = (this.totals.costUsd ?? 0) + (usage.costUsd ?? 0);
     this.totals = {
       inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
       outputTokens: Math.min(this.totals.outputTokens + usage.outputTokens, Number.MAX_SAFE_INTEGER),
+      ...(costUsd > 0 ? { costUsd } : {}),
     };
     this.markChanged();
     return { ...this.totals };
@@ -762,6 +764,7 @@ export class Session implements SessionView {
         this.markChanged();
       },
       addUsage: (usage) => this.addUsage(usage),
+      spentUsd: () => this.totals.costUsd ?? 0,
       waitIfPaused: (signal) => this.gate().wait(signal),
       claimCallId: (proposed) => this.claimCallId(proposed),
     };

@@ -8,6 +8,8 @@ export interface SessionLimits {
   maxToolRounds: number;
   /** 0 means no limit. */
   toolTimeoutMs: number;
+  /** The most the session may spend, in US dollars; absent or 0: no budget. */
+  budgetUsd?: number;
 }
 
 export interface SessionConfig {
@@ -64,6 +66,8 @@ export interface Message {
 export interface UsageTotals {
   inputTokens: number;
   outputTokens: number;
+  /** What the tokens cost in US dollars at the server's prices; absent: 0 (records from before prices). */
+  costUsd?: number;
 }
 
 export type ChildPolicy = "cascade" | "orphan";

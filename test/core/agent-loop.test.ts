@@ -28,9 +28,14 @@ class FakeHost implements TurnHost {
   appendMessage(message: Omit<Message, "id" | "createdAt" | "turnId">): void {
     this.messages.push(message);
   }
-  addUsage(step: { inputTokens: number; outputTokens: number }) {
+  spent = 0;
+  addUsage(step: { inputTokens: number; outputTokens: number; costUsd?: number }) {
     this.usage = { inputTokens: this.usage.inputTokens + step.inputTokens, outputTokens: this.usage.outputTokens + step.outputTokens };
+    this.spent += step.costUsd ?? 0;
     return { ...this.usage };
+  }
+  spentUsd(): number {
+    return this.spent;
   }
   waitIfPaused(signal: AbortSignal): Promise<void> {
     return this.gate.wait(signal);

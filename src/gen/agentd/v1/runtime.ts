@@ -702,7 +702,14 @@ export interface SessionLimits {
     | number
     | undefined;
   /** How long one tool call may run, in milliseconds. 0 means no limit. Default 120000. */
-  toolTimeoutMs?: number | undefined;
+  toolTimeoutMs?:
+    | number
+    | undefined;
+  /**
+   * The most this session may spend, in US dollars (see Usage.cost_usd); 0 means no budget. A turn
+   * whose session has spent it stops before its next model call with RESOURCE_EXHAUSTED.
+   */
+  budgetUsd?: number | undefined;
 }
 
 /**
@@ -779,6 +786,11 @@ export interface Usage {
   inputTokens: number;
   outputTokens: number;
   totalTokens: number;
+  /**
+   * What these tokens cost in US dollars, at the server's prices for the model that used them
+   * (README "Costs"); 0 for a model without a price.
+   */
+  costUsd: number;
 }
 
 export interface Session {
@@ -811,6 +823,8 @@ export interface Session {
   persistenceError: string;
   /** For a session a model started with the task tool: the subagent definition it runs. */
   agent: string;
+  /** Tokens and cost of this session and all its live descendants (subagents included): the tree's spending. */
+  treeUsage: Usage | undefined;
 }
 
 export interface Session_LabelsEntry {
@@ -1940,7 +1954,7 @@ export const ModelConfig: MessageFns<ModelConfig> = {
 };
 
 function createBaseSessionLimits(): SessionLimits {
-  return { maxToolRounds: undefined, toolTimeoutMs: undefined };
+  return { maxToolRounds: undefined, toolTimeoutMs: undefined, budgetUsd: undefined };
 }
 
 export const SessionLimits: MessageFns<SessionLimits> = {
@@ -1950,6 +1964,9 @@ export const SessionLimits: MessageFns<SessionLimits> = {
     }
     if (message.toolTimeoutMs !== undefined) {
       writer.uint32(16).int32(message.toolTimeoutMs);
+    }
+    if (message.budgetUsd !== undefined) {
+      writer.uint32(25).double(message.budgetUsd);
     }
     return writer;
   },
@@ -1983,6 +2000,14 @@ export const SessionLimits: MessageFns<SessionLimits> = {
             message.toolTimeoutMs = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.budgetUsd = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2007,6 +2032,11 @@ export const SessionLimits: MessageFns<SessionLimits> = {
         : isSet(object.tool_timeout_ms)
         ? globalThis.Number(object.tool_timeout_ms)
         : undefined,
+      budgetUsd: isSet(object.budgetUsd)
+        ? globalThis.Number(object.budgetUsd)
+        : isSet(object.budget_usd)
+        ? globalThis.Number(object.budget_usd)
+        : undefined,
     };
   },
 
@@ -2018,6 +2048,9 @@ export const SessionLimits: MessageFns<SessionLimits> = {
     if (message.toolTimeoutMs !== undefined) {
       obj.toolTimeoutMs = Math.round(message.toolTimeoutMs);
     }
+    if (message.budgetUsd !== undefined) {
+      obj.budgetUsd = floatToJson(message.budgetUsd);
+    }
     return obj;
   },
 
@@ -2028,6 +2061,7 @@ export const SessionLimits: MessageFns<SessionLimits> = {
     const message = createBaseSessionLimits();
     message.maxToolRounds = object.maxToolRounds ?? undefined;
     message.toolTimeoutMs = object.toolTimeoutMs ?? undefined;
+    message.budgetUsd = object.budgetUsd ?? undefined;
     return message;
   },
 };
@@ -2542,7 +2576,7 @@ export const ConfirmationSettings: MessageFns<ConfirmationSettings> = {
 };
 
 function createBaseUsage(): Usage {
-  return { inputTokens: 0, outputTokens: 0, totalTokens: 0 };
+  return { inputTokens: 0, outputTokens: 0, totalTokens: 0, costUsd: 0 };
 }
 
 export const Usage: MessageFns<Usage> = {
@@ -2555,6 +2589,9 @@ export const Usage: MessageFns<Usage> = {
     }
     if (message.totalTokens !== 0) {
       writer.uint32(24).int64(message.totalTokens);
+    }
+    if (message.costUsd !== 0) {
+      writer.uint32(33).double(message.costUsd);
     }
     return writer;
   },
@@ -2596,6 +2633,14 @@ export const Usage: MessageFns<Usage> = {
             message.totalTokens = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.costUsd = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2625,6 +2670,11 @@ export const Usage: MessageFns<Usage> = {
         : isSet(object.total_tokens)
         ? globalThis.Number(object.total_tokens)
         : 0,
+      costUsd: isSet(object.costUsd)
+        ? globalThis.Number(object.costUsd)
+        : isSet(object.cost_usd)
+        ? globalThis.Number(object.cost_usd)
+        : 0,
     };
   },
 
@@ -2639,6 +2689,9 @@ export const Usage: MessageFns<Usage> = {
     if (message.totalTokens !== 0) {
       obj.totalTokens = Math.round(message.totalTokens);
     }
+    if (message.costUsd !== 0) {
+      obj.costUsd = floatToJson(message.costUsd);
+    }
     return obj;
   },
 
@@ -2650,6 +2703,7 @@ export const Usage: MessageFns<Usage> = {
     message.inputTokens = object.inputTokens ?? 0;
     message.outputTokens = object.outputTokens ?? 0;
     message.totalTokens = object.totalTokens ?? 0;
+    message.costUsd = object.costUsd ?? 0;
     return message;
   },
 };
@@ -2673,6 +2727,7 @@ function createBaseSession(): Session {
     activeTurnId: "",
     persistenceError: "",
     agent: "",
+    treeUsage: undefined,
   };
 }
 
@@ -2728,6 +2783,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.agent !== "") {
       writer.uint32(138).string(message.agent);
+    }
+    if (message.treeUsage !== undefined) {
+      Usage.encode(message.treeUsage, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -2884,6 +2942,14 @@ export const Session: MessageFns<Session> = {
             message.agent = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.treeUsage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2960,6 +3026,11 @@ export const Session: MessageFns<Session> = {
         ? globalThis.String(object.persistence_error)
         : "",
       agent: isSet(object.agent) ? globalThis.String(object.agent) : "",
+      treeUsage: isSet(object.treeUsage)
+        ? Usage.fromJSON(object.treeUsage)
+        : isSet(object.tree_usage)
+        ? Usage.fromJSON(object.tree_usage)
+        : undefined,
     };
   },
 
@@ -3022,6 +3093,9 @@ export const Session: MessageFns<Session> = {
     if (message.agent !== "") {
       obj.agent = message.agent;
     }
+    if (message.treeUsage !== undefined) {
+      obj.treeUsage = Usage.toJSON(message.treeUsage);
+    }
     return obj;
   },
 
@@ -3057,6 +3131,9 @@ export const Session: MessageFns<Session> = {
     message.activeTurnId = object.activeTurnId ?? "";
     message.persistenceError = object.persistenceError ?? "";
     message.agent = object.agent ?? "";
+    message.treeUsage = (object.treeUsage !== undefined && object.treeUsage !== null)
+      ? Usage.fromPartial(object.treeUsage)
+      : undefined;
     return message;
   },
 };

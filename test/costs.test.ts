@@ -1,0 +1,68 @@
+import { status } from "@grpc/grpc-js";
+import { afterAll, describe, expect, it } from "vitest";
+import type { AgentEvent } from "../src/gen/agentd/v1/runtime.js";
+import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer } from "./helpers/harness.js";
+import { costOf, priceOf } from "../src/llm/prices.js";
+
+afterAll(removeTempDirs);
+
+// 1,000 USD per million input tokens and 2,000 per million output: 100 in + 50 out cost 0.2 USD.
+const prices = { "scripted/script": { inputPerMillion: 1_000, outputPerMillion: 2_000 } };
+const step = { text: "ok", usage: { inputTokens: 100, outputTokens: 50 } };
+const close = (value: number | undefined, expected: number) => expect(value).toBeCloseTo(expected, 9);
+
+describe("costs and budgets", () => {
+  it("prices each model call, and reports the cost per step, turn, session and tree; a budget stops the session", async () => {
+    const dataDir = await makeTempDir();
+    const t = await startTestServer({ dataDir, config: { prices } });
+    try {
+      const { session } = await t.client.createSession({ config: { model: scripted([step], true) } });
+      const id = session!.id;
+      const events = (await collect(t.client.streamGenerate({ sessionId: id, prompt: "one" }))) as AgentEvent[];
+      const usage = events.find((e) => e.payload?.$case === "usage")!;
+      if (usage.payload?.$case !== "usage") throw new Error("unreachable");
+      close(usage.payload.usage.step!.costUsd, 0.2);
+      close(usage.payload.usage.turn!.costUsd, 0.2);
+      close(usage.payload.usage.session!.costUsd, 0.2);
+      const done = events.at(-1)!;
+      if (done.payload?.$case !== "turnCompleted") throw new Error("unreachable");
+      close(done.payload.turnCompleted.result!.usage!.costUsd, 0.2);
+
+      // A child's spending counts in the tree, not in the parent's own usage.
+      const { session: child } = await t.client.createChildSession({ parentId: id });
+      await t.client.generate({ sessionId: child!.id, prompt: "child" });
+      const { session: parent } = await t.client.getSession({ sessionId: id });
+      close(parent!.usage!.costUsd, 0.2);
+      close(parent!.treeUsage!.costUsd, 0.4);
+      expect(parent!.treeUsage!.totalTokens).toBe(300);
+
+      // A budget of 0.3: the second turn runs (0.2 spent), the third finds 0.4 spent and stops.
+      await t.client.configureSession({ sessionId: id, config: { limits: { budgetUsd: 0.3 } } });
+      expect((await t.client.getSession({ sessionId: id })).session!.config!.limits!.budgetUsd).toBe(0.3);
+      await t.client.generate({ sessionId: id, prompt: "two" });
+      const stopped = await grpcError(t.client.generate({ sessionId: id, prompt: "three" }));
+      expect(stopped.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(stopped.details).toMatch(/spent its budget \(config\.limits\.budget_usd = 0\.3 USD; spent 0\.400000 USD\): raise it with ConfigureSession/);
+      // Raised, it goes on.
+      await t.client.configureSession({ sessionId: id, config: { limits: { budgetUsd: 1 } } });
+      await t.client.generate({ sessionId: id, prompt: "four" });
+      expect((await grpcError(t.client.configureSession({ sessionId: id, config: { limits: { budgetUsd: -1 } } }))).code).toBe(status.INVALID_ARGUMENT);
+    } finally {
+      await t.stop();
+    }
+    // Costs are stored with the session.
+    const again = await startTestServer({ dataDir, config: { prices } });
+    try {
+      const [listed] = (await again.client.listSessions({})).sessions.filter((s) => s.parentId === "");
+      close(listed!.usage!.costUsd, 0.6);
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it("prices well-known models out of the box, and a model without a price costs nothing", async () => {
+    expect(costOf({ inputTokens: 1_000_000, outputTokens: 1_000_000 }, priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, {}))).toBeCloseTo(0.75, 9);
+    expect(priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, { "openai/gpt-4o-mini": { inputPerMillion: 1, outputPerMillion: 1 } })).toEqual({ inputPerMillion: 1, outputPerMillion: 1 });
+    expect(costOf({ inputTokens: 10, outputTokens: 10 }, priceOf({ provider: "scripted", model: "script" } as never, {}))).toBe(0);
+  });
+});
