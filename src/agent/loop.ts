@@ -5,6 +5,7 @@ import type { StopReason, TurnEvent, TurnResult } from "../events/types.js";
 import type { LlmClient, LlmMessage, LlmRequest, LlmToolCall, LlmToolDefinition } from "../llm/types.js";
 import { tokenCount } from "../llm/usage.js";
 import { costOf, type Price } from "../llm/prices.js";
+import { endWithError, inToolSpan, startModelSpan, type TraceContext } from "./tracing.js";
 import type { ToolOutput } from "../tools/types.js";
 import type { Message, SessionLimits, UsageTotals } from "../session/types.js";
 import { cancelReasonOf } from "./cancellation.js";
@@ -102,6 +103,8 @@ export interface TurnInput {
   contextGuard?: ContextGuard;
   /** The model's price, for each call's cost; none: costs are 0. */
   price?: Price | null;
+  /** The turn's trace span, parent of its model and tool call spans (a no-op without tracing). */
+  trace?: { context: TraceContext; provider: string; model: string };
 }
 
 /**
@@ -123,6 +126,8 @@ class TurnRun {
   /** The model's text of the current call, in the pieces it streamed (joined once, not per delta). */
   private textPieces: string[] = [];
   private toolRounds = 0;
+  /** The last model call's usage, for its span. */
+  private lastStep: UsageTotals = { inputTokens: 0, outputTokens: 0 };
 
   constructor(
     private readonly input: TurnInput,
@@ -179,8 +184,15 @@ class TurnRun {
       for (const call of toolCalls) {
         await host.waitIfPaused(context.signal);
         this.emit({ type: "tool_call", call });
-        const admission = await (this.input.gate ?? OPEN_GATE).admit(call, context, this.emit);
-        const outcome: ToolOutput = admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
+        const outcome: ToolOutput = await inToolSpan(
+          this.input.trace?.context,
+          call,
+          async () => {
+            const admission = await (this.input.gate ?? OPEN_GATE).admit(call, context, this.emit);
+            return admission.run ? await this.input.tools.execute(admission.call, context) : { output: admission.output, isError: true };
+          },
+          (result) => result.isError === true,
+        );
         // A subagent's model calls count toward this turn (and session), like this turn's own.
         if (outcome.usage) {
           const spent = outcome.usage.costUsd;
@@ -210,6 +222,26 @@ class TurnRun {
     const call = { systemPrompt: this.input.systemPrompt, tools: this.input.tools.definitions() };
     await guard?.beforeModelCall(call, this.emit);
     const request = { ...call, messages: host.history(), temperature: this.input.temperature, maxOutputTokens: this.input.maxOutputTokens };
+    const traced = this.input.trace;
+    const span = traced ? startModelSpan(traced.context, traced.provider, traced.model) : null;
+    try {
+      const answer = await this.callModelOnce(request, call);
+      span?.setAttributes({
+        "gen_ai.usage.input_tokens": this.lastStep.inputTokens,
+        "gen_ai.usage.output_tokens": this.lastStep.outputTokens,
+        "gen_ai.response.finish_reasons": [answer.stopReason ?? "end_turn"],
+      });
+      return answer;
+    } catch (error) {
+      if (span) endWithError(span, error);
+      throw error;
+    } finally {
+      span?.end();
+    }
+  }
+
+  private async callModelOnce(request: LlmRequest, call: { systemPrompt: string; tools: LlmToolDefinition[] }) {
+    const { host, contextGuard: guard } = this.input;
     try {
       return await this.streamAnswer(request);
     } catch (error) {
@@ -250,6 +282,7 @@ class TurnRun {
     }
     context.signal.throwIfAborted();
     this.input.contextGuard?.afterModelCall(step.inputTokens);
+    this.lastStep = step;
     const cost = costOf(step, this.input.price ?? null);
     this.reportUsage(cost > 0 ? { ...step, costUsd: cost } : step);
     return { text: this.textPieces.join(""), toolCalls, stopReason };

@@ -28,6 +28,13 @@ export interface RuntimeConfig {
    * the list prices agentd ships; a model with neither costs 0.
    */
   prices: Record<string, { inputPerMillion: number; outputPerMillion: number }>;
+  /** OpenTelemetry traces: a span per RPC, turn, model call and tool call, sent over OTLP/HTTP; off by default. */
+  tracing: {
+    enabled: boolean;
+    /** Where spans go, e.g. http://collector:4318/v1/traces. */
+    otlpEndpoint: string;
+    serviceName: string;
+  };
   /** Prometheus metrics on an HTTP port of their own (GET /metrics); off by default. */
   metrics: {
     enabled: boolean;
@@ -207,6 +214,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
+  tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd" },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },

@@ -1,4 +1,6 @@
 import { priceOf, type Price } from "../llm/prices.js";
+import { endWithError, startTurnSpan } from "../agent/tracing.js";
+import type { Span } from "@opentelemetry/api";
 import { Observable } from "rxjs";
 import type { CancelReason } from "../agent/cancellation.js";
 import { runTurn, type ToolRunner } from "../agent/loop.js";
@@ -124,6 +126,8 @@ export class TurnRunner {
       logger: this.deps.logger.child({ sessionId: session.id, turnId }),
     };
     const startedAt = performance.now();
+    const modelName = config.model ? config.model.model : "none";
+    const turnSpan = startTurnSpan({ sessionId: session.id, turnId, model: modelName });
     queueMicrotask(() =>
       runTurn({
         prompt,
@@ -131,6 +135,7 @@ export class TurnRunner {
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         price: priceOf(config.model, this.deps.prices ?? {}),
+        trace: { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName },
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,
@@ -157,7 +162,10 @@ export class TurnRunner {
           capabilities.turnEnded(session, turnId);
         }
         session.recordTurnEvent(turnId, event);
-        if (isTerminal(event)) logTurnEnd(context.logger, event, performance.now() - startedAt);
+        if (isTerminal(event)) {
+          logTurnEnd(context.logger, event, performance.now() - startedAt);
+          endTurnSpan(turnSpan.span, event);
+        }
       }),
     );
     return { turnId, events: turnEvents(session, turnId), cancel: (reason) => session.cancelTurn(reason, turnId) !== null };
@@ -222,4 +230,16 @@ export function turnEvents(session: Session, turnId: string): Observable<Session
 function logTurnEnd(logger: Logger, event: TurnEvent, durationMs: number): void {
   const error = event.type === "turn_failed" ? event.error : undefined;
   logger.debug({ outcome: event.type, error, durationMs: Math.round(durationMs) }, "turn ended");
+}
+
+/** Ends a turn's span with its outcome: failed turns are errors; cancelled ones say why. */
+function endTurnSpan(span: Span, event: TurnEvent): void {
+  if (event.type === "turn_completed") {
+    span.setAttributes({ "gen_ai.usage.input_tokens": event.result.usage.inputTokens, "gen_ai.usage.output_tokens": event.result.usage.outputTokens, "agentd.cost_usd": event.result.usage.costUsd ?? 0 });
+  } else if (event.type === "turn_failed") {
+    endWithError(span, new Error(`${event.error.kind}: ${event.error.message}`));
+  } else if (event.type === "turn_cancelled") {
+    span.setAttribute("agentd.cancel_reason", event.reason);
+  }
+  span.end();
 }

@@ -11,6 +11,7 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from "@grpc/grpc-js";
+import { context as otelContext, propagation } from "@opentelemetry/api";
 import { AgentdError } from "../errors.js";
 import type { Logger } from "../logging.js";
 import type { Caller } from "../runtime/caller.js";
@@ -143,6 +144,8 @@ export class ClusterRouter {
   ): void {
     const metadata = call.metadata.clone();
     metadata.set(FORWARDED_BY, this.options.nodeId);
+    // The holder's spans continue this call's trace (a no-op without tracing).
+    propagation.inject(otelContext.active(), metadata, { set: (carrier, key, value) => carrier.set(key, value) });
     const client = this.clientFor(target.address);
     const deadline = call.getDeadline();
     const callOptions = deadline === Infinity ? {} : { deadline };

@@ -5,6 +5,8 @@ import { ClusterMembership } from "../cluster/membership.js";
 import { PostgresSessionStore } from "../store/postgres/postgres-store.js";
 import { ClusterRouter } from "./cluster-router.js";
 import { countingCalls } from "./call-metrics.js";
+import { tracingCalls } from "./call-tracing.js";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import type { SessionView } from "../session/session.js";
 import type { SessionEvent } from "../events/types.js";
 import { HealthImplementation } from "grpc-health-check";
@@ -37,6 +39,8 @@ export interface ServerOptions {
   /** Tools registered next to the built-in ones. */
   extraTools?: Tool[];
   llmFactory?: LlmClientFactory;
+  /** With tracing on: where spans go instead of the OTLP endpoint (tests: an in-memory exporter). */
+  spanExporter?: SpanExporter;
 }
 
 export interface RunningServer {
@@ -67,6 +71,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!(store instanceof PostgresSessionStore)) throw new Error('cluster.enabled needs store "postgres"');
     cluster = new ClusterMembership(store, { nodeId, address: "", leaseMs: config.cluster.leaseMs }, logger.child({ nodeId }));
   }
+  // The SDK is loaded only when tracing is on; the core's spans are no-ops otherwise.
+  const tracing = config.tracing.enabled ? (await import("../telemetry/tracing.js")).startTracing(config.tracing, options.spanExporter) : null;
   // Metrics follow every session's events from the start (restored ones included).
   let runtimeRef: Runtime | null = null;
   // prom-client is loaded only when metrics are on (it adds to every start otherwise).
@@ -83,6 +89,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const audit = AuditLog.open(config, logger);
 
   const server = new Server(serverOptions(config));
+  const traced = <I extends object>(implementation: I): I => (tracing ? tracingCalls(implementation, SERVICE_NAME) : implementation);
   const counted = <I extends object>(implementation: I): I => (metrics ? countingCalls(implementation, (method, code) => metrics.grpcCall(method, code)) : implementation);
   const service = createAgentRuntimeService({
     runtime,
@@ -97,7 +104,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = cluster ? new ClusterRouter({ runtime, nodeId, leaseMs: config.cluster.leaseMs, maxMessageBytes: config.grpc.maxMessageBytes, minPingIntervalMs: config.grpc.minClientPingIntervalMs, logger, authenticate: (call) => authenticator.authenticate(call) }) : null;
   server.addService(
     markingOutOfRangeNumbers(router ? ClusterRouter.passingBytesThrough(AgentRuntimeService) : AgentRuntimeService),
-    counted(refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service)),
+    counted(traced(refusingOutOfRangeNumbers(router ? (router.wrap(AgentRuntimeService, service as unknown as UntypedServiceImplementation) as unknown as typeof service) : service))),
   );
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
@@ -137,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const pendingWrites = await runtime.close();
       router?.close();
       await metricsEndpoint?.close();
+      await tracing?.shutdown();
       await audit.close();
       logger.info({ pendingWrites }, "agentd stopped");
     })());
