@@ -17,6 +17,7 @@ const HELP = `agentd serve: start the server
   --database-url URL        the postgres store's database, postgres://user:password@host:5432/db
                             (or AGENTD_DATABASE_URL, which keeps the password out of the process list)
   --otlp-endpoint URL       send OpenTelemetry traces there (OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces)
+  --console-port P          serve the web console at http://127.0.0.1:P/ (see README "Web console")
   --metrics-port P          serve Prometheus metrics at http://127.0.0.1:P/metrics (see README "Metrics")
   --cluster                 one of several nodes on the postgres store's database (see README
                             "Running several nodes"); --advertise-address HOST:PORT is how the
@@ -56,6 +57,7 @@ export async function runServe(args: string[]): Promise<number> {
       "database-url": { type: "string" },
       cluster: { type: "boolean" },
       "metrics-port": { type: "string" },
+      "console-port": { type: "string" },
       "otlp-endpoint": { type: "string" },
       "advertise-address": { type: "string" },
       "lease-ms": { type: "string" },
@@ -90,6 +92,7 @@ export async function runServe(args: string[]): Promise<number> {
     dataDir: values["data-dir"],
     store: values.store as StoreKind | undefined,
     database: definedOnly({ url: values["database-url"] }),
+    console: values["console-port"] === undefined ? undefined : { enabled: true, port: toInt(values["console-port"], "--console-port") },
     tracing: values["otlp-endpoint"] === undefined ? undefined : { enabled: true, otlpEndpoint: values["otlp-endpoint"] },
     metrics: values["metrics-port"] === undefined ? undefined : { enabled: true, port: toInt(values["metrics-port"], "--metrics-port") },
     cluster: definedOnly({ enabled: values.cluster, advertiseAddress: values["advertise-address"], leaseMs: toInt(values["lease-ms"], "--lease-ms") }),

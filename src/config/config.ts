@@ -28,6 +28,14 @@ export interface RuntimeConfig {
    * the list prices agentd ships; a model with neither costs 0.
    */
   prices: Record<string, { inputPerMillion: number; outputPerMillion: number }>;
+  /** The web console (a page and its JSON + SSE API) on an HTTP port of its own; off by default. */
+  console: {
+    enabled: boolean;
+    /** Loopback by default; the same authentication as the gRPC port applies. */
+    host: string;
+    /** 0 picks a free port. */
+    port: number;
+  };
   /** OpenTelemetry traces: a span per RPC, turn, model call and tool call, sent over OTLP/HTTP; off by default. */
   tracing: {
     enabled: boolean;
@@ -214,6 +222,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
+  console: { enabled: false, host: "127.0.0.1", port: 8484 },
   tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd" },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
@@ -330,6 +339,9 @@ function validateConfig(config: RuntimeConfig): void {
     if (!/^[^/]+\/.+$/.test(model) || !fine(price?.inputPerMillion) || !fine(price?.outputPerMillion)) {
       throw new Error(`prices["${model}"] must be keyed "provider/model" and give inputPerMillion and outputPerMillion as non-negative numbers`);
     }
+  }
+  if (!Number.isInteger(config.console.port) || config.console.port < 0 || config.console.port > 65535) {
+    throw new Error(`console.port must be between 0 and 65535, got ${config.console.port}`);
   }
   if (!Number.isInteger(config.metrics.port) || config.metrics.port < 0 || config.metrics.port > 65535) {
     throw new Error(`metrics.port must be between 0 and 65535, got ${config.metrics.port}`);

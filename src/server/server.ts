@@ -1,4 +1,4 @@
-import { Server, type ChannelOptions, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Metadata, Server, type ChannelOptions, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { ClusterMembership } from "../cluster/membership.js";
@@ -50,6 +50,8 @@ export interface RunningServer {
   runtime: Runtime;
   /** host:port of the Prometheus endpoint, when metrics are on. */
   metricsAddress: string | null;
+  /** host:port of the web console, when it is on. */
+  consoleAddress: string | null;
   /** Graceful stop: refuse new calls, cancel running turns, flush the store. */
   close(): Promise<void>;
 }
@@ -117,6 +119,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const address = `${config.host}:${port}`;
+  const consoleEndpoint = config.console.enabled
+    ? await (await import("../console/http-api.js")).serveConsole({
+        runtime,
+        logger,
+        host: config.console.host,
+        port: config.console.port,
+        authenticate: (token) => {
+          const metadata = new Metadata();
+          if (token !== "") metadata.set("authorization", `Bearer ${token}`);
+          return authenticator.authenticate({ metadata, getAuthContext: () => null });
+        },
+      })
+    : null;
   const metricsEndpoint = metrics ? await (await import("../metrics/http.js")).serveMetrics(metrics, config.metrics.host, config.metrics.port) : null;
   if (cluster) {
     const wildcard = config.host === "0.0.0.0" || config.host === "::";
@@ -124,13 +139,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";
-  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls, ...(cluster ? { nodeId, advertised: cluster.settings.address } : {}), ...(metricsEndpoint ? { metrics: `http://${metricsEndpoint.address}/metrics` } : {}) }, "agentd listening");
+  logger.info({ address, dataDir: path.resolve(config.dataDir), store: config.store, storedIn: describeStore(config), auth, tls, ...(cluster ? { nodeId, advertised: cluster.settings.address } : {}), ...(metricsEndpoint ? { metrics: `http://${metricsEndpoint.address}/metrics` } : {}), ...(consoleEndpoint ? { console: `http://${consoleEndpoint.address}/` } : {}) }, "agentd listening");
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      await consoleEndpoint?.close();
       if (cluster) await drain(cluster, runtime, config.cluster.drainTimeoutMs, logger);
       await runtime.stopTurns();
       await new Promise<void>((resolve) => {
@@ -149,7 +165,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       logger.info({ pendingWrites }, "agentd stopped");
     })());
 
-  return { port, address, runtime, close, metricsAddress: metricsEndpoint?.address ?? null };
+  return { port, address, runtime, close, metricsAddress: metricsEndpoint?.address ?? null, consoleAddress: consoleEndpoint?.address ?? null };
 }
 
 /**

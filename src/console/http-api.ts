@@ -1,0 +1,221 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { AgentdError, type ErrorKind } from "../errors.js";
+import type { Logger } from "../logging.js";
+import type { Caller } from "../runtime/caller.js";
+import type { Runtime } from "../runtime/runtime.js";
+import type { SessionView } from "../session/session.js";
+import { CONSOLE_PAGE } from "./page.js";
+
+/**
+ * The web console's edge: a small JSON + server-sent-events API over the Runtime, and the page that
+ * uses it. A second edge beside the gRPC server, not a copy of its handlers: browsers cannot speak
+ * gRPC over HTTP/2, and the console needs only a few reads, a turn, answers to confirmations and a
+ * live event stream (SSE: one long GET a browser's EventSource reads, no library on either side).
+ *
+ *   GET  /                                       the page
+ *   GET  /api/sessions                           sessions the caller may see (newest 200)
+ *   GET  /api/sessions/:id                       a session, its tree's usage, its pending confirmations
+ *   GET  /api/sessions/:id/messages              its transcript
+ *   GET  /api/sessions/:id/events?after=N        its events after N, then live (text/event-stream)
+ *   POST /api/sessions/:id/turns                 {"prompt"}: starts a turn owned by the server
+ *   POST /api/sessions/:id/confirmations/:cid    {"decision": "approve"|"reject", "reason", "editedArgumentsJson", "remember"}
+ *
+ * Every /api call is authenticated like a gRPC call: `Authorization: Bearer <token>` (or
+ * `?access_token=` for EventSource, which cannot set headers).
+ */
+export interface ConsoleOptions {
+  runtime: Runtime;
+  logger: Logger;
+  /** Who calls, from the bearer token ("" without one); rejects like the gRPC server would. */
+  authenticate(token: string): Promise<Caller>;
+  host: string;
+  port: number;
+}
+
+export interface ConsoleEndpoint {
+  address: string;
+  close(): Promise<void>;
+}
+
+const STATUS: Partial<Record<ErrorKind, number>> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  failed_precondition: 409,
+  aborted: 409,
+  already_exists: 409,
+  out_of_range: 416,
+  resource_exhausted: 429,
+  unavailable: 503,
+  deadline_exceeded: 504,
+};
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export async function serveConsole(options: ConsoleOptions): Promise<ConsoleEndpoint> {
+  const server: Server = createServer((request, response) => {
+    handle(options, request, response).catch((error: unknown) => fail(response, error, options.logger));
+  });
+  // Streams stay open; closing the console ends them.
+  const open = new Set<ServerResponse>();
+  server.on("request", (_request, response: ServerResponse) => {
+    open.add(response);
+    response.once("close", () => open.delete(response));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error) => reject(new Error(`cannot serve the console on ${options.host}:${options.port}: ${error.message}`)));
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const bound = server.address();
+  const port = typeof bound === "object" && bound ? bound.port : options.port;
+  return {
+    address: `${options.host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const response of open) response.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function handle(options: ConsoleOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const url = new URL(request.url ?? "/", "http://console");
+  const path = url.pathname;
+  if (request.method === "GET" && (path === "/" || path === "/index.html")) {
+    response.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'" });
+    response.end(CONSOLE_PAGE);
+    return;
+  }
+  if (!path.startsWith("/api/")) throw new AgentdError("not_found", `nothing at ${path}; the console is at /`);
+  const header = request.headers.authorization ?? "";
+  const token = header.startsWith("Bearer ") ? header.slice(7) : (url.searchParams.get("access_token") ?? "");
+  const caller = await options.authenticate(token);
+  const { runtime } = options;
+  const parts = path.split("/").slice(2).map(decodeURIComponent);
+  const [collection, sessionId, sub, subId] = parts;
+  if (collection !== "sessions") throw new AgentdError("not_found", `no API at ${path}`);
+
+  if (request.method === "GET" && parts.length === 1) {
+    const page = await runtime.listSessionsEverywhere(caller, { owner: "", pageSize: 200, pageToken: "" });
+    return json(response, 200, { sessions: page.sessions.map(sessionJson) });
+  }
+  if (sessionId === undefined) throw new AgentdError("not_found", `no API at ${path}`);
+  if (request.method === "GET" && parts.length === 2) {
+    const session = runtime.getSession(caller, sessionId);
+    return json(response, 200, {
+      session: sessionJson(session),
+      treeUsage: runtime.treeUsage(caller, sessionId),
+      confirmations: runtime.listPendingConfirmations(caller, sessionId, true),
+    });
+  }
+  if (request.method === "GET" && sub === "messages" && parts.length === 3) {
+    const messages = [];
+    let pageToken = "";
+    do {
+      const page = runtime.messages(caller, sessionId, { pageSize: 1000, pageToken });
+      messages.push(...page.messages);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return json(response, 200, { messages });
+  }
+  if (request.method === "GET" && sub === "events" && parts.length === 3) {
+    const after = Number(url.searchParams.get("after") ?? "0");
+    if (!Number.isSafeInteger(after) || after < 0) throw new AgentdError("invalid_argument", "after must be a whole number of 0 or more");
+    return streamEvents(options, caller, sessionId, after, request, response);
+  }
+  if (request.method === "POST" && sub === "turns" && parts.length === 3) {
+    const body = await readJson(request);
+    const prompt = typeof body.prompt === "string" ? body.prompt : "";
+    return json(response, 202, runtime.startServerTurn(caller, sessionId, prompt));
+  }
+  if (request.method === "POST" && sub === "confirmations" && subId !== undefined && parts.length === 4) {
+    const body = await readJson(request);
+    if (body.decision !== "approve" && body.decision !== "reject") throw new AgentdError("invalid_argument", 'decision must be "approve" or "reject"');
+    const outcome = runtime.confirmToolCall(caller, sessionId, {
+      confirmationId: subId,
+      decision: body.decision,
+      reason: typeof body.reason === "string" ? body.reason : "",
+      editedArgumentsJson: typeof body.editedArgumentsJson === "string" && body.editedArgumentsJson !== "" ? body.editedArgumentsJson : undefined,
+      remember: body.remember === true,
+    });
+    return json(response, 200, outcome);
+  }
+  throw new AgentdError("not_found", `no ${request.method} at ${path}`);
+}
+
+/** The session's events as server-sent events: `event: agentd` with the event as JSON, `id:` its sequence. */
+function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
+  const lastEventId = Number(request.headers["last-event-id"] ?? "");
+  const from = Number.isSafeInteger(lastEventId) && lastEventId > after ? lastEventId : after;
+  const items = options.runtime.subscribe(caller, sessionId, { afterSequence: from, includeDescendants: false, fromOldestKept: true });
+  response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+  response.write(": agentd events\n\n");
+  const heartbeat = setInterval(() => response.write(": heartbeat\n\n"), 15_000);
+  const subscription = items.subscribe({
+    next: (item) => {
+      if (item.kind === "caught_up") response.write(`event: caught_up\ndata: ${JSON.stringify({ sequence: item.sequence })}\n\n`);
+      else response.write(`${item.event.sequence > 0 ? `id: ${item.event.sequence}\n` : ""}event: agentd\ndata: ${JSON.stringify(item.event)}\n\n`);
+    },
+    error: (error: unknown) => {
+      response.write(`event: failed\ndata: ${JSON.stringify({ message: error instanceof AgentdError ? error.message : "the stream failed; see the server log" })}\n\n`);
+      response.end();
+    },
+    complete: () => response.end(),
+  });
+  response.once("close", () => {
+    clearInterval(heartbeat);
+    subscription.unsubscribe();
+  });
+}
+
+function sessionJson(session: SessionView): Record<string, unknown> {
+  return {
+    id: session.id,
+    owner: session.owner,
+    parentId: session.parentId,
+    state: session.state,
+    turnActive: session.activeTurnId !== null,
+    activeTurnId: session.activeTurnId,
+    messageCount: session.messageCount,
+    lastSequence: session.lastSequence,
+    usage: session.usage,
+    labels: session.labels,
+    agent: session.agent,
+    model: session.config.model ? `${session.config.model.provider}/${session.config.model.model}` : null,
+    createdAt: session.createdAt,
+    updatedAt: session.updatedAt,
+  };
+}
+
+async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new AgentdError("invalid_argument", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // said below
+  }
+  throw new AgentdError("invalid_argument", "the request body must be a JSON object");
+}
+
+function json(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+  response.end(JSON.stringify(body));
+}
+
+function fail(response: ServerResponse, error: unknown, logger: Logger): void {
+  if (response.headersSent) {
+    response.end();
+    return;
+  }
+  if (error instanceof AgentdError) return json(response, STATUS[error.kind] ?? 500, { error: error.kind, message: error.message });
+  logger.error({ err: error }, "console request failed");
+  json(response, 500, { error: "internal", message: "internal error; see the server log" });
+}
