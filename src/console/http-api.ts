@@ -100,6 +100,11 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
     return json(response, 200, { sessions: page.sessions.map(sessionJson) });
   }
   if (sessionId === undefined) throw new AgentdError("not_found", `no API at ${path}`);
+  // On a cluster, a session another node runs is not served here (the console does not forward).
+  const place = await runtime.placeSession(caller, sessionId);
+  if (place.kind === "elsewhere") {
+    throw new AgentdError("unavailable", `session ${sessionId} runs on another node (${place.address}); open that node's console`);
+  }
   if (request.method === "GET" && parts.length === 2) {
     const session = runtime.getSession(caller, sessionId);
     return json(response, 200, {

@@ -146,6 +146,7 @@ function onEvent(event) {
   $("events").scrollTop = $("events").scrollHeight;
   if (payload.type === "turn_started") $("answer").textContent = "";
   if (payload.type === "text_delta") $("answer").append(payload.text);
+  if (payload.type === "tool_result") $("answer").append("\\n");
   if (["confirmation_required", "confirmation_resolved", "turn_completed", "turn_failed", "turn_cancelled", "usage", "state_changed"].includes(payload.type)) {
     refresh().catch(show);
     if (payload.type.startsWith("turn_")) loadSessions().catch(show);
