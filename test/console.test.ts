@@ -60,6 +60,10 @@ describe("the web console", () => {
       if (detail.confirmations.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     }
     expect(detail.confirmations[0]!.toolName).toBe("write_file");
+    const full = detail as unknown as { context: { tokens: number }; mcpServers: unknown[]; skills: unknown[]; treeUsage: { inputTokens: number } };
+    expect(full.context.tokens).toBeGreaterThan(0);
+    expect(full.mcpServers).toEqual([]);
+    expect(Array.isArray(full.skills)).toBe(true);
     const answered = await fetch(`${base}/api/sessions/${id}/confirmations/${detail.confirmations[0]!.id}`, { method: "POST", body: JSON.stringify({ decision: "approve" }) });
     expect(answered.status).toBe(200);
     const seen = payloadTypes(await stream);

@@ -14,7 +14,8 @@ import { CONSOLE_PAGE } from "./page.js";
  *
  *   GET  /                                       the page
  *   GET  /api/sessions                           sessions the caller may see (newest 200)
- *   GET  /api/sessions/:id                       a session, its tree's usage, its pending confirmations
+ *   GET  /api/sessions/:id                       a session, its tree's usage, its pending confirmations,
+ *                                                its context usage, MCP servers and skills
  *   GET  /api/sessions/:id/messages              its transcript
  *   GET  /api/sessions/:id/events?after=N        its events after N, then live (text/event-stream)
  *   POST /api/sessions/:id/turns                 {"prompt"}: starts a turn owned by the server
@@ -107,10 +108,21 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
   }
   if (request.method === "GET" && parts.length === 2) {
     const session = runtime.getSession(caller, sessionId);
+    const context = await runtime.getContextUsage(caller, sessionId);
     return json(response, 200, {
       session: sessionJson(session),
       treeUsage: runtime.treeUsage(caller, sessionId),
       confirmations: runtime.listPendingConfirmations(caller, sessionId, true),
+      context: { tokens: context.tokens, contextWindow: context.contextWindow, fraction: context.fraction, autoCompact: context.autoCompact },
+      mcpServers: runtime.listMcpServers(caller, sessionId).map(({ status, scope }) => ({
+        name: status.name,
+        scope,
+        transport: status.transport,
+        state: status.state,
+        toolCount: status.toolCount,
+        error: status.error,
+      })),
+      skills: runtime.listSkills(caller, sessionId).skills.map(({ item, scope }) => ({ name: item.name, description: item.description, scope })),
     });
   }
   if (request.method === "GET" && sub === "messages" && parts.length === 3) {

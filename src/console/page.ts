@@ -46,6 +46,7 @@ export const CONSOLE_PAGE = `<!doctype html>
   <section id="detail" hidden>
     <h1 id="title"></h1>
     <div id="usage" class="muted"></div>
+    <div id="context" class="muted"></div>
     <h2>Waiting for you</h2>
     <div id="confirmations"><span class="muted">Nothing.</span></div>
     <h2>Turn</h2>
@@ -53,6 +54,10 @@ export const CONSOLE_PAGE = `<!doctype html>
     <div id="answer"></div>
     <h2>Event log</h2>
     <div id="events"></div>
+    <h2>MCP servers</h2>
+    <ul id="mcp"></ul>
+    <h2>Skills</h2>
+    <ul id="skills"></ul>
   </section>
 </main>
 <script>
@@ -116,7 +121,10 @@ async function select(id) {
 
 async function refresh() {
   const id = state.selected;
-  const { session, treeUsage, confirmations } = await api("/api/sessions/" + encodeURIComponent(id));
+  const { session, treeUsage, confirmations, context, mcpServers, skills } = await api("/api/sessions/" + encodeURIComponent(id));
+  $("context").textContent = "context: " + context.tokens + " tokens" + (context.contextWindow ? " of " + context.contextWindow + " (" + Math.round(context.fraction * 100) + "%)" : " (window unknown)") + (context.autoCompact ? ", compacts automatically" : "");
+  $("mcp").replaceChildren(...(mcpServers.length ? mcpServers.map((m) => text("li", m.name + " — " + m.state + ", " + m.toolCount + " tools (" + m.scope + ", " + m.transport + ")" + (m.error ? ": " + m.error : ""))) : [text("li", "None.", "muted")]));
+  $("skills").replaceChildren(...(skills.length ? skills.map((s) => text("li", s.name + " — " + s.description + " (" + s.scope + ")")) : [text("li", "None.", "muted")]));
   $("title").textContent = "Session " + session.id;
   const cost = (u) => (u.costUsd || 0).toFixed(6) + " USD";
   $("usage").textContent = [session.model || "no model", session.turnActive ? "turn running" : session.state, session.messageCount + " messages",
