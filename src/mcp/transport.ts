@@ -1,3 +1,4 @@
+import { context, propagation } from "@opentelemetry/api";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -67,7 +68,7 @@ export async function openClient(spec: McpTransportSpec, options: OpenOptions): 
     case "http": {
       const { url, headers } = httpEndpoint(spec.url, spec.headers);
       try {
-        const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers } });
+        const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers }, fetch: tracedFetch });
         return await connect(options.createClient(), transport, "http", options);
       } catch (error) {
         if (options.signal.aborted || !meansNotStreamable(error)) throw error;
@@ -126,8 +127,15 @@ async function connect(client: Client, transport: Transport, kind: McpTransportK
 
 function sseTransport(specUrl: string, specHeaders: Record<string, string>): SSEClientTransport {
   const { url, headers } = httpEndpoint(specUrl, specHeaders);
-  return new SSEClientTransport(url, { requestInit: { headers } });
+  return new SSEClientTransport(url, { requestInit: { headers }, fetch: tracedFetch });
 }
+
+/** fetch with the active trace's W3C context added, so an HTTP MCP server continues the tool call's trace (a no-op without tracing). */
+const tracedFetch = (url: string | URL, init?: RequestInit): Promise<Response> => {
+  const headers = new Headers(init?.headers);
+  propagation.inject(context.active(), headers, { set: (carrier, key, value) => carrier.set(key, value) });
+  return fetch(url, { ...init, headers });
+};
 
 function meansNotStreamable(error: unknown): boolean {
   return error instanceof StreamableHTTPError && error.code !== undefined && error.code >= 400 && error.code < 500;

@@ -1,3 +1,6 @@
+import { context, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { McpConnection } from "../../src/mcp/connection.js";
 import { captureLogger, Cleanup, closedPort, startHttpFixture, waitFor, waitForState } from "./helpers.js";
@@ -94,5 +97,20 @@ describe("McpConnection over HTTP", () => {
     await waitForState(connection, "failed");
     expect(connection.status().error).toMatch(/^Streamable HTTP failed \(.*HTTP 404\)+, and so did SSE \(.*404/);
     expect(connection.status().transport).toBe("http");
+  });
+
+  it("passes the tool call's trace on to the server (W3C traceparent)", async () => {
+    const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())] });
+    provider.register();
+    cleanup.add(() => provider.shutdown());
+    const server = await fixture("http");
+    const connection = cleanup.connection("traced", { type: "http", url: server.url, headers: {} });
+    connection.start();
+    await waitForState(connection, "connected");
+    const span = trace.getTracer("test").startSpan("execute_tool whoami");
+    const result = await context.with(trace.setSpan(context.active(), span), () => call(connection, "whoami"));
+    span.end();
+    const { traceId, spanId } = span.spanContext();
+    expect(JSON.parse(result.output).traceparent).toBe(`00-${traceId}-${spanId}-01`);
   });
 });
