@@ -1,10 +1,17 @@
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
-import { describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { AgentRuntimeClient, StreamGenerateRequest } from "../src/gen/agentd/v1/runtime.js";
-import { scripted, serversStoppedAfterAll, waitFor } from "./helpers/harness.js";
+import { removeTempDirs, scripted, startTestServer, waitFor, type TestServer } from "./helpers/harness.js";
 
-const start = serversStoppedAfterAll();
+// One server at a time: tracing registers the process's global tracer provider until it stops.
+let running: TestServer | undefined;
+const start = async (options: Parameters<typeof startTestServer>[0]) => (running = await startTestServer(options));
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+});
+afterAll(removeTempDirs);
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN = "00f067aa0ba902b7";
 
@@ -53,5 +60,20 @@ describe("OpenTelemetry traces", () => {
     expect(tool!.attributes).toMatchObject({ "gen_ai.tool.name": "list_dir", "gen_ai.tool.call.id": "c1" });
     // Nothing of the prompt or the answer is in any span.
     expect(JSON.stringify(spans.map((s) => s.attributes))).not.toMatch(/look|nothing there/);
+  });
+
+  it("records prompts and outputs only when the operator turns that on", async () => {
+    const exporter = new InMemorySpanExporter();
+    const t = await start({ spanExporter: exporter, config: { tracing: { enabled: true, otlpEndpoint: "http://127.0.0.1:1/unused", serviceName: "agentd-test", recordContent: true } } });
+    const { session } = await t.client.createSession({ config: { model: scripted([{ text: "the recorded answer" }]) } });
+    await t.client.generate({ sessionId: session!.id, prompt: "the recorded question" });
+    const spans = await waitFor(() => {
+      const all = exporter.getFinishedSpans();
+      return all.some((s) => s.name === "invoke_agent agentd") ? all : undefined;
+    });
+    const turn = spans.find((s) => s.name === "invoke_agent agentd")!;
+    expect(turn.events.find((e) => e.name === "gen_ai.user.message")?.attributes).toEqual({ "gen_ai.prompt": "the recorded question" });
+    const chat = spans.find((s) => s.name === "chat script")!;
+    expect(chat.events.find((e) => e.name === "gen_ai.choice")?.attributes?.["gen_ai.completion"]).toBe("the recorded answer");
   });
 });

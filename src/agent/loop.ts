@@ -104,7 +104,7 @@ export interface TurnInput {
   /** The model's price, for each call's cost; none: costs are 0. */
   price?: Price | null;
   /** The turn's trace span, parent of its model and tool call spans (a no-op without tracing). */
-  trace?: { context: TraceContext; provider: string; model: string };
+  trace?: { context: TraceContext; provider: string; model: string; recordContent?: boolean };
 }
 
 /**
@@ -231,6 +231,9 @@ class TurnRun {
         "gen_ai.usage.output_tokens": this.lastStep.outputTokens,
         "gen_ai.response.finish_reasons": [answer.stopReason ?? "end_turn"],
       });
+      if (traced?.recordContent) {
+        span?.addEvent("gen_ai.choice", { "gen_ai.completion": answer.text, "gen_ai.tool_calls": JSON.stringify(answer.toolCalls.map((c) => ({ name: c.name, arguments: c.argumentsJson }))) });
+      }
       return answer;
     } catch (error) {
       if (span) endWithError(span, error);

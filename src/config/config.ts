@@ -42,6 +42,8 @@ export interface RuntimeConfig {
     /** Where spans go, e.g. http://collector:4318/v1/traces. */
     otlpEndpoint: string;
     serviceName: string;
+    /** Also record prompts and model outputs in the spans (off: they may hold anything a user typed). */
+    recordContent: boolean;
   };
   /** Prometheus metrics on an HTTP port of their own (GET /metrics); off by default. */
   metrics: {
@@ -223,7 +225,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
   console: { enabled: false, host: "127.0.0.1", port: 8484 },
-  tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd" },
+  tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd", recordContent: false },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
   tls: { certFile: "", keyFile: "", clientCaFile: "" },

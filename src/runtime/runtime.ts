@@ -213,6 +213,7 @@ export class Runtime {
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
       prices: config.prices,
+      traceContent: config.tracing.enabled && config.tracing.recordContent,
     });
   }
 

@@ -59,6 +59,8 @@ export interface TurnRunnerDeps {
   logger: Logger;
   /** The operator's prices by "provider/model", over the list prices (src/llm/prices.ts). */
   prices?: Readonly<Record<string, Price>>;
+  /** Record prompts and model outputs in the trace spans (tracing.recordContent). */
+  traceContent?: boolean;
 }
 
 /** Prepares and starts turns: the model client, the toolset, the turn's context, and its log line. */
@@ -128,6 +130,7 @@ export class TurnRunner {
     const startedAt = performance.now();
     const modelName = config.model ? config.model.model : "none";
     const turnSpan = startTurnSpan({ sessionId: session.id, turnId, model: modelName });
+    if (this.deps.traceContent) turnSpan.span.addEvent("gen_ai.user.message", { "gen_ai.prompt": prompt });
     queueMicrotask(() =>
       runTurn({
         prompt,
@@ -135,7 +138,7 @@ export class TurnRunner {
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         price: priceOf(config.model, this.deps.prices ?? {}),
-        trace: { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName },
+        trace: { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName, recordContent: this.deps.traceContent === true },
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,

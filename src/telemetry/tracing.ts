@@ -1,3 +1,4 @@
+import { context, propagation, trace } from "@opentelemetry/api";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { BatchSpanProcessor, SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -24,6 +25,14 @@ export function startTracing(settings: TracingSettings, exporter?: SpanExporter)
     spanProcessors: [processor],
   });
   provider.register();
-  return { shutdown: () => provider.shutdown() };
+  return {
+    shutdown: async () => {
+      await provider.shutdown();
+      // The process's globals go back to no-ops, so that a server started later in it registers its own.
+      trace.disable();
+      context.disable();
+      propagation.disable();
+    },
+  };
 }
 
