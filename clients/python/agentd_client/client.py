@@ -94,25 +94,23 @@ class Client:
 
     def list_sessions(self, owner: str = "") -> list[pb.Session]:
         """Every session the caller may see (all pages)."""
-        sessions: list[pb.Session] = []
-        token = ""
-        while True:
-            page = self._unary(self._stub.ListSessions, pb.ListSessionsRequest(owner=owner, page_size=1000, page_token=token))
-            sessions.extend(page.sessions)
-            token = page.next_page_token
-            if not token:
-                return sessions
+        return self._all_pages(lambda token: self._unary(self._stub.ListSessions, pb.ListSessionsRequest(owner=owner, page_size=1000, page_token=token)), "sessions")
 
     def messages(self, session_id: str) -> list[pb.Message]:
         """The session's whole transcript."""
-        messages: list[pb.Message] = []
+        return self._all_pages(lambda token: self._unary(self._stub.GetMessages, pb.GetMessagesRequest(session_id=session_id, page_size=1000, page_token=token)), "messages")
+
+    @staticmethod
+    def _all_pages(fetch, field: str) -> list:  # type: ignore[no-untyped-def]
+        """Follows next_page_token until the last page."""
+        items: list = []
         token = ""
         while True:
-            page = self._unary(self._stub.GetMessages, pb.GetMessagesRequest(session_id=session_id, page_size=1000, page_token=token))
-            messages.extend(page.messages)
+            page = fetch(token)
+            items.extend(getattr(page, field))
             token = page.next_page_token
             if not token:
-                return messages
+                return items
 
     def destroy_session(self, session_id: str) -> list[str]:
         """Destroys the session and its descendants; returns their ids."""
