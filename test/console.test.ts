@@ -52,7 +52,17 @@ describe("the web console", () => {
     expect(listed.sessions.map((s) => s.id)).toEqual([id]);
 
     const stream = readEvents(`${base}/api/sessions/${id}/events?after=0`, (events) => payloadTypes(events).includes("turn_completed"));
-    const started = await fetch(`${base}/api/sessions/${id}/turns`, { method: "POST", body: JSON.stringify({ prompt: "write it" }) });
+    const json = { "content-type": "application/json" };
+    // Another web page cannot drive it: a foreign Origin, a non-JSON POST, a rebound host name.
+    expect((await fetch(`${base}/api/sessions/${id}/turns`, { method: "POST", headers: { ...json, origin: "https://evil.example" }, body: "{}" })).status).toBe(403);
+    expect((await fetch(`${base}/api/sessions/${id}/turns`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ prompt: "x" }) })).status).toBe(400);
+    const { request } = await import("node:http");
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const [hostname, port] = t.server.consoleAddress!.split(":");
+      request({ hostname, port: Number(port), path: "/api/sessions", headers: { host: `attacker.example:${port}` } }, (res) => resolve(res.statusCode!)).on("error", reject).end();
+    });
+    expect(rebound).toBe(403);
+    const started = await fetch(`${base}/api/sessions/${id}/turns`, { method: "POST", headers: json, body: JSON.stringify({ prompt: "write it" }) });
     expect(started.status).toBe(202);
     let detail: { confirmations: Array<{ id: string; toolName: string }> } = { confirmations: [] };
     for (let i = 0; i < 200 && detail.confirmations.length === 0; i++) {
@@ -64,7 +74,7 @@ describe("the web console", () => {
     expect(full.context.tokens).toBeGreaterThan(0);
     expect(full.mcpServers).toEqual([]);
     expect(Array.isArray(full.skills)).toBe(true);
-    const answered = await fetch(`${base}/api/sessions/${id}/confirmations/${detail.confirmations[0]!.id}`, { method: "POST", body: JSON.stringify({ decision: "approve" }) });
+    const answered = await fetch(`${base}/api/sessions/${id}/confirmations/${detail.confirmations[0]!.id}`, { method: "POST", headers: json, body: JSON.stringify({ decision: "approve" }) });
     expect(answered.status).toBe(200);
     const seen = payloadTypes(await stream);
     expect(seen).toEqual(expect.arrayContaining(["turn_started", "tool_call", "confirmation_required", "confirmation_resolved", "tool_result", "turn_completed"]));
@@ -78,7 +88,7 @@ describe("the web console", () => {
     expect(payloadTypes(replay)).toEqual(expect.arrayContaining(["turn_started", "confirmation_required", "confirmation_resolved", "tool_result", "turn_completed"]));
 
     // Bad requests say what is wrong.
-    const bad = await fetch(`${base}/api/sessions/${id}/confirmations/nope`, { method: "POST", body: JSON.stringify({ decision: "maybe" }) });
+    const bad = await fetch(`${base}/api/sessions/${id}/confirmations/nope`, { method: "POST", headers: json, body: JSON.stringify({ decision: "maybe" }) });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toContain('decision must be "approve" or "reject"');
     expect((await fetch(`${base}/api/sessions/no-such-session`)).status).toBe(404);

@@ -88,6 +88,7 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
     return;
   }
   if (!path.startsWith("/api/")) throw new AgentdError("not_found", `nothing at ${path}; the console is at /`);
+  checkSameOrigin(options, request);
   const header = request.headers.authorization ?? "";
   const token = header.startsWith("Bearer ") ? header.slice(7) : (url.searchParams.get("access_token") ?? "");
   const caller = await options.authenticate(token);
@@ -183,6 +184,37 @@ function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string
     clearInterval(heartbeat);
     subscription.unsubscribe();
   });
+}
+
+const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
+/**
+ * Another web page the user has open must not drive the console: a console on loopback answers
+ * only requests addressed to a loopback name (a DNS-rebound name is refused), a browser's Origin must
+ * be the console's own, and a POST must be JSON (which a page elsewhere cannot send without a
+ * CORS preflight, which is never granted).
+ */
+function checkSameOrigin(options: ConsoleOptions, request: IncomingMessage): void {
+  const host = request.headers.host ?? "";
+  const hostName = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0]!;
+  if (LOOPBACK_NAMES.has(options.host) && !LOOPBACK_NAMES.has(hostName)) {
+    throw new AgentdError("permission_denied", `this console answers only on loopback addresses, not "${host}"`);
+  }
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== "null") {
+    let originHost = "";
+    try {
+      originHost = new URL(origin).host;
+    } catch {
+      // refused below
+    }
+    if (originHost !== host) throw new AgentdError("permission_denied", "requests from other web pages are refused");
+  } else if (origin === "null") {
+    throw new AgentdError("permission_denied", "requests from other web pages are refused");
+  }
+  if (request.method === "POST" && !(request.headers["content-type"] ?? "").startsWith("application/json")) {
+    throw new AgentdError("invalid_argument", "send the request body as JSON (content-type: application/json)");
+  }
 }
 
 function sessionJson(session: SessionView): Record<string, unknown> {
