@@ -80,6 +80,17 @@ describe("the web console", () => {
     expect(seen).toEqual(expect.arrayContaining(["turn_started", "tool_call", "confirmation_required", "confirmation_resolved", "tool_result", "turn_completed"]));
     expect(seen.indexOf("confirmation_resolved")).toBeGreaterThan(seen.indexOf("confirmation_required"));
     expect(await readFile(path.join(session!.workspace, "console.txt"), "utf8")).toBe("approved in the console");
+    // Actions in the console are audited like gRPC calls.
+    const auditLines = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const text = await readFile(path.join(t.dataDir, "audit.log"), "utf8").catch(() => "");
+        if (text.includes("Console.ConfirmToolCall")) return text;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return "";
+    })();
+    expect(auditLines).toMatch(/"method":"Console\.StartTurn".*"result":"OK"/);
+    expect(auditLines).toMatch(/"method":"Console\.ConfirmToolCall".*"result":"OK"/);
     const messages = (await (await fetch(`${base}/api/sessions/${id}/messages`)).json()) as { messages: Array<{ text: string }> };
     expect(messages.messages.at(-1)!.text).toBe("written");
 
@@ -120,5 +131,10 @@ describe("the web console", () => {
     // EventSource cannot send headers: the token may come as a query parameter.
     const events = await readEvents(`${base}/api/sessions/${session!.id}/events?after=0&access_token=${alice}`, (e) => e.some(([name]) => name === "caught_up"));
     expect(events.some(([name]) => name === "caught_up")).toBe(true);
+  });
+
+  it("refuses to listen beyond loopback without authentication, like the gRPC port", async () => {
+    const { startTestServer } = await import("./helpers/harness.js");
+    await expect(startTestServer({ config: { console: { enabled: true, host: "0.0.0.0", port: 0 } } })).rejects.toThrow(/refusing to listen on 0\.0\.0\.0:0 without authentication/);
   });
 });

@@ -200,7 +200,7 @@ class TurnRun {
             inputTokens: tokenCount(outcome.usage.inputTokens),
             outputTokens: tokenCount(outcome.usage.outputTokens),
             ...(typeof spent === "number" && Number.isFinite(spent) && spent > 0 ? { costUsd: spent } : {}),
-          });
+          }, true);
         }
         const result = { callId: call.id, name: call.name, output: outcome.output, isError: outcome.isError };
         host.appendMessage({ role: "tool", text: "", toolCalls: [], toolResult: result });
@@ -292,12 +292,12 @@ class TurnRun {
   }
 
   /** A model call's usage (or a subagent's, priced at its own model), with its cost. */
-  private reportUsage(step: UsageTotals): void {
+  private reportUsage(step: UsageTotals, subagent = false): void {
     this.turnUsage.inputTokens += step.inputTokens;
     this.turnUsage.outputTokens += step.outputTokens;
     if ((step.costUsd ?? 0) > 0) this.turnUsage.costUsd = (this.turnUsage.costUsd ?? 0) + step.costUsd!;
     const session = this.input.host.addUsage(step);
-    this.emit({ type: "usage", step, turn: { ...this.turnUsage }, session });
+    this.emit({ type: "usage", step, turn: { ...this.turnUsage }, session, ...(subagent ? { subagent: true as const } : {}) });
   }
 
   private result(text: string, stopReason: StopReason): TurnResult {

@@ -5,6 +5,7 @@ import type { Caller } from "../runtime/caller.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { SessionView } from "../session/session.js";
 import { CONSOLE_PAGE } from "./page.js";
+import { isLoopbackHost } from "../util/loopback.js";
 
 /**
  * The web console's edge: a small JSON + server-sent-events API over the Runtime, and the page that
@@ -27,6 +28,8 @@ import { CONSOLE_PAGE } from "./page.js";
 export interface ConsoleOptions {
   runtime: Runtime;
   logger: Logger;
+  /** Writes an audit line for each action (a turn started, a confirmation answered), as the gRPC port does. */
+  audit(entry: { method: string; caller: Caller; sessionId: string; result: string; detail?: string; peer: string }): void;
   /** Who calls, from the bearer token ("" without one); rejects like the gRPC server would. */
   authenticate(token: string): Promise<Caller>;
   host: string;
@@ -52,6 +55,11 @@ const STATUS: Partial<Record<ErrorKind, number>> = {
   deadline_exceeded: 504,
 };
 const MAX_BODY_BYTES = 1024 * 1024;
+/** What may wait for one slow event-stream reader. */
+const MAX_WAITING_BYTES = 4 * 1024 * 1024;
+/** Event streams open at once on one console. */
+const MAX_STREAMS = 256;
+let openStreams = 0;
 
 export async function serveConsole(options: ConsoleOptions): Promise<ConsoleEndpoint> {
   const server: Server = createServer((request, response) => {
@@ -83,17 +91,23 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
   const url = new URL(request.url ?? "/", "http://console");
   const path = url.pathname;
   if (request.method === "GET" && (path === "/" || path === "/index.html")) {
-    response.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'" });
+    response.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'", "x-frame-options": "DENY" });
     response.end(CONSOLE_PAGE);
     return;
   }
   if (!path.startsWith("/api/")) throw new AgentdError("not_found", `nothing at ${path}; the console is at /`);
   checkSameOrigin(options, request);
   const header = request.headers.authorization ?? "";
-  const token = header.startsWith("Bearer ") ? header.slice(7) : (url.searchParams.get("access_token") ?? "");
+  // EventSource cannot set headers: only the event stream takes the token from the query.
+  const token = header.startsWith("Bearer ") ? header.slice(7) : path.endsWith("/events") ? (url.searchParams.get("access_token") ?? "") : "";
   const caller = await options.authenticate(token);
   const { runtime } = options;
-  const parts = path.split("/").slice(2).map(decodeURIComponent);
+  let parts: string[];
+  try {
+    parts = path.split("/").slice(2).map(decodeURIComponent);
+  } catch {
+    throw new AgentdError("invalid_argument", "the path has a malformed %-escape");
+  }
   const [collection, sessionId, sub, subId] = parts;
   if (collection !== "sessions") throw new AgentdError("not_found", `no API at ${path}`);
 
@@ -144,18 +158,20 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
   if (request.method === "POST" && sub === "turns" && parts.length === 3) {
     const body = await readJson(request);
     const prompt = typeof body.prompt === "string" ? body.prompt : "";
-    return json(response, 202, runtime.startServerTurn(caller, sessionId, prompt));
+    const started = audited(options, request, caller, "Console.StartTurn", sessionId, () => runtime.startServerTurn(caller, sessionId, prompt));
+    return json(response, 202, started);
   }
   if (request.method === "POST" && sub === "confirmations" && subId !== undefined && parts.length === 4) {
     const body = await readJson(request);
-    if (body.decision !== "approve" && body.decision !== "reject") throw new AgentdError("invalid_argument", 'decision must be "approve" or "reject"');
-    const outcome = runtime.confirmToolCall(caller, sessionId, {
+    const decision = body.decision;
+    if (decision !== "approve" && decision !== "reject") throw new AgentdError("invalid_argument", 'decision must be "approve" or "reject"');
+    const outcome = audited(options, request, caller, "Console.ConfirmToolCall", sessionId, () => runtime.confirmToolCall(caller, sessionId, {
       confirmationId: subId,
-      decision: body.decision,
+      decision,
       reason: typeof body.reason === "string" ? body.reason : "",
       editedArgumentsJson: typeof body.editedArgumentsJson === "string" && body.editedArgumentsJson !== "" ? body.editedArgumentsJson : undefined,
       remember: body.remember === true,
-    });
+    }));
     return json(response, 200, outcome);
   }
   throw new AgentdError("not_found", `no ${request.method} at ${path}`);
@@ -163,16 +179,22 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
 
 /** The session's events as server-sent events: `event: agentd` with the event as JSON, `id:` its sequence. */
 function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
+  if (openStreams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
   const lastEventId = Number(request.headers["last-event-id"] ?? "");
   const from = Number.isSafeInteger(lastEventId) && lastEventId > after ? lastEventId : after;
   const items = options.runtime.subscribe(caller, sessionId, { afterSequence: from, includeDescendants: false, fromOldestKept: true });
   response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
   response.write(": agentd events\n\n");
   const heartbeat = setInterval(() => response.write(": heartbeat\n\n"), 15_000);
+  // A reader that stops reading is cut off once this much waits for it; EventSource reconnects with Last-Event-ID.
+  const send = (text: string) => {
+    response.write(text);
+    if (response.writableLength > MAX_WAITING_BYTES) response.end();
+  };
   const subscription = items.subscribe({
     next: (item) => {
-      if (item.kind === "caught_up") response.write(`event: caught_up\ndata: ${JSON.stringify({ sequence: item.sequence })}\n\n`);
-      else response.write(`${item.event.sequence > 0 ? `id: ${item.event.sequence}\n` : ""}event: agentd\ndata: ${JSON.stringify(item.event)}\n\n`);
+      if (item.kind === "caught_up") send(`event: caught_up\ndata: ${JSON.stringify({ sequence: item.sequence })}\n\n`);
+      else send(`${item.event.sequence > 0 ? `id: ${item.event.sequence}\n` : ""}event: agentd\ndata: ${JSON.stringify(item.event)}\n\n`);
     },
     error: (error: unknown) => {
       response.write(`event: failed\ndata: ${JSON.stringify({ message: error instanceof AgentdError ? error.message : "the stream failed; see the server log" })}\n\n`);
@@ -180,13 +202,13 @@ function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string
     },
     complete: () => response.end(),
   });
+  openStreams++;
   response.once("close", () => {
+    openStreams--;
     clearInterval(heartbeat);
     subscription.unsubscribe();
   });
 }
-
-const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
 /**
  * Another web page the user has open must not drive the console: a console on loopback answers
@@ -194,10 +216,23 @@ const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
  * be the console's own, and a POST must be JSON (which a page elsewhere cannot send without a
  * CORS preflight, which is never granted).
  */
+/** Runs an action and writes its audit line, with its outcome. */
+function audited<T>(options: ConsoleOptions, request: IncomingMessage, caller: Caller, method: string, sessionId: string, action: () => T): T {
+  const peer = `${request.socket.remoteAddress ?? ""}:${request.socket.remotePort ?? ""}`;
+  try {
+    const result = action();
+    options.audit({ method, caller, sessionId, result: "OK", peer });
+    return result;
+  } catch (error) {
+    options.audit({ method, caller, sessionId, result: error instanceof AgentdError ? error.kind.toUpperCase() : "INTERNAL", detail: error instanceof Error ? error.message : "", peer });
+    throw error;
+  }
+}
+
 function checkSameOrigin(options: ConsoleOptions, request: IncomingMessage): void {
   const host = request.headers.host ?? "";
   const hostName = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0]!;
-  if (LOOPBACK_NAMES.has(options.host) && !LOOPBACK_NAMES.has(hostName)) {
+  if (isLoopbackHost(options.host) && !isLoopbackHost(hostName)) {
     throw new AgentdError("permission_denied", `this console answers only on loopback addresses, not "${host}"`);
   }
   const origin = request.headers.origin;
@@ -237,6 +272,10 @@ function sessionJson(session: SessionView): Record<string, unknown> {
 }
 
 async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
+  if (Number(request.headers["content-length"] ?? "0") > MAX_BODY_BYTES) {
+    request.resume();
+    throw new AgentdError("invalid_argument", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+  }
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of request as AsyncIterable<Buffer>) {

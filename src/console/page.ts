@@ -80,7 +80,7 @@ const show = (error) => { $("error").textContent = String(error.message || error
 
 async function loadSessions() {
   const { sessions } = await api("/api/sessions");
-  const byParent = new Map();
+  const byParent = new Map([["", []]]);
   for (const s of sessions) { const key = s.parentId || ""; if (!byParent.has(key)) byParent.set(key, []); byParent.get(key).push(s); }
   const ids = new Set(sessions.map((s) => s.id));
   const tree = (parent) => {

@@ -32,6 +32,8 @@ export interface ContextServiceDeps {
   summaryTimeoutMs?: number;
   /** The token counter of a session's model; default tokenCounterFor (tests count the counting). */
   tokenCounter?: (model: Session["config"]["model"]) => Promise<TokenCounter>;
+  /** What a summary call costs (the session's model's price); none: 0. */
+  costOf?: (session: Session, usage: { inputTokens: number; outputTokens: number }) => number;
 }
 
 /** What a summariser may be given, in characters, when the window is unknown. */
@@ -259,6 +261,8 @@ export class ContextService {
         summaryUsage.inputTokens = answer.usage.inputTokens;
         summaryUsage.outputTokens = answer.usage.outputTokens;
         // The summary is a model call like a turn's: the session pays for it.
+        const cost = this.deps.costOf?.(session, summaryUsage) ?? 0;
+        if (cost > 0) summaryUsage.costUsd = cost;
         session.addUsage(summaryUsage);
       } catch (error) {
         if (isAbortError(error, options.context.signal) && options.trigger !== "manual") throw error;

@@ -31,7 +31,8 @@ export type TurnEvent =
   | { type: "confirmation_required"; confirmation: PendingConfirmation }
   | { type: "confirmation_resolved"; confirmationId: string; callId: string; resolution: Resolution }
   /** Token usage after one model call: that call, the turn so far and the session so far. */
-  | { type: "usage"; step: UsageTotals; turn: UsageTotals; session: UsageTotals }
+  /** `subagent`: the step is a subagent's spending added to this turn (its model calls are its own session's). */
+  | { type: "usage"; step: UsageTotals; turn: UsageTotals; session: UsageTotals; subagent?: true }
   | { type: "turn_completed"; result: TurnResult }
   | { type: "turn_failed"; error: { kind: ErrorKind; message: string } }
   | { type: "turn_cancelled"; reason: CancelReason }

@@ -5,6 +5,8 @@ import type { SessionView } from "../session/session.js";
 
 /** Seconds: a tool call or a model step is quick or takes minutes; a turn may take an hour. */
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Distinct models, and tools, that get a label of their own (a client names them, a model invents tool names). */
+const MAX_LABEL_VALUES = 200;
 const TURN_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 
 interface RunningTurn {
@@ -23,6 +25,9 @@ export class AgentdMetrics {
   private readonly turns = new Map<string, RunningTurn>();
   private readonly toolCalls = new Map<string, { startMs: number; name: string }>();
   private readonly asked = new Map<string, number>();
+  /** Label values seen, per label: names come from clients and models, so their number is capped. */
+  private readonly models = new Set<string>();
+  private readonly tools = new Set<string>();
   /** The runtime as this scrape reads it. */
   private reading: RuntimeStats | null = null;
 
@@ -100,18 +105,18 @@ export class AgentdMetrics {
     const at = event.timeMs;
     switch (payload.type) {
       case "turn_started": {
-        const model = session.config.model ? `${session.config.model.provider}/${session.config.model.model}` : "none";
+        const model = this.label(this.models, session.config.model ? `${session.config.model.provider}/${session.config.model.model}` : "none");
         this.turns.set(session.id, { startMs: at, stepMs: at, model });
         return;
       }
       case "tool_call":
-        this.toolCalls.set(`${session.id}/${payload.call.id}`, { startMs: at, name: payload.call.name });
+        this.toolCalls.set(`${session.id}/${payload.call.id}`, { startMs: at, name: this.label(this.tools, payload.call.name) });
         return;
       case "tool_result": {
         const key = `${session.id}/${payload.result.callId}`;
         const started = this.toolCalls.get(key);
         this.toolCalls.delete(key);
-        const tool = started?.name ?? payload.result.name;
+        const tool = started?.name ?? this.label(this.tools, payload.result.name);
         this.toolsTotal.inc({ tool, outcome: payload.result.isError ? "error" : "ok" });
         if (started) this.toolSeconds.observe({ tool }, (at - started.startMs) / 1000);
         const turn = this.turns.get(session.id);
@@ -119,6 +124,8 @@ export class AgentdMetrics {
         return;
       }
       case "usage": {
+        // A subagent's spending relayed to the calling turn: its model calls were counted on its own session.
+        if (payload.subagent) return;
         const turn = this.turns.get(session.id);
         const model = turn?.model ?? "none";
         if (turn) {
@@ -155,6 +162,14 @@ export class AgentdMetrics {
       default:
         return;
     }
+  }
+
+  /** `value` as a label: the first MAX_LABEL_VALUES distinct ones as they are, later ones as "other". */
+  private label(seen: Set<string>, value: string): string {
+    if (seen.has(value)) return value;
+    if (seen.size >= MAX_LABEL_VALUES) return "other";
+    seen.add(value);
+    return value;
   }
 
   /** A gRPC call ended with status `code` (its name: OK, NOT_FOUND...). */

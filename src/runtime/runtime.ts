@@ -8,6 +8,7 @@ import { argumentsObjectOrEmpty } from "../llm/provider.js";
 import type { PendingConfirmation, Resolution } from "../policy/confirmations.js";
 import { rememberedRule } from "../policy/rules.js";
 import { LlmClientFactory } from "../llm/factory.js";
+import { costOf, priceOf } from "../llm/prices.js";
 import { modelAccess } from "../llm/model-access.js";
 import type { Logger } from "../logging.js";
 import { mergeConfig } from "../session/config-merge.js";
@@ -203,6 +204,7 @@ export class Runtime {
     this.context = new ContextService({
       clientFor: (session, apiKey) => this.models.clientFor(session, apiKey),
       environment: (session) => ({ systemPrompt: this.capabilities.systemPrompt(session), tools: this.capabilities.toolset(session).definitions() }),
+      costOf: (session, usage) => costOf(usage, priceOf(session.config.model, config.prices)),
       logger,
     });
     this.turns = new TurnRunner({

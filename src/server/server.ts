@@ -63,6 +63,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Everything that can refuse to start is checked before anything is restored or bound.
   const authenticator = await Authenticator.create(config);
   checkBindAllowed(config, authenticator);
+  if (config.console.enabled) {
+    // The console acts as any caller can: the same rule as the gRPC port for listening beyond loopback.
+    checkBindAllowed({ host: config.console.host, port: config.console.port, insecure: config.insecure }, authenticator);
+    const consoleWarning = plaintextCredentialsWarning({ ...config, host: config.console.host, port: config.console.port, tls: { certFile: "", keyFile: "", clientCaFile: "" } });
+    if (consoleWarning) logger.warn(`console: ${consoleWarning}`);
+  }
   const credentials = createServerCredentials(config.tls);
   const warning = plaintextCredentialsWarning(config);
   if (warning) logger.warn(warning);
@@ -123,6 +129,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? await (await import("../console/http-api.js")).serveConsole({
         runtime,
         logger,
+        audit: (entry) => audit.record(entry),
         host: config.console.host,
         port: config.console.port,
         authenticate: (token) => {

@@ -1,5 +1,5 @@
+import { isLoopbackHost } from "../../util/loopback.js";
 import type { Metadata } from "@grpc/grpc-js";
-import { isIP } from "node:net";
 import type { PeerCertificate } from "node:tls";
 import type { RuntimeConfig } from "../../config/config.js";
 import { AgentdError } from "../../errors.js";
@@ -123,18 +123,6 @@ export function bearerToken(metadata: Metadata): string | undefined {
   return match[1]!;
 }
 
-/** Whether a host name or address only accepts connections from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
-  if (h === "localhost" || h === "localhost.") return true;
-  if (h.startsWith("::ffff:") && isIP(h.slice(7)) === 4) h = h.slice(7);
-  if (isIP(h) === 4) return h.split(".")[0] === "127";
-  // The URL parser writes an IPv6 address in its shortest form, so "0:0:0:0:0:0:0:1" becomes "[::1]".
-  if (isIP(h) === 6) return new URL(`http://[${h}]/`).hostname === "[::1]";
-  return false;
-}
-
 /**
  * Refuses to serve a non-loopback address without authentication, unless config.insecure says a
  * trusted network layer authenticates callers. Throws an Error saying why and what to do.
@@ -158,3 +146,5 @@ export function plaintextCredentialsWarning(
   if (!bearer || config.tls.certFile !== "" || isLoopbackHost(config.host)) return null;
   return `bearer tokens reach ${config.host}:${config.port} in clear text: set tls.certFile and tls.keyFile, or terminate TLS in front of the server`;
 }
+
+export { isLoopbackHost };
