@@ -178,8 +178,7 @@ class Client:
                 elif reply.HasField("caught_up") and not follow:
                     return
         except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.CANCELLED:
-                return
+            # This client cancels only after the loop has ended: a CANCELLED here came from elsewhere.
             raise _refused(error) from None
         finally:
             call.cancel()
