@@ -31,6 +31,8 @@ export function startModelSpan(parent: TraceContext | undefined, provider: strin
 
 /** A tool call's span; what runs inside `run` (a subagent's turn, an MCP call) becomes its child. */
 export async function inToolSpan<T>(parent: TraceContext | undefined, call: { id: string; name: string }, run: () => Promise<T>, failed: (result: T) => boolean): Promise<T> {
+  // A turn without a trace (tracing off) pays nothing for spans.
+  if (parent === undefined) return run();
   const span = tracer().startSpan(
     `execute_tool ${call.name}`,
     { kind: SpanKind.INTERNAL, attributes: { "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id } },

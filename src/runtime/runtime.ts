@@ -215,6 +215,7 @@ export class Runtime {
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
       prices: config.prices,
+      tracing: config.tracing.enabled,
       traceContent: config.tracing.enabled && config.tracing.recordContent,
     });
   }

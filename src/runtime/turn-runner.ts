@@ -59,6 +59,8 @@ export interface TurnRunnerDeps {
   logger: Logger;
   /** The operator's prices by "provider/model", over the list prices (src/llm/prices.ts). */
   prices?: Readonly<Record<string, Price>>;
+  /** Whether turns make trace spans (tracing.enabled): without it they cost nothing on the turn's path. */
+  tracing?: boolean;
   /** Record prompts and model outputs in the trace spans (tracing.recordContent). */
   traceContent?: boolean;
 }
@@ -129,8 +131,8 @@ export class TurnRunner {
     };
     const startedAt = performance.now();
     const modelName = config.model ? config.model.model : "none";
-    const turnSpan = startTurnSpan({ sessionId: session.id, turnId, model: modelName });
-    if (this.deps.traceContent) turnSpan.span.addEvent("gen_ai.user.message", { "gen_ai.prompt": prompt });
+    const turnSpan = this.deps.tracing ? startTurnSpan({ sessionId: session.id, turnId, model: modelName }) : null;
+    if (turnSpan && this.deps.traceContent) turnSpan.span.addEvent("gen_ai.user.message", { "gen_ai.prompt": prompt });
     queueMicrotask(() =>
       runTurn({
         prompt,
@@ -138,7 +140,7 @@ export class TurnRunner {
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         price: priceOf(config.model, this.deps.prices ?? {}),
-        trace: { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName, recordContent: this.deps.traceContent === true },
+        trace: turnSpan ? { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName, recordContent: this.deps.traceContent === true } : undefined,
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,
         llm,
@@ -167,7 +169,7 @@ export class TurnRunner {
         session.recordTurnEvent(turnId, event);
         if (isTerminal(event)) {
           logTurnEnd(context.logger, event, performance.now() - startedAt);
-          endTurnSpan(turnSpan.span, event);
+          if (turnSpan) endTurnSpan(turnSpan.span, event);
         }
       }),
     );
