@@ -69,4 +69,20 @@ describe("Prometheus metrics", () => {
     expect(delta('agentd_grpc_calls_total{method="ConfirmToolCall",code="OK"}')).toBe(1);
     expect(delta('agentd_grpc_calls_total{method="GetSession",code="NOT_FOUND"}')).toBe(1);
   });
+
+  it("fails the start, and stops what had started, when its port is taken", async () => {
+    const { createServer } = await import("node:net");
+    const { startTestServer } = await import("./helpers/harness.js");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      await expect(startTestServer({ config: { metrics: { enabled: true, host: "127.0.0.1", port } } })).rejects.toThrow(`cannot serve metrics on 127.0.0.1:${port}`);
+    } finally {
+      taken.close();
+    }
+    // Nothing of the failed start is left in the way of the next one.
+    const t = await start({ config: { metrics: { enabled: true, host: "127.0.0.1", port } } });
+    expect(t.server.metricsAddress).toBe(`127.0.0.1:${port}`);
+  });
 });

@@ -91,6 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory, cluster, observe }).catch(async (error: unknown) => {
     // A database pool left open would keep the process alive after a failed start.
     if (!options.store) await store.close?.().catch(() => {});
+    await tracing?.shutdown().catch(() => {});
     throw error;
   });
   runtimeRef = runtime;
@@ -125,6 +126,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const address = `${config.host}:${port}`;
+  // A port that cannot be had (console, metrics) fails the start: what already runs is stopped first.
+  const undoStart = async (error: unknown): Promise<never> => {
+    server.forceShutdown();
+    await runtime.close().catch(() => {});
+    await audit.close().catch(() => {});
+    await tracing?.shutdown().catch(() => {});
+    throw error;
+  };
   const consoleEndpoint = config.console.enabled
     ? await (await import("../console/http-api.js")).serveConsole({
         runtime,
@@ -137,9 +146,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           if (token !== "") metadata.set("authorization", `Bearer ${token}`);
           return authenticator.authenticate({ metadata, getAuthContext: () => null });
         },
+      }).catch(undoStart)
+    : null;
+  const metricsEndpoint = metrics
+    ? await (await import("../metrics/http.js")).serveMetrics(metrics, config.metrics.host, config.metrics.port).catch(async (error: unknown) => {
+        await consoleEndpoint?.close();
+        return undoStart(error);
       })
     : null;
-  const metricsEndpoint = metrics ? await (await import("../metrics/http.js")).serveMetrics(metrics, config.metrics.host, config.metrics.port) : null;
   if (cluster) {
     const wildcard = config.host === "0.0.0.0" || config.host === "::";
     await cluster.join(config.cluster.advertiseAddress || `${wildcard ? hostname() : config.host}:${port}`);
