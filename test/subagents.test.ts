@@ -182,4 +182,31 @@ describe("subagents: the task tool", () => {
     expect(bad.code).toBe(status.INVALID_ARGUMENT);
     expect((await t.client.listAgents({ sessionId: id })).agents.map((a) => a.name)).toEqual(["nested"]);
   });
+
+  it("gives a budgeted session's subagent what is left of the budget, not a budget of its own", async () => {
+    const prices = { "scripted/script": { inputPerMillion: 1_000_000, outputPerMillion: 0 } };
+    const t = await start({ config: { ...KEEP.config, prices } });
+    // 1 USD per input token: the parent spends 1 of its 3, the subagent may spend the other 2.
+    const { session } = await t.client.createSession({
+      config: {
+        model: script(
+          [
+            { toolCalls: [{ name: "task", arguments: { agent: "reviewer", prompt: "go on and on" } }], usage: { inputTokens: 1, outputTokens: 0 } },
+            { text: "parent again", usage: { inputTokens: 1, outputTokens: 0 } },
+          ],
+          { reviewer: Array.from({ length: 5 }, () => ({ toolCalls: [{ name: "list_dir", arguments: {} }], usage: { inputTokens: 1, outputTokens: 0 } })) },
+        ),
+        limits: { budgetUsd: 3 },
+      },
+    });
+    const id = session!.id;
+    await t.client.loadAgent({ sessionId: id, source: { $case: "content", content: REVIEWER } });
+    const all = await collect(t.client.streamGenerate({ sessionId: id, prompt: "delegate" })).catch(() => []);
+    const child = subagentEvents(all)[0]!.childSessionId;
+    expect((await t.client.getSession({ sessionId: child })).session!.config!.limits!.budgetUsd).toBe(2);
+    // The subagent stopped at its budget; the parent then found its own spent and stopped too.
+    const { session: parent } = await t.client.getSession({ sessionId: id });
+    expect(parent!.usage!.costUsd).toBe(3);
+    expect(all.at(-1)?.payload?.$case).toBe("error");
+  });
 });

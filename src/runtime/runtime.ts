@@ -834,10 +834,17 @@ export class Runtime {
           return `## Skill: ${skill.name}\n\n${skill.body}`;
         });
         const model = definition.model === "" || !parent.config.model ? undefined : { ...parent.config.model, model: definition.model };
+        // A budgeted session's subagent may spend what is left of it, not a budget of its own.
+        const budget = parent.config.limits.budgetUsd ?? 0;
+        const left = budget - (parent.usage.costUsd ?? 0);
+        if (budget > 0 && left <= 0) {
+          throw new AgentdError("resource_exhausted", `the session has spent its budget (config.limits.budget_usd = ${budget} USD): the subagent was not started`);
+        }
         const patch: SessionConfigPatch = {
           systemPrompt: [definition.systemPrompt, ...preloaded].join("\n\n"),
           tools: definition.tools,
           ...(model ? { model } : {}),
+          ...(budget > 0 ? { limits: { budgetUsd: left } } : {}),
         };
         const config = narrowedTo(parent.config, mergeConfig(parent.config, patch));
         const labels = { "agentd.agent": definition.name };
