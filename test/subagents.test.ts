@@ -89,8 +89,11 @@ describe("subagents: the task tool", () => {
     const t = await start(KEEP);
     const { session } = await t.client.createSession({
       config: {
-        model: script([{ toolCalls: [{ name: "task", arguments: { agent: "reviewer", prompt: "take your time" } }] }, { text: "never" }], {
-          reviewer: [{ text: "thinking very slowly", chunkSize: 1, delayMs: 200 }],
+        model: script([{ toolCalls: [{ name: "task", arguments: { agent: "reviewer", prompt: "take your time" } }], usage: { inputTokens: 1, outputTokens: 0 } }, { text: "never" }], {
+          reviewer: [
+            { toolCalls: [{ name: "list_dir", arguments: {} }], usage: { inputTokens: 7, outputTokens: 2 } },
+            { text: "thinking very slowly", chunkSize: 1, delayMs: 200 },
+          ],
         }),
       },
     });
@@ -111,6 +114,9 @@ describe("subagents: the task tool", () => {
       return child.turnActive ? undefined : child;
     });
     expect(messages.turnActive).toBe(false);
+    // What the child spent before the cancel is still the parent session's.
+    const { session: parent } = await t.client.getSession({ sessionId: id });
+    expect(parent!.usage).toMatchObject({ inputTokens: 8, outputTokens: 2 });
   });
 
   it("a child's confirmation reaches the parent's stream and is answered through the parent", async () => {

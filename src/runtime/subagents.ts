@@ -134,7 +134,11 @@ async function runChildTurn(host: SubagentHost, parent: Session, child: Session,
           } else if (payload.type === "turn_failed") {
             resolve({ output: `the subagent ${agent} failed: ${payload.error.message}`, isError: true, usage: { ...usage } });
           } else if (payload.type === "turn_cancelled") {
-            if (context.signal.aborted) reject(abortError(context.signal));
+            if (context.signal.aborted) {
+              // The calling turn stops without a result to add this to: the session still pays for it.
+              if (usage.inputTokens > 0 || usage.outputTokens > 0) parent.addUsage({ ...usage });
+              reject(abortError(context.signal));
+            }
             else resolve({ output: `the subagent ${agent} was cancelled (${payload.reason})`, isError: true, usage: { ...usage } });
           }
         },
