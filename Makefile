@@ -32,7 +32,9 @@ typecheck: install
 build: install
 	$(BIN)/tsc -p tsconfig.build.json
 
+# scripts/test-deps.sh installs the Debian packages a few tests need (Python client, browser) when missing.
 test: install
+	scripts/test-deps.sh
 	$(BIN)/vitest run
 
 bench: install
