@@ -59,11 +59,16 @@ const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_WAITING_BYTES = 4 * 1024 * 1024;
 /** Event streams open at once on one console. */
 const MAX_STREAMS = 256;
-let openStreams = 0;
+
+/** What one console keeps between requests. */
+interface ConsoleState {
+  streams: number;
+}
 
 export async function serveConsole(options: ConsoleOptions): Promise<ConsoleEndpoint> {
+  const state: ConsoleState = { streams: 0 };
   const server: Server = createServer((request, response) => {
-    handle(options, request, response).catch((error: unknown) => fail(response, error, options.logger));
+    handle(options, state, request, response).catch((error: unknown) => fail(response, error, options.logger));
   });
   // Streams stay open; closing the console ends them.
   const open = new Set<ServerResponse>();
@@ -87,7 +92,7 @@ export async function serveConsole(options: ConsoleOptions): Promise<ConsoleEndp
   };
 }
 
-async function handle(options: ConsoleOptions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function handle(options: ConsoleOptions, state: ConsoleState, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const url = new URL(request.url ?? "/", "http://console");
   const path = url.pathname;
   if (request.method === "GET" && (path === "/" || path === "/index.html")) {
@@ -153,7 +158,7 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
   if (request.method === "GET" && sub === "events" && parts.length === 3) {
     const after = Number(url.searchParams.get("after") ?? "0");
     if (!Number.isSafeInteger(after) || after < 0) throw new AgentdError("invalid_argument", "after must be a whole number of 0 or more");
-    return streamEvents(options, caller, sessionId, after, request, response);
+    return streamEvents(options, state, caller, sessionId, after, request, response);
   }
   if (request.method === "POST" && sub === "turns" && parts.length === 3) {
     const body = await readJson(request);
@@ -178,8 +183,8 @@ async function handle(options: ConsoleOptions, request: IncomingMessage, respons
 }
 
 /** The session's events as server-sent events: `event: agentd` with the event as JSON, `id:` its sequence. */
-function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
-  if (openStreams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
+function streamEvents(options: ConsoleOptions, state: ConsoleState, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
+  if (state.streams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
   const lastEventId = Number(request.headers["last-event-id"] ?? "");
   const from = Number.isSafeInteger(lastEventId) && lastEventId > after ? lastEventId : after;
   const items = options.runtime.subscribe(caller, sessionId, { afterSequence: from, includeDescendants: false, fromOldestKept: true });
@@ -202,9 +207,9 @@ function streamEvents(options: ConsoleOptions, caller: Caller, sessionId: string
     },
     complete: () => response.end(),
   });
-  openStreams++;
+  state.streams++;
   response.once("close", () => {
-    openStreams--;
+    state.streams--;
     clearInterval(heartbeat);
     subscription.unsubscribe();
   });

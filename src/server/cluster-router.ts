@@ -20,7 +20,7 @@ import type { AuthenticatedCall } from "./auth/authenticator.js";
 import { serviceError, statusOf } from "./status.js";
 
 /** Set on a call one node forwards to another: the receiving node never forwards it again. */
-export const FORWARDED_BY = "x-agentd-forwarded-by";
+const FORWARDED_BY = "x-agentd-forwarded-by";
 /** Set on the status of a forwarded call whose session the receiving node does not run (any more). */
 const NOT_HERE = "x-agentd-not-here";
 /** Placements remembered at most this long (a lease is renewed at a third of its time). */
