@@ -84,7 +84,7 @@ describe("three nodes on one database", () => {
     const nodes = await cluster();
     let turn = 0;
     const next = () => nodes[turn++ % nodes.length]!.client;
-    const { session } = await next().createSession({ owner: "rr", config: { model: scripted([{ text: "ok" }], true) }, labels: { n: "0" } });
+    const { session } = await next().createSession({ owner: "rr", config: { model: scripted([{ text: "ok", usage: { inputTokens: 10, outputTokens: 1 } }], true) }, labels: { n: "0" } });
     const id = session!.id;
     for (let round = 1; round <= 4; round++) {
       expect((await next().generate({ sessionId: id, prompt: `q${round}` })).result!.text).toBe("ok");
@@ -104,6 +104,10 @@ describe("three nodes on one database", () => {
     expect((await next().destroySession({ sessionId: id })).destroyedSessionIds.sort()).toEqual([id, child!.id].sort());
     for (const node of nodes) expect((await grpcError(node.client.getSession({ sessionId: id }))).code).toBe(status.NOT_FOUND);
     expect((await next().listSessions({ owner: "rr" })).sessions).toEqual([]);
+    // The owner's spending is the cluster's, from any node, and outlives the session.
+    for (const node of nodes) {
+      await expect.poll(async () => (await node.client.getOwnerUsage({ owner: "rr" })).ownerUsage!.usage!.totalTokens, { timeout: 5_000 }).toBe(44);
+    }
   }, 60_000);
 
   it("kill -9 of the holder mid-turn: another node takes the session within the lease time, with the acknowledged history intact", async () => {

@@ -1,5 +1,9 @@
 import { status } from "@grpc/grpc-js";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { AgentdClient } from "../src/client/client.js";
+import { hashToken, newToken } from "../src/server/auth/tokens.js";
 import type { AgentEvent } from "../src/gen/agentd/v1/runtime.js";
 import { collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer } from "./helpers/harness.js";
 import { costOf, priceOf } from "../src/llm/prices.js";
@@ -64,5 +68,77 @@ describe("costs and budgets", () => {
     expect(costOf({ inputTokens: 1_000_000, outputTokens: 1_000_000 }, priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, {}))).toBeCloseTo(0.75, 9);
     expect(priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, { "openai/gpt-4o-mini": { inputPerMillion: 1, outputPerMillion: 1 } })).toEqual({ inputPerMillion: 1, outputPerMillion: 1 });
     expect(costOf({ inputTokens: 10, outputTokens: 10 }, priceOf({ provider: "scripted", model: "script" } as never, {}))).toBe(0);
+  });
+
+  it("adds up each owner's spending over all their sessions, destroyed ones too, and stops an owner's turns at their budget", async () => {
+    const dataDir = await makeTempDir();
+    const aliceToken = newToken();
+    const tokensFile = path.join(dataDir, "tokens.json");
+    const admin = newToken();
+    await writeFile(tokensFile, JSON.stringify({ tokens: [
+      { sha256: hashToken(aliceToken), owner: "alice", role: "user" },
+      { sha256: hashToken(admin), owner: "ops", role: "admin" },
+    ] }));
+    // Every owner may spend 0.5 USD a day; bob has no budget.
+    const config = { prices, budgets: { period: "day" as const, perOwnerUsd: 0.5, owners: { bob: 0 } }, auth: { tokensFile } };
+    const t = await startTestServer({ dataDir, config });
+    const alice = new AgentdClient(t.server.address, { token: aliceToken });
+    const ops = new AgentdClient(t.server.address, { token: admin });
+    try {
+      const model = scripted([step], true);
+      const { session } = await alice.createSession({ config: { model } });
+      await alice.generate({ sessionId: session!.id, prompt: "one" });
+      // An ephemeral session's spending stays with its owner after it is destroyed.
+      const { session: scratch } = await alice.createSession({ config: { model }, ephemeral: true });
+      await alice.generate({ sessionId: scratch!.id, prompt: "two" });
+      await alice.destroySession({ sessionId: scratch!.id });
+
+      const mine = (await alice.getOwnerUsage({})).ownerUsage!;
+      expect(mine.owner).toBe("alice");
+      close(mine.usage!.costUsd, 0.4);
+      expect(mine.usage!.totalTokens).toBe(300);
+      expect(mine.budgetUsd).toBe(0.5);
+      expect(mine.period).toBe("day");
+      const midnight = new Date();
+      midnight.setUTCHours(24, 0, 0, 0);
+      expect(mine.periodEnd!.getTime()).toBe(midnight.getTime());
+      expect(mine.periodStart!.getTime()).toBe(midnight.getTime() - 86_400_000);
+      // GetSession gives it too.
+      close((await alice.getSession({ sessionId: session!.id })).session!.ownerUsage!.usage!.costUsd, 0.4);
+
+      // 0.4 of 0.5 spent: this turn runs (0.6 then), the next one of any of alice's sessions stops.
+      await alice.generate({ sessionId: session!.id, prompt: "three" });
+      const stopped = await grpcError(alice.generate({ sessionId: session!.id, prompt: "four" }));
+      expect(stopped.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(stopped.details).toMatch(/owner "alice" has spent their budget \(0\.5 USD per day; spent 0\.600000 USD\); it renews at \d{4}-\d\d-\d\dT00:00:00\.000Z, or the operator raises budgets\.perOwnerUsd/);
+      const { session: another } = await alice.createSession({ config: { model } });
+      expect((await grpcError(alice.generate({ sessionId: another!.id, prompt: "five" }))).code).toBe(status.RESOURCE_EXHAUSTED);
+
+      // Owners are counted apart; bob's budget is lifted.
+      const { session: bobs } = await ops.createSession({ owner: "bob", config: { model } });
+      for (const prompt of ["a", "b", "c", "d"]) await ops.generate({ sessionId: bobs!.id, prompt });
+      const bob = (await ops.getOwnerUsage({ owner: "bob" })).ownerUsage!;
+      close(bob.usage!.costUsd, 0.8);
+      expect(bob.budgetUsd).toBe(0);
+      // A user reads only their own.
+      expect((await grpcError(alice.getOwnerUsage({ owner: "bob" }))).code).toBe(status.PERMISSION_DENIED);
+      expect((await grpcError(ops.getOwnerUsage({ owner: "x\u0001" }))).code).toBe(status.INVALID_ARGUMENT);
+    } finally {
+      alice.close();
+      ops.close();
+      await t.stop();
+    }
+
+    // The ledger is kept: after a restart alice has still spent her budget.
+    const again = await startTestServer({ dataDir, config });
+    const aliceAgain = new AgentdClient(again.server.address, { token: aliceToken });
+    try {
+      close((await aliceAgain.getOwnerUsage({})).ownerUsage!.usage!.costUsd, 0.6);
+      const [kept] = (await aliceAgain.listSessions({})).sessions;
+      expect((await grpcError(aliceAgain.generate({ sessionId: kept!.id, prompt: "six" }))).code).toBe(status.RESOURCE_EXHAUSTED);
+    } finally {
+      aliceAgain.close();
+      await again.stop();
+    }
   });
 });

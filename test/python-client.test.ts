@@ -36,7 +36,7 @@ function need(tool: string): void {
 describe("the Python client", () => {
   it("runs its example against a real server: a turn, an approval, the cost, the event log", async () => {
     const interpreter = python();
-    const t = await start({ config: { prices: { "scripted/script": { inputPerMillion: 100, outputPerMillion: 400 } } } });
+    const t = await start({ config: { prices: { "scripted/script": { inputPerMillion: 100, outputPerMillion: 400 } }, budgets: { period: "day", perOwnerUsd: 5, owners: {} } } });
     const { stdout } = await run(interpreter, [path.join(PACKAGE, "examples/quickstart.py"), "--server", t.server.address], {
       env: { ...process.env, PYTHONPATH: PACKAGE },
       timeout: 60_000,
@@ -52,6 +52,8 @@ describe("the Python client", () => {
     expect(cost).toBeGreaterThan(0);
     expect(stdout).toMatch(/\[log\] \d+ events: turn_started, .*confirmation_required, confirmation_resolved, tool_result, .*turn_completed/);
     expect(stdout).toContain("[messages] 4");
+    // The owner ("default": no authentication here) spent what the turn cost, of a 5 USD daily budget.
+    expect(stdout).toContain(`[owner] default: ${cost.toFixed(6)} USD this day, of 5.0 USD`);
     const { session: stored } = await t.client.getSession({ sessionId: session! });
     expect(readFileSync(path.join(stored!.workspace, "note.txt"), "utf8")).toBe("hello from Python");
   });

@@ -325,6 +325,8 @@ describe("version-1 session records", () => {
           // Records from before prices cost nothing; GetSession adds the tree's usage.
           usage: { ...want.usage, totalTokens: want.usage.inputTokens + want.usage.outputTokens, costUsd: 0 },
           treeUsage: expect.objectContaining({ costUsd: 0 }),
+          // The owners' ledger starts with this version: spending before it is not in it.
+          ownerUsage: expect.objectContaining({ owner: want.owner, budgetUsd: 0, period: "month" }),
           messageCount,
           // The turn that was running when it was stored is said to have ended: one event more.
           lastSequence: want.lastSequence + (id === ID.running ? 1 : 0),

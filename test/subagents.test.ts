@@ -214,5 +214,8 @@ describe("subagents: the task tool", () => {
     const { session: parent } = await t.client.getSession({ sessionId: id });
     expect(parent!.usage!.costUsd).toBe(3);
     expect(all.at(-1)?.payload?.$case).toBe("error");
+    // The owner paid each model call once: the subagent's calls are not counted again through the parent.
+    expect(parent!.ownerUsage!.usage!.costUsd).toBe(3);
+    expect(parent!.ownerUsage!.usage!.inputTokens).toBe(3);
   });
 });

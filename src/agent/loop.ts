@@ -16,8 +16,8 @@ export interface TurnHost {
   /** The conversation so far, in the model's terms (the session's own list: not to be changed). */
   history(): readonly LlmMessage[];
   appendMessage(message: Omit<Message, "id" | "createdAt" | "turnId">): void;
-  /** Adds a model call's usage to the session and returns the session's new totals. */
-  addUsage(usage: UsageTotals): UsageTotals;
+  /** Adds a model call's usage to the session and returns the session's new totals; `rolledUp`: a subagent's, reported by its own session already. */
+  addUsage(usage: UsageTotals, rolledUp?: boolean): UsageTotals;
   /** What the session has spent so far, in US dollars. */
   spentUsd(): number;
   /** Resolves at once unless the session is paused; rejects when the turn is cancelled. */
@@ -103,6 +103,8 @@ export interface TurnInput {
   contextGuard?: ContextGuard;
   /** The model's price, for each call's cost; none: costs are 0. */
   price?: Price | null;
+  /** Rejects (RESOURCE_EXHAUSTED) when the session's owner has spent their budget; asked before each model call. */
+  ownerBudget?: () => Promise<void>;
   /** The turn's trace span, parent of its model and tool call spans (a no-op without tracing). */
   trace?: { context: TraceContext; provider: string; model: string; recordContent?: boolean };
 }
@@ -219,6 +221,7 @@ class TurnRun {
         `the session has spent its budget (config.limits.budget_usd = ${budget} USD; spent ${host.spentUsd().toFixed(6)} USD): raise it with ConfigureSession to go on`,
       );
     }
+    await this.input.ownerBudget?.();
     const call = { systemPrompt: this.input.systemPrompt, tools: this.input.tools.definitions() };
     await guard?.beforeModelCall(call, this.emit);
     const request = { ...call, messages: host.history(), temperature: this.input.temperature, maxOutputTokens: this.input.maxOutputTokens };
@@ -296,7 +299,7 @@ class TurnRun {
     this.turnUsage.inputTokens += step.inputTokens;
     this.turnUsage.outputTokens += step.outputTokens;
     if ((step.costUsd ?? 0) > 0) this.turnUsage.costUsd = (this.turnUsage.costUsd ?? 0) + step.costUsd!;
-    const session = this.input.host.addUsage(step);
+    const session = this.input.host.addUsage(step, subagent);
     this.emit({ type: "usage", step, turn: { ...this.turnUsage }, session, ...(subagent ? { subagent: true as const } : {}) });
   }
 

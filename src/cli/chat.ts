@@ -194,7 +194,8 @@ function render(event: AgentEvent): boolean | undefined {
     case "turnCompleted": {
       process.stdout.write("\n");
       const usage = payload.turnCompleted.result?.usage;
-      console.error(`\n[done] ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens`);
+      const cost = (usage?.costUsd ?? 0) > 0 ? `, ${usage!.costUsd.toFixed(6)} USD` : "";
+      console.error(`\n[done] ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens${cost}`);
       return true;
     }
     case "error":

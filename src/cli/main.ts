@@ -15,6 +15,7 @@ Usage:
   agentd skills list|show|load|unload|reload [NAME|PATH] [--session ID]
   agentd agents list|load|unload|reload [NAME|PATH] [--session ID]
   agentd mcp list|add|remove [NAME] [--session ID] [--url URL | -- COMMAND ARGS...]
+  agentd usage [--owner NAME]
   agentd token create --owner NAME [--role user|admin] [--name LABEL]
 
 MODEL is --provider P --model M [--base-url URL] [--api-key-env VAR] [--context-window N], or --script FILE.
@@ -26,6 +27,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   chat: async (args) => (await import("./chat.js")).runChat(args),
   sessions: async (args) => (await import("./sessions.js")).runSessions(args),
   token: async (args) => (await import("./token.js")).runToken(args),
+  usage: async (args) => (await import("./usage.js")).runUsage(args),
   skills: async (args) => (await import("./registries.js")).runSkills(args),
   agents: async (args) => (await import("./registries.js")).runAgents(args),
   mcp: async (args) => (await import("./registries.js")).runMcp(args),

@@ -38,6 +38,8 @@ import {
   type GetMessagesResponse,
   GetSessionRequest,
   type GetSessionResponse,
+  GetOwnerUsageRequest,
+  type GetOwnerUsageResponse,
   ListChildSessionsRequest,
   type ListChildSessionsResponse,
   ListSessionsRequest,
@@ -153,6 +155,7 @@ export class AgentdClient {
   clearContext = this.unary<ClearContextRequest, ClearContextResponse>(ClearContextRequest, "clearContext");
   rewindSession = this.unary<RewindSessionRequest, RewindSessionResponse>(RewindSessionRequest, "rewindSession");
   forkSession = this.unary<ForkSessionRequest, ForkSessionResponse>(ForkSessionRequest, "forkSession");
+  getOwnerUsage = this.unary<GetOwnerUsageRequest, GetOwnerUsageResponse>(GetOwnerUsageRequest, "getOwnerUsage");
 
   startTurn = this.unary<StartTurnRequest, StartTurnResponse>(StartTurnRequest, "startTurn");
 

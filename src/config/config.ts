@@ -4,6 +4,7 @@ import type { ModelSettings } from "../llm/types.js";
 import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
 import { parseMcpServers } from "../mcp/config.js";
 import { checkDatabaseUrl } from "../store/postgres/database-url.js";
+import { BUDGET_PERIODS, type BudgetPeriod } from "../costs/budget-period.js";
 import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type ConfirmationSettings, type PermissionRules } from "../policy/types.js";
 
 export const STORE_KINDS = ["file", "memory", "postgres"] as const;
@@ -28,6 +29,18 @@ export interface RuntimeConfig {
    * the list prices agentd ships; a model with neither costs 0.
    */
   prices: Record<string, { inputPerMillion: number; outputPerMillion: number }>;
+  /**
+   * What each owner may spend in US dollars per period, over all their sessions (destroyed ones
+   * included); a turn stops before a model call once it is spent. 0: no budget.
+   */
+  budgets: {
+    /** "day" or "month" (UTC calendar; the budget renews at the next one), or "total". */
+    period: BudgetPeriod;
+    /** Every owner's budget, unless `owners` names them. */
+    perOwnerUsd: number;
+    /** Budgets of named owners (0 lifts perOwnerUsd for one). */
+    owners: Record<string, number>;
+  };
   /** The web console (a page and its JSON + SSE API) on an HTTP port of its own; off by default. */
   console: {
     enabled: boolean;
@@ -224,6 +237,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   cluster: { enabled: false, advertiseAddress: "", leaseMs: 10_000, drainTimeoutMs: 30_000 },
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
+  budgets: { period: "month", perOwnerUsd: 0, owners: {} },
   console: { enabled: false, host: "127.0.0.1", port: 8484 },
   tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd", recordContent: false },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
@@ -341,6 +355,12 @@ function validateConfig(config: RuntimeConfig): void {
     if (!/^[^/]+\/.+$/.test(model) || !fine(price?.inputPerMillion) || !fine(price?.outputPerMillion)) {
       throw new Error(`prices["${model}"] must be keyed "provider/model" and give inputPerMillion and outputPerMillion as non-negative numbers`);
     }
+  }
+  if (!BUDGET_PERIODS.includes(config.budgets.period)) throw new Error(`budgets.period must be "day", "month" or "total", got "${String(config.budgets.period)}"`);
+  const budget = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+  if (!budget(config.budgets.perOwnerUsd)) throw new Error(`budgets.perOwnerUsd must be a non-negative number of US dollars, got ${String(config.budgets.perOwnerUsd)}`);
+  for (const [owner, usd] of Object.entries(config.budgets.owners ?? {})) {
+    if (!budget(usd)) throw new Error(`budgets.owners["${owner}"] must be a non-negative number of US dollars, got ${String(usd)}`);
   }
   if (!Number.isInteger(config.console.port) || config.console.port < 0 || config.console.port > 65535) {
     throw new Error(`console.port must be between 0 and 65535, got ${config.console.port}`);

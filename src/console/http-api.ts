@@ -132,6 +132,7 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
     return json(response, 200, {
       session: sessionJson(session),
       treeUsage: runtime.treeUsage(caller, sessionId),
+      ownerUsage: await runtime.ownerUsage(caller, session.owner),
       confirmations: runtime.listPendingConfirmations(caller, sessionId, true),
       context: { tokens: context.tokens, contextWindow: context.contextWindow, fraction: context.fraction, autoCompact: context.autoCompact },
       mcpServers: runtime.listMcpServers(caller, sessionId).map(({ status, scope }) => ({

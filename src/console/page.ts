@@ -121,14 +121,15 @@ async function select(id) {
 
 async function refresh() {
   const id = state.selected;
-  const { session, treeUsage, confirmations, context, mcpServers, skills } = await api("/api/sessions/" + encodeURIComponent(id));
+  const { session, treeUsage, ownerUsage, confirmations, context, mcpServers, skills } = await api("/api/sessions/" + encodeURIComponent(id));
   $("context").textContent = "context: " + context.tokens + " tokens" + (context.contextWindow ? " of " + context.contextWindow + " (" + Math.round(context.fraction * 100) + "%)" : " (window unknown)") + (context.autoCompact ? ", compacts automatically" : "");
   $("mcp").replaceChildren(...(mcpServers.length ? mcpServers.map((m) => text("li", m.name + " — " + m.state + ", " + m.toolCount + " tools (" + m.scope + ", " + m.transport + ")" + (m.error ? ": " + m.error : ""))) : [text("li", "None.", "muted")]));
   $("skills").replaceChildren(...(skills.length ? skills.map((s) => text("li", s.name + " — " + s.description + " (" + s.scope + ")")) : [text("li", "None.", "muted")]));
   $("title").textContent = "Session " + session.id;
   const cost = (u) => (u.costUsd || 0).toFixed(6) + " USD";
   $("usage").textContent = [session.model || "no model", session.turnActive ? "turn running" : session.state, session.messageCount + " messages",
-    session.usage.inputTokens + " in / " + session.usage.outputTokens + " out tokens, " + cost(session.usage), "tree: " + cost(treeUsage)].join(" · ");
+    session.usage.inputTokens + " in / " + session.usage.outputTokens + " out tokens, " + cost(session.usage), "tree: " + cost(treeUsage),
+    "owner " + ownerUsage.owner + ": " + cost(ownerUsage.usage) + (ownerUsage.period === "total" ? "" : " this " + ownerUsage.period) + (ownerUsage.budgetUsd > 0 ? " of " + ownerUsage.budgetUsd + " USD" : "")].join(" · ");
   const list = confirmations.map((c) => {
     const box = document.createElement("div");
     box.className = "confirmation";

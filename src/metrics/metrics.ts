@@ -35,6 +35,7 @@ export class AgentdMetrics {
   private readonly turnSeconds: Histogram<"outcome">;
   private readonly modelSeconds: Histogram<"model">;
   private readonly tokens: Counter<"model" | "kind">;
+  private readonly cost: Counter<"model">;
   private readonly toolsTotal: Counter<"tool" | "outcome">;
   private readonly toolSeconds: Histogram<"tool">;
   private readonly confirmationSeconds: Histogram<"outcome">;
@@ -54,6 +55,7 @@ export class AgentdMetrics {
       registers,
     });
     this.tokens = new Counter({ name: "agentd_model_tokens_total", help: "Tokens the models reported, by model and kind (input, output).", labelNames: ["model", "kind"], registers });
+    this.cost = new Counter({ name: "agentd_model_cost_usd_total", help: "What the model calls cost in US dollars, at the server's prices, by model.", labelNames: ["model"], registers });
     this.toolsTotal = new Counter({ name: "agentd_tool_calls_total", help: "Tool calls that returned, by tool and outcome (ok, error).", labelNames: ["tool", "outcome"], registers });
     this.toolSeconds = new Histogram({
       name: "agentd_tool_call_duration_seconds",
@@ -134,6 +136,7 @@ export class AgentdMetrics {
         }
         if (payload.step.inputTokens > 0) this.tokens.inc({ model, kind: "input" }, payload.step.inputTokens);
         if (payload.step.outputTokens > 0) this.tokens.inc({ model, kind: "output" }, payload.step.outputTokens);
+        if ((payload.step.costUsd ?? 0) > 0) this.cost.inc({ model }, payload.step.costUsd);
         return;
       }
       case "confirmation_required":

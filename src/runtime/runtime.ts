@@ -46,6 +46,7 @@ import { subscribeToSession, type SubscribeOptions, type SubscriptionItem } from
 import { isInside } from "../util/paths.js";
 import { ContextService, WORKSPACE_NOT_RESTORED } from "../context/service.js";
 import type { CompactionReport, ContextUsage, MessageMark } from "../context/types.js";
+import { OwnerSpending, type OwnerUsage } from "../costs/owner-spending.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -133,6 +134,8 @@ export class Runtime {
   private readonly mcp: McpService;
   private readonly capabilities: Capabilities;
   private readonly context: ContextService;
+  /** What each owner spent (every model call, written to the store's ledger), and their budgets. */
+  private readonly spending: OwnerSpending;
   /** The memory every session's recent events share. */
   private readonly eventMemory: EventMemory;
   /** Trees being loaded into this node, so that calls arriving together load each once. */
@@ -159,6 +162,10 @@ export class Runtime {
         this.registry.find(sessionId)?.clearPersistenceError();
       },
     });
+    this.spending = new OwnerSpending(store, config.budgets, {
+      onFailure: (error, rows) => logger.error({ err: error, rows }, "writing owners' spending to the store failed; will retry"),
+    });
+    const budgeted = config.budgets.perOwnerUsd > 0 || Object.values(config.budgets.owners).some((usd) => usd > 0);
     const access = modelAccess({
       allowedBaseUrls: config.models.allowedBaseUrls,
       allowedApiKeyEnvs: config.models.allowedApiKeyEnvs,
@@ -215,6 +222,7 @@ export class Runtime {
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
       prices: config.prices,
+      ownerBudget: budgeted ? (owner) => this.spending.check(owner) : undefined,
       tracing: config.tracing.enabled,
       traceContent: config.tracing.enabled && config.tracing.recordContent,
     });
@@ -265,6 +273,19 @@ export class Runtime {
       total.costUsd += session.usage.costUsd ?? 0;
     }
     return total;
+  }
+
+  /**
+   * What an owner spent in the current budget period, over all their sessions (destroyed and
+   * ephemeral ones included, on every node of a cluster), and their budget. "" names the caller;
+   * only an admin may name another owner.
+   */
+  async ownerUsage(caller: Caller, owner: string): Promise<OwnerUsage> {
+    checkOwner(owner);
+    if (!isAdmin(caller) && owner !== "" && owner !== caller.owner) {
+      throw new AgentdError("permission_denied", `only an admin may read another owner's spending; you are "${caller.owner}"`);
+    }
+    return this.spending.usageOf(owner || caller.owner || "default");
   }
 
   /** Whether this node runs the session now (without a cluster: whether it exists). */
@@ -812,6 +833,7 @@ export class Runtime {
       await this.persister.flush();
       await this.options.cluster.leave();
     }
+    await this.spending.close();
     await this.persister.close();
     return this.persister.pendingCount();
   }
@@ -979,6 +1001,7 @@ export class Runtime {
       (session) => this.persister.flushSession(session.id),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
       this.options.observe ?? null,
+      (session, usage) => this.spending.record(session.owner, usage),
     );
   }
 }

@@ -136,7 +136,7 @@ async function runChildTurn(host: SubagentHost, parent: Session, child: Session,
           } else if (payload.type === "turn_cancelled") {
             if (context.signal.aborted) {
               // The calling turn stops without a result to add this to: the session still pays for it.
-              if (usage.inputTokens > 0 || usage.outputTokens > 0) parent.addUsage({ ...usage });
+              if (usage.inputTokens > 0 || usage.outputTokens > 0) parent.addUsage({ ...usage }, true);
               reject(abortError(context.signal));
             }
             else resolve({ output: `the subagent ${agent} was cancelled (${payload.reason})`, isError: true, usage: { ...usage } });

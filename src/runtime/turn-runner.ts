@@ -59,6 +59,8 @@ export interface TurnRunnerDeps {
   logger: Logger;
   /** The operator's prices by "provider/model", over the list prices (src/llm/prices.ts). */
   prices?: Readonly<Record<string, Price>>;
+  /** Rejects (RESOURCE_EXHAUSTED) once an owner has spent their budget; none: no budgets per owner. */
+  ownerBudget?: (owner: string) => Promise<void>;
   /** Whether turns make trace spans (tracing.enabled): without it they cost nothing on the turn's path. */
   tracing?: boolean;
   /** Record prompts and model outputs in the trace spans (tracing.recordContent). */
@@ -140,6 +142,7 @@ export class TurnRunner {
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         price: priceOf(config.model, this.deps.prices ?? {}),
+        ownerBudget: this.deps.ownerBudget ? () => this.deps.ownerBudget!(owner) : undefined,
         trace: turnSpan ? { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName, recordContent: this.deps.traceContent === true } : undefined,
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,

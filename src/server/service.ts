@@ -32,6 +32,7 @@ import {
   toChildPolicy,
   toConfigPatch,
   toMessageProto,
+  toOwnerUsageProto,
   toPendingConfirmationProto,
   toResolutionProto,
   toSessionProto,
@@ -120,9 +121,15 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
       (_request, response) => response?.session?.id ?? "",
     ),
 
-    getSession: unary("GetSession", (request, caller) => ({
-      session: toSessionProto(runtime.getSession(caller, request.sessionId), runtime.treeUsage(caller, request.sessionId)),
-    })),
+    getSession: unary("GetSession", async (request, caller) => {
+      const session = runtime.getSession(caller, request.sessionId);
+      const treeUsage = runtime.treeUsage(caller, request.sessionId);
+      // The caller's own spending, or (an admin) the session owner's.
+      const ownerUsage = await runtime.ownerUsage(caller, session.owner);
+      return { session: toSessionProto(session, treeUsage, ownerUsage) };
+    }),
+
+    getOwnerUsage: unary("GetOwnerUsage", async (request, caller) => ({ ownerUsage: toOwnerUsageProto(await runtime.ownerUsage(caller, request.owner)) })),
 
     listSessions: unary("ListSessions", async (request, caller) => {
       const page = await runtime.listSessionsEverywhere(caller, {

@@ -9,6 +9,7 @@ import {
   type AgentEvent,
   type Message as MessageProto,
   type ModelConfig,
+  type OwnerUsage as OwnerUsageProto,
   type ConfirmationResolved as ConfirmationResolvedProto,
   type ConfirmationSettings as ConfirmationSettingsProto,
   type PendingConfirmation as PendingConfirmationProto,
@@ -24,6 +25,7 @@ import type { PendingConfirmation, Resolution } from "../policy/confirmations.js
 import type { ConfirmationSettings, Decision as DomainDecision, PermissionRules } from "../policy/types.js";
 import { invalidArgument } from "../errors.js";
 import type { SessionView } from "../session/session.js";
+import type { OwnerUsage } from "../costs/owner-spending.js";
 import type { ChildPolicy as DomainChildPolicy, Message, SessionConfig, SessionConfigPatch, SessionStateName, UsageTotals } from "../session/types.js";
 import { checkChildPolicy, checkLimits, checkModelConfig } from "./validation.js";
 import { statusName } from "./status.js";
@@ -55,10 +57,11 @@ const ROLES: Record<Message["role"], Role> = {
   tool: Role.ROLE_TOOL,
 };
 
-/** `treeUsage`: what the session and its descendants spent (GetSession gives it). */
-export function toSessionProto(session: SessionView, treeUsage?: Readonly<UsageTotals>): SessionProto {
+/** `treeUsage`: what the session and its descendants spent; `ownerUsage`: its owner's spending (GetSession gives both). */
+export function toSessionProto(session: SessionView, treeUsage?: Readonly<UsageTotals>, ownerUsage?: OwnerUsage): SessionProto {
   return {
     treeUsage: treeUsage ? toUsageProto(treeUsage) : undefined,
+    ownerUsage: ownerUsage ? toOwnerUsageProto(ownerUsage) : undefined,
     id: session.id,
     owner: session.owner,
     parentId: session.parentId ?? "",
@@ -150,6 +153,17 @@ export function toResolutionProto(confirmationId: string, callId: string, r: Res
     resolvedBy: r.resolvedBy,
     reason: r.reason,
     editedArgumentsJson: r.editedArgumentsJson ?? "",
+  };
+}
+
+export function toOwnerUsageProto(spent: OwnerUsage): OwnerUsageProto {
+  return {
+    owner: spent.owner,
+    usage: toUsageProto(spent.usage),
+    budgetUsd: spent.budgetUsd,
+    period: spent.period,
+    periodStart: spent.periodStart ?? undefined,
+    periodEnd: spent.periodEnd ?? undefined,
   };
 }
 

@@ -198,6 +198,8 @@ export class Session implements SessionView {
     recentEvents: RecentEvents = new RecentEvents(),
     /** Sees every event as it goes out (metrics); one function shared by all sessions. */
     private readonly observe: ((session: Session, event: SessionEvent) => void) | null = null,
+    /** Told of each model call the session pays for itself (not what a subagent's session paid already): its owner's ledger. */
+    private readonly onSpend: ((session: Session, usage: Readonly<UsageTotals>) => void) | null = null,
   ) {
     this.recentEvents = recentEvents;
     this.id = record.id;
@@ -370,8 +372,12 @@ export class Session implements SessionView {
     return stored;
   }
 
-  /** Adds a model call's tokens to the session's totals (a turn's calls, or a compaction's summary); returns them. */
-  addUsage(usage: UsageTotals): UsageTotals {
+  /**
+   * Adds a model call's tokens to the session's totals (a turn's calls, or a compaction's summary);
+   * returns them. `rolledUp`: a subagent's spending, which its own session reported already.
+   */
+  addUsage(usage: UsageTotals, rolledUp = false): UsageTotals {
+    if (!rolledUp) this.onSpend?.(this, usage);
     const costUsd = (this.totals.costUsd ?? 0) + (usage.costUsd ?? 0);
     this.totals = {
       inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
@@ -763,7 +769,7 @@ export class Session implements SessionView {
         this.append({ ...message, id: randomUUID(), createdAt: new Date().toISOString(), turnId });
         this.markChanged();
       },
-      addUsage: (usage) => this.addUsage(usage),
+      addUsage: (usage, rolledUp) => this.addUsage(usage, rolledUp),
       spentUsd: () => this.totals.costUsd ?? 0,
       waitIfPaused: (signal) => this.gate().wait(signal),
       claimCallId: (proposed) => this.claimCallId(proposed),

@@ -9,6 +9,9 @@ import { syncDirectory, tempNameFor, writeFileAtomic, writeFileSynced } from "./
 import { forEachFolder, inFolder, type FolderReads } from "./folder-reads.js";
 import { forEachLimited, KeyedQueue } from "./keyed-queue.js";
 import type { SessionRecord } from "./record.js";
+import type { SpendRow } from "./spend.js";
+import { SpendLog } from "./spend-log.js";
+import type { UsageTotals } from "../session/types.js";
 import { convertVersion1Files } from "./convert-v1.js";
 import { checkRecord } from "./record-codec.js";
 import {
@@ -83,6 +86,8 @@ import { entryHead, headOf, parseWalEntry } from "./wal-entry.js";
  */
 
 const WAL_DIRECTORY = "wal.d";
+/** Owners' spending (SpendLog), in the sessions folder. */
+const SPEND_FILE = "spend.log";
 const LEFTOVER = /\.(tmp|migrating|deleted)$/;
 /** Events may exceed the retention bounds by this much before the file is rewritten. */
 const TRIM_SLACK = 1.25;
@@ -265,6 +270,8 @@ export class FileSessionStore implements SessionStore {
   private checkpointTimer: NodeJS.Timeout | null = null;
   private checkpointQueued: Promise<boolean> | null = null;
   private checkpointRunning: Promise<unknown> = Promise.resolve();
+  /** Owners' spending, in a file of its own beside the session folders. */
+  private readonly spend: SpendLog;
 
   constructor(
     dataDir: string,
@@ -275,6 +282,7 @@ export class FileSessionStore implements SessionStore {
     this.retention = { ...DEFAULT_EVENT_RETENTION, ...options.retention };
     this.checkpointBytes = options.checkpointBytes ?? 8 * 1024 * 1024;
     this.checkpointIntervalMs = options.checkpointIntervalMs ?? 2_000;
+    this.spend = new SpendLog(path.join(this.directory, SPEND_FILE), (location, error) => this.warn(location, error));
   }
 
   async loadAll(): Promise<LoadResult> {
@@ -315,6 +323,14 @@ export class FileSessionStore implements SessionStore {
         this.scheduleCheckpoint();
       });
     });
+  }
+
+  addSpend(rows: readonly SpendRow[]): Promise<void> {
+    return this.spend.addSpend(rows);
+  }
+
+  spendOf(owner: string, fromDay: string): Promise<UsageTotals> {
+    return this.spend.spendOf(owner, fromDay);
   }
 
   async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {
@@ -364,6 +380,7 @@ export class FileSessionStore implements SessionStore {
 
   /** Checkpoints and closes the log file; the store reopens it when used again. */
   async close(): Promise<void> {
+    await this.spend.close();
     if (!this.ready) return;
     try {
       await this.ready;

@@ -1,6 +1,8 @@
 import type { SessionEvent } from "../events/types.js";
 import { firstAfter, retainedFrom } from "./event-retention.js";
 import type { SessionRecord } from "./record.js";
+import { SpendTotals, type SpendRow } from "./spend.js";
+import type { UsageTotals } from "../session/types.js";
 import { DEFAULT_EVENT_RETENTION, type EventRetention, type LoadResult, type ReadEventsResult, type SessionStore } from "./types.js";
 
 interface Stored {
@@ -19,6 +21,7 @@ interface Stored {
  */
 export class MemoryStore implements SessionStore {
   private readonly sessions = new Map<string, Stored>();
+  private readonly spend = new SpendTotals();
 
   constructor(private readonly retention: EventRetention = DEFAULT_EVENT_RETENTION) {}
 
@@ -65,6 +68,14 @@ export class MemoryStore implements SessionStore {
     const from = firstAfter((i) => stored.sequences[i]!, after, 0, stored.sequences.length);
     const events = stored.events.slice(from, from + Math.max(0, limit)).map((text) => JSON.parse(text) as SessionEvent);
     return { events, oldest: stored.sequences[0] ?? 0 };
+  }
+
+  async addSpend(rows: readonly SpendRow[]): Promise<void> {
+    for (const row of rows) this.spend.add(row);
+  }
+
+  async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {
+    return this.spend.sum(owner, fromDay);
   }
 
   has(sessionId: string): boolean {

@@ -1,5 +1,6 @@
 import type { SessionEvent } from "../events/types.js";
 import type { SessionRecord } from "./record.js";
+import type { SpendLedger } from "./spend.js";
 
 /** A stored file that could not be read back; it is reported and left untouched. */
 export interface LoadFailure {
@@ -28,8 +29,8 @@ export interface ReadEventsResult {
   oldest: number;
 }
 
-/** Where sessions live between restarts: their latest state and their recent events. */
-export interface SessionStore {
+/** Where sessions live between restarts: their latest state and their recent events; and what owners spent. */
+export interface SessionStore extends SpendLedger {
   /** Full records (snapshot and messages), as last saved. */
   loadAll(): Promise<LoadResult>;
   /**

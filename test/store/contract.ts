@@ -699,7 +699,38 @@ const scenarios: Array<[name: string, make: () => Scenario]> = [
       };
     },
   ],
+  [
+    "owners' spending adds up by owner and day, survives the owner's sessions, and reads from a day on",
+    () => {
+      const row = (owner: string, day: string, inputTokens: number, outputTokens: number, costUsd: number) => ({ owner, day, inputTokens, outputTokens, costUsd });
+      return {
+        act: async (store) => {
+          expect(await store.spendOf("alice", "")).toEqual({ inputTokens: 0, outputTokens: 0, costUsd: 0 });
+          await store.save(recordWith("spender", messages(1)), []);
+          await store.addSpend([row("alice", "2026-10-31", 10, 1, 0.25), row("bob", "2026-11-01", 5, 5, 1)]);
+          // The same owner and day twice in one call, and again later: all of it counts.
+          await store.addSpend([row("alice", "2026-11-01", 100, 10, 0.5), row("alice", "2026-11-01", 1, 1, 0.125)]);
+          await Promise.all([1, 2, 3, 4].map(() => store.addSpend([row("alice", "2026-11-02", 1, 0, 0.0625)])));
+          await store.addSpend([row(TRICKY_OWNER, "2026-11-02", 7, 7, 7)]);
+          await store.addSpend([]);
+          await store.delete("spender");
+        },
+        check: async (store) => {
+          expect(await store.spendOf("alice", "")).toEqual({ inputTokens: 115, outputTokens: 12, costUsd: 1.125 });
+          expect(await store.spendOf("alice", "2026-11-01")).toEqual({ inputTokens: 105, outputTokens: 11, costUsd: 0.875 });
+          expect(await store.spendOf("alice", "2026-11-02")).toEqual({ inputTokens: 4, outputTokens: 0, costUsd: 0.25 });
+          expect(await store.spendOf("alice", "2026-12-01")).toEqual({ inputTokens: 0, outputTokens: 0, costUsd: 0 });
+          expect(await store.spendOf("bob", "")).toEqual({ inputTokens: 5, outputTokens: 5, costUsd: 1 });
+          expect(await store.spendOf(TRICKY_OWNER, "2026-11-01")).toEqual({ inputTokens: 7, outputTokens: 7, costUsd: 7 });
+          expect(await store.spendOf("nobody", "")).toEqual({ inputTokens: 0, outputTokens: 0, costUsd: 0 });
+        },
+      };
+    },
+  ],
 ];
+
+/** An owner name with quotes, a backslash and characters outside ASCII (owners never hold control characters). */
+const TRICKY_OWNER = 'o\'wn"er \\ ünï 🎉';
 
 // ---- The suite ----
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { UsageTotals } from "../../src/session/types.js";
 import type { SessionEvent } from "../../src/events/types.js";
 import type { SessionRecord } from "../../src/store/record.js";
 import { sessionRecord } from "../helpers/records.js";
@@ -23,6 +24,10 @@ class RecordingStore implements SessionStore {
   }
   async readEvents(): Promise<ReadEventsResult> {
     return { events: [], oldest: 0 };
+  }
+  async addSpend(): Promise<void> {}
+  async spendOf(): Promise<UsageTotals> {
+    return { inputTokens: 0, outputTokens: 0 };
   }
   async save(r: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     this.concurrent++;

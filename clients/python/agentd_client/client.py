@@ -112,6 +112,12 @@ class Client:
             if not token:
                 return items
 
+    def owner_usage(self, owner: str = "") -> pb.OwnerUsage:
+        """What an owner spent in the current budget period (all their sessions, destroyed ones
+        included) and their budget: usage.cost_usd, budget_usd, period, period_end. The caller's
+        own by default; only an admin may name another owner."""
+        return self._unary(self._stub.GetOwnerUsage, pb.GetOwnerUsageRequest(owner=owner)).owner_usage
+
     def destroy_session(self, session_id: str) -> list[str]:
         """Destroys the session and its descendants; returns their ids."""
         return list(self._unary(self._stub.DestroySession, pb.DestroySessionRequest(session_id=session_id)).destroyed_session_ids)

@@ -44,6 +44,9 @@ def main() -> None:
         replayed = [event_kind(e) for e in agentd.subscribe(session.id, after=0, follow=False)]
         print(f"[log] {len(replayed)} events: {', '.join(replayed)}")
         print(f"[messages] {len(agentd.messages(session.id))}")
+        spent = agentd.owner_usage()
+        budget = f"of {spent.budget_usd} USD" if spent.budget_usd > 0 else "no budget"
+        print(f"[owner] {spent.owner}: {spent.usage.cost_usd:.6f} USD this {spent.period}, {budget}")
 
 
 if __name__ == "__main__":

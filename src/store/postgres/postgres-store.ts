@@ -3,6 +3,8 @@ import { resourceExhausted } from "../../errors.js";
 import type { SessionEvent } from "../../events/types.js";
 import type { MessageRecord, SessionRecord } from "../record.js";
 import { checkRecord } from "../record-codec.js";
+import type { UsageTotals } from "../../session/types.js";
+import { SpendTotals, type SpendRow } from "../spend.js";
 import { FencedError, type EventRetention, type LoadFailure, type LoadResult, type ReadEventsResult, type SessionStore } from "../types.js";
 import { Batches } from "./batches.js";
 import { checkDatabaseUrl, redactDatabaseUrl, withoutPassword } from "./database-url.js";
@@ -212,6 +214,37 @@ export class PostgresSessionStore implements SessionStore {
     if (!rows[0]?.allowed) throw new FencedError(sessionId, root, epoch);
     this.committed.delete(sessionId);
     this.parents.delete(sessionId);
+  }
+
+  async addSpend(rows: readonly SpendRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    // One row per owner and day (an upsert may touch a row once), in key order (nodes adding at once never deadlock).
+    const totals = new SpendTotals();
+    for (const row of rows) totals.add({ ...row, owner: row.owner.replace(UNSTORABLE, "\uFFFD") });
+    const merged = totals.rows().sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+    await this.query(
+      {
+        name: "agentd.add_spend",
+        text: `INSERT INTO agentd.owner_spend AS t (owner, day, input_tokens, output_tokens, cost_usd)
+               SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[], $5::float8[])
+               ON CONFLICT (owner, day) DO UPDATE SET input_tokens = t.input_tokens + excluded.input_tokens,
+                 output_tokens = t.output_tokens + excluded.output_tokens, cost_usd = t.cost_usd + excluded.cost_usd`,
+      },
+      [merged.map((r) => r.owner), merged.map((r) => r.day), merged.map((r) => r.inputTokens), merged.map((r) => r.outputTokens), merged.map((r) => r.costUsd)],
+    );
+  }
+
+  async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {
+    const { rows } = await this.query<{ input: string; output: string; cost: number }>(
+      {
+        name: "agentd.spend_of",
+        text: `SELECT coalesce(sum(input_tokens), 0)::text AS input, coalesce(sum(output_tokens), 0)::text AS output, coalesce(sum(cost_usd), 0)::float8 AS cost
+               FROM agentd.owner_spend WHERE owner = $1 AND day >= coalesce(nullif($2, '')::date, '-infinity'::date)`,
+      },
+      [owner.replace(UNSTORABLE, "\uFFFD"), fromDay],
+    );
+    const row = rows[0];
+    return { inputTokens: Number(row?.input ?? 0), outputTokens: Number(row?.output ?? 0), costUsd: row?.cost ?? 0 };
   }
 
   async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {

@@ -332,4 +332,20 @@ BEGIN
 END $$;
 `,
   },
+  {
+    version: 3,
+    name: "owners' spending",
+    sql: `
+-- What each owner spent per UTC day, over all their sessions and all nodes, destroyed sessions
+-- included: only ever added to (budgets per owner are checked against it).
+CREATE TABLE agentd.owner_spend (
+  owner text NOT NULL,
+  day date NOT NULL,
+  input_tokens bigint NOT NULL DEFAULT 0,
+  output_tokens bigint NOT NULL DEFAULT 0,
+  cost_usd double precision NOT NULL DEFAULT 0,
+  PRIMARY KEY (owner, day)
+);
+`,
+  },
 ];

@@ -196,6 +196,11 @@ class AgentRuntimeStub(object):
                 request_serializer=agentd_dot_v1_dot_runtime__pb2.ForkSessionRequest.SerializeToString,
                 response_deserializer=agentd_dot_v1_dot_runtime__pb2.ForkSessionResponse.FromString,
                 )
+        self.GetOwnerUsage = channel.unary_unary(
+                '/agentd.v1.AgentRuntime/GetOwnerUsage',
+                request_serializer=agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageRequest.SerializeToString,
+                response_deserializer=agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageResponse.FromString,
+                )
 
 
 class AgentRuntimeServicer(object):
@@ -490,6 +495,15 @@ class AgentRuntimeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOwnerUsage(self, request, context):
+        """What an owner spent in the current budget period (every session, destroyed and ephemeral ones
+        included) and their budget (README "Costs and budgets"). The caller's own by default; only an
+        admin may name another owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentRuntimeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -672,6 +686,11 @@ def add_AgentRuntimeServicer_to_server(servicer, server):
                     servicer.ForkSession,
                     request_deserializer=agentd_dot_v1_dot_runtime__pb2.ForkSessionRequest.FromString,
                     response_serializer=agentd_dot_v1_dot_runtime__pb2.ForkSessionResponse.SerializeToString,
+            ),
+            'GetOwnerUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnerUsage,
+                    request_deserializer=agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageRequest.FromString,
+                    response_serializer=agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1294,5 +1313,22 @@ class AgentRuntime(object):
         return grpc.experimental.unary_unary(request, target, '/agentd.v1.AgentRuntime/ForkSession',
             agentd_dot_v1_dot_runtime__pb2.ForkSessionRequest.SerializeToString,
             agentd_dot_v1_dot_runtime__pb2.ForkSessionResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetOwnerUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/agentd.v1.AgentRuntime/GetOwnerUsage',
+            agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageRequest.SerializeToString,
+            agentd_dot_v1_dot_runtime__pb2.GetOwnerUsageResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -824,12 +824,47 @@ export interface Session {
   /** For a session a model started with the task tool: the subagent definition it runs. */
   agent: string;
   /** Tokens and cost of this session and all its live descendants (subagents included): the tree's spending. */
-  treeUsage: Usage | undefined;
+  treeUsage:
+    | Usage
+    | undefined;
+  /** What the session's owner spent in the current budget period, and their budget (GetSession only). */
+  ownerUsage: OwnerUsage | undefined;
 }
 
 export interface Session_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * An owner's spending over all their sessions (destroyed and ephemeral ones included) in the current
+ * budget period, against their budget; set by the server's configuration ("budgets").
+ */
+export interface OwnerUsage {
+  owner: string;
+  /** Spent in the current period. */
+  usage:
+    | Usage
+    | undefined;
+  /**
+   * US dollars per period; 0 means no budget. Once spent, turns of the owner's sessions stop before
+   * their next model call with RESOURCE_EXHAUSTED until the period renews.
+   */
+  budgetUsd: number;
+  /** "day", "month" (UTC calendar) or "total". */
+  period: string;
+  /** The current period's bounds; unset for "total". The budget renews at period_end. */
+  periodStart: Date | undefined;
+  periodEnd: Date | undefined;
+}
+
+export interface GetOwnerUsageRequest {
+  /** "" for the caller; another owner needs an admin. */
+  owner: string;
+}
+
+export interface GetOwnerUsageResponse {
+  ownerUsage: OwnerUsage | undefined;
 }
 
 export interface CreateSessionRequest {
@@ -2728,6 +2763,7 @@ function createBaseSession(): Session {
     persistenceError: "",
     agent: "",
     treeUsage: undefined,
+    ownerUsage: undefined,
   };
 }
 
@@ -2786,6 +2822,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.treeUsage !== undefined) {
       Usage.encode(message.treeUsage, writer.uint32(146).fork()).join();
+    }
+    if (message.ownerUsage !== undefined) {
+      OwnerUsage.encode(message.ownerUsage, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -2950,6 +2989,14 @@ export const Session: MessageFns<Session> = {
             message.treeUsage = Usage.decode(reader, reader.uint32());
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.ownerUsage = OwnerUsage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3031,6 +3078,11 @@ export const Session: MessageFns<Session> = {
         : isSet(object.tree_usage)
         ? Usage.fromJSON(object.tree_usage)
         : undefined,
+      ownerUsage: isSet(object.ownerUsage)
+        ? OwnerUsage.fromJSON(object.ownerUsage)
+        : isSet(object.owner_usage)
+        ? OwnerUsage.fromJSON(object.owner_usage)
+        : undefined,
     };
   },
 
@@ -3096,6 +3148,9 @@ export const Session: MessageFns<Session> = {
     if (message.treeUsage !== undefined) {
       obj.treeUsage = Usage.toJSON(message.treeUsage);
     }
+    if (message.ownerUsage !== undefined) {
+      obj.ownerUsage = OwnerUsage.toJSON(message.ownerUsage);
+    }
     return obj;
   },
 
@@ -3133,6 +3188,9 @@ export const Session: MessageFns<Session> = {
     message.agent = object.agent ?? "";
     message.treeUsage = (object.treeUsage !== undefined && object.treeUsage !== null)
       ? Usage.fromPartial(object.treeUsage)
+      : undefined;
+    message.ownerUsage = (object.ownerUsage !== undefined && object.ownerUsage !== null)
+      ? OwnerUsage.fromPartial(object.ownerUsage)
       : undefined;
     return message;
   },
@@ -3219,6 +3277,309 @@ export const Session_LabelsEntry: MessageFns<Session_LabelsEntry> = {
     const message = createBaseSession_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseOwnerUsage(): OwnerUsage {
+  return { owner: "", usage: undefined, budgetUsd: 0, period: "", periodStart: undefined, periodEnd: undefined };
+}
+
+export const OwnerUsage: MessageFns<OwnerUsage> = {
+  encode(message: OwnerUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.owner !== "") {
+      writer.uint32(10).string(message.owner);
+    }
+    if (message.usage !== undefined) {
+      Usage.encode(message.usage, writer.uint32(18).fork()).join();
+    }
+    if (message.budgetUsd !== 0) {
+      writer.uint32(25).double(message.budgetUsd);
+    }
+    if (message.period !== "") {
+      writer.uint32(34).string(message.period);
+    }
+    if (message.periodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodStart), writer.uint32(42).fork()).join();
+    }
+    if (message.periodEnd !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodEnd), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OwnerUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOwnerUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.budgetUsd = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.period = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.periodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.periodEnd = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OwnerUsage {
+    return {
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      usage: isSet(object.usage) ? Usage.fromJSON(object.usage) : undefined,
+      budgetUsd: isSet(object.budgetUsd)
+        ? globalThis.Number(object.budgetUsd)
+        : isSet(object.budget_usd)
+        ? globalThis.Number(object.budget_usd)
+        : 0,
+      period: isSet(object.period) ? globalThis.String(object.period) : "",
+      periodStart: isSet(object.periodStart)
+        ? fromJsonTimestamp(object.periodStart)
+        : isSet(object.period_start)
+        ? fromJsonTimestamp(object.period_start)
+        : undefined,
+      periodEnd: isSet(object.periodEnd)
+        ? fromJsonTimestamp(object.periodEnd)
+        : isSet(object.period_end)
+        ? fromJsonTimestamp(object.period_end)
+        : undefined,
+    };
+  },
+
+  toJSON(message: OwnerUsage): unknown {
+    const obj: any = {};
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.usage !== undefined) {
+      obj.usage = Usage.toJSON(message.usage);
+    }
+    if (message.budgetUsd !== 0) {
+      obj.budgetUsd = floatToJson(message.budgetUsd);
+    }
+    if (message.period !== "") {
+      obj.period = message.period;
+    }
+    if (message.periodStart !== undefined) {
+      obj.periodStart = message.periodStart.toISOString();
+    }
+    if (message.periodEnd !== undefined) {
+      obj.periodEnd = message.periodEnd.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OwnerUsage>, I>>(base?: I): OwnerUsage {
+    return OwnerUsage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OwnerUsage>, I>>(object: I): OwnerUsage {
+    const message = createBaseOwnerUsage();
+    message.owner = object.owner ?? "";
+    message.usage = (object.usage !== undefined && object.usage !== null) ? Usage.fromPartial(object.usage) : undefined;
+    message.budgetUsd = object.budgetUsd ?? 0;
+    message.period = object.period ?? "";
+    message.periodStart = object.periodStart ?? undefined;
+    message.periodEnd = object.periodEnd ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetOwnerUsageRequest(): GetOwnerUsageRequest {
+  return { owner: "" };
+}
+
+export const GetOwnerUsageRequest: MessageFns<GetOwnerUsageRequest> = {
+  encode(message: GetOwnerUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.owner !== "") {
+      writer.uint32(10).string(message.owner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetOwnerUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetOwnerUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetOwnerUsageRequest {
+    return { owner: isSet(object.owner) ? globalThis.String(object.owner) : "" };
+  },
+
+  toJSON(message: GetOwnerUsageRequest): unknown {
+    const obj: any = {};
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetOwnerUsageRequest>, I>>(base?: I): GetOwnerUsageRequest {
+    return GetOwnerUsageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetOwnerUsageRequest>, I>>(object: I): GetOwnerUsageRequest {
+    const message = createBaseGetOwnerUsageRequest();
+    message.owner = object.owner ?? "";
+    return message;
+  },
+};
+
+function createBaseGetOwnerUsageResponse(): GetOwnerUsageResponse {
+  return { ownerUsage: undefined };
+}
+
+export const GetOwnerUsageResponse: MessageFns<GetOwnerUsageResponse> = {
+  encode(message: GetOwnerUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ownerUsage !== undefined) {
+      OwnerUsage.encode(message.ownerUsage, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetOwnerUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetOwnerUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ownerUsage = OwnerUsage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetOwnerUsageResponse {
+    return {
+      ownerUsage: isSet(object.ownerUsage)
+        ? OwnerUsage.fromJSON(object.ownerUsage)
+        : isSet(object.owner_usage)
+        ? OwnerUsage.fromJSON(object.owner_usage)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetOwnerUsageResponse): unknown {
+    const obj: any = {};
+    if (message.ownerUsage !== undefined) {
+      obj.ownerUsage = OwnerUsage.toJSON(message.ownerUsage);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetOwnerUsageResponse>, I>>(base?: I): GetOwnerUsageResponse {
+    return GetOwnerUsageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetOwnerUsageResponse>, I>>(object: I): GetOwnerUsageResponse {
+    const message = createBaseGetOwnerUsageResponse();
+    message.ownerUsage = (object.ownerUsage !== undefined && object.ownerUsage !== null)
+      ? OwnerUsage.fromPartial(object.ownerUsage)
+      : undefined;
     return message;
   },
 };
@@ -15305,6 +15666,21 @@ export const AgentRuntimeService = {
     responseSerialize: (value: ForkSessionResponse): Buffer => Buffer.from(ForkSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ForkSessionResponse => ForkSessionResponse.decode(value),
   },
+  /**
+   * What an owner spent in the current budget period (every session, destroyed and ephemeral ones
+   * included) and their budget (README "Costs and budgets"). The caller's own by default; only an
+   * admin may name another owner.
+   */
+  getOwnerUsage: {
+    path: "/agentd.v1.AgentRuntime/GetOwnerUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetOwnerUsageRequest): Buffer => Buffer.from(GetOwnerUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetOwnerUsageRequest => GetOwnerUsageRequest.decode(value),
+    responseSerialize: (value: GetOwnerUsageResponse): Buffer =>
+      Buffer.from(GetOwnerUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetOwnerUsageResponse => GetOwnerUsageResponse.decode(value),
+  },
 } as const;
 
 export interface AgentRuntimeServer extends UntypedServiceImplementation {
@@ -15447,6 +15823,12 @@ export interface AgentRuntimeServer extends UntypedServiceImplementation {
    * the same workspace: files are neither copied nor restored.
    */
   forkSession: handleUnaryCall<ForkSessionRequest, ForkSessionResponse>;
+  /**
+   * What an owner spent in the current budget period (every session, destroyed and ephemeral ones
+   * included) and their budget (README "Costs and budgets"). The caller's own by default; only an
+   * admin may name another owner.
+   */
+  getOwnerUsage: handleUnaryCall<GetOwnerUsageRequest, GetOwnerUsageResponse>;
 }
 
 export interface AgentRuntimeClient extends Client {
@@ -16068,6 +16450,26 @@ export interface AgentRuntimeClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ForkSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * What an owner spent in the current budget period (every session, destroyed and ephemeral ones
+   * included) and their budget (README "Costs and budgets"). The caller's own by default; only an
+   * admin may name another owner.
+   */
+  getOwnerUsage(
+    request: GetOwnerUsageRequest,
+    callback: (error: ServiceError | null, response: GetOwnerUsageResponse) => void,
+  ): ClientUnaryCall;
+  getOwnerUsage(
+    request: GetOwnerUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetOwnerUsageResponse) => void,
+  ): ClientUnaryCall;
+  getOwnerUsage(
+    request: GetOwnerUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetOwnerUsageResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,157 @@
+import { AgentdError } from "../errors.js";
+import type { UsageTotals } from "../session/types.js";
+import type { SpendLedger, SpendRow } from "../store/spend.js";
+import { dayOf, periodAt, type BudgetPeriod } from "./budget-period.js";
+
+/** Budgets per owner, in US dollars per period; 0 means none. */
+export interface OwnerBudgets {
+  period: BudgetPeriod;
+  /** Every owner's budget, unless `owners` names one. */
+  perOwnerUsd: number;
+  owners: Readonly<Record<string, number>>;
+}
+
+/** What an owner spent in the current period, and their budget. */
+export interface OwnerUsage {
+  owner: string;
+  usage: UsageTotals;
+  /** 0: no budget. */
+  budgetUsd: number;
+  period: BudgetPeriod;
+  periodStart: Date | null;
+  /** When the budget renews; null for "total". */
+  periodEnd: Date | null;
+}
+
+export interface OwnerSpendingOptions {
+  /** How long spending waits in memory before it is written (one write for every model call meanwhile). */
+  flushDelayMs?: number;
+  /** A write that failed; it is tried again. */
+  onFailure?: (error: Error, rows: number) => void;
+  now?: () => Date;
+}
+
+const RETRY_MAX_MS = 30_000;
+
+/**
+ * Adds every model call's usage to its owner's ledger and answers whether an owner may spend more.
+ * Calls are gathered in memory for a moment and written together, so a turn does not wait for the
+ * ledger; what waits is counted too when an owner's spending is read.
+ */
+export class OwnerSpending {
+  /** Not yet written, by owner and day. */
+  private pending = new Map<string, SpendRow>();
+  private timer: NodeJS.Timeout | null = null;
+  private writing: Promise<void> | null = null;
+  private retryMs: number;
+  private readonly flushDelayMs: number;
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly ledger: SpendLedger,
+    private readonly budgets: OwnerBudgets,
+    private readonly options: OwnerSpendingOptions = {},
+  ) {
+    this.flushDelayMs = options.flushDelayMs ?? 200;
+    this.retryMs = this.flushDelayMs;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** A model call's usage (its cost included), spent by `owner` now. */
+  record(owner: string, usage: Readonly<UsageTotals>): void {
+    const cost = usage.costUsd ?? 0;
+    if (usage.inputTokens <= 0 && usage.outputTokens <= 0 && !(cost > 0)) return;
+    this.addPending({ owner, day: dayOf(this.now()), inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: cost > 0 ? cost : 0 });
+    this.schedule(this.flushDelayMs);
+  }
+
+  budgetOf(owner: string): number {
+    return Object.hasOwn(this.budgets.owners, owner) ? this.budgets.owners[owner]! : this.budgets.perOwnerUsd;
+  }
+
+  /** What `owner` spent in the current period, written or not. */
+  async usageOf(owner: string): Promise<OwnerUsage> {
+    const bounds = periodAt(this.budgets.period, this.now());
+    const stored = await this.ledger.spendOf(owner, bounds.fromDay);
+    const usage = { inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, costUsd: stored.costUsd ?? 0 };
+    for (const row of this.pending.values()) {
+      if (row.owner !== owner || row.day < bounds.fromDay) continue;
+      usage.inputTokens += row.inputTokens;
+      usage.outputTokens += row.outputTokens;
+      usage.costUsd += row.costUsd;
+    }
+    return { owner, usage, budgetUsd: this.budgetOf(owner), period: this.budgets.period, periodStart: bounds.start, periodEnd: bounds.end };
+  }
+
+  /** Rejects with RESOURCE_EXHAUSTED once `owner` has spent their budget for the period. */
+  async check(owner: string): Promise<void> {
+    if (!(this.budgetOf(owner) > 0)) return;
+    const spent = await this.usageOf(owner);
+    if ((spent.usage.costUsd ?? 0) < spent.budgetUsd) return;
+    const per = spent.period === "total" ? "in all" : `per ${spent.period}`;
+    const renews = spent.periodEnd ? `; it renews at ${spent.periodEnd.toISOString()}` : "";
+    const setting = Object.hasOwn(this.budgets.owners, owner) ? `budgets.owners[${JSON.stringify(owner)}]` : "budgets.perOwnerUsd";
+    throw new AgentdError(
+      "resource_exhausted",
+      `owner ${JSON.stringify(owner || "default")} has spent their budget (${spent.budgetUsd} USD ${per}; spent ${(spent.usage.costUsd ?? 0).toFixed(6)} USD)${renews}, or the operator raises ${setting} in the server's configuration`,
+    );
+  }
+
+  /** Writes what waits; resolves when the ledger has it (or the write failed and was put back). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.writing) return this.writing.then(() => (this.pending.size > 0 ? this.flush() : undefined));
+    if (this.pending.size === 0) return Promise.resolve();
+    const rows = [...this.pending.values()];
+    this.pending = new Map();
+    this.writing = this.ledger.addSpend(rows).then(
+      () => {
+        this.retryMs = this.flushDelayMs;
+      },
+      (error: unknown) => {
+        // Put back (added to what came meanwhile) and tried again later, less often while it fails.
+        for (const row of rows) this.addPending(row);
+        this.options.onFailure?.(error instanceof Error ? error : new Error(String(error)), rows.length);
+        this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+      },
+    );
+    return this.writing.finally(() => {
+      this.writing = null;
+      if (this.pending.size > 0) this.schedule(this.retryMs);
+    });
+  }
+
+  /** Writes what waits, once more; stops the timer. */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Rows waiting to be written (what a crash now would lose). */
+  get pendingRows(): number {
+    return this.pending.size;
+  }
+
+  private addPending(row: SpendRow): void {
+    const key = `${row.owner}\u0000${row.day}`;
+    const waiting = this.pending.get(key);
+    if (!waiting) {
+      this.pending.set(key, row);
+      return;
+    }
+    waiting.inputTokens += row.inputTokens;
+    waiting.outputTokens += row.outputTokens;
+    waiting.costUsd += row.costUsd;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, delayMs);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,43 @@
+import { appendFile, readFile } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SpendLog } from "../../src/store/spend-log.js";
+import { makeTempDir, removeTempDirs } from "../helpers/harness.js";
+
+afterAll(removeTempDirs);
+
+const row = (owner: string, day: string, costUsd: number) => ({ owner, day, inputTokens: 1, outputTokens: 2, costUsd });
+const lines = async (file: string) => (await readFile(file, "utf8")).split("\n").filter((line) => line !== "");
+
+describe("the file store's spend ledger", () => {
+  it("drops a line a crash cut off (never acknowledged), keeps the rest and rewrites the file whole", async () => {
+    const file = path.join(await makeTempDir(), "sessions", "spend.log");
+    const first = new SpendLog(file);
+    await first.addSpend([row("alice", "2026-11-01", 0.5)]);
+    await first.addSpend([row("alice", "2026-11-02", 0.25)]);
+    await first.close();
+    await appendFile(file, '{"owner":"alice","day":"2026-11-02","inputTo');
+
+    const warnings: string[] = [];
+    const second = new SpendLog(file, (_location, error) => warnings.push(error));
+    expect(await second.spendOf("alice", "")).toEqual({ inputTokens: 2, outputTokens: 4, costUsd: 0.75 });
+    expect(warnings).toEqual(["skipped 1 unreadable line(s) of the spend ledger (a write cut off by a crash)"]);
+    expect((await readFile(file, "utf8")).endsWith("\n")).toBe(true);
+    // Appends after the repair are whole lines again.
+    await second.addSpend([row("alice", "2026-11-02", 0.25)]);
+    expect(await new SpendLog(file).spendOf("alice", "2026-11-02")).toEqual({ inputTokens: 2, outputTokens: 4, costUsd: 0.5 });
+  });
+
+  it("a file of many small additions is rewritten as one line per owner and day when read", async () => {
+    const file = path.join(await makeTempDir(), "spend.log");
+    const log = new SpendLog(file);
+    for (let i = 0; i < 100; i++) await log.addSpend([row(i % 2 === 0 ? "a" : "b", "2026-11-01", 0.5)]);
+    expect(await lines(file)).toHaveLength(100);
+    await log.close();
+
+    const again = new SpendLog(file);
+    expect(await again.spendOf("a", "")).toEqual({ inputTokens: 50, outputTokens: 100, costUsd: 25 });
+    expect(await again.spendOf("b", "2026-11-01")).toEqual({ inputTokens: 50, outputTokens: 100, costUsd: 25 });
+    expect(await lines(file)).toHaveLength(2);
+  });
+});
