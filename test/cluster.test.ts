@@ -80,6 +80,39 @@ describe("three nodes on one database", () => {
     expect(await readFile(path.join(asking!.workspace, "hello.txt"), "utf8")).toBe("from the cluster");
   }, 60_000);
 
+  it("any node's web console serves a session another node runs: its details, a turn, its live events, a confirmation", async () => {
+    const [a, b, c] = await cluster(["--console-port", "0"]);
+    const consoleOf = (node: Node) => /"console":"http:\/\/([^/]+)\/"/.exec(node.process.output())![1]!;
+    const steps = [{ toolCalls: [{ id: "w1", name: "write_file", arguments: { path: "console.txt", content: "approved through C" } }] }, { text: "written" }];
+    const { session } = await a.client.createSession({ config: { model: scripted(steps), confirmation: { enabled: true, timeoutMs: 0 } } });
+    const id = session!.id;
+    const api = (node: Node, rest: string, body?: unknown) =>
+      fetch(`http://${consoleOf(node)}/api/sessions/${id}${rest}`, body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+    const details = (await (await api(b, "")).json()) as { session: { id: string } };
+    expect(details.session.id).toBe(id);
+    // The event stream through C, the turn started through B, the call approved through C.
+    const reading = new AbortController();
+    const stream = await fetch(`http://${consoleOf(c)}/api/sessions/${id}/events?after=0`, { signal: reading.signal });
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get("content-type")).toBe("text/event-stream");
+    let seen = "";
+    const read = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream.body as unknown as AsyncIterable<Uint8Array>) seen += decoder.decode(chunk, { stream: true });
+    })().catch(() => {});
+    expect((await api(b, "/turns", { prompt: "write it" })).status).toBe(202);
+    const pending = await waitFor(async () => ((await (await api(c, "")).json()) as { confirmations: Array<{ id: string }> }).confirmations[0]);
+    expect((await api(c, `/confirmations/${pending.id}`, { decision: "approve" })).status).toBe(200);
+    await waitFor(() => (seen.includes('"type":"turn_completed"') ? true : undefined));
+    expect(seen).toContain('"type":"confirmation_required"');
+    reading.abort();
+    await read;
+    expect(await readFile(path.join(session!.workspace, "console.txt"), "utf8")).toBe("approved through C");
+    // A session that does not exist is still "not found", wherever it is asked.
+    expect((await fetch(`http://${consoleOf(b)}/api/sessions/00000000-0000-4000-8000-000000000000`)).status).toBe(404);
+  }, 60_000);
+
   it("a client that sends each call to the next node sees one consistent session", async () => {
     const nodes = await cluster();
     let turn = 0;

@@ -56,16 +56,22 @@ export class ClusterMembership {
     return this.settings.nodeId;
   }
 
-  /** Registers the node, reachable at `address`, and starts its heartbeat. */
-  async join(address: string): Promise<void> {
+  /** Registers the node, reachable at `address` (and its web console at `consoleAddress`, "" for none), and starts its heartbeat. */
+  async join(address: string, consoleAddress = ""): Promise<void> {
     this.settings.address = address;
     await this.store.sql(
-      `INSERT INTO agentd.nodes (id, address) VALUES ($1, $2)
-       ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now(), draining = false`,
-      [this.nodeId, this.settings.address],
+      `INSERT INTO agentd.nodes (id, address, console_address) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address, console_address = EXCLUDED.console_address, heartbeat_at = now(), draining = false`,
+      [this.nodeId, this.settings.address, consoleAddress],
     );
     this.timer = setInterval(() => void this.heartbeat(), Math.max(50, Math.floor(this.settings.leaseMs / 3)));
     this.timer.unref();
+  }
+
+  /** Where a node's web console answers (host:port); "" when it has none or is gone. */
+  async consoleOf(nodeId: string): Promise<string> {
+    const { rows } = await this.store.sql<{ console_address: string }>("SELECT console_address FROM agentd.nodes WHERE id = $1", [nodeId]);
+    return rows[0]?.console_address ?? "";
   }
 
   /** Stops the heartbeat, hands back every lease and removes the node's row. */

@@ -48,6 +48,8 @@ export interface RuntimeConfig {
     host: string;
     /** 0 picks a free port. */
     port: number;
+    /** On a cluster, how the other nodes' consoles reach this one; "" means host:port as bound (a wildcard host becomes this machine's name). */
+    advertiseAddress: string;
   };
   /** OpenTelemetry traces: a span per RPC, turn, model call and tool call, sent over OTLP/HTTP; off by default. */
   tracing: {
@@ -238,7 +240,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
   budgets: { period: "month", perOwnerUsd: 0, owners: {} },
-  console: { enabled: false, host: "127.0.0.1", port: 8484 },
+  console: { enabled: false, host: "127.0.0.1", port: 8484, advertiseAddress: "" },
   tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd", recordContent: false },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
@@ -368,8 +370,12 @@ function validateConfig(config: RuntimeConfig): void {
   if (!Number.isInteger(config.metrics.port) || config.metrics.port < 0 || config.metrics.port > 65535) {
     throw new Error(`metrics.port must be between 0 and 65535, got ${config.metrics.port}`);
   }
-  if (config.cluster.advertiseAddress !== "" && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(config.cluster.advertiseAddress)) {
+  const hostPort = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+  if (config.cluster.advertiseAddress !== "" && !hostPort.test(config.cluster.advertiseAddress)) {
     throw new Error(`cluster.advertiseAddress must be host:port (how the other nodes reach this one), got "${config.cluster.advertiseAddress}"`);
+  }
+  if (config.console.advertiseAddress !== "" && !hostPort.test(config.console.advertiseAddress)) {
+    throw new Error(`console.advertiseAddress must be host:port (how the other nodes' consoles reach this one), got "${config.console.advertiseAddress}"`);
   }
   if (!LOG_FORMATS.includes(config.logFormat)) {
     throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);

@@ -6,6 +6,7 @@ import type { Runtime } from "../runtime/runtime.js";
 import type { SessionView } from "../session/session.js";
 import { CONSOLE_PAGE } from "./page.js";
 import { isLoopbackHost } from "../util/loopback.js";
+import { forwardToConsole, HOP_HEADER } from "./forward.js";
 
 /**
  * The web console's edge: a small JSON + server-sent-events API over the Runtime, and the page that
@@ -23,7 +24,8 @@ import { isLoopbackHost } from "../util/loopback.js";
  *   POST /api/sessions/:id/confirmations/:cid    {"decision": "approve"|"reject", "reason", "editedArgumentsJson", "remember"}
  *
  * Every /api call is authenticated like a gRPC call: `Authorization: Bearer <token>` (or
- * `?access_token=` for EventSource, which cannot set headers).
+ * `?access_token=` for EventSource, which cannot set headers). On a cluster, a call about a session
+ * another node runs is sent on to that node's console, so any node's console shows every session.
  */
 export interface ConsoleOptions {
   runtime: Runtime;
@@ -34,6 +36,8 @@ export interface ConsoleOptions {
   authenticate(token: string): Promise<Caller>;
   host: string;
   port: number;
+  /** On a cluster: where a node's console answers (host:port), "" when it has none; and this node's id. */
+  cluster?: { consoleOf(nodeId: string): Promise<string>; nodeId: string };
 }
 
 export interface ConsoleEndpoint {
@@ -121,11 +125,9 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
     return json(response, 200, { sessions: page.sessions.map(sessionJson) });
   }
   if (sessionId === undefined) throw new AgentdError("not_found", `no API at ${path}`);
-  // On a cluster, a session another node runs is not served here (the console does not forward).
+  // On a cluster, a session another node runs is served by that node's console, through this one.
   const place = await runtime.placeSession(caller, sessionId);
-  if (place.kind === "elsewhere") {
-    throw new AgentdError("unavailable", `session ${sessionId} runs on another node (${place.address}); open that node's console`);
-  }
+  if (place.kind === "elsewhere") return forward(options, state, request, response, sessionId, sub, place);
   if (request.method === "GET" && parts.length === 2) {
     const session = runtime.getSession(caller, sessionId);
     const context = await runtime.getContextUsage(caller, sessionId);
@@ -183,9 +185,35 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
   throw new AgentdError("not_found", `no ${request.method} at ${path}`);
 }
 
+/** Counts an event stream (served here or sent on) against the console's cap while it is open. */
+function countStream(state: ConsoleState, response: ServerResponse): void {
+  if (state.streams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
+  state.streams++;
+  response.once("close", () => state.streams--);
+}
+
+/** Sends the request on to the console of the node that runs the session; once, never on from there. */
+async function forward(
+  options: ConsoleOptions,
+  state: ConsoleState,
+  request: IncomingMessage,
+  response: ServerResponse,
+  sessionId: string,
+  sub: string | undefined,
+  place: { nodeId: string; address: string },
+): Promise<void> {
+  // Sent here by another console, yet run elsewhere: the session moved meanwhile.
+  if (request.headers[HOP_HEADER] !== undefined) throw new AgentdError("unavailable", `session ${sessionId} just moved to another node; try again`);
+  const target = options.cluster ? await options.cluster.consoleOf(place.nodeId) : "";
+  if (target === "") throw new AgentdError("unavailable", `session ${sessionId} runs on another node (${place.address}) whose console is off; turn it on there (console.enabled)`);
+  const body = request.method === "POST" ? await readJson(request) : null;
+  if (sub === "events") countStream(state, response);
+  await forwardToConsole(target, request, response, body, options.cluster!.nodeId);
+}
+
 /** The session's events as server-sent events: `event: agentd` with the event as JSON, `id:` its sequence. */
 function streamEvents(options: ConsoleOptions, state: ConsoleState, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
-  if (state.streams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
+  countStream(state, response);
   const lastEventId = Number(request.headers["last-event-id"] ?? "");
   const from = Number.isSafeInteger(lastEventId) && lastEventId > after ? lastEventId : after;
   const items = options.runtime.subscribe(caller, sessionId, { afterSequence: from, includeDescendants: false, fromOldestKept: true });
@@ -208,20 +236,12 @@ function streamEvents(options: ConsoleOptions, state: ConsoleState, caller: Call
     },
     complete: () => response.end(),
   });
-  state.streams++;
   response.once("close", () => {
-    state.streams--;
     clearInterval(heartbeat);
     subscription.unsubscribe();
   });
 }
 
-/**
- * Another web page the user has open must not drive the console: a console on loopback answers
- * only requests addressed to a loopback name (a DNS-rebound name is refused), a browser's Origin must
- * be the console's own, and a POST must be JSON (which a page elsewhere cannot send without a
- * CORS preflight, which is never granted).
- */
 /** Runs an action and writes its audit line, with its outcome. */
 function audited<T>(options: ConsoleOptions, request: IncomingMessage, caller: Caller, method: string, sessionId: string, action: () => T): T {
   const peer = `${request.socket.remoteAddress ?? ""}:${request.socket.remotePort ?? ""}`;
@@ -235,6 +255,12 @@ function audited<T>(options: ConsoleOptions, request: IncomingMessage, caller: C
   }
 }
 
+/**
+ * Another web page the user has open must not drive the console: a console on loopback answers
+ * only requests addressed to a loopback name (a DNS-rebound name is refused), a browser's Origin must
+ * be the console's own, and a POST must be JSON (which a page elsewhere cannot send without a
+ * CORS preflight, which is never granted).
+ */
 function checkSameOrigin(options: ConsoleOptions, request: IncomingMessage): void {
   const host = request.headers.host ?? "";
   const hostName = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0]!;

@@ -141,6 +141,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         audit: (entry) => audit.record(entry),
         host: config.console.host,
         port: config.console.port,
+        cluster: cluster ? { consoleOf: (id) => cluster.consoleOf(id), nodeId: cluster.nodeId } : undefined,
         authenticate: (token) => {
           const metadata = new Metadata();
           if (token !== "") metadata.set("authorization", `Bearer ${token}`);
@@ -155,8 +156,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       })
     : null;
   if (cluster) {
-    const wildcard = config.host === "0.0.0.0" || config.host === "::";
-    await cluster.join(config.cluster.advertiseAddress || `${wildcard ? hostname() : config.host}:${port}`);
+    // A wildcard host becomes this machine's name; an IPv6 address goes in brackets.
+    const reachable = (host: string, bound: string) => {
+      const name = host === "0.0.0.0" || host === "::" ? hostname() : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+      return `${name}:${bound.slice(bound.lastIndexOf(":") + 1)}`;
+    };
+    const consoleAt = consoleEndpoint ? config.console.advertiseAddress || reachable(config.console.host, consoleEndpoint.address) : "";
+    await cluster.join(config.cluster.advertiseAddress || reachable(config.host, `:${port}`), consoleAt);
   }
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";

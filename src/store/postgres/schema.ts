@@ -348,4 +348,13 @@ CREATE TABLE agentd.owner_spend (
 );
 `,
   },
+  {
+    version: 4,
+    name: "each node's console address",
+    sql: `
+-- Where a node's web console answers (host:port), '' when it has none: a console sends a request
+-- about a session another node runs to that node's console.
+ALTER TABLE agentd.nodes ADD COLUMN console_address text NOT NULL DEFAULT '';
+`,
+  },
 ];
