@@ -29,7 +29,9 @@ describe("Prometheus metrics", () => {
   });
 
   it("move with a turn that calls a tool a person approves", async () => {
-    const t = await start({ config: { metrics: { enabled: true, host: "127.0.0.1", port: 0 } } });
+    // 1 USD per input token: the turn's 28 input tokens cost 28 USD.
+    const prices = { "scripted/script": { inputPerMillion: 1_000_000, outputPerMillion: 0 } };
+    const t = await start({ config: { metrics: { enabled: true, host: "127.0.0.1", port: 0 }, prices } });
     const address = t.server.metricsAddress!;
     expect((await fetch(`http://${address}/other`)).status).toBe(404);
     const before = await scrape(address);
@@ -61,6 +63,7 @@ describe("Prometheus metrics", () => {
     expect(delta('agentd_model_call_duration_seconds_count{model="scripted/script"}')).toBe(2);
     expect(delta('agentd_model_tokens_total{model="scripted/script",kind="input"}')).toBe(28);
     expect(delta('agentd_model_tokens_total{model="scripted/script",kind="output"}')).toBe(5);
+    expect(delta('agentd_model_cost_usd_total{model="scripted/script"}')).toBe(28);
     expect(delta('agentd_confirmation_wait_seconds_count{outcome="approved"}')).toBe(1);
     expect(value(after, "agentd_confirmations_pending")).toBe(0);
     expect(value(after, 'agentd_sessions{state="idle"}')).toBe(1);
@@ -84,5 +87,21 @@ describe("Prometheus metrics", () => {
     // Nothing of the failed start is left in the way of the next one.
     const t = await start({ config: { metrics: { enabled: true, host: "127.0.0.1", port } } });
     expect(t.server.metricsAddress).toBe(`127.0.0.1:${port}`);
+  });
+
+  it("let go of a turn whose session this node no longer runs (its tree moved mid-turn)", async () => {
+    const { AgentdMetrics } = await import("../src/metrics/metrics.js");
+    const here = new Set(["s1", "s2"]);
+    const metrics = new AgentdMetrics(() => ({ sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 }), (id) => here.has(id));
+    const session = (id: string) => ({ id, config: { model: null } }) as never;
+    const event = (id: string, payload: object, timeMs: number) => ({ sessionId: id, sequence: 1, timeMs, turnId: "t", payload }) as never;
+    for (const id of ["s1", "s2"]) metrics.observe(session(id), event(id, { type: "turn_started", turnId: "t", prompt: "" }, 0));
+    here.delete("s1");
+    await metrics.text();
+    // s1 left: its end (were it ever seen) times nothing; s2's turn is still timed.
+    for (const id of ["s1", "s2"]) metrics.observe(session(id), event(id, { type: "turn_completed", result: {} }, 1_000));
+    const text = await metrics.text();
+    expect(text).toContain('agentd_turns_total{outcome="completed"} 2');
+    expect(text).toContain('agentd_turn_duration_seconds_count{outcome="completed"} 1');
   });
 });

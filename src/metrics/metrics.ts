@@ -24,7 +24,7 @@ export class AgentdMetrics {
   readonly registry = new Registry();
   private readonly turns = new Map<string, RunningTurn>();
   private readonly toolCalls = new Map<string, { startMs: number; name: string }>();
-  private readonly asked = new Map<string, number>();
+  private readonly asked = new Map<string, { atMs: number; sessionId: string }>();
   /** Label values seen, per label: names come from clients and models, so their number is capped. */
   private readonly models = new Set<string>();
   private readonly tools = new Set<string>();
@@ -42,7 +42,14 @@ export class AgentdMetrics {
   private readonly persistenceFailures: Counter;
   private readonly grpcCalls: Counter<"method" | "code">;
 
-  constructor(stats: () => RuntimeStats) {
+  /**
+   * `runsHere`: whether this node still runs a session. A session that leaves mid-turn (its tree
+   * taken by another node) sends no end here; a scrape lets go of what it left behind.
+   */
+  constructor(
+    stats: () => RuntimeStats,
+    private readonly runsHere: (sessionId: string) => boolean = () => true,
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.turnsTotal = new Counter({ name: "agentd_turns_total", help: "Turns that ended, by outcome (completed, failed, cancelled).", labelNames: ["outcome"], registers });
@@ -94,6 +101,7 @@ export class AgentdMetrics {
   /** The metrics in Prometheus's text format, the runtime read afresh. */
   async text(): Promise<string> {
     this.reading = null;
+    this.forgetSessionsGone();
     try {
       return await this.registry.metrics();
     } finally {
@@ -140,12 +148,12 @@ export class AgentdMetrics {
         return;
       }
       case "confirmation_required":
-        this.asked.set(payload.confirmation.id, at);
+        this.asked.set(payload.confirmation.id, { atMs: at, sessionId: session.id });
         return;
       case "confirmation_resolved": {
         const askedAt = this.asked.get(payload.confirmationId);
         this.asked.delete(payload.confirmationId);
-        if (askedAt !== undefined) this.confirmationSeconds.observe({ outcome: payload.resolution.outcome }, (at - askedAt) / 1000);
+        if (askedAt !== undefined) this.confirmationSeconds.observe({ outcome: payload.resolution.outcome }, (at - askedAt.atMs) / 1000);
         return;
       }
       case "turn_completed":
@@ -165,6 +173,12 @@ export class AgentdMetrics {
       default:
         return;
     }
+  }
+
+  private forgetSessionsGone(): void {
+    for (const id of this.turns.keys()) if (!this.runsHere(id)) this.turns.delete(id);
+    for (const key of this.toolCalls.keys()) if (!this.runsHere(key.slice(0, key.indexOf("/")))) this.toolCalls.delete(key);
+    for (const [id, asked] of this.asked) if (!this.runsHere(asked.sessionId)) this.asked.delete(id);
   }
 
   /** `value` as a label: the first MAX_LABEL_VALUES distinct ones as they are, later ones as "other". */

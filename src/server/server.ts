@@ -85,7 +85,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let runtimeRef: Runtime | null = null;
   // prom-client is loaded only when metrics are on (it adds to every start otherwise).
   const metrics = config.metrics.enabled
-    ? new (await import("../metrics/metrics.js")).AgentdMetrics(() => runtimeRef?.stats() ?? { sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 })
+    ? new (await import("../metrics/metrics.js")).AgentdMetrics(
+        () => runtimeRef?.stats() ?? { sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 },
+        (sessionId) => runtimeRef?.runsHere(sessionId) ?? true,
+      )
     : null;
   const observe = metrics ? (session: SessionView, event: SessionEvent) => metrics.observe(session, event) : undefined;
   const runtime = await Runtime.open({ config, store, tools, logger, llm: options.llmFactory, cluster, observe }).catch(async (error: unknown) => {
