@@ -128,6 +128,10 @@ describe("the web console", () => {
     expect(mine.sessions.map((s) => s.id)).toEqual([session!.id]);
     expect(((await (await fetch(`${base}/api/sessions`, { headers: as(bob) })).json()) as { sessions: unknown[] }).sessions).toEqual([]);
     expect((await fetch(`${base}/api/sessions/${session!.id}`, { headers: as(bob) })).status).toBe(404);
+    // Each reads their own spending; another owner's is an admin's to read.
+    const usage = (await (await fetch(`${base}/api/usage`, { headers: as(alice) })).json()) as { owner: string; budgetUsd: number; period: string };
+    expect(usage).toMatchObject({ owner: "alice", budgetUsd: 0, period: "month" });
+    expect((await fetch(`${base}/api/usage?owner=bob`, { headers: as(alice) })).status).toBe(403);
     // EventSource cannot send headers: the token may come as a query parameter.
     const events = await readEvents(`${base}/api/sessions/${session!.id}/events?after=0&access_token=${alice}`, (e) => e.some(([name]) => name === "caught_up"));
     expect(events.some(([name]) => name === "caught_up")).toBe(true);

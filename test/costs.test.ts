@@ -68,6 +68,14 @@ describe("costs and budgets", () => {
     expect(costOf({ inputTokens: 1_000_000, outputTokens: 1_000_000 }, priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, {}))).toBeCloseTo(0.75, 9);
     expect(priceOf({ provider: "openai", model: "gpt-4o-mini" } as never, { "openai/gpt-4o-mini": { inputPerMillion: 1, outputPerMillion: 1 } })).toEqual({ inputPerMillion: 1, outputPerMillion: 1 });
     expect(costOf({ inputTokens: 10, outputTokens: 10 }, priceOf({ provider: "scripted", model: "script" } as never, {}))).toBe(0);
+    // A dated snapshot or alias has its model's price, the operator's first.
+    const price = (provider: string, model: string, overrides = {}) => priceOf({ provider, model } as never, overrides);
+    expect(price("openai", "gpt-4o-2024-11-20")).toEqual(price("openai", "gpt-4o"));
+    expect(price("anthropic", "claude-sonnet-4-5-20250929")).toEqual({ inputPerMillion: 3, outputPerMillion: 15 });
+    expect(price("anthropic", "claude-3-7-sonnet-20250219")).toEqual(price("anthropic", "claude-3-7-sonnet-latest"));
+    expect(price("openai", "gpt-4o-2024-11-20", { "openai/gpt-4o": { inputPerMillion: 9, outputPerMillion: 9 } })).toEqual({ inputPerMillion: 9, outputPerMillion: 9 });
+    expect(price("openai", "gpt-4o-mini-2024-07-18")).toEqual(price("openai", "gpt-4o-mini"));
+    expect(price("openai", "gpt-unlisted")).toBeNull();
   });
 
   it("adds up each owner's spending over all their sessions, destroyed ones too, and stops an owner's turns at their budget", async () => {
@@ -110,9 +118,23 @@ describe("costs and budgets", () => {
       await alice.generate({ sessionId: session!.id, prompt: "three" });
       const stopped = await grpcError(alice.generate({ sessionId: session!.id, prompt: "four" }));
       expect(stopped.code).toBe(status.RESOURCE_EXHAUSTED);
-      expect(stopped.details).toMatch(/owner "alice" has spent their budget \(0\.5 USD per day; spent 0\.600000 USD\); it renews at \d{4}-\d\d-\d\dT00:00:00\.000Z, or the operator raises budgets\.perOwnerUsd/);
+      expect(stopped.details).toMatch(
+        /^owner "alice" has spent their budget \(0\.5 USD per day; spent 0\.600000 USD\)\. It renews at \d{4}-\d\d-\d\dT00:00:00\.000Z; to go on sooner, ask the operator to raise budgets\.perOwnerUsd in the server's configuration$/,
+      );
       const { session: another } = await alice.createSession({ config: { model } });
       expect((await grpcError(alice.generate({ sessionId: another!.id, prompt: "five" }))).code).toBe(status.RESOURCE_EXHAUSTED);
+
+      // A compaction's summary is a paid model call too: refused like a turn.
+      const compacting = await grpcError(alice.compactSession({ sessionId: session!.id }));
+      expect(compacting.code, compacting.details).toBe(status.RESOURCE_EXHAUSTED);
+      expect(compacting.details).toMatch(/^owner "alice" has spent their budget/);
+      // A model without a price would cost a budgeted owner nothing: refused before it runs.
+      const { session: unpriced } = await alice.createSession({ config: { model: { provider: "openai", model: "gpt-unlisted", apiKeyEnv: "OPENAI_API_KEY" } } });
+      const refused = await grpcError(alice.generate({ sessionId: unpriced!.id, prompt: "free?" }));
+      expect(refused.code).toBe(status.FAILED_PRECONDITION);
+      expect(refused.details).toBe(
+        `the model openai/gpt-unlisted has no price, so owner "alice"'s budget could not count what it costs; choose a model with a price, or ask the operator to add prices["openai/gpt-unlisted"] to the server's configuration`,
+      );
 
       // Owners are counted apart; bob's budget is lifted.
       const { session: bobs } = await ops.createSession({ owner: "bob", config: { model } });

@@ -109,6 +109,17 @@ export interface TurnInput {
   trace?: { context: TraceContext; provider: string; model: string; recordContent?: boolean };
 }
 
+/** Throws RESOURCE_EXHAUSTED once a session has spent its budget (config.limits.budget_usd; absent or 0: none). */
+export function checkSessionBudget(budgetUsd: number | undefined, spentUsd: number): void {
+  const budget = budgetUsd ?? 0;
+  if (budget > 0 && spentUsd >= budget) {
+    throw new AgentdError(
+      "resource_exhausted",
+      `the session has spent its budget (config.limits.budget_usd = ${budget} USD; spent ${spentUsd.toFixed(6)} USD): raise it with ConfigureSession to go on`,
+    );
+  }
+}
+
 /**
  * Runs one turn: call the model, run the tools it asks for, feed the results back, until the model
  * answers without tool calls or the round limit is reached. The returned Observable emits turn
@@ -214,13 +225,7 @@ class TurnRun {
 
   private async callModel() {
     const { host, contextGuard: guard } = this.input;
-    const budget = this.input.limits.budgetUsd ?? 0;
-    if (budget > 0 && host.spentUsd() >= budget) {
-      throw new AgentdError(
-        "resource_exhausted",
-        `the session has spent its budget (config.limits.budget_usd = ${budget} USD; spent ${host.spentUsd().toFixed(6)} USD): raise it with ConfigureSession to go on`,
-      );
-    }
+    checkSessionBudget(this.input.limits.budgetUsd, host.spentUsd());
     await this.input.ownerBudget?.();
     const call = { systemPrompt: this.input.systemPrompt, tools: this.input.tools.definitions() };
     await guard?.beforeModelCall(call, this.emit);

@@ -5,6 +5,7 @@ import { LOG_FORMATS, type LogFormatSetting } from "../logging.js";
 import { parseMcpServers } from "../mcp/config.js";
 import { checkDatabaseUrl } from "../store/postgres/database-url.js";
 import { BUDGET_PERIODS, type BudgetPeriod } from "../costs/budget-period.js";
+import { checkOwner } from "../runtime/input-limits.js";
 import { DEFAULT_CONFIRMATION, DEFAULT_PERMISSIONS, type ConfirmationSettings, type PermissionRules } from "../policy/types.js";
 
 export const STORE_KINDS = ["file", "memory", "postgres"] as const;
@@ -325,6 +326,27 @@ export function resolveConfig(...layers: ConfigOverrides[]): RuntimeConfig {
   return config;
 }
 
+/** A budget that is off by a typo would not stop anyone: every key is checked. */
+function validateBudgets(budgets: RuntimeConfig["budgets"]): void {
+  const isObject = (value: unknown) => typeof value === "object" && value !== null && !Array.isArray(value);
+  if (!isObject(budgets)) throw new Error('budgets must be an object: {"period", "perOwnerUsd", "owners"}');
+  const unknown = Object.keys(budgets).filter((key) => !["period", "perOwnerUsd", "owners"].includes(key));
+  if (unknown.length > 0) throw new Error(`budgets has unknown key(s) ${unknown.map((k) => JSON.stringify(k)).join(", ")}; the keys are "period", "perOwnerUsd" and "owners"`);
+  if (!BUDGET_PERIODS.includes(budgets.period)) throw new Error(`budgets.period must be "day", "month" or "total", got ${JSON.stringify(budgets.period)}`);
+  const usd = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+  if (!usd(budgets.perOwnerUsd)) throw new Error(`budgets.perOwnerUsd must be a non-negative number of US dollars, got ${JSON.stringify(budgets.perOwnerUsd)}`);
+  if (!isObject(budgets.owners)) throw new Error('budgets.owners must be an object of owner names to US dollars, e.g. {"alice": 20}');
+  for (const [owner, value] of Object.entries(budgets.owners)) {
+    try {
+      if (owner === "") throw new Error("an owner name must not be empty");
+      checkOwner(owner);
+    } catch (error) {
+      throw new Error(`budgets.owners has a key that is no owner name (${(error as Error).message})`);
+    }
+    if (!usd(value)) throw new Error(`budgets.owners[${JSON.stringify(owner)}] must be a non-negative number of US dollars, got ${JSON.stringify(value)}`);
+  }
+}
+
 const JWT_DEFAULTS: JwtSettings = { jwksUrl: "", publicKeyFile: "", issuer: "", audience: "", ownerClaim: "sub", roleClaim: "" };
 
 export function readConfigFile(file: string): ConfigOverrides {
@@ -358,12 +380,7 @@ function validateConfig(config: RuntimeConfig): void {
       throw new Error(`prices["${model}"] must be keyed "provider/model" and give inputPerMillion and outputPerMillion as non-negative numbers`);
     }
   }
-  if (!BUDGET_PERIODS.includes(config.budgets.period)) throw new Error(`budgets.period must be "day", "month" or "total", got "${String(config.budgets.period)}"`);
-  const budget = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
-  if (!budget(config.budgets.perOwnerUsd)) throw new Error(`budgets.perOwnerUsd must be a non-negative number of US dollars, got ${String(config.budgets.perOwnerUsd)}`);
-  for (const [owner, usd] of Object.entries(config.budgets.owners ?? {})) {
-    if (!budget(usd)) throw new Error(`budgets.owners["${owner}"] must be a non-negative number of US dollars, got ${String(usd)}`);
-  }
+  validateBudgets(config.budgets);
   if (!Number.isInteger(config.console.port) || config.console.port < 0 || config.console.port > 65535) {
     throw new Error(`console.port must be between 0 and 65535, got ${config.console.port}`);
   }

@@ -15,6 +15,7 @@ import { forwardToConsole, HOP_HEADER } from "./forward.js";
  * live event stream (SSE: one long GET a browser's EventSource reads, no library on either side).
  *
  *   GET  /                                       the page
+ *   GET  /api/usage[?owner=NAME]                 what the caller (an admin: any owner) spent this budget period
  *   GET  /api/sessions                           sessions the caller may see (newest 200)
  *   GET  /api/sessions/:id                       a session, its tree's usage, its pending confirmations,
  *                                                its context usage, MCP servers and skills
@@ -118,6 +119,9 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
     throw new AgentdError("invalid_argument", "the path has a malformed %-escape");
   }
   const [collection, sessionId, sub, subId] = parts;
+  if (request.method === "GET" && collection === "usage" && parts.length === 1) {
+    return json(response, 200, await runtime.ownerUsage(caller, url.searchParams.get("owner") ?? ""));
+  }
   if (collection !== "sessions") throw new AgentdError("not_found", `no API at ${path}`);
 
   if (request.method === "GET" && parts.length === 1) {
@@ -134,7 +138,7 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
     return json(response, 200, {
       session: sessionJson(session),
       treeUsage: runtime.treeUsage(caller, sessionId),
-      ownerUsage: await runtime.ownerUsage(caller, session.owner),
+      ownerUsage: await runtime.ownerUsage(caller, session.owner).catch(() => null),
       confirmations: runtime.listPendingConfirmations(caller, sessionId, true),
       context: { tokens: context.tokens, contextWindow: context.contextWindow, fraction: context.fraction, autoCompact: context.autoCompact },
       mcpServers: runtime.listMcpServers(caller, sessionId).map(({ status, scope }) => ({

@@ -128,8 +128,8 @@ async function refresh() {
   $("title").textContent = "Session " + session.id;
   const cost = (u) => (u.costUsd || 0).toFixed(6) + " USD";
   $("usage").textContent = [session.model || "no model", session.turnActive ? "turn running" : session.state, session.messageCount + " messages",
-    session.usage.inputTokens + " in / " + session.usage.outputTokens + " out tokens, " + cost(session.usage), "tree: " + cost(treeUsage),
-    "owner " + ownerUsage.owner + ": " + cost(ownerUsage.usage) + (ownerUsage.period === "total" ? "" : " this " + ownerUsage.period) + (ownerUsage.budgetUsd > 0 ? " of " + ownerUsage.budgetUsd + " USD" : "")].join(" · ");
+    session.usage.inputTokens + " in / " + session.usage.outputTokens + " out tokens, " + cost(session.usage), "tree: " + cost(treeUsage)]
+    .concat(ownerUsage ? ["owner " + ownerUsage.owner + ": " + cost(ownerUsage.usage) + (ownerUsage.period === "total" ? "" : " this " + ownerUsage.period) + (ownerUsage.budgetUsd > 0 ? " of " + ownerUsage.budgetUsd + " USD" : "")] : []).join(" · ");
   const list = confirmations.map((c) => {
     const box = document.createElement("div");
     box.className = "confirmation";

@@ -34,6 +34,8 @@ export interface ContextServiceDeps {
   tokenCounter?: (model: Session["config"]["model"]) => Promise<TokenCounter>;
   /** What a summary call costs (the session's model's price); none: 0. */
   costOf?: (session: Session, usage: { inputTokens: number; outputTokens: number }) => number;
+  /** Rejects (RESOURCE_EXHAUSTED) when the session or its owner has spent their budget: a summary is a paid model call. */
+  checkBudget?: (session: Session) => Promise<void>;
 }
 
 /** What a summariser may be given, in characters, when the window is unknown. */
@@ -253,6 +255,7 @@ export class ContextService {
     const summaryUsage: UsageTotals = { inputTokens: 0, outputTokens: 0 };
     let reason = options.reason;
     if (options.llm) {
+      await this.deps.checkBudget?.(session);
       const maxChars = window > 0 ? Math.floor(window * 0.6) * 4 : UNKNOWN_WINDOW_INPUT_CHARS;
       const request = summaryRequest(head, { instructions: options.instructions, maxChars, maxOutputTokens: summaryOutputTokens(session, window) });
       try {

@@ -28,8 +28,13 @@ export interface OwnerSpendingOptions {
   flushDelayMs?: number;
   /** A write that failed; it is tried again. */
   onFailure?: (error: Error, rows: number) => void;
+  /** The first write that succeeded after failures. */
+  onRecovery?: () => void;
   now?: () => Date;
 }
+
+/** Writes close() tries before it gives up on what waits. */
+const CLOSING_ATTEMPTS = 3;
 
 const RETRY_MAX_MS = 30_000;
 
@@ -41,6 +46,10 @@ const RETRY_MAX_MS = 30_000;
 export class OwnerSpending {
   /** Not yet written, by owner and day. */
   private pending = new Map<string, SpendRow>();
+  /** Handed to the ledger, not yet acknowledged. */
+  private inflight: readonly SpendRow[] = [];
+  private failing = false;
+  private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> | null = null;
   private retryMs: number;
@@ -69,12 +78,16 @@ export class OwnerSpending {
     return Object.hasOwn(this.budgets.owners, owner) ? this.budgets.owners[owner]! : this.budgets.perOwnerUsd;
   }
 
-  /** What `owner` spent in the current period, written or not. */
+  /**
+   * What `owner` spent in the current period, written or not. A write the ledger has just taken may
+   * be counted twice for a moment (in the ledger and as in flight): for a budget, too much for a
+   * moment is the safe side.
+   */
   async usageOf(owner: string): Promise<OwnerUsage> {
     const bounds = periodAt(this.budgets.period, this.now());
     const stored = await this.ledger.spendOf(owner, bounds.fromDay);
     const usage = { inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, costUsd: stored.costUsd ?? 0 };
-    for (const row of this.pending.values()) {
+    for (const row of [...this.inflight, ...this.pending.values()]) {
       if (row.owner !== owner || row.day < bounds.fromDay) continue;
       usage.inputTokens += row.inputTokens;
       usage.outputTokens += row.outputTokens;
@@ -89,11 +102,11 @@ export class OwnerSpending {
     const spent = await this.usageOf(owner);
     if ((spent.usage.costUsd ?? 0) < spent.budgetUsd) return;
     const per = spent.period === "total" ? "in all" : `per ${spent.period}`;
-    const renews = spent.periodEnd ? `; it renews at ${spent.periodEnd.toISOString()}` : "";
+    const renews = spent.periodEnd ? `It renews at ${spent.periodEnd.toISOString()}; to go on sooner, ask` : "To go on, ask";
     const setting = Object.hasOwn(this.budgets.owners, owner) ? `budgets.owners[${JSON.stringify(owner)}]` : "budgets.perOwnerUsd";
     throw new AgentdError(
       "resource_exhausted",
-      `owner ${JSON.stringify(owner || "default")} has spent their budget (${spent.budgetUsd} USD ${per}; spent ${(spent.usage.costUsd ?? 0).toFixed(6)} USD)${renews}, or the operator raises ${setting} in the server's configuration`,
+      `owner ${JSON.stringify(owner)} has spent their budget (${spent.budgetUsd} USD ${per}; spent ${(spent.usage.costUsd ?? 0).toFixed(6)} USD). ${renews} the operator to raise ${setting} in the server's configuration`,
     );
   }
 
@@ -105,28 +118,39 @@ export class OwnerSpending {
     if (this.pending.size === 0) return Promise.resolve();
     const rows = [...this.pending.values()];
     this.pending = new Map();
+    this.inflight = rows;
     this.writing = this.ledger.addSpend(rows).then(
       () => {
+        this.inflight = [];
         this.retryMs = this.flushDelayMs;
+        if (this.failing) this.options.onRecovery?.();
+        this.failing = false;
       },
       (error: unknown) => {
         // Put back (added to what came meanwhile) and tried again later, less often while it fails.
+        this.inflight = [];
         for (const row of rows) this.addPending(row);
+        this.failing = true;
         this.options.onFailure?.(error instanceof Error ? error : new Error(String(error)), rows.length);
         this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
       },
     );
     return this.writing.finally(() => {
       this.writing = null;
-      if (this.pending.size > 0) this.schedule(this.retryMs);
+      if (this.pending.size > 0 && !this.closed) this.schedule(this.retryMs);
     });
   }
 
-  /** Writes what waits, once more; stops the timer. */
-  async close(): Promise<void> {
-    await this.flush();
+  /**
+   * Writes what waits (trying a few times) and stops; returns the owner-days whose spending could
+   * not be written, which are lost.
+   */
+  async close(): Promise<number> {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    for (let attempt = 0; attempt < CLOSING_ATTEMPTS && (this.pending.size > 0 || this.writing); attempt++) await this.flush();
+    return this.pending.size;
   }
 
   /** Rows waiting to be written (what a crash now would lose). */
@@ -147,7 +171,7 @@ export class OwnerSpending {
   }
 
   private schedule(delayMs: number): void {
-    if (this.timer) return;
+    if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.flush();

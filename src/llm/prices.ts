@@ -17,6 +17,10 @@ export const DEFAULT_PRICES: Readonly<Record<string, Price>> = Object.freeze({
   "openai/gpt-4.1": { inputPerMillion: 2, outputPerMillion: 8 },
   "openai/gpt-4.1-mini": { inputPerMillion: 0.4, outputPerMillion: 1.6 },
   "openai/gpt-4.1-nano": { inputPerMillion: 0.1, outputPerMillion: 0.4 },
+  "openai/gpt-5": { inputPerMillion: 1.25, outputPerMillion: 10 },
+  "openai/gpt-5-mini": { inputPerMillion: 0.25, outputPerMillion: 2 },
+  "openai/gpt-5-nano": { inputPerMillion: 0.05, outputPerMillion: 0.4 },
+  "openai/o1": { inputPerMillion: 15, outputPerMillion: 60 },
   "openai/o3": { inputPerMillion: 2, outputPerMillion: 8 },
   "openai/o4-mini": { inputPerMillion: 1.1, outputPerMillion: 4.4 },
   "anthropic/claude-opus-4-1": { inputPerMillion: 15, outputPerMillion: 75 },
@@ -28,11 +32,25 @@ export const DEFAULT_PRICES: Readonly<Record<string, Price>> = Object.freeze({
   "anthropic/claude-3-5-haiku-latest": { inputPerMillion: 0.8, outputPerMillion: 4 },
 });
 
-/** The price of a session's model: the operator's, else the list price, else none. */
+/** A dated snapshot or alias ("gpt-4o-2024-11-20", "claude-sonnet-4-5-20250929", "...-latest") names its model's price. */
+const SNAPSHOT_SUFFIX = /-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$/;
+
+const undated = (key: string) => key.replace(SNAPSHOT_SUFFIX, "");
+
+const DEFAULT_PRICES_UNDATED: ReadonlyMap<string, Price> = new Map(Object.entries(DEFAULT_PRICES).map(([key, price]) => [undated(key), price]));
+
+/**
+ * The price of a session's model: the operator's, else the list price, else none; a snapshot
+ * without a price of its own ("gpt-4o-2024-11-20") has its model's ("gpt-4o").
+ */
 export function priceOf(model: ModelSettings | null, overrides: Readonly<Record<string, Price>>): Price | null {
   if (!model) return null;
   const key = `${model.provider}/${model.model}`;
-  return overrides[key] ?? DEFAULT_PRICES[key] ?? null;
+  const exact = Object.hasOwn(overrides, key) ? overrides[key] : DEFAULT_PRICES[key];
+  if (exact) return exact;
+  const general = undated(key);
+  for (const [name, price] of Object.entries(overrides)) if (undated(name) === general) return price;
+  return DEFAULT_PRICES_UNDATED.get(general) ?? null;
 }
 
 /** What `tokens` cost at `price` (0 without one). */

@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { SessionEvent } from "../events/types.js";
 import type { RuntimeStats } from "../runtime/runtime.js";
 import type { SessionView } from "../session/session.js";
+import type { UsageTotals } from "../session/types.js";
 
 /** Seconds: a tool call or a model step is quick or takes minutes; a turn may take an hour. */
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -115,7 +116,7 @@ export class AgentdMetrics {
     const at = event.timeMs;
     switch (payload.type) {
       case "turn_started": {
-        const model = this.label(this.models, session.config.model ? `${session.config.model.provider}/${session.config.model.model}` : "none");
+        const model = this.modelLabel(session);
         this.turns.set(session.id, { startMs: at, stepMs: at, model });
         return;
       }
@@ -142,9 +143,12 @@ export class AgentdMetrics {
           this.modelSeconds.observe({ model }, (at - turn.stepMs) / 1000);
           turn.stepMs = at;
         }
-        if (payload.step.inputTokens > 0) this.tokens.inc({ model, kind: "input" }, payload.step.inputTokens);
-        if (payload.step.outputTokens > 0) this.tokens.inc({ model, kind: "output" }, payload.step.outputTokens);
-        if ((payload.step.costUsd ?? 0) > 0) this.cost.inc({ model }, payload.step.costUsd);
+        this.countSpending(model, payload.step);
+        return;
+      }
+      case "context_compacted": {
+        // A summary is a model call the session pays for, outside the turn's usage events.
+        this.countSpending(this.modelLabel(session), payload.report.summaryUsage);
         return;
       }
       case "confirmation_required":
@@ -173,6 +177,17 @@ export class AgentdMetrics {
       default:
         return;
     }
+  }
+
+  private modelLabel(session: SessionView): string {
+    const model = session.config.model;
+    return this.label(this.models, model ? `${model.provider}/${model.model}` : "none");
+  }
+
+  private countSpending(model: string, usage: UsageTotals): void {
+    if (usage.inputTokens > 0) this.tokens.inc({ model, kind: "input" }, usage.inputTokens);
+    if (usage.outputTokens > 0) this.tokens.inc({ model, kind: "output" }, usage.outputTokens);
+    if ((usage.costUsd ?? 0) > 0) this.cost.inc({ model }, usage.costUsd);
   }
 
   private forgetSessionsGone(): void {

@@ -1,6 +1,7 @@
 import { invalidArgument } from "../errors.js";
 import { RuleSet } from "../policy/rules.js";
 import type { SessionConfigPatch } from "../session/types.js";
+import { hasLoneSurrogate } from "../util/text.js";
 
 /**
  * The largest values a client may send, so that no request can bloat every stored record, every
@@ -42,7 +43,7 @@ export const INPUT_LIMITS = {
 } as const;
 
 const ID = /^[A-Za-z0-9_-]+$/;
-const OWNER = /^[^\u0000-\u001f\u007f]+$/;
+const OWNER = /^[^\u0000-\u001f\u007f-\u009f]+$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const bytes = (value: string) => Buffer.byteLength(value, "utf8");
@@ -58,8 +59,8 @@ export function checkId(field: string, value: string): string {
 
 export function checkOwner(value: string): string {
   if (value === "") return value;
-  if (value.length > INPUT_LIMITS.ownerChars || !OWNER.test(value)) {
-    throw invalidArgument(`owner must be at most ${INPUT_LIMITS.ownerChars} characters, without control characters`);
+  if (value.length > INPUT_LIMITS.ownerChars || !OWNER.test(value) || hasLoneSurrogate(value)) {
+    throw invalidArgument(`owner must be at most ${INPUT_LIMITS.ownerChars} characters of well-formed text, without control characters`);
   }
   return value;
 }

@@ -47,6 +47,7 @@ import { isInside } from "../util/paths.js";
 import { ContextService, WORKSPACE_NOT_RESTORED } from "../context/service.js";
 import type { CompactionReport, ContextUsage, MessageMark } from "../context/types.js";
 import { OwnerSpending, type OwnerUsage } from "../costs/owner-spending.js";
+import { checkSessionBudget } from "../agent/loop.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -164,6 +165,7 @@ export class Runtime {
     });
     this.spending = new OwnerSpending(store, config.budgets, {
       onFailure: (error, rows) => logger.error({ err: error, rows }, "writing owners' spending to the store failed; will retry"),
+      onRecovery: () => logger.info("owners' spending written to the store after earlier failures"),
     });
     const budgeted = config.budgets.perOwnerUsd > 0 || Object.values(config.budgets.owners).some((usd) => usd > 0);
     const access = modelAccess({
@@ -212,6 +214,10 @@ export class Runtime {
       clientFor: (session, apiKey) => this.models.clientFor(session, apiKey),
       environment: (session) => ({ systemPrompt: this.capabilities.systemPrompt(session), tools: this.capabilities.toolset(session).definitions() }),
       costOf: (session, usage) => costOf(usage, priceOf(session.config.model, config.prices)),
+      checkBudget: async (session) => {
+        checkSessionBudget(session.config.limits.budgetUsd, session.usage.costUsd ?? 0);
+        if (budgeted) await this.spending.check(session.owner);
+      },
       logger,
     });
     this.turns = new TurnRunner({
@@ -222,7 +228,7 @@ export class Runtime {
       maxConcurrentTurnsPerOwner: config.limits.maxConcurrentTurnsPerOwner,
       logger,
       prices: config.prices,
-      ownerBudget: budgeted ? (owner) => this.spending.check(owner) : undefined,
+      ownerBudgets: budgeted ? this.spending : undefined,
       tracing: config.tracing.enabled,
       traceContent: config.tracing.enabled && config.tracing.recordContent,
     });
@@ -833,7 +839,8 @@ export class Runtime {
       await this.persister.flush();
       await this.options.cluster.leave();
     }
-    await this.spending.close();
+    const unwritten = await this.spending.close();
+    if (unwritten > 0) this.options.logger.error({ ownerDays: unwritten }, "owners' spending could not be written to the store before stopping; it is lost from their budgets");
     await this.persister.close();
     return this.persister.pendingCount();
   }

@@ -59,8 +59,13 @@ export interface TurnRunnerDeps {
   logger: Logger;
   /** The operator's prices by "provider/model", over the list prices (src/llm/prices.ts). */
   prices?: Readonly<Record<string, Price>>;
-  /** Rejects (RESOURCE_EXHAUSTED) once an owner has spent their budget; none: no budgets per owner. */
-  ownerBudget?: (owner: string) => Promise<void>;
+  /** Budgets per owner; none: no owner has one. */
+  ownerBudgets?: {
+    /** Rejects (RESOURCE_EXHAUSTED) once the owner has spent their budget. */
+    check(owner: string): Promise<void>;
+    /** US dollars per period; 0: none. */
+    budgetOf(owner: string): number;
+  };
   /** Whether turns make trace spans (tracing.enabled): without it they cost nothing on the turn's path. */
   tracing?: boolean;
   /** Record prompts and model outputs in the trace spans (tracing.recordContent). */
@@ -84,6 +89,7 @@ export class TurnRunner {
     if (session.persistenceError !== "") {
       throw new AgentdError("unavailable", `session ${session.id} cannot be written to the store (see its persistence_error); no new turn starts until it can: try again later`);
     }
+    this.checkPriced(session);
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);
@@ -105,6 +111,21 @@ export class TurnRunner {
     // The model is needed only after the calls: a missing key then fails the turn, not the restore.
     const llm: LlmClient = { provider: "resumed", stream: (request, context) => this.deps.models.clientFor(session, "").stream(request, context) };
     return this.launch(session, prompt, llm, { turnId: suspended.confirmation.turnId }, suspended);
+  }
+
+  /**
+   * A model without a price would cost a budgeted owner nothing, so no budget could stop it: such an
+   * owner's turns need a priced model (a configured price of 0 is one). The scripted model is free.
+   */
+  private checkPriced(session: Session): void {
+    const model = session.config.model;
+    if (!model || model.provider === "scripted" || !this.deps.ownerBudgets || !(this.deps.ownerBudgets.budgetOf(session.owner) > 0)) return;
+    if (priceOf(model, this.deps.prices ?? {})) return;
+    const key = `${model.provider}/${model.model}`;
+    throw new AgentdError(
+      "failed_precondition",
+      `the model ${key} has no price, so owner ${JSON.stringify(session.owner)}'s budget could not count what it costs; choose a model with a price, or ask the operator to add prices[${JSON.stringify(key)}] to the server's configuration`,
+    );
   }
 
   /** Whether an owner may start one more turn; a resumed turn was already counted before the restart. */
@@ -142,7 +163,7 @@ export class TurnRunner {
         systemPrompt: capabilities.systemPrompt(session),
         limits: config.limits,
         price: priceOf(config.model, this.deps.prices ?? {}),
-        ownerBudget: this.deps.ownerBudget ? () => this.deps.ownerBudget!(owner) : undefined,
+        ownerBudget: this.deps.ownerBudgets ? () => this.deps.ownerBudgets!.check(owner) : undefined,
         trace: turnSpan ? { context: turnSpan.context, provider: config.model?.provider ?? "none", model: modelName, recordContent: this.deps.traceContent === true } : undefined,
         temperature: config.model?.temperature,
         maxOutputTokens: config.model?.maxOutputTokens,

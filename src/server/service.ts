@@ -124,8 +124,11 @@ export function createAgentRuntimeService(deps: ServiceDeps): AgentRuntimeServer
     getSession: unary("GetSession", async (request, caller) => {
       const session = runtime.getSession(caller, request.sessionId);
       const treeUsage = runtime.treeUsage(caller, request.sessionId);
-      // The caller's own spending, or (an admin) the session owner's.
-      const ownerUsage = await runtime.ownerUsage(caller, session.owner);
+      // The caller's own spending, or (an admin) the session owner's; left out when the ledger cannot be read.
+      const ownerUsage = await runtime.ownerUsage(caller, session.owner).catch((error: unknown) => {
+        logger.warn({ err: error, owner: session.owner }, "reading the owner's spending failed; GetSession answers without it");
+        return undefined;
+      });
       return { session: toSessionProto(session, treeUsage, ownerUsage) };
     }),
 

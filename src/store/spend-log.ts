@@ -1,82 +1,114 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import type { UsageTotals } from "../session/types.js";
 import { syncDirectory, writeFileAtomic, writeFileSynced } from "./files.js";
 import { parseSpendRow, SpendTotals, type SpendLedger, type SpendRow } from "./spend.js";
 
 /**
  * The file store's spend ledger: one JSON line per owner and day added, appended and fsynced, and
- * added up in memory when first read. When the lines outnumber the owner-days they add up to (or
- * a crash tore the last one), loading rewrites the file as one line per owner and day.
+ * added up in memory when first read. Once the lines outnumber the owner-days they add up to (or a
+ * crash tore the last one), the file is rewritten as one line per owner and day, so its size follows
+ * the owners and days, not the model calls.
  */
 export class SpendLog implements SpendLedger {
   private totals = new SpendTotals();
-  private loaded: Promise<void> | null = null;
-  /** Appends one after another, so that lines never interleave. */
-  private appending: Promise<unknown> = Promise.resolve();
+  /** Lines in the file, and its length: an append that failed halfway is cut off by the next one. */
+  private lines = 0;
+  private bytes = 0;
+  private loaded = false;
+  /** Reads, appends and rewrites one after another, so that lines never interleave or land in a file being replaced. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly file: string,
     private readonly warn: (location: string, error: string) => void = () => {},
   ) {}
 
-  async addSpend(rows: readonly SpendRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    await this.load();
-    const text = rows.map((row) => `${JSON.stringify(row)}\n`).join("");
-    const append = this.appending.then(() => writeFileSynced(this.file, text, "a"));
-    this.appending = append.catch(() => {});
-    await append;
-    // Counted once stored: a failed append is retried by the caller, and must not count twice.
-    for (const row of rows) this.totals.add(row);
+  addSpend(rows: readonly SpendRow[]): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    return this.inTurn(async () => {
+      await this.load();
+      const text = rows.map((row) => `${JSON.stringify(row)}\n`).join("");
+      const created = this.bytes === 0;
+      this.bytes += await writeFileSynced(this.file, text, "a", this.bytes);
+      if (created) await syncDirectory(path.dirname(this.file));
+      this.lines += rows.length;
+      // Counted once stored: a failed append is retried by the caller, and must not count twice.
+      for (const row of rows) this.totals.add(row);
+      if (this.lines > 2 * this.totals.size + 64) await this.rewrite();
+    });
   }
 
   async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {
-    await this.load();
+    if (!this.loaded) await this.inTurn(() => this.load());
     return this.totals.sum(owner, fromDay);
   }
 
   /** Lets go of what was read; the next call reads the file again. */
-  async close(): Promise<void> {
-    await this.appending;
-    this.loaded = null;
-  }
-
-  private load(): Promise<void> {
-    this.loaded ??= this.read().catch((error: unknown) => {
-      this.loaded = null;
-      throw error;
+  close(): Promise<void> {
+    return this.inTurn(async () => {
+      this.loaded = false;
     });
-    return this.loaded;
   }
 
-  private async read(): Promise<void> {
+  private inTurn<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(step);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async load(): Promise<void> {
+    if (this.loaded) return;
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const text = await readFile(this.file, "utf8").catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return "";
-      throw error;
-    });
     const totals = new SpendTotals();
     let lines = 0;
     let bad = 0;
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
-      lines++;
-      let row: SpendRow | null = null;
-      try {
-        row = parseSpendRow(JSON.parse(line));
-      } catch {
-        row = null;
+    const size = await stat(this.file).then(
+      (found) => found.size,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return 0;
+        throw error;
+      },
+    );
+    let torn = false;
+    if (size > 0) {
+      // Line by line: the file may be larger than one string can be.
+      const reader = createInterface({ input: createReadStream(this.file, { encoding: "utf8" }), crlfDelay: Infinity });
+      for await (const line of reader) {
+        if (line === "") continue;
+        lines++;
+        let row: SpendRow | null = null;
+        try {
+          row = parseSpendRow(JSON.parse(line));
+        } catch {
+          row = null;
+        }
+        if (row) totals.add(row);
+        else bad++;
       }
-      if (row) totals.add(row);
-      else bad++;
+      torn = !(await endsWithNewline(this.file, size));
     }
     this.totals = totals;
-    const torn = text !== "" && !text.endsWith("\n");
+    this.lines = lines;
+    this.bytes = size;
+    this.loaded = true;
     if (bad > 0) this.warn(this.file, `skipped ${bad} unreadable line(s) of the spend ledger${torn ? " (a write cut off by a crash)" : ""}`);
-    if (torn || bad > 0 || lines > 2 * totals.size + 64) {
-      await writeFileAtomic(this.file, totals.rows().map((row) => `${JSON.stringify(row)}\n`).join(""));
-      await syncDirectory(path.dirname(this.file));
-    }
+    if (torn || bad > 0 || lines > 2 * totals.size + 64) await this.rewrite();
   }
+
+  /** The file as one line per owner and day, replacing it whole (a crash leaves the old one or the new one). */
+  private async rewrite(): Promise<void> {
+    const rows = this.totals.rows();
+    this.bytes = await writeFileAtomic(this.file, rows.map((row) => `${JSON.stringify(row)}\n`).join(""));
+    await syncDirectory(path.dirname(this.file));
+    this.lines = rows.length;
+  }
+}
+
+async function endsWithNewline(file: string, size: number): Promise<boolean> {
+  const stream = createReadStream(file, { start: size - 1, end: size - 1 });
+  for await (const chunk of stream as AsyncIterable<Buffer>) return chunk[0] === 0x0a;
+  return false;
 }

@@ -13,7 +13,10 @@ export interface ToolContext extends TurnContext {
 export interface ToolOutput {
   output: string;
   isError: boolean;
-  /** Model tokens the tool itself spent (a subagent's turn), added to the calling turn's usage. */
+  /**
+   * Model tokens the tool itself spent (a subagent's turn), added to the calling turn's usage. They
+   * are taken as paid for already (the subagent's session told its owner's ledger), not charged again.
+   */
   usage?: UsageTotals;
 }
 

@@ -28,16 +28,30 @@ describe("the file store's spend ledger", () => {
     expect(await new SpendLog(file).spendOf("alice", "2026-11-02")).toEqual({ inputTokens: 2, outputTokens: 4, costUsd: 0.5 });
   });
 
-  it("a file of many small additions is rewritten as one line per owner and day when read", async () => {
+  it("stays one line per owner and day, give or take, however many model calls are added", async () => {
     const file = path.join(await makeTempDir(), "spend.log");
     const log = new SpendLog(file);
+    // Two owner-days: past 2 x 2 + 64 lines the file is rewritten as two, while it runs.
     for (let i = 0; i < 100; i++) await log.addSpend([row(i % 2 === 0 ? "a" : "b", "2026-11-01", 0.5)]);
-    expect(await lines(file)).toHaveLength(100);
+    expect(await lines(file)).toHaveLength(100 - 69 + 2);
+    expect(await log.spendOf("a", "")).toEqual({ inputTokens: 50, outputTokens: 100, costUsd: 25 });
     await log.close();
 
     const again = new SpendLog(file);
     expect(await again.spendOf("a", "")).toEqual({ inputTokens: 50, outputTokens: 100, costUsd: 25 });
     expect(await again.spendOf("b", "2026-11-01")).toEqual({ inputTokens: 50, outputTokens: 100, costUsd: 25 });
-    expect(await lines(file)).toHaveLength(2);
+  });
+
+  it("an append that failed halfway is cut off by the next one, which is kept whole", async () => {
+    const dir = await makeTempDir();
+    const file = path.join(dir, "spend.log");
+    const log = new SpendLog(file);
+    await log.addSpend([row("alice", "2026-11-01", 1)]);
+    // What a write cut short by a full disk leaves: part of a line, never acknowledged.
+    await appendFile(file, '{"owner":"alice","day":"2026-11-01","inputTok');
+    await log.addSpend([row("alice", "2026-11-01", 2)]);
+    const warnings: string[] = [];
+    expect(await new SpendLog(file, (_location, error) => warnings.push(error)).spendOf("alice", "")).toEqual({ inputTokens: 2, outputTokens: 4, costUsd: 3 });
+    expect(warnings).toEqual([]);
   });
 });

@@ -25,6 +25,20 @@ describe("configuration", () => {
     expect(() => resolveConfig({ store: "postgres", database: { url: "postgres://u:pw@h/db", poolSize: 0 } })).toThrow("database.poolSize must be a positive integer");
   });
 
+  it("checks every key of the owners' budgets: a budget a typo turned off would stop nobody", () => {
+    const budgets = (value: unknown) => () => resolveConfig({ budgets: value } as never);
+    expect(resolveConfig({ budgets: { perOwnerUsd: 5, owners: { ci: 50, ops: 0 } } }).budgets).toEqual({ period: "month", perOwnerUsd: 5, owners: { ci: 50, ops: 0 } });
+    expect(budgets({ perOwnerUSD: 5 })).toThrow('budgets has unknown key(s) "perOwnerUSD"; the keys are "period", "perOwnerUsd" and "owners"');
+    expect(budgets({ period: "week" })).toThrow('budgets.period must be "day", "month" or "total", got "week"');
+    expect(budgets({ perOwnerUsd: -1 })).toThrow("budgets.perOwnerUsd must be a non-negative number of US dollars, got -1");
+    expect(budgets({ perOwnerUsd: "5" })).toThrow('budgets.perOwnerUsd must be a non-negative number of US dollars, got "5"');
+    expect(budgets({ owners: null })).toThrow("budgets.owners must be an object of owner names to US dollars");
+    expect(budgets({ owners: "abc" })).toThrow("budgets.owners must be an object of owner names to US dollars");
+    expect(budgets({ owners: { alice: "x" } })).toThrow('budgets.owners["alice"] must be a non-negative number of US dollars, got "x"');
+    expect(budgets({ owners: { "": 1 } })).toThrow("budgets.owners has a key that is no owner name (an owner name must not be empty)");
+    expect(budgets({ owners: { "a\u0001": 1 } })).toThrow("budgets.owners has a key that is no owner name (owner must be at most");
+  });
+
   it("reads a JSON file and names the file when it is not JSON", async () => {
     const dir = await makeTempDir();
     const good = path.join(dir, "good.json");

@@ -61,7 +61,7 @@ describe("OwnerSpending", () => {
     expect(refused).toBeInstanceOf(AgentdError);
     expect((refused as AgentdError).kind).toBe("resource_exhausted");
     expect((refused as AgentdError).message).toBe(
-      'owner "alice" has spent their budget (1 USD per month; spent 1.000000 USD); it renews at 2026-12-01T00:00:00.000Z, or the operator raises budgets.perOwnerUsd in the server\'s configuration',
+      'owner "alice" has spent their budget (1 USD per month; spent 1.000000 USD). It renews at 2026-12-01T00:00:00.000Z; to go on sooner, ask the operator to raise budgets.perOwnerUsd in the server\'s configuration',
     );
     spending.record("bob", { inputTokens: 1, outputTokens: 1, costUsd: 1.5 });
     await expect(spending.check("bob")).resolves.toBeUndefined();
@@ -89,5 +89,28 @@ describe("OwnerSpending", () => {
     expect(ledger.written).toEqual([{ owner: "alice", day: expect.any(String), inputTokens: 15, outputTokens: 0, costUsd: 1.5 }]);
     expect((await spending.usageOf("alice")).usage).toEqual({ inputTokens: 15, outputTokens: 0, costUsd: 1.5 });
     await spending.close();
+  });
+
+  it("counts a write under way (never less than was spent), and close() says what it could not write", async () => {
+    let release: () => void = () => {};
+    const ledger = new FlakyLedger();
+    const slow = Object.assign(Object.create(ledger) as FlakyLedger, {
+      addSpend: (rows: readonly SpendRow[]) => new Promise<void>((resolve) => (release = () => resolve(ledger.addSpend(rows)))),
+    });
+    const spending = new OwnerSpending(slow, { period: "total", perOwnerUsd: 1, owners: {} }, { flushDelayMs: 60_000 });
+    spending.record("alice", { inputTokens: 1, outputTokens: 0, costUsd: 5 });
+    const writing = spending.flush();
+    expect((await spending.usageOf("alice")).usage.costUsd).toBe(5);
+    await expect(spending.check("alice")).rejects.toThrow(/has spent their budget/);
+    release();
+    await writing;
+    expect((await spending.usageOf("alice")).usage.costUsd).toBe(5);
+
+    // A ledger that keeps failing: close() tries a few times, then reports the owner-days it lost.
+    ledger.failing = true;
+    const failing = new OwnerSpending(ledger, { period: "total", perOwnerUsd: 0, owners: {} }, { flushDelayMs: 5 });
+    failing.record("bob", { inputTokens: 1, outputTokens: 0, costUsd: 1 });
+    failing.record("carol", { inputTokens: 1, outputTokens: 0, costUsd: 1 });
+    expect(await failing.close()).toBe(2);
   });
 });

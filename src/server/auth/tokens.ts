@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Caller } from "../../runtime/caller.js";
+import { hasLoneSurrogate } from "../../util/text.js";
 
 /**
  * The tokens file: bearer tokens stored as SHA-256 hashes, each naming the principal it stands for.
@@ -23,7 +24,7 @@ export interface TokenEntry {
 /** Same rule as an owner sent by a client: 1 to 128 characters, no control characters. */
 export const MAX_OWNER_CHARS = 128;
 const MAX_NAME_CHARS = 128;
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 const ENTRY_KEYS = new Set(["sha256", "owner", "role", "name"]);
 
@@ -46,6 +47,7 @@ export function ownerProblem(owner: unknown): string | null {
   if (owner === "") return "must not be empty";
   if (owner.length > MAX_OWNER_CHARS) return `must be at most ${MAX_OWNER_CHARS} characters`;
   if (CONTROL.test(owner)) return "must not contain control characters";
+  if (hasLoneSurrogate(owner)) return "must be well-formed text (half of a surrogate pair alone)";
   // Sessions made without authentication (before it was turned on) belong to "default".
   if (owner === "default") return 'must not be "default", the owner of sessions made without authentication';
   return null;
