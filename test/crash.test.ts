@@ -44,11 +44,19 @@ interface Losses {
   sessions: string[];
   turns: string[];
   reusedSequences: string[];
+  /** The owner's ledger holds less than the turns acknowledged so far reported. */
+  spending: string[];
 }
 
-/** Checks a restarted server against what the clients of the killed one were told. */
-async function check(client: AgentdClient, ack: Acknowledged): Promise<Losses> {
-  const losses: Losses = { sessions: [], turns: [], reusedSequences: [] };
+/**
+ * Checks a restarted server against what the clients of the killed one were told; `spentBefore`:
+ * the tokens of every turn acknowledged so far. Returns the losses and the tokens its own turns used.
+ */
+async function check(client: AgentdClient, ack: Acknowledged, spentBefore: number): Promise<{ losses: Losses; tokens: number }> {
+  const losses: Losses = { sessions: [], turns: [], reusedSequences: [], spending: [] };
+  const ledger = (await client.getOwnerUsage({})).ownerUsage!.usage!.totalTokens;
+  if (ledger < spentBefore) losses.spending.push(`the owner's ledger holds ${ledger} tokens, the acknowledged turns used ${spentBefore}`);
+  let tokens = 0;
   for (const id of ack.sessions) {
     await client.getSession({ sessionId: id }).catch((error: ServiceError) => {
       if (error.code !== status.NOT_FOUND) throw error;
@@ -71,11 +79,14 @@ async function check(client: AgentdClient, ack: Acknowledged): Promise<Losses> {
     [...ack.maxSequence].map(async ([sessionId, seen]) => {
       let first = 0;
       // The whole turn is read: leaving early would cancel it, and the next round's first turn would find it running.
-      for await (const event of events(client.streamGenerate({ sessionId, prompt: "after the crash" }))) first ||= event.sequence;
+      for await (const event of events(client.streamGenerate({ sessionId, prompt: "after the crash" }))) {
+        first ||= event.sequence;
+        if (event.payload?.$case === "turnCompleted") tokens += event.payload.turnCompleted.result?.usage?.totalTokens ?? 0;
+      }
       if (first <= seen) losses.reusedSequences.push(`${sessionId}: ${first} after ${seen}`);
     }),
   );
-  return losses;
+  return { losses, tokens };
 }
 
 describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
@@ -83,7 +94,7 @@ describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
     const dataDir = await makeTempDir("agentd-crash-");
     // Frequent checkpoints, so that kills land in the middle of them too.
     const configFile = path.join(dataDir, "config.json");
-    await writeFile(configFile, JSON.stringify({ persistence: { checkpointIntervalMs: 500 } }));
+    await writeFile(configFile, JSON.stringify({ persistence: { checkpointIntervalMs: 500 }, budgets: { period: "total", perOwnerUsd: 0, owners: {} } }));
     const database = store === "postgres" ? await freshDatabase() : null;
     const storeArgs = database ? ["--store", "postgres", "--database-url", database.url] : [];
     const start = () => spawnServer(dataDir, ["--config", configFile, ...storeArgs]);
@@ -92,6 +103,7 @@ describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
     const sessions: string[] = [];
     for (let i = 0; i < SESSIONS; i++) sessions.push((await client.createSession({ config: { model: CRASH_MODEL } })).session!.id);
     const totals = { sessions: 0, turns: 0, lostSessions: 0, lostTurns: 0, reused: 0 };
+    let spent = 0;
     try {
       for (let round = 0; round < ROUNDS; round++) {
         const ack = acknowledged();
@@ -109,7 +121,9 @@ describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
         // Start-up removed what the interrupted writes left behind.
         for (const name of leftBehind) await expect(stat(path.join(dataDir, "sessions", name)), name).rejects.toThrow("ENOENT");
         client = new AgentdClient(server.address);
-        const losses = await check(client, ack);
+        spent += ack.tokens;
+        const { losses, tokens } = await check(client, ack, spent);
+        spent += tokens;
         totals.sessions += ack.sessions.size;
         totals.turns += ack.turns.length;
         totals.lostSessions += losses.sessions.length;
@@ -120,7 +134,7 @@ describe.each(["file", "postgres"] as const)("kill -9, %s store", (store) => {
             `${ack.sessions.size} acknowledged sessions (${losses.sessions.length} lost), ` +
             `${losses.reusedSequences.length} sequence numbers reused, ${leftBehind.length} interrupted writes cleaned up`,
         );
-        expect(losses).toEqual({ sessions: [], turns: [], reusedSequences: [] });
+        expect(losses).toEqual({ sessions: [], turns: [], reusedSequences: [], spending: [] });
       }
     } finally {
       console.log(`crash test totals: ${JSON.stringify(totals)}`);

@@ -1005,7 +1005,8 @@ export class Runtime {
     return new Session(
       record,
       (changed) => this.scheduleWrite(changed),
-      (session) => this.persister.flushSession(session.id),
+      // What a session acknowledges (a turn's end) includes what its owner spent so far: both are written.
+      (session) => Promise.all([this.persister.flushSession(session.id), this.spending.flush()]).then(([stored]) => stored),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
       this.options.observe ?? null,
       (session, usage) => this.spending.record(session.owner, usage),

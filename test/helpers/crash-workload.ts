@@ -10,10 +10,12 @@ export interface Acknowledged {
   turns: Array<{ sessionId: string; turnId: string; prompt: string }>;
   /** The highest sequence number each session's clients saw. */
   maxSequence: Map<string, number>;
+  /** Tokens those turns reported used: their owner's spending. */
+  tokens: number;
 }
 
 export function acknowledged(): Acknowledged {
-  return { sessions: new Set(), turns: [], maxSequence: new Map() };
+  return { sessions: new Set(), turns: [], maxSequence: new Map(), tokens: 0 };
 }
 
 /** Two model calls per turn, with a tool call between: several messages and writes per turn. */
@@ -38,7 +40,10 @@ export async function runUntilFailure(client: AgentdClient, sessions: string[], 
       try {
         for await (const event of events(client.streamGenerate({ sessionId, prompt }))) {
           if (event.sequence > (ack.maxSequence.get(sessionId) ?? 0)) ack.maxSequence.set(sessionId, event.sequence);
-          if (event.payload?.$case === "turnCompleted") ack.turns.push({ sessionId, turnId: event.turnId, prompt });
+          if (event.payload?.$case === "turnCompleted") {
+            ack.turns.push({ sessionId, turnId: event.turnId, prompt });
+            ack.tokens += event.payload.turnCompleted.result?.usage?.totalTokens ?? 0;
+          }
         }
       } catch {
         up = false;
