@@ -8,6 +8,8 @@ packages=()
 if ! { python3 -c "import grpc, google.protobuf" 2>/dev/null || /usr/bin/python3 -c "import grpc, google.protobuf" 2>/dev/null; }; then
   packages+=(python3-grpcio python3-protobuf)
 fi
+# The Python test installs the package with pip, offline (no build isolation): setuptools and wheel.
+python3 -c "import pip, setuptools, wheel" 2>/dev/null || /usr/bin/python3 -c "import pip, setuptools, wheel" 2>/dev/null || packages+=(python3-pip python3-setuptools python3-wheel)
 command -v protoc >/dev/null || packages+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || packages+=(protobuf-compiler-grpc)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || packages+=(libprotobuf-dev)

@@ -1,7 +1,8 @@
 /**
- * The Python client package (clients/python): its example runs against a real server, and its
- * generated stubs match proto/. Needs python3 with grpcio and protobuf (Debian: python3-grpcio
- * python3-protobuf; .ci/run installs them), and protoc with grpc_python_plugin for the stubs check.
+ * The Python client package (clients/python): it installs with pip, its example runs from the
+ * installed copy against a real server, and its generated stubs match proto/. Needs python3 with
+ * grpcio, protobuf, pip, setuptools and wheel (Debian's packages; scripts/test-deps.sh installs
+ * them), and protoc with grpc_python_plugin for the stubs check.
  */
 import { execFile, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -18,7 +19,7 @@ const start = serversStoppedAfterAll();
 const scratch: string[] = [];
 afterAll(() => scratch.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-const HOW = "on Debian/Ubuntu: apt-get install python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc (or pip install grpcio protobuf; AGENTD_PYTHON names the interpreter)";
+const HOW = "on Debian/Ubuntu: apt-get install python3-grpcio python3-protobuf python3-pip python3-setuptools python3-wheel protobuf-compiler protobuf-compiler-grpc (or pip install grpcio protobuf; AGENTD_PYTHON names the interpreter)";
 
 /** A python3 that has grpcio and protobuf: AGENTD_PYTHON, the one on PATH, or the system's. */
 function python(): string {
@@ -36,9 +37,21 @@ function need(tool: string): void {
 describe("the Python client", () => {
   it("runs its example against a real server: a turn, an approval, the cost, the event log", async () => {
     const interpreter = python();
+    // Installed as a user would (pip, from the package folder; offline, so its dependencies are the
+    // system's), and run from elsewhere: the example uses the installed package, not the sources.
+    const installed = mkdtempSync(path.join(tmpdir(), "agentd-py-installed-"));
+    scratch.push(installed);
+    const pip = spawnSync(interpreter, ["-m", "pip", "install", "--quiet", "--target", installed, "--no-deps", "--no-build-isolation", "--no-index", PACKAGE], {
+      encoding: "utf8",
+      cwd: installed,
+      env: { ...process.env, PIP_DISABLE_PIP_VERSION_CHECK: "1", PIP_ROOT_USER_ACTION: "ignore" },
+    });
+    expect(pip.status, `pip install failed (${HOW}): ${pip.stderr}`).toBe(0);
+    expect(readdirSync(installed)).toEqual(expect.arrayContaining(["agentd", "agentd_client"]));
     const t = await start({ config: { prices: { "scripted/script": { inputPerMillion: 100, outputPerMillion: 400 } }, budgets: { period: "day", perOwnerUsd: 5, owners: {} } } });
     const { stdout } = await run(interpreter, [path.join(PACKAGE, "examples/quickstart.py"), "--server", t.server.address], {
-      env: { ...process.env, PYTHONPATH: PACKAGE },
+      cwd: installed,
+      env: { ...process.env, PYTHONPATH: installed, PYTHONSAFEPATH: "1" },
       timeout: 60_000,
     });
     const session = /^session (\S+)$/m.exec(stdout)?.[1];
