@@ -6,7 +6,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { hashToken, newToken } from "../src/server/auth/tokens.js";
-import { makeTempDir, scripted, serversStoppedAfterAll } from "./helpers/harness.js";
+import { makeTempDir, scripted, serversStoppedAfterAll, waitFor } from "./helpers/harness.js";
 
 const start = serversStoppedAfterAll();
 const consoleOn = { console: { enabled: true, host: "127.0.0.1", port: 0 } };
@@ -135,6 +135,30 @@ describe("the web console", () => {
     // EventSource cannot send headers: the token may come as a query parameter.
     const events = await readEvents(`${base}/api/sessions/${session!.id}/events?after=0&access_token=${alice}`, (e) => e.some(([name]) => name === "caught_up"));
     expect(events.some(([name]) => name === "caught_up")).toBe(true);
+  });
+
+  it("keeps at most console.maxStreams event streams open; one closed makes room", async () => {
+    const t = await start({ config: { console: { enabled: true, host: "127.0.0.1", port: 0, maxStreams: 2 } } });
+    const base = `http://${t.server.consoleAddress}`;
+    const { session } = await t.client.createSession({});
+    const url = `${base}/api/sessions/${session!.id}/events?after=0`;
+    const readers = [new AbortController(), new AbortController()];
+    const open = await Promise.all(readers.map((reader) => fetch(url, { signal: reader.signal })));
+    expect(open.map((response) => response.status)).toEqual([200, 200]);
+    const refused = await fetch(url);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { message: string }).message).toBe(
+      "the console has 2 event streams open, its limit (console.maxStreams); close some pages or tabs",
+    );
+    readers[0]!.abort();
+    const again = await waitFor(async () => {
+      const response = await fetch(url);
+      if (response.status === 200) return response;
+      await response.body?.cancel();
+      return undefined;
+    });
+    await again.body?.cancel();
+    readers[1]!.abort();
   });
 
   it("refuses to listen beyond loopback without authentication, like the gRPC port", async () => {

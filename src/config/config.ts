@@ -51,6 +51,8 @@ export interface RuntimeConfig {
     port: number;
     /** On a cluster, how the other nodes' consoles reach this one; "" means host:port as bound (a wildcard host becomes this machine's name). */
     advertiseAddress: string;
+    /** Event streams (live turns, event logs) open at once; more are refused with 429 until some close. */
+    maxStreams: number;
   };
   /** OpenTelemetry traces: a span per RPC, turn, model call and tool call, sent over OTLP/HTTP; off by default. */
   tracing: {
@@ -241,7 +243,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   metrics: { enabled: false, host: "127.0.0.1", port: 9464 },
   prices: {},
   budgets: { period: "month", perOwnerUsd: 0, owners: {} },
-  console: { enabled: false, host: "127.0.0.1", port: 8484, advertiseAddress: "" },
+  console: { enabled: false, host: "127.0.0.1", port: 8484, advertiseAddress: "", maxStreams: 256 },
   tracing: { enabled: false, otlpEndpoint: "http://127.0.0.1:4318/v1/traces", serviceName: "agentd", recordContent: false },
   limits: { maxSessions: 10_000, maxSessionsPerOwner: 1_000, maxConcurrentTurnsPerOwner: 64 },
   auth: { tokensFile: "", jwt: null, adminOwners: [] },
@@ -397,6 +399,7 @@ function validateConfig(config: RuntimeConfig): void {
   if (!LOG_FORMATS.includes(config.logFormat)) {
     throw new Error(`logFormat must be "auto", "json" or "pretty", got "${String(config.logFormat)}"`);
   }
+  positive("console.maxStreams", config.console.maxStreams);
   positive("limits.maxSessions", config.limits.maxSessions);
   positive("limits.maxSessionsPerOwner", config.limits.maxSessionsPerOwner);
   positive("limits.maxConcurrentTurnsPerOwner", config.limits.maxConcurrentTurnsPerOwner);

@@ -37,6 +37,8 @@ export interface ConsoleOptions {
   authenticate(token: string): Promise<Caller>;
   host: string;
   port: number;
+  /** Event streams open at once (served here or sent on to another node's console); default 256. */
+  maxStreams?: number;
   /** On a cluster: where a node's console answers (host:port), "" when it has none; and this node's id. */
   cluster?: { consoleOf(nodeId: string): Promise<string>; nodeId: string };
 }
@@ -62,16 +64,17 @@ const STATUS: Partial<Record<ErrorKind, number>> = {
 const MAX_BODY_BYTES = 1024 * 1024;
 /** What may wait for one slow event-stream reader. */
 const MAX_WAITING_BYTES = 4 * 1024 * 1024;
-/** Event streams open at once on one console. */
+/** Event streams open at once on one console, unless configured. */
 const MAX_STREAMS = 256;
 
 /** What one console keeps between requests. */
 interface ConsoleState {
   streams: number;
+  maxStreams: number;
 }
 
 export async function serveConsole(options: ConsoleOptions): Promise<ConsoleEndpoint> {
-  const state: ConsoleState = { streams: 0 };
+  const state: ConsoleState = { streams: 0, maxStreams: options.maxStreams ?? MAX_STREAMS };
   const server: Server = createServer((request, response) => {
     handle(options, state, request, response).catch((error: unknown) => fail(response, error, options.logger));
   });
@@ -191,7 +194,9 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
 
 /** Counts an event stream (served here or sent on) against the console's cap while it is open. */
 function countStream(state: ConsoleState, response: ServerResponse): void {
-  if (state.streams >= MAX_STREAMS) throw new AgentdError("resource_exhausted", `the console has ${MAX_STREAMS} event streams open; close some`);
+  if (state.streams >= state.maxStreams) {
+    throw new AgentdError("resource_exhausted", `the console has ${state.maxStreams} event streams open, its limit (console.maxStreams); close some pages or tabs`);
+  }
   state.streams++;
   response.once("close", () => state.streams--);
 }

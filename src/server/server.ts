@@ -144,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         audit: (entry) => audit.record(entry),
         host: config.console.host,
         port: config.console.port,
+        maxStreams: config.console.maxStreams,
         cluster: cluster ? { consoleOf: (id) => cluster.consoleOf(id), nodeId: cluster.nodeId } : undefined,
         authenticate: (token) => {
           const metadata = new Metadata();
