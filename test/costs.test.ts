@@ -76,6 +76,12 @@ describe("costs and budgets", () => {
     expect(price("openai", "gpt-4o-2024-11-20", { "openai/gpt-4o": { inputPerMillion: 9, outputPerMillion: 9 } })).toEqual({ inputPerMillion: 9, outputPerMillion: 9 });
     expect(price("openai", "gpt-4o-mini-2024-07-18")).toEqual(price("openai", "gpt-4o-mini"));
     expect(price("openai", "gpt-unlisted")).toBeNull();
+    // A snapshot priced apart keeps its own price, and does not lend it to its model or other snapshots.
+    expect(price("openai", "gpt-4o-2024-05-13")).toEqual({ inputPerMillion: 5, outputPerMillion: 15 });
+    expect(price("openai", "gpt-4o")).toEqual({ inputPerMillion: 2.5, outputPerMillion: 10 });
+    expect(price("openai", "gpt-4o-2024-08-06")).toEqual({ inputPerMillion: 2.5, outputPerMillion: 10 });
+    // An operator's price for one snapshot is for that snapshot alone.
+    expect(price("openai", "gpt-4o-2024-08-06", { "openai/gpt-4o-2024-11-20": { inputPerMillion: 1, outputPerMillion: 1 } })).toEqual({ inputPerMillion: 2.5, outputPerMillion: 10 });
   });
 
   it("adds up each owner's spending over all their sessions, destroyed ones too, and stops an owner's turns at their budget", async () => {

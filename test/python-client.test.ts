@@ -41,7 +41,11 @@ describe("the Python client", () => {
     // system's), and run from elsewhere: the example uses the installed package, not the sources.
     const installed = mkdtempSync(path.join(tmpdir(), "agentd-py-installed-"));
     scratch.push(installed);
-    const pip = spawnSync(interpreter, ["-m", "pip", "install", "--quiet", "--target", installed, "--no-deps", "--no-build-isolation", "--no-index", PACKAGE], {
+    // From a copy: a build leaves folders (build/, *.egg-info) beside the sources it builds.
+    const source = mkdtempSync(path.join(tmpdir(), "agentd-py-source-"));
+    scratch.push(source);
+    cpSync(PACKAGE, source, { recursive: true, filter: (from) => !/(^|\/)(build|__pycache__|[^/]*\.egg-info)$/.test(from) });
+    const pip = spawnSync(interpreter, ["-m", "pip", "install", "--quiet", "--target", installed, "--no-deps", "--no-build-isolation", "--no-index", source], {
       encoding: "utf8",
       cwd: installed,
       env: { ...process.env, PIP_DISABLE_PIP_VERSION_CHECK: "1", PIP_ROOT_USER_ACTION: "ignore" },

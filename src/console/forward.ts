@@ -22,15 +22,22 @@ export function forwardToConsole(target: string, request: IncomingMessage, respo
   }
   const payload = body === null ? null : Buffer.from(JSON.stringify(body));
   if (payload) headers["content-length"] = String(payload.length);
-  const { hostname, port } = new URL(`http://${target}`);
+  const unreachable = (why: string) => new AgentdError("unavailable", `the console of the node that runs this session (${target}) did not answer: ${why}; try again`);
+  let address: URL;
+  try {
+    address = new URL(`http://${target}`);
+  } catch {
+    return Promise.reject(unreachable("its registered address is not host:port"));
+  }
+  // The reader left while this node looked the session up: nothing to send on.
+  if (response.destroyed) return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
-    const upstream = httpRequest({ host: hostname.replace(/^\[|\]$/g, ""), port: Number(port) || 80, method: request.method, path: request.url, headers, timeout: CONNECT_TIMEOUT_MS });
-    const unreachable = (why: string) => reject(new AgentdError("unavailable", `the console of the node that runs this session (${target}) did not answer: ${why}; try again`));
-    upstream.once("timeout", () => upstream.destroy(new Error("timed out")));
-    upstream.once("error", (error) => (response.headersSent ? response.destroy() : unreachable(error.message)));
+    const upstream = httpRequest({ host: address.hostname.replace(/^\[|\]$/g, ""), port: Number(address.port) || 80, method: request.method, path: request.url, headers, timeout: CONNECT_TIMEOUT_MS });
+    upstream.on("timeout", () => upstream.destroy(new Error("timed out")));
+    upstream.on("error", (error) => (response.headersSent ? response.destroy() : reject(unreachable(error.message))));
     upstream.once("response", (answer: IncomingMessage) => {
-      // An event stream stays open as long as the reader does: no timeout once it answered.
-      upstream.setTimeout(0);
+      // An event stream stays open as long as the reader does; any other answer must come in time.
+      if (answer.headers["content-type"] === "text/event-stream") upstream.setTimeout(0);
       const kept: Record<string, string> = {};
       for (const name of ["content-type", "cache-control"]) {
         const value = answer.headers[name];

@@ -192,13 +192,18 @@ async function handle(options: ConsoleOptions, state: ConsoleState, request: Inc
   throw new AgentdError("not_found", `no ${request.method} at ${path}`);
 }
 
-/** Counts an event stream (served here or sent on) against the console's cap while it is open. */
-function countStream(state: ConsoleState, response: ServerResponse): void {
+/**
+ * Counts an event stream (served here or sent on) against the console's cap while it is open;
+ * false when its reader has gone already (while the session was looked up): nothing to serve.
+ */
+function countStream(state: ConsoleState, response: ServerResponse): boolean {
+  if (response.destroyed) return false;
   if (state.streams >= state.maxStreams) {
     throw new AgentdError("resource_exhausted", `the console has ${state.maxStreams} event streams open, its limit (console.maxStreams); close some pages or tabs`);
   }
   state.streams++;
   response.once("close", () => state.streams--);
+  return true;
 }
 
 /** Sends the request on to the console of the node that runs the session; once, never on from there. */
@@ -214,15 +219,15 @@ async function forward(
   // Sent here by another console, yet run elsewhere: the session moved meanwhile.
   if (request.headers[HOP_HEADER] !== undefined) throw new AgentdError("unavailable", `session ${sessionId} just moved to another node; try again`);
   const target = options.cluster ? await options.cluster.consoleOf(place.nodeId) : "";
-  if (target === "") throw new AgentdError("unavailable", `session ${sessionId} runs on another node (${place.address}) whose console is off; turn it on there (console.enabled)`);
+  if (target === "") throw new AgentdError("unavailable", `session ${sessionId} runs on another node (${place.address}) whose console is off or only on its loopback address; open the console there, or set its console.host and console.advertiseAddress`);
   const body = request.method === "POST" ? await readJson(request) : null;
-  if (sub === "events") countStream(state, response);
+  if (sub === "events" && !countStream(state, response)) return;
   await forwardToConsole(target, request, response, body, options.cluster!.nodeId);
 }
 
 /** The session's events as server-sent events: `event: agentd` with the event as JSON, `id:` its sequence. */
 function streamEvents(options: ConsoleOptions, state: ConsoleState, caller: Caller, sessionId: string, after: number, request: IncomingMessage, response: ServerResponse): void {
-  countStream(state, response);
+  if (!countStream(state, response)) return;
   const lastEventId = Number(request.headers["last-event-id"] ?? "");
   const from = Number.isSafeInteger(lastEventId) && lastEventId > after ? lastEventId : after;
   const items = options.runtime.subscribe(caller, sessionId, { afterSequence: from, includeDescendants: false, fromOldestKept: true });
@@ -253,7 +258,10 @@ function streamEvents(options: ConsoleOptions, state: ConsoleState, caller: Call
 
 /** Runs an action and writes its audit line, with its outcome. */
 function audited<T>(options: ConsoleOptions, request: IncomingMessage, caller: Caller, method: string, sessionId: string, action: () => T): T {
-  const peer = `${request.socket.remoteAddress ?? ""}:${request.socket.remotePort ?? ""}`;
+  // A request another node's console sent on says which node (the socket's peer is that node).
+  const hop = request.headers[HOP_HEADER];
+  const via = typeof hop === "string" && /^[\w.:-]{1,100}$/.test(hop) ? ` (sent on by node ${hop})` : "";
+  const peer = `${request.socket.remoteAddress ?? ""}:${request.socket.remotePort ?? ""}${via}`;
   try {
     const result = action();
     options.audit({ method, caller, sessionId, result: "OK", peer });

@@ -142,6 +142,14 @@ export class OwnerSpending {
   }
 
   /**
+   * What an acknowledgement waits for: what waits is written, unless writes are failing (then the
+   * retries go on at their own pace, and nothing that waits for them is held up).
+   */
+  settle(): Promise<void> {
+    return this.failing ? Promise.resolve() : this.flush();
+  }
+
+  /**
    * Writes what waits (trying a few times) and stops; returns the owner-days whose spending could
    * not be written, which are lost.
    */

@@ -13,6 +13,8 @@ export interface Price {
  */
 export const DEFAULT_PRICES: Readonly<Record<string, Price>> = Object.freeze({
   "openai/gpt-4o": { inputPerMillion: 2.5, outputPerMillion: 10 },
+  // The first gpt-4o snapshot kept its launch price.
+  "openai/gpt-4o-2024-05-13": { inputPerMillion: 5, outputPerMillion: 15 },
   "openai/gpt-4o-mini": { inputPerMillion: 0.15, outputPerMillion: 0.6 },
   "openai/gpt-4.1": { inputPerMillion: 2, outputPerMillion: 8 },
   "openai/gpt-4.1-mini": { inputPerMillion: 0.4, outputPerMillion: 1.6 },
@@ -37,7 +39,13 @@ const SNAPSHOT_SUFFIX = /-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$/;
 
 const undated = (key: string) => key.replace(SNAPSHOT_SUFFIX, "");
 
-const DEFAULT_PRICES_UNDATED: ReadonlyMap<string, Price> = new Map(Object.entries(DEFAULT_PRICES).map(([key, price]) => [undated(key), price]));
+/** The list prices by undated name: a model's own entry, else its alias's ("claude-3-7-sonnet-latest"); a snapshot's own price names no other. */
+const DEFAULT_PRICES_UNDATED: ReadonlyMap<string, Price> = (() => {
+  const byName = new Map<string, Price>();
+  for (const [key, price] of Object.entries(DEFAULT_PRICES)) if (undated(key) === key) byName.set(key, price);
+  for (const [key, price] of Object.entries(DEFAULT_PRICES)) if (key.endsWith("-latest") && !byName.has(undated(key))) byName.set(undated(key), price);
+  return byName;
+})();
 
 /**
  * The price of a session's model: the operator's, else the list price, else none; a snapshot
@@ -46,11 +54,9 @@ const DEFAULT_PRICES_UNDATED: ReadonlyMap<string, Price> = new Map(Object.entrie
 export function priceOf(model: ModelSettings | null, overrides: Readonly<Record<string, Price>>): Price | null {
   if (!model) return null;
   const key = `${model.provider}/${model.model}`;
-  const exact = Object.hasOwn(overrides, key) ? overrides[key] : DEFAULT_PRICES[key];
-  if (exact) return exact;
   const general = undated(key);
-  for (const [name, price] of Object.entries(overrides)) if (undated(name) === general) return price;
-  return DEFAULT_PRICES_UNDATED.get(general) ?? null;
+  const own = (table: Readonly<Record<string, Price>>, name: string) => (Object.hasOwn(table, name) ? table[name] : undefined);
+  return own(overrides, key) ?? own(DEFAULT_PRICES, key) ?? own(overrides, general) ?? DEFAULT_PRICES_UNDATED.get(general) ?? null;
 }
 
 /** What `tokens` cost at `price` (0 without one). */

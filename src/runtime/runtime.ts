@@ -48,6 +48,7 @@ import { ContextService, WORKSPACE_NOT_RESTORED } from "../context/service.js";
 import type { CompactionReport, ContextUsage, MessageMark } from "../context/types.js";
 import { OwnerSpending, type OwnerUsage } from "../costs/owner-spending.js";
 import { checkSessionBudget } from "../agent/loop.js";
+import { checkPricedForBudget } from "../costs/priced-model.js";
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -216,7 +217,9 @@ export class Runtime {
       costOf: (session, usage) => costOf(usage, priceOf(session.config.model, config.prices)),
       checkBudget: async (session) => {
         checkSessionBudget(session.config.limits.budgetUsd, session.usage.costUsd ?? 0);
-        if (budgeted) await this.spending.check(session.owner);
+        if (!budgeted) return;
+        checkPricedForBudget(session.config.model, session.owner, this.spending.budgetOf(session.owner), config.prices);
+        await this.spending.check(session.owner);
       },
       logger,
     });
@@ -1006,7 +1009,7 @@ export class Runtime {
       record,
       (changed) => this.scheduleWrite(changed),
       // What a session acknowledges (a turn's end) includes what its owner spent so far: both are written.
-      (session) => Promise.all([this.persister.flushSession(session.id), this.spending.flush()]).then(([stored]) => stored),
+      (session) => Promise.all([this.persister.flushSession(session.id), this.spending.settle()]).then(([stored]) => stored),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
       this.options.observe ?? null,
       (session, usage) => this.spending.record(session.owner, usage),

@@ -18,6 +18,7 @@ import type { SuspendedTurn } from "../session/restore.js";
 import { policyGate } from "../policy/gate.js";
 import type { WorkspacePolicy } from "./workspace-policy.js";
 import type { ContextService } from "../context/service.js";
+import { checkPricedForBudget } from "../costs/priced-model.js";
 
 /** A running turn, as its caller holds it. */
 export interface TurnHandle {
@@ -89,7 +90,8 @@ export class TurnRunner {
     if (session.persistenceError !== "") {
       throw new AgentdError("unavailable", `session ${session.id} cannot be written to the store (see its persistence_error); no new turn starts until it can: try again later`);
     }
-    this.checkPriced(session);
+    const budgets = this.deps.ownerBudgets;
+    if (budgets) checkPricedForBudget(session.config.model, session.owner, budgets.budgetOf(session.owner), this.deps.prices ?? {});
     // Resolved before the state changes, so a missing model or key is a clear status, not a failed turn.
     const llm = this.deps.models.clientFor(session, options.apiKey ?? "");
     return this.launch(session, prompt, llm, options);
@@ -111,21 +113,6 @@ export class TurnRunner {
     // The model is needed only after the calls: a missing key then fails the turn, not the restore.
     const llm: LlmClient = { provider: "resumed", stream: (request, context) => this.deps.models.clientFor(session, "").stream(request, context) };
     return this.launch(session, prompt, llm, { turnId: suspended.confirmation.turnId }, suspended);
-  }
-
-  /**
-   * A model without a price would cost a budgeted owner nothing, so no budget could stop it: such an
-   * owner's turns need a priced model (a configured price of 0 is one). The scripted model is free.
-   */
-  private checkPriced(session: Session): void {
-    const model = session.config.model;
-    if (!model || model.provider === "scripted" || !this.deps.ownerBudgets || !(this.deps.ownerBudgets.budgetOf(session.owner) > 0)) return;
-    if (priceOf(model, this.deps.prices ?? {})) return;
-    const key = `${model.provider}/${model.model}`;
-    throw new AgentdError(
-      "failed_precondition",
-      `the model ${key} has no price, so owner ${JSON.stringify(session.owner)}'s budget could not count what it costs; choose a model with a price, or ask the operator to add prices[${JSON.stringify(key)}] to the server's configuration`,
-    );
   }
 
   /** Whether an owner may start one more turn; a resumed turn was already counted before the restart. */

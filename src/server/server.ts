@@ -27,6 +27,7 @@ import { Authenticator, checkBindAllowed, plaintextCredentialsWarning } from "./
 import { createServerCredentials } from "./auth/tls.js";
 import { createReflectionService } from "./reflection.js";
 import { createAgentRuntimeService } from "./service.js";
+import { isLoopbackHost } from "../util/loopback.js";
 
 const SERVICE_NAME = "agentd.v1.AgentRuntime";
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -165,8 +166,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const name = host === "0.0.0.0" || host === "::" ? hostname() : host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
       return `${name}:${bound.slice(bound.lastIndexOf(":") + 1)}`;
     };
-    const consoleAt = consoleEndpoint ? config.console.advertiseAddress || reachable(config.console.host, consoleEndpoint.address) : "";
-    await cluster.join(config.cluster.advertiseAddress || reachable(config.host, `:${port}`), consoleAt);
+    const grpcAt = config.cluster.advertiseAddress || reachable(config.host, `:${port}`);
+    let consoleAt = consoleEndpoint ? config.console.advertiseAddress || reachable(config.console.host, consoleEndpoint.address) : "";
+    // A console on loopback is not reachable from nodes on other machines: it is not offered to them.
+    if (consoleAt !== "" && config.console.advertiseAddress === "" && isLoopbackHost(config.console.host) && !isLoopbackHost(grpcAt.slice(0, grpcAt.lastIndexOf(":")))) {
+      logger.warn("console: it listens on loopback, so the other nodes' consoles cannot send requests for this node's sessions to it; set console.host (and console.advertiseAddress) to an address they reach");
+      consoleAt = "";
+    }
+    await cluster.join(grpcAt, consoleAt);
   }
   const auth = authenticator.required ? authenticator.describe() : ["none (every caller is an admin)"];
   const tls = config.tls.certFile === "" ? "off" : config.tls.clientCaFile === "" ? "on" : "mutual";

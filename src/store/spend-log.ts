@@ -24,6 +24,8 @@ export class SpendLog implements SpendLedger {
   constructor(
     private readonly file: string,
     private readonly warn: (location: string, error: string) => void = () => {},
+    /** How the file is replaced whole (tests make it fail). */
+    private readonly replace: (file: string, data: string) => Promise<number> = writeFileAtomic,
   ) {}
 
   addSpend(rows: readonly SpendRow[]): Promise<void> {
@@ -37,7 +39,8 @@ export class SpendLog implements SpendLedger {
       this.lines += rows.length;
       // Counted once stored: a failed append is retried by the caller, and must not count twice.
       for (const row of rows) this.totals.add(row);
-      if (this.lines > 2 * this.totals.size + 64) await this.rewrite();
+      // Stored and counted: a failed tidy-up must not fail the addition (it would be added again).
+      if (this.lines > 2 * this.totals.size + 64) await this.tidy();
     });
   }
 
@@ -73,10 +76,12 @@ export class SpendLog implements SpendLedger {
       },
     );
     let torn = false;
+    let lastLine = "";
     if (size > 0) {
       // Line by line: the file may be larger than one string can be.
       const reader = createInterface({ input: createReadStream(this.file, { encoding: "utf8" }), crlfDelay: Infinity });
       for await (const line of reader) {
+        lastLine = line;
         if (line === "") continue;
         lines++;
         let row: SpendRow | null = null;
@@ -92,16 +97,22 @@ export class SpendLog implements SpendLedger {
     }
     this.totals = totals;
     this.lines = lines;
-    this.bytes = size;
+    // A torn last line is cut off by the next append, should the rewrite below fail.
+    this.bytes = torn ? size - Buffer.byteLength(lastLine) : size;
     this.loaded = true;
     if (bad > 0) this.warn(this.file, `skipped ${bad} unreadable line(s) of the spend ledger${torn ? " (a write cut off by a crash)" : ""}`);
-    if (torn || bad > 0 || lines > 2 * totals.size + 64) await this.rewrite();
+    if (torn || bad > 0 || lines > 2 * totals.size + 64) await this.tidy();
+  }
+
+  /** Rewrites the file, or leaves it as it is (still right, only longer) and says why. */
+  private async tidy(): Promise<void> {
+    await this.rewrite().catch((error: unknown) => this.warn(this.file, `could not rewrite the spend ledger compactly (it stays as it is): ${(error as Error).message}`));
   }
 
   /** The file as one line per owner and day, replacing it whole (a crash leaves the old one or the new one). */
   private async rewrite(): Promise<void> {
     const rows = this.totals.rows();
-    this.bytes = await writeFileAtomic(this.file, rows.map((row) => `${JSON.stringify(row)}\n`).join(""));
+    this.bytes = await this.replace(this.file, rows.map((row) => `${JSON.stringify(row)}\n`).join(""));
     await syncDirectory(path.dirname(this.file));
     this.lines = rows.length;
   }

@@ -54,4 +54,24 @@ describe("the file store's spend ledger", () => {
     expect(await new SpendLog(file, (_location, error) => warnings.push(error)).spendOf("alice", "")).toEqual({ inputTokens: 2, outputTokens: 4, costUsd: 3 });
     expect(warnings).toEqual([]);
   });
+
+  it("a rewrite that fails changes nothing: no addition counted twice, no torn line left in the way", async () => {
+    const file = path.join(await makeTempDir(), "spend.log");
+    const warnings: string[] = [];
+    const failing = async () => {
+      throw new Error("no space left on device (simulated)");
+    };
+    const log = new SpendLog(file, (_location, error) => warnings.push(error), failing);
+    // Past 2 x 1 + 64 lines a rewrite is due, and fails: each addition still counts once.
+    for (let i = 0; i < 70; i++) await log.addSpend([row("a", "2026-11-01", 1)]);
+    expect(await log.spendOf("a", "")).toMatchObject({ costUsd: 70 });
+    expect(warnings.at(-1)).toMatch(/could not rewrite the spend ledger compactly \(it stays as it is\): no space left/);
+    await log.close();
+
+    // A torn last line and a failing rewrite at load: the next append cuts the torn part off.
+    await appendFile(file, '{"owner":"a","day":"2026-11-01","inputTo');
+    const reloaded = new SpendLog(file, () => {}, failing);
+    await reloaded.addSpend([row("a", "2026-11-01", 5)]);
+    expect(await new SpendLog(file).spendOf("a", "")).toMatchObject({ costUsd: 75 });
+  });
 });

@@ -20,7 +20,9 @@ describe("budget periods (UTC calendar)", () => {
 class FlakyLedger extends MemoryStore {
   failing = false;
   written: SpendRow[] = [];
+  attempts = 0;
   override async addSpend(rows: readonly SpendRow[]): Promise<void> {
+    this.attempts++;
     if (this.failing) throw new Error("disk full (simulated)");
     this.written.push(...rows);
     await super.addSpend(rows);
@@ -80,6 +82,11 @@ describe("OwnerSpending", () => {
     spending.record("alice", { inputTokens: 10, outputTokens: 0, costUsd: 1 });
     await spending.flush();
     expect(failures).toEqual([1]);
+    // While writes fail, an acknowledgement does not wait for one more (the retries keep their pace).
+    const attempts = ledger.attempts;
+    await spending.settle();
+    expect(ledger.attempts).toBe(attempts);
+    expect(spending.pendingRows).toBe(1);
     // Still counted while it waits, and what comes meanwhile joins it.
     spending.record("alice", { inputTokens: 5, outputTokens: 0, costUsd: 0.5 });
     expect((await spending.usageOf("alice")).usage).toEqual({ inputTokens: 15, outputTokens: 0, costUsd: 1.5 });
