@@ -8,7 +8,7 @@ import type { AgentEvent } from "../src/gen/agentd/v1/runtime.js";
 import type { SessionRecord } from "../src/store/record.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import type { SessionStore } from "../src/store/types.js";
-import type { SpendRow } from "../src/store/spend.js";
+import type { SpendMark, SpendRow } from "../src/store/spend.js";
 import { FileSessionStore } from "../src/store/file-store.js";
 import { cases, collect, grpcError, makeTempDir, removeTempDirs, scripted, startTestServer, waitFor } from "./helpers/harness.js";
 import { readStoredRecord, storedSessionIds } from "./helpers/records.js";
@@ -23,9 +23,10 @@ class FlakyStore implements SessionStore {
   delete = (id: string) => this.inner.delete(id);
   readEvents = (id: string, after: number, limit: number) => this.inner.readEvents(id, after, limit);
   spendOf = (owner: string, fromDay: string) => this.inner.spendOf(owner, fromDay);
-  async addSpend(rows: readonly SpendRow[]): Promise<void> {
+  marksOf = (ids: readonly string[]) => this.inner.marksOf(ids);
+  async addSpend(rows: readonly SpendRow[], marks?: readonly SpendMark[]): Promise<void> {
     if (this.failing) throw new Error("ENOSPC: no space left on device (simulated)");
-    await this.inner.addSpend(rows);
+    await this.inner.addSpend(rows, marks);
   }
   async save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     if (this.failing) throw new Error("ENOSPC: no space left on device (simulated)");
@@ -157,8 +158,9 @@ class StalledStore implements SessionStore {
   loadAll = () => this.inner.loadAll();
   delete = (id: string) => this.inner.delete(id);
   readEvents = (id: string, after: number, limit: number) => this.inner.readEvents(id, after, limit);
-  addSpend = (rows: readonly SpendRow[]) => this.inner.addSpend(rows);
+  addSpend = (rows: readonly SpendRow[], marks?: readonly SpendMark[]) => this.inner.addSpend(rows, marks);
   spendOf = (owner: string, fromDay: string) => this.inner.spendOf(owner, fromDay);
+  marksOf = (ids: readonly string[]) => this.inner.marksOf(ids);
   async save(record: SessionRecord, events: readonly SessionEvent[]): Promise<void> {
     this.writesStarted++;
     // The transcript as it is now (see SessionStore.save): the session goes on appending to it.

@@ -1,6 +1,6 @@
 import { AgentdError } from "../errors.js";
 import type { UsageTotals } from "../session/types.js";
-import type { SpendLedger, SpendRow } from "../store/spend.js";
+import type { SpendLedger, SpendMark, SpendRow } from "../store/spend.js";
 import { dayOf, periodAt, type BudgetPeriod } from "./budget-period.js";
 
 /** Budgets per owner, in US dollars per period; 0 means none. */
@@ -46,6 +46,8 @@ const RETRY_MAX_MS = 30_000;
 export class OwnerSpending {
   /** Not yet written, by owner and day. */
   private pending = new Map<string, SpendRow>();
+  /** Sessions' marks to raise with them (the latest running total of each). */
+  private pendingMarks = new Map<string, SpendMark>();
   /** Handed to the ledger, not yet acknowledged. */
   private inflight: readonly SpendRow[] = [];
   private failing = false;
@@ -66,11 +68,15 @@ export class OwnerSpending {
     this.now = options.now ?? (() => new Date());
   }
 
-  /** A model call's usage (its cost included), spent by `owner` now. */
-  record(owner: string, usage: Readonly<UsageTotals>): void {
+  /**
+   * A model call's usage (its cost included), spent by `owner` now (or `at`); `mark`: the session
+   * that spent it and its running total after it, written with it (see SpendMark).
+   */
+  record(owner: string, usage: Readonly<UsageTotals>, mark?: SpendMark, at?: Date): void {
     const cost = usage.costUsd ?? 0;
     if (usage.inputTokens <= 0 && usage.outputTokens <= 0 && !(cost > 0)) return;
-    this.addPending({ owner, day: dayOf(this.now()), inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: cost > 0 ? cost : 0 });
+    this.addPending({ owner, day: dayOf(at ?? this.now()), inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: cost > 0 ? cost : 0 });
+    if (mark) this.addMark(mark);
     this.schedule(this.flushDelayMs);
   }
 
@@ -114,12 +120,14 @@ export class OwnerSpending {
   flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.writing) return this.writing.then(() => (this.pending.size > 0 ? this.flush() : undefined));
-    if (this.pending.size === 0) return Promise.resolve();
+    if (this.writing) return this.writing.then(() => (this.pending.size > 0 || this.pendingMarks.size > 0 ? this.flush() : undefined));
+    if (this.pending.size === 0 && this.pendingMarks.size === 0) return Promise.resolve();
     const rows = [...this.pending.values()];
+    const marks = [...this.pendingMarks.values()];
     this.pending = new Map();
+    this.pendingMarks = new Map();
     this.inflight = rows;
-    this.writing = this.ledger.addSpend(rows).then(
+    this.writing = this.ledger.addSpend(rows, marks).then(
       () => {
         this.inflight = [];
         this.retryMs = this.flushDelayMs;
@@ -130,6 +138,7 @@ export class OwnerSpending {
         // Put back (added to what came meanwhile) and tried again later, less often while it fails.
         this.inflight = [];
         for (const row of rows) this.addPending(row);
+        for (const mark of marks) this.addMark(mark);
         this.failing = true;
         this.options.onFailure?.(error instanceof Error ? error : new Error(String(error)), rows.length);
         this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
@@ -137,16 +146,8 @@ export class OwnerSpending {
     );
     return this.writing.finally(() => {
       this.writing = null;
-      if (this.pending.size > 0 && !this.closed) this.schedule(this.retryMs);
+      if ((this.pending.size > 0 || this.pendingMarks.size > 0) && !this.closed) this.schedule(this.retryMs);
     });
-  }
-
-  /**
-   * What an acknowledgement waits for: what waits is written, unless writes are failing (then the
-   * retries go on at their own pace, and nothing that waits for them is held up).
-   */
-  settle(): Promise<void> {
-    return this.failing ? Promise.resolve() : this.flush();
   }
 
   /**
@@ -157,13 +158,19 @@ export class OwnerSpending {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (let attempt = 0; attempt < CLOSING_ATTEMPTS && (this.pending.size > 0 || this.writing); attempt++) await this.flush();
+    for (let attempt = 0; attempt < CLOSING_ATTEMPTS && (this.pending.size > 0 || this.pendingMarks.size > 0 || this.writing); attempt++) await this.flush();
     return this.pending.size;
   }
 
   /** Rows waiting to be written (what a crash now would lose). */
   get pendingRows(): number {
     return this.pending.size;
+  }
+
+  /** A running total: the highest one stands. */
+  private addMark(mark: SpendMark): void {
+    const held = this.pendingMarks.get(mark.sessionId);
+    if (!held || mark.costUsd >= held.costUsd && mark.inputTokens >= held.inputTokens && mark.outputTokens >= held.outputTokens) this.pendingMarks.set(mark.sessionId, mark);
   }
 
   private addPending(row: SpendRow): void {

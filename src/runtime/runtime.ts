@@ -244,6 +244,7 @@ export class Runtime {
     const restored = restoreRecords(loaded, this.registry, (record) => this.track(record), logger, (session, suspended) => {
       suspendedTurns.push([session, suspended]);
     });
+    await this.recoverSpending(restored);
     // MCP servers first: a resumed turn may be about to call one of their tools.
     const withServers = restored.filter((session) => session.extensions.list("mcpServers").length > 0);
     await Promise.all(withServers.map((session) => this.mcp.restore(session)));
@@ -323,6 +324,36 @@ export class Runtime {
   }
 
   /** Loads a tree whose lease this node has taken (once, however many calls wait for it). */
+  /**
+   * What the sessions' records hold of their own spending beyond their marks in the ledger (the
+   * ledger is written in batches; a crash may have kept the session's write and lost the ledger's)
+   * goes into the ledger now, on the day of the session's last change.
+   */
+  private async recoverSpending(sessions: readonly Session[]): Promise<void> {
+    const spenders = sessions.filter((session) => session.spent !== null);
+    if (spenders.length === 0) return;
+    const marks = await this.options.store.marksOf(spenders.map((session) => session.id)).catch((error: unknown) => {
+      this.options.logger.error({ err: error }, "reading the spend ledger's marks failed; spending a crash kept from it is not added back");
+      return null;
+    });
+    if (!marks) return;
+    let recovered = 0;
+    for (const session of spenders) {
+      const total = session.spent!;
+      const mark = marks.get(session.id);
+      const missing = {
+        inputTokens: Math.max(0, total.inputTokens - (mark?.inputTokens ?? 0)),
+        outputTokens: Math.max(0, total.outputTokens - (mark?.outputTokens ?? 0)),
+        costUsd: Math.max(0, (total.costUsd ?? 0) - (mark?.costUsd ?? 0)),
+      };
+      if (missing.inputTokens === 0 && missing.outputTokens === 0 && missing.costUsd === 0) continue;
+      const at = new Date(session.updatedAt);
+      this.spending.record(session.owner, missing, { sessionId: session.id, inputTokens: total.inputTokens, outputTokens: total.outputTokens, costUsd: total.costUsd ?? 0 }, Number.isNaN(at.getTime()) ? undefined : at);
+      recovered++;
+    }
+    if (recovered > 0) this.options.logger.info({ sessions: recovered }, "added to the spend ledger what sessions spent before a crash and the ledger had not kept");
+  }
+
   private adoptTree(rootId: string): Promise<void> {
     if (this.registry.find(rootId)) return Promise.resolve();
     let adopting = this.adopting.get(rootId);
@@ -364,6 +395,8 @@ export class Runtime {
         void this.mcp.closeSession(session.id);
       }
       if (handBack && epoch !== undefined) {
+        // The next holder compares the sessions' spending with the ledger's marks: they must be written first.
+        await this.spending.flush();
         await cluster?.release(rootId, epoch).catch((error: unknown) => this.options.logger.warn({ rootId, err: error }, "could not hand back a lease; it runs out by itself"));
       }
       cluster?.forgetTree(rootId, sessions.map((session) => session.id));
@@ -1008,11 +1041,12 @@ export class Runtime {
     return new Session(
       record,
       (changed) => this.scheduleWrite(changed),
-      // What a session acknowledges (a turn's end) includes what its owner spent so far: both are written.
-      (session) => Promise.all([this.persister.flushSession(session.id), this.spending.settle()]).then(([stored]) => stored),
+      (session) => this.persister.flushSession(session.id),
       new RecentEvents(DEFAULT_EVENT_LOG_LIMITS, this.eventMemory),
       this.options.observe ?? null,
-      (session, usage) => this.spending.record(session.owner, usage),
+      // A stored session's running total goes with it: what a crash keeps from the ledger, a restart adds (recoverSpending).
+      (session, usage, total) =>
+        this.spending.record(session.owner, usage, session.ephemeral ? undefined : { sessionId: session.id, inputTokens: total.inputTokens, outputTokens: total.outputTokens, costUsd: total.costUsd ?? 0 }),
     );
   }
 }

@@ -173,6 +173,8 @@ export class Session implements SessionView {
   /** When the session last changed, in ms: formatted only when asked for, as changes come per event. */
   private updatedMs: number;
   private totals: UsageTotals;
+  /** What the session's own model calls cost (SessionRecord.spent); null until the first. */
+  private ownSpent: UsageTotals | null;
   /** The last number stamped; it changes only once the session has its Extra (emit), which holds the reservations. */
   private sequence: number;
   /** The last sequence published (restored: the last stored, all published before the restart). */
@@ -198,8 +200,11 @@ export class Session implements SessionView {
     recentEvents: RecentEvents = new RecentEvents(),
     /** Sees every event as it goes out (metrics); one function shared by all sessions. */
     private readonly observe: ((session: Session, event: SessionEvent) => void) | null = null,
-    /** Told of each model call the session pays for itself (not what a subagent's session paid already): its owner's ledger. */
-    private readonly onSpend: ((session: Session, usage: Readonly<UsageTotals>) => void) | null = null,
+    /**
+     * Told of each model call the session pays for itself (not what a subagent's session paid
+     * already), with the session's own total after it: its owner's ledger.
+     */
+    private readonly onSpend: ((session: Session, usage: Readonly<UsageTotals>, total: Readonly<UsageTotals>) => void) | null = null,
   ) {
     this.recentEvents = recentEvents;
     this.id = record.id;
@@ -215,6 +220,7 @@ export class Session implements SessionView {
     this.updatedMs = Date.parse(record.updatedAt) || Date.now();
     const usage = record.usage;
     this.totals = usage.inputTokens === 0 && usage.outputTokens === 0 && Object.keys(usage).length === 2 ? NO_USAGE : usage;
+    this.ownSpent = record.spent ?? null;
     // After a crash, numbers handed out beyond the last stored event may have reached a client.
     this.sequence = Math.max(record.lastSequence, record.sequenceReservedThrough ?? 0);
     // Numbers skipped at a restart were never published: the last one published is the last stored.
@@ -377,15 +383,18 @@ export class Session implements SessionView {
    * returns them. `rolledUp`: a subagent's spending, which its own session reported already.
    */
   addUsage(usage: UsageTotals, rolledUp = false): UsageTotals {
-    if (!rolledUp) this.onSpend?.(this, usage);
-    const costUsd = (this.totals.costUsd ?? 0) + (usage.costUsd ?? 0);
-    this.totals = {
-      inputTokens: Math.min(this.totals.inputTokens + usage.inputTokens, Number.MAX_SAFE_INTEGER),
-      outputTokens: Math.min(this.totals.outputTokens + usage.outputTokens, Number.MAX_SAFE_INTEGER),
-      ...(costUsd > 0 ? { costUsd } : {}),
-    };
+    if (!rolledUp) {
+      this.ownSpent = sumUsage(this.ownSpent ?? NO_USAGE, usage);
+      this.onSpend?.(this, usage, this.ownSpent);
+    }
+    this.totals = sumUsage(this.totals, usage);
     this.markChanged();
     return { ...this.totals };
+  }
+
+  /** What the session's own model calls cost so far (SessionRecord.spent); null before the first. */
+  get spent(): Readonly<UsageTotals> | null {
+    return this.ownSpent;
   }
 
   /**
@@ -636,6 +645,7 @@ export class Session implements SessionView {
       createdAt: this.createdAt,
       updatedAt: this.updatedAt,
       usage: this.totals,
+      ...(this.ownSpent ? { spent: this.ownSpent } : {}),
       lastSequence: this.sequence,
       sequenceReservedThrough: extra?.reservedThrough ?? this.sequence,
       messages: this.messages,
@@ -775,6 +785,15 @@ export class Session implements SessionView {
       claimCallId: (proposed) => this.claimCallId(proposed),
     };
   }
+}
+
+function sumUsage(a: Readonly<UsageTotals>, b: Readonly<UsageTotals>): UsageTotals {
+  const costUsd = (a.costUsd ?? 0) + (b.costUsd ?? 0);
+  return {
+    inputTokens: Math.min(a.inputTokens + b.inputTokens, Number.MAX_SAFE_INTEGER),
+    outputTokens: Math.min(a.outputTokens + b.outputTokens, Number.MAX_SAFE_INTEGER),
+    ...(costUsd > 0 ? { costUsd } : {}),
+  };
 }
 
 function toLlmMessage(message: Message): LlmMessage {

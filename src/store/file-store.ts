@@ -9,7 +9,7 @@ import { syncDirectory, tempNameFor, writeFileAtomic, writeFileSynced } from "./
 import { forEachFolder, inFolder, type FolderReads } from "./folder-reads.js";
 import { forEachLimited, KeyedQueue } from "./keyed-queue.js";
 import type { SessionRecord } from "./record.js";
-import type { SpendRow } from "./spend.js";
+import type { SpendMark, SpendRow } from "./spend.js";
 import { SpendLog } from "./spend-log.js";
 import type { UsageTotals } from "../session/types.js";
 import { convertVersion1Files } from "./convert-v1.js";
@@ -325,8 +325,12 @@ export class FileSessionStore implements SessionStore {
     });
   }
 
-  addSpend(rows: readonly SpendRow[]): Promise<void> {
-    return this.spend.addSpend(rows);
+  addSpend(rows: readonly SpendRow[], marks?: readonly SpendMark[]): Promise<void> {
+    return this.spend.addSpend(rows, marks);
+  }
+
+  marksOf(sessionIds: readonly string[]): Promise<Map<string, SpendMark>> {
+    return this.spend.marksOf(sessionIds);
   }
 
   spendOf(owner: string, fromDay: string): Promise<UsageTotals> {

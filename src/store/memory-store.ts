@@ -1,7 +1,7 @@
 import type { SessionEvent } from "../events/types.js";
 import { firstAfter, retainedFrom } from "./event-retention.js";
 import type { SessionRecord } from "./record.js";
-import { SpendTotals, type SpendRow } from "./spend.js";
+import { SpendTotals, type SpendMark, type SpendRow } from "./spend.js";
 import type { UsageTotals } from "../session/types.js";
 import { DEFAULT_EVENT_RETENTION, type EventRetention, type LoadResult, type ReadEventsResult, type SessionStore } from "./types.js";
 
@@ -70,8 +70,13 @@ export class MemoryStore implements SessionStore {
     return { events, oldest: stored.sequences[0] ?? 0 };
   }
 
-  async addSpend(rows: readonly SpendRow[]): Promise<void> {
+  async addSpend(rows: readonly SpendRow[], marks: readonly SpendMark[] = []): Promise<void> {
     for (const row of rows) this.spend.add(row);
+    for (const mark of marks) this.spend.mark(mark);
+  }
+
+  async marksOf(sessionIds: readonly string[]): Promise<Map<string, SpendMark>> {
+    return this.spend.marksOf(sessionIds);
   }
 
   async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {

@@ -23,6 +23,12 @@ export interface SessionRecord {
   createdAt: string;
   updatedAt: string;
   usage: UsageTotals;
+  /**
+   * What the session's own model calls cost (not a subagent's, rolled up into `usage` too): what its
+   * owner's spend ledger must have of it. A restart adds what the ledger's mark of it lacks. Absent:
+   * nothing (or a record from before the ledger).
+   */
+  spent?: UsageTotals;
   lastSequence: number;
   /**
    * Sequence numbers up to this one may have reached a client (they are reserved ahead of use);

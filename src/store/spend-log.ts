@@ -4,13 +4,14 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import type { UsageTotals } from "../session/types.js";
 import { syncDirectory, writeFileAtomic, writeFileSynced } from "./files.js";
-import { parseSpendRow, SpendTotals, type SpendLedger, type SpendRow } from "./spend.js";
+import { parseSpendMark, parseSpendRow, SpendTotals, type SpendLedger, type SpendMark, type SpendRow } from "./spend.js";
 
 /**
- * The file store's spend ledger: one JSON line per owner and day added, appended and fsynced, and
- * added up in memory when first read. Once the lines outnumber the owner-days they add up to (or a
- * crash tore the last one), the file is rewritten as one line per owner and day, so its size follows
- * the owners and days, not the model calls.
+ * The file store's spend ledger: one JSON line per write, `{"rows": [...], "marks": [...]}`
+ * (owner-days added, sessions' marks raised: a line is whole or, torn by a crash, dropped whole),
+ * appended and fsynced, and added up in memory when first read. Once the lines outnumber the
+ * owner-days and marks they add up to (or a crash tore the last one), the file is rewritten with one
+ * line for each, so its size follows the owners, days and sessions, not the model calls.
  */
 export class SpendLog implements SpendLedger {
   private totals = new SpendTotals();
@@ -28,17 +29,17 @@ export class SpendLog implements SpendLedger {
     private readonly replace: (file: string, data: string) => Promise<number> = writeFileAtomic,
   ) {}
 
-  addSpend(rows: readonly SpendRow[]): Promise<void> {
-    if (rows.length === 0) return Promise.resolve();
+  addSpend(rows: readonly SpendRow[], marks: readonly SpendMark[] = []): Promise<void> {
+    if (rows.length === 0 && marks.length === 0) return Promise.resolve();
     return this.inTurn(async () => {
       await this.load();
-      const text = rows.map((row) => `${JSON.stringify(row)}\n`).join("");
       const created = this.bytes === 0;
-      this.bytes += await writeFileSynced(this.file, text, "a", this.bytes);
+      this.bytes += await writeFileSynced(this.file, `${JSON.stringify({ rows, marks })}\n`, "a", this.bytes);
       if (created) await syncDirectory(path.dirname(this.file));
-      this.lines += rows.length;
+      this.lines += 1;
       // Counted once stored: a failed append is retried by the caller, and must not count twice.
       for (const row of rows) this.totals.add(row);
+      for (const mark of marks) this.totals.mark(mark);
       // Stored and counted: a failed tidy-up must not fail the addition (it would be added again).
       if (this.lines > 2 * this.totals.size + 64) await this.tidy();
     });
@@ -47,6 +48,11 @@ export class SpendLog implements SpendLedger {
   async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {
     if (!this.loaded) await this.inTurn(() => this.load());
     return this.totals.sum(owner, fromDay);
+  }
+
+  async marksOf(sessionIds: readonly string[]): Promise<Map<string, SpendMark>> {
+    if (!this.loaded) await this.inTurn(() => this.load());
+    return this.totals.marksOf(sessionIds);
   }
 
   /** Lets go of what was read; the next call reads the file again. */
@@ -84,14 +90,13 @@ export class SpendLog implements SpendLedger {
         lastLine = line;
         if (line === "") continue;
         lines++;
-        let row: SpendRow | null = null;
-        try {
-          row = parseSpendRow(JSON.parse(line));
-        } catch {
-          row = null;
+        const entry = parseLine(line);
+        if (!entry) {
+          bad++;
+          continue;
         }
-        if (row) totals.add(row);
-        else bad++;
+        for (const row of entry.rows) totals.add(row);
+        for (const mark of entry.marks) totals.mark(mark);
       }
       torn = !(await endsWithNewline(this.file, size));
     }
@@ -111,11 +116,27 @@ export class SpendLog implements SpendLedger {
 
   /** The file as one line per owner and day, replacing it whole (a crash leaves the old one or the new one). */
   private async rewrite(): Promise<void> {
-    const rows = this.totals.rows();
-    this.bytes = await this.replace(this.file, rows.map((row) => `${JSON.stringify(row)}\n`).join(""));
+    const lines = [...this.totals.rows().map((row) => ({ rows: [row], marks: [] })), ...[...this.totals.marks.values()].map((mark) => ({ rows: [], marks: [mark] }))];
+    this.bytes = await this.replace(this.file, lines.map((line) => `${JSON.stringify(line)}\n`).join(""));
     await syncDirectory(path.dirname(this.file));
-    this.lines = rows.length;
+    this.lines = lines.length;
   }
+}
+
+/** One write's line, or null when any of it is unreadable (the whole line is dropped, as it was never acknowledged). */
+function parseLine(line: string): { rows: SpendRow[]; marks: SpendMark[] } | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  const entry = value as { rows?: unknown; marks?: unknown } | null;
+  if (typeof entry !== "object" || entry === null || !Array.isArray(entry.rows) || !Array.isArray(entry.marks)) return null;
+  const rows = entry.rows.map(parseSpendRow);
+  const marks = entry.marks.map(parseSpendMark);
+  if (rows.includes(null) || marks.includes(null)) return null;
+  return { rows: rows as SpendRow[], marks: marks as SpendMark[] };
 }
 
 async function endsWithNewline(file: string, size: number): Promise<boolean> {

@@ -700,9 +700,10 @@ const scenarios: Array<[name: string, make: () => Scenario]> = [
     },
   ],
   [
-    "owners' spending adds up by owner and day, survives the owner's sessions, and reads from a day on",
+    "owners' spending adds up by owner and day, survives the owner's sessions, reads from a day on; sessions' marks only rise",
     () => {
       const row = (owner: string, day: string, inputTokens: number, outputTokens: number, costUsd: number) => ({ owner, day, inputTokens, outputTokens, costUsd });
+      const mark = (sessionId: string, inputTokens: number, outputTokens: number, costUsd: number) => ({ sessionId, inputTokens, outputTokens, costUsd });
       return {
         act: async (store) => {
           expect(await store.spendOf("alice", "")).toEqual({ inputTokens: 0, outputTokens: 0, costUsd: 0 });
@@ -714,6 +715,10 @@ const scenarios: Array<[name: string, make: () => Scenario]> = [
           await store.addSpend([row(TRICKY_OWNER, "2026-11-02", 7, 7, 7)]);
           await store.addSpend([]);
           await store.delete("spender");
+          // Marks go with rows, and only rise: a running total written late does not lower one.
+          await store.addSpend([row("carol", "2026-11-03", 3, 1, 0.5)], [mark("s1", 3, 1, 0.5), mark("s2", 9, 9, 9)]);
+          await store.addSpend([], [mark("s1", 10, 2, 1.5)]);
+          await store.addSpend([], [mark("s1", 4, 1, 0.75), mark("s1", 2, 2, 0.25)]);
         },
         check: async (store) => {
           expect(await store.spendOf("alice", "")).toEqual({ inputTokens: 115, outputTokens: 12, costUsd: 1.125 });
@@ -723,6 +728,13 @@ const scenarios: Array<[name: string, make: () => Scenario]> = [
           expect(await store.spendOf("bob", "")).toEqual({ inputTokens: 5, outputTokens: 5, costUsd: 1 });
           expect(await store.spendOf(TRICKY_OWNER, "2026-11-01")).toEqual({ inputTokens: 7, outputTokens: 7, costUsd: 7 });
           expect(await store.spendOf("nobody", "")).toEqual({ inputTokens: 0, outputTokens: 0, costUsd: 0 });
+          expect(await store.spendOf("carol", "")).toEqual({ inputTokens: 3, outputTokens: 1, costUsd: 0.5 });
+          const marks = await store.marksOf(["s1", "s2", "s3"]);
+          expect([...marks.entries()].sort()).toEqual([
+            ["s1", mark("s1", 10, 2, 1.5)],
+            ["s2", mark("s2", 9, 9, 9)],
+          ]);
+          expect(await store.marksOf([])).toEqual(new Map());
         },
       };
     },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { UsageTotals } from "../../src/session/types.js";
+import type { SpendMark } from "../../src/store/spend.js";
 import type { SessionEvent } from "../../src/events/types.js";
 import type { SessionRecord } from "../../src/store/record.js";
 import { sessionRecord } from "../helpers/records.js";
@@ -26,6 +27,9 @@ class RecordingStore implements SessionStore {
     return { events: [], oldest: 0 };
   }
   async addSpend(): Promise<void> {}
+  async marksOf(): Promise<Map<string, SpendMark>> {
+    return new Map<string, SpendMark>();
+  }
   async spendOf(): Promise<UsageTotals> {
     return { inputTokens: 0, outputTokens: 0 };
   }

@@ -4,7 +4,7 @@ import type { SessionEvent } from "../../events/types.js";
 import type { MessageRecord, SessionRecord } from "../record.js";
 import { checkRecord } from "../record-codec.js";
 import type { UsageTotals } from "../../session/types.js";
-import { SpendTotals, type SpendRow } from "../spend.js";
+import { SpendTotals, type SpendMark, type SpendRow } from "../spend.js";
 import { FencedError, type EventRetention, type LoadFailure, type LoadResult, type ReadEventsResult, type SessionStore } from "../types.js";
 import { Batches } from "./batches.js";
 import { checkDatabaseUrl, redactDatabaseUrl, withoutPassword } from "./database-url.js";
@@ -216,22 +216,53 @@ export class PostgresSessionStore implements SessionStore {
     this.parents.delete(sessionId);
   }
 
-  async addSpend(rows: readonly SpendRow[]): Promise<void> {
-    if (rows.length === 0) return;
+  async addSpend(rows: readonly SpendRow[], marks: readonly SpendMark[] = []): Promise<void> {
+    if (rows.length === 0 && marks.length === 0) return;
     // One row per owner and day (an upsert may touch a row once), in key order (nodes adding at once never deadlock).
     const totals = new SpendTotals();
     for (const row of rows) totals.add({ ...row, owner: row.owner.replace(UNSTORABLE, "\uFFFD") });
     const merged = totals.rows().sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+    const marked = new SpendTotals();
+    for (const mark of marks) marked.mark(mark);
+    const byId = [...marked.marks.values()].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : 0));
+    // One statement, so one transaction: the rows and the marks are stored together or not at all.
     await this.query(
       {
         name: "agentd.add_spend",
-        text: `INSERT INTO agentd.owner_spend AS t (owner, day, input_tokens, output_tokens, cost_usd)
-               SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[], $5::float8[])
-               ON CONFLICT (owner, day) DO UPDATE SET input_tokens = t.input_tokens + excluded.input_tokens,
-                 output_tokens = t.output_tokens + excluded.output_tokens, cost_usd = t.cost_usd + excluded.cost_usd`,
+        text: `WITH added AS (
+                 INSERT INTO agentd.owner_spend AS t (owner, day, input_tokens, output_tokens, cost_usd)
+                 SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[], $5::float8[])
+                 ON CONFLICT (owner, day) DO UPDATE SET input_tokens = t.input_tokens + excluded.input_tokens,
+                   output_tokens = t.output_tokens + excluded.output_tokens, cost_usd = t.cost_usd + excluded.cost_usd
+                 RETURNING 1
+               ), marked AS (
+                 INSERT INTO agentd.spend_marks AS m (session_id, input_tokens, output_tokens, cost_usd)
+                 SELECT * FROM unnest($6::text[], $7::bigint[], $8::bigint[], $9::float8[])
+                 ON CONFLICT (session_id) DO UPDATE SET input_tokens = greatest(m.input_tokens, excluded.input_tokens),
+                   output_tokens = greatest(m.output_tokens, excluded.output_tokens), cost_usd = greatest(m.cost_usd, excluded.cost_usd)
+                 RETURNING 1
+               )
+               SELECT (SELECT count(*) FROM added) AS rows, (SELECT count(*) FROM marked) AS marks`,
       },
-      [merged.map((r) => r.owner), merged.map((r) => r.day), merged.map((r) => r.inputTokens), merged.map((r) => r.outputTokens), merged.map((r) => r.costUsd)],
+      [
+        merged.map((r) => r.owner), merged.map((r) => r.day), merged.map((r) => r.inputTokens), merged.map((r) => r.outputTokens), merged.map((r) => r.costUsd),
+        byId.map((m) => m.sessionId), byId.map((m) => m.inputTokens), byId.map((m) => m.outputTokens), byId.map((m) => m.costUsd),
+      ],
     );
+  }
+
+  async marksOf(sessionIds: readonly string[]): Promise<Map<string, SpendMark>> {
+    const found = new Map<string, SpendMark>();
+    if (sessionIds.length === 0) return found;
+    const { rows } = await this.query<{ session_id: string; input: string; output: string; cost: number }>(
+      {
+        name: "agentd.spend_marks_of",
+        text: `SELECT session_id, input_tokens::text AS input, output_tokens::text AS output, cost_usd AS cost FROM agentd.spend_marks WHERE session_id = ANY($1::text[])`,
+      },
+      [[...sessionIds]],
+    );
+    for (const row of rows) found.set(row.session_id, { sessionId: row.session_id, inputTokens: Number(row.input), outputTokens: Number(row.output), costUsd: row.cost });
+    return found;
   }
 
   async spendOf(owner: string, fromDay: string): Promise<UsageTotals> {

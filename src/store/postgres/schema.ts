@@ -346,6 +346,16 @@ CREATE TABLE agentd.owner_spend (
   cost_usd double precision NOT NULL DEFAULT 0,
   PRIMARY KEY (owner, day)
 );
+
+-- How much of each session's own spending the ledger has (running totals, only raised), written in
+-- the same statement as the rows: after a crash, what a session's record holds beyond its mark is
+-- added, and nothing twice.
+CREATE TABLE agentd.spend_marks (
+  session_id text PRIMARY KEY,
+  input_tokens bigint NOT NULL,
+  output_tokens bigint NOT NULL,
+  cost_usd double precision NOT NULL
+);
 `,
   },
   {
