@@ -282,7 +282,13 @@ export class FileSessionStore implements SessionStore {
     this.retention = { ...DEFAULT_EVENT_RETENTION, ...options.retention };
     this.checkpointBytes = options.checkpointBytes ?? 8 * 1024 * 1024;
     this.checkpointIntervalMs = options.checkpointIntervalMs ?? 2_000;
-    this.spend = new SpendLog(path.join(this.directory, SPEND_FILE), (location, error) => this.warn(location, error));
+    this.spend = new SpendLog(
+      path.join(this.directory, SPEND_FILE),
+      (location, error) => this.warn(location, error),
+      undefined,
+      // A deleted session's mark is not needed any more; before the sessions are loaded, every mark is.
+      (id) => this.wal === null || this.sessions.has(id) || this.broken.has(id) || this.unsure.has(id),
+    );
   }
 
   async loadAll(): Promise<LoadResult> {

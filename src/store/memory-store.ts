@@ -60,6 +60,7 @@ export class MemoryStore implements SessionStore {
 
   async delete(sessionId: string): Promise<void> {
     this.sessions.delete(sessionId);
+    this.spend.marks.delete(sessionId);
   }
 
   async readEvents(sessionId: string, after: number, limit: number): Promise<ReadEventsResult> {

@@ -27,6 +27,8 @@ export class SpendLog implements SpendLedger {
     private readonly warn: (location: string, error: string) => void = () => {},
     /** How the file is replaced whole (tests make it fail). */
     private readonly replace: (file: string, data: string) => Promise<number> = writeFileAtomic,
+    /** Whether a session's mark is still needed (its record exists); a rewrite drops the others. */
+    private readonly keepsMark: (sessionId: string) => boolean = () => true,
   ) {}
 
   addSpend(rows: readonly SpendRow[], marks: readonly SpendMark[] = []): Promise<void> {
@@ -116,6 +118,7 @@ export class SpendLog implements SpendLedger {
 
   /** The file as one line per owner and day, replacing it whole (a crash leaves the old one or the new one). */
   private async rewrite(): Promise<void> {
+    for (const id of [...this.totals.marks.keys()]) if (!this.keepsMark(id)) this.totals.marks.delete(id);
     const lines = [...this.totals.rows().map((row) => ({ rows: [row], marks: [] })), ...[...this.totals.marks.values()].map((mark) => ({ rows: [], marks: [mark] }))];
     this.bytes = await this.replace(this.file, lines.map((line) => `${JSON.stringify(line)}\n`).join(""));
     await syncDirectory(path.dirname(this.file));

@@ -356,6 +356,14 @@ CREATE TABLE agentd.spend_marks (
   output_tokens bigint NOT NULL,
   cost_usd double precision NOT NULL
 );
+
+-- A deleted session's mark is not needed any more (its record is gone).
+CREATE FUNCTION agentd.drop_spend_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM agentd.spend_marks WHERE session_id = OLD.id;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER drop_spend_mark AFTER DELETE ON agentd.sessions FOR EACH ROW EXECUTE FUNCTION agentd.drop_spend_mark();
 `,
   },
   {
