@@ -62,6 +62,33 @@ describe("OpenTelemetry traces", () => {
     expect(JSON.stringify(spans.map((s) => s.attributes))).not.toMatch(/look|nothing there/);
   });
 
+  it("a subagent's turn is a child of the task call that runs it, in the same trace", async () => {
+    const exporter = new InMemorySpanExporter();
+    const t = await start({ spanExporter: exporter, config: { tracing: { enabled: true, otlpEndpoint: "http://127.0.0.1:1/unused", serviceName: "agentd-test" } } });
+    const scriptJson = JSON.stringify({
+      steps: [{ toolCalls: [{ id: "t1", name: "task", arguments: { agent: "helper", prompt: "look around" } }] }, { text: "done" }],
+      agents: { helper: { steps: [{ toolCalls: [{ id: "h1", name: "list_dir", arguments: {} }] }, { text: "nothing" }] } },
+    });
+    const { session } = await t.client.createSession({ config: { model: { provider: "scripted", model: "script", scriptJson } } });
+    await t.client.loadAgent({ sessionId: session!.id, source: { $case: "content", content: "---\nname: helper\ndescription: Looks around\ntools: list_dir\n---\nLook.\n" } });
+    await t.client.generate({ sessionId: session!.id, prompt: "delegate" });
+
+    const spans = await waitFor(() => {
+      const all = exporter.getFinishedSpans();
+      return all.filter((s) => s.name === "invoke_agent agentd").length === 2 && all.some((s) => s.name === "agentd.v1.AgentRuntime/Generate") ? all : undefined;
+    });
+    const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
+    const parentOf = (span: ReadableSpan) => byId.get(span.parentSpanContext?.spanId ?? "");
+    const [task] = spans.filter((s) => s.name === "execute_tool task");
+    const turns = spans.filter((s) => s.name === "invoke_agent agentd");
+    const child = turns.find((s) => s.attributes["agentd.session_id"] !== session!.id)!;
+    const parent = turns.find((s) => s.attributes["agentd.session_id"] === session!.id)!;
+    expect(parentOf(task!)).toBe(parent);
+    expect(parentOf(child)).toBe(task);
+    expect(parentOf(spans.find((s) => s.name === "execute_tool list_dir")!)).toBe(child);
+    expect(new Set([task, child, parent].map((s) => s!.spanContext().traceId)).size).toBe(1);
+  });
+
   it("records prompts and outputs only when the operator turns that on", async () => {
     const exporter = new InMemorySpanExporter();
     const t = await start({ spanExporter: exporter, config: { tracing: { enabled: true, otlpEndpoint: "http://127.0.0.1:1/unused", serviceName: "agentd-test", recordContent: true } } });
