@@ -66,6 +66,7 @@ describe("Prometheus metrics", () => {
     expect(delta('agentd_model_cost_usd_total{model="scripted/script"}')).toBe(28);
     expect(delta('agentd_confirmation_wait_seconds_count{outcome="approved"}')).toBe(1);
     expect(value(after, "agentd_confirmations_pending")).toBe(0);
+    expect(after.has("agentd_persistence_lag_seconds")).toBe(true);
     expect(value(after, 'agentd_sessions{state="idle"}')).toBe(1);
     expect(delta('agentd_grpc_calls_total{method="CreateSession",code="OK"}')).toBe(1);
     expect(delta('agentd_grpc_calls_total{method="StreamGenerate",code="OK"}')).toBe(1);
@@ -92,7 +93,7 @@ describe("Prometheus metrics", () => {
   it("let go of a turn whose session this node no longer runs (its tree moved mid-turn)", async () => {
     const { AgentdMetrics } = await import("../src/metrics/metrics.js");
     const here = new Set(["s1", "s2"]);
-    const metrics = new AgentdMetrics(() => ({ sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 }), (id) => here.has(id));
+    const metrics = new AgentdMetrics(() => ({ sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, persistenceLagSeconds: 0, eventMemoryBytes: 0 }), (id) => here.has(id));
     const session = (id: string) => ({ id, config: { model: null } }) as never;
     const event = (id: string, payload: object, timeMs: number) => ({ sessionId: id, sequence: 1, timeMs, turnId: "t", payload }) as never;
     for (const id of ["s1", "s2"]) metrics.observe(session(id), event(id, { type: "turn_started", turnId: "t", prompt: "" }, 0));

@@ -96,6 +96,7 @@ export class AgentdMetrics {
     });
     new Gauge({ name: "agentd_confirmations_pending", help: "Tool calls waiting for a person now.", registers, collect() { this.set(now().pendingConfirmations); } });
     new Gauge({ name: "agentd_persistence_pending_sessions", help: "Sessions whose latest state has not reached the store yet.", registers, collect() { this.set(now().unpersistedSessions); } });
+    new Gauge({ name: "agentd_persistence_lag_seconds", help: "How long the oldest change not yet in the store has waited (0 when everything is stored).", registers, collect() { this.set(now().persistenceLagSeconds); } });
     new Gauge({ name: "agentd_event_log_memory_bytes", help: "Bytes of recent events kept in memory for clients that re-attach.", registers, collect() { this.set(now().eventMemoryBytes); } });
   }
 

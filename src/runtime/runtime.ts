@@ -72,6 +72,8 @@ export interface RuntimeStats {
   pendingConfirmations: number;
   /** Sessions whose latest state has not reached the store. */
   unpersistedSessions: number;
+  /** How long the oldest change not yet in the store has waited, in seconds (0: all stored). */
+  persistenceLagSeconds: number;
   /** Bytes of recent events kept in memory for clients that re-attach. */
   eventMemoryBytes: number;
 }
@@ -266,7 +268,7 @@ export class Runtime {
       sessionsByState[session.state] = (sessionsByState[session.state] ?? 0) + 1;
       pendingConfirmations += session.confirmations.list().length;
     }
-    return { sessionsByState, pendingConfirmations, unpersistedSessions: this.persister.pendingCount(), eventMemoryBytes: this.eventMemory.bytes };
+    return { sessionsByState, pendingConfirmations, unpersistedSessions: this.persister.pendingCount(), persistenceLagSeconds: this.persister.oldestPendingMs() / 1000, eventMemoryBytes: this.eventMemory.bytes };
   }
 
   /**

@@ -87,7 +87,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // prom-client is loaded only when metrics are on (it adds to every start otherwise).
   const metrics = config.metrics.enabled
     ? new (await import("../metrics/metrics.js")).AgentdMetrics(
-        () => runtimeRef?.stats() ?? { sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, eventMemoryBytes: 0 },
+        () => runtimeRef?.stats() ?? { sessionsByState: {}, pendingConfirmations: 0, unpersistedSessions: 0, persistenceLagSeconds: 0, eventMemoryBytes: 0 },
         (sessionId) => runtimeRef?.runsHere(sessionId) ?? true,
       )
     : null;

@@ -31,6 +31,9 @@ interface Entry {
   failures: number;
   /** The last failed write's error, until a write succeeds. */
   lastError: Error | null;
+  /** When the oldest change of `pending`, and of the write under way, was made (ms); null: none. */
+  pendingSince: number | null;
+  writingSince: number | null;
 }
 
 /**
@@ -55,6 +58,7 @@ export class Persister {
     const entry = this.entry(sessionId);
     if (entry.pending?.kind === "delete") return;
     entry.pending = { kind: "save", snapshot };
+    entry.pendingSince ??= Date.now();
     this.schedule(sessionId, entry, this.options.debounceMs);
   }
 
@@ -62,6 +66,7 @@ export class Persister {
   markDeleted(sessionId: string): void {
     const entry = this.entry(sessionId);
     entry.pending = { kind: "delete" };
+    entry.pendingSince ??= Date.now();
     this.schedule(sessionId, entry, 0);
   }
 
@@ -125,10 +130,17 @@ export class Persister {
     return count;
   }
 
+  /** How long the oldest change not yet in the store has waited, in ms; 0 when everything is stored. */
+  oldestPendingMs(now = Date.now()): number {
+    let oldest = now;
+    for (const entry of this.entries.values()) oldest = Math.min(oldest, entry.pendingSince ?? now, entry.writingSince ?? now);
+    return now - oldest;
+  }
+
   private entry(sessionId: string): Entry {
     let entry = this.entries.get(sessionId);
     if (!entry) {
-      entry = { pending: null, unwritten: [], inFlight: null, timer: null, failures: 0, lastError: null };
+      entry = { pending: null, unwritten: [], inFlight: null, timer: null, failures: 0, lastError: null, pendingSince: null, writingSince: null };
       this.entries.set(sessionId, entry);
     }
     return entry;
@@ -151,6 +163,8 @@ export class Persister {
     const operation = entry.pending;
     if (!operation) return Promise.resolve();
     entry.pending = null;
+    entry.writingSince = entry.pendingSince;
+    entry.pendingSince = null;
     let events: SessionEvent[] = [];
     let attempt: Promise<void>;
     if (operation.kind === "save") {
@@ -179,6 +193,7 @@ export class Persister {
 
   private succeeded(sessionId: string, entry: Entry, operation: Operation): void {
     entry.inFlight = null;
+    entry.writingSince = null;
     const hadFailed = entry.failures > 0;
     entry.failures = 0;
     entry.lastError = null;
@@ -196,6 +211,9 @@ export class Persister {
     entry.lastError = error instanceof Error ? error : new Error(String(error));
     // Newer state supersedes the failed one; otherwise the failed operation is tried again.
     entry.pending ??= operation;
+    // What failed is still not stored: its changes are the oldest waiting.
+    entry.pendingSince = Math.min(entry.pendingSince ?? Infinity, entry.writingSince ?? Infinity);
+    entry.writingSince = null;
     this.listener.onFailure(sessionId, entry.lastError, entry.failures);
     const backoff = Math.min(this.options.retryBaseMs * 2 ** (entry.failures - 1), this.options.retryMaxMs);
     this.schedule(sessionId, entry, backoff);

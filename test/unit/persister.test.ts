@@ -6,6 +6,7 @@ import type { SessionRecord } from "../../src/store/record.js";
 import { sessionRecord } from "../helpers/records.js";
 import { Persister } from "../../src/store/persister.js";
 import type { LoadResult, ReadEventsResult, SessionStore } from "../../src/store/types.js";
+import { waitFor } from "../helpers/harness.js";
 
 /** A snapshot callback for a record with no new events. */
 const record = (id: string, lastSequence?: number) => ({ record: sessionRecord(id, lastSequence), events: [] as SessionEvent[] });
@@ -104,6 +105,24 @@ describe("Persister", () => {
     expect(recovered).toBe(1);
     expect(store.saves).toEqual([{ id: "a", seq: 7 }]);
     expect(persister.pendingCount()).toBe(0);
+  });
+
+  it("says how long the oldest change not yet stored has waited, failed writes included", async () => {
+    const store = new RecordingStore();
+    store.failNext = 1_000;
+    const persister = new Persister(store, { debounceMs: 0, retryBaseMs: 5, retryMaxMs: 5 }, quiet);
+    expect(persister.oldestPendingMs()).toBe(0);
+    const changedAt = Date.now();
+    persister.markDirty("a", () => record("a", 1));
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    // Failing and retried: the first change still waits, and later ones do not make it younger.
+    persister.markDirty("a", () => record("a", 2));
+    const lag = persister.oldestPendingMs();
+    expect(lag).toBeGreaterThanOrEqual(50);
+    expect(lag).toBeLessThanOrEqual(Date.now() - changedAt);
+    store.failNext = 0;
+    await waitFor(() => (persister.oldestPendingMs() === 0 ? true : undefined));
+    expect(store.saves.at(-1)).toEqual({ id: "a", seq: 2 });
   });
 
   it("a delete supersedes pending writes and waits for the write in flight", async () => {
