@@ -162,7 +162,7 @@ export class OwnerSpending {
     return this.pending.size;
   }
 
-  /** Rows waiting to be written (what a crash now would lose). */
+  /** Owner-days waiting to be written (a crash now leaves them to the sessions' marks to restore, see SpendMark). */
   get pendingRows(): number {
     return this.pending.size;
   }

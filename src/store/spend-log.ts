@@ -116,7 +116,7 @@ export class SpendLog implements SpendLedger {
     await this.rewrite().catch((error: unknown) => this.warn(this.file, `could not rewrite the spend ledger compactly (it stays as it is): ${(error as Error).message}`));
   }
 
-  /** The file as one line per owner and day, replacing it whole (a crash leaves the old one or the new one). */
+  /** The file as one line per owner-day and per live session's mark, replacing it whole (a crash leaves the old one or the new one). */
   private async rewrite(): Promise<void> {
     for (const id of [...this.totals.marks.keys()]) if (!this.keepsMark(id)) this.totals.marks.delete(id);
     const lines = [...this.totals.rows().map((row) => ({ rows: [row], marks: [] })), ...[...this.totals.marks.values()].map((mark) => ({ rows: [], marks: [mark] }))];
