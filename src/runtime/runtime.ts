@@ -348,9 +348,13 @@ export class Runtime {
         outputTokens: Math.max(0, total.outputTokens - (mark?.outputTokens ?? 0)),
         costUsd: Math.max(0, (total.costUsd ?? 0) - (mark?.costUsd ?? 0)),
       };
-      if (missing.inputTokens === 0 && missing.outputTokens === 0 && missing.costUsd === 0) continue;
+      // A mark ahead of the record (the ledger was written, the session's last save was not): the
+      // session did spend that, and its running total goes on from there.
       const at = new Date(session.updatedAt);
-      this.spending.record(session.owner, missing, { sessionId: session.id, inputTokens: total.inputTokens, outputTokens: total.outputTokens, costUsd: total.costUsd ?? 0 }, Number.isNaN(at.getTime()) ? undefined : at);
+      if (mark) session.raiseSpent(mark);
+      if (missing.inputTokens === 0 && missing.outputTokens === 0 && missing.costUsd === 0) continue;
+      const now = session.spent!;
+      this.spending.record(session.owner, missing, { sessionId: session.id, inputTokens: now.inputTokens, outputTokens: now.outputTokens, costUsd: now.costUsd ?? 0 }, Number.isNaN(at.getTime()) ? undefined : at);
       recovered++;
     }
     if (recovered > 0) this.options.logger.info({ sessions: recovered }, "added to the spend ledger what sessions spent before a crash and the ledger had not kept");
@@ -550,6 +554,9 @@ export class Runtime {
 
   private async destroyTree(sessionId: string, policy: ChildPolicy = "cascade"): Promise<{ destroyed: string[]; orphaned: string[] }> {
     const { destroyed, orphaned } = await this.registry.destroy(sessionId, policy);
+    // Their turns have ended: what they spent goes into the ledger before their records (and the
+    // running totals a restart would add back from) are gone.
+    await this.spending.flush();
     for (const session of destroyed) {
       this.models.forget(session.id);
       void this.mcp.closeSession(session.id);

@@ -397,6 +397,16 @@ export class Session implements SessionView {
     return this.ownSpent;
   }
 
+  /** Raises the running total to at least `floor` (what the owner's ledger already has of it). */
+  raiseSpent(floor: Readonly<UsageTotals>): void {
+    const own = this.ownSpent ?? NO_USAGE;
+    const costUsd = Math.max(own.costUsd ?? 0, floor.costUsd ?? 0);
+    const raised = { inputTokens: Math.max(own.inputTokens, floor.inputTokens), outputTokens: Math.max(own.outputTokens, floor.outputTokens), ...(costUsd > 0 ? { costUsd } : {}) };
+    if (raised.inputTokens === own.inputTokens && raised.outputTokens === own.outputTokens && costUsd === (own.costUsd ?? 0)) return;
+    this.ownSpent = raised;
+    this.markChanged();
+  }
+
   /**
    * Publishes a session-level event once everything stamped so far (the change it reports included)
    * is stored; resolves when it has gone out. For operations whose reply acknowledges a change.

@@ -45,10 +45,13 @@ class Client:
     ) -> None:
         """``token``: a bearer token (agentd token create); ``root_certificates``: PEM of the CA for TLS;
         ``timeout``: seconds each unary call may take (streams run until they end)."""
+        # Pings on a quiet connection, so that a stream whose server went away ends with UNAVAILABLE
+        # instead of waiting for ever (the server accepts pings every 10 s or more).
+        options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
         if root_certificates is not None:
-            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates), options=options)
         else:
-            self._channel = grpc.insecure_channel(address)
+            self._channel = grpc.insecure_channel(address, options=options)
         self._stub = rpc.AgentRuntimeStub(self._channel)
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self._timeout = timeout
