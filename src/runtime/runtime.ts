@@ -325,7 +325,6 @@ export class Runtime {
     return { kind: "here" };
   }
 
-  /** Loads a tree whose lease this node has taken (once, however many calls wait for it). */
   /**
    * What the sessions' records hold of their own spending beyond their marks in the ledger (the
    * ledger is written in batches; a crash may have kept the session's write and lost the ledger's)
@@ -348,9 +347,9 @@ export class Runtime {
         outputTokens: Math.max(0, total.outputTokens - (mark?.outputTokens ?? 0)),
         costUsd: Math.max(0, (total.costUsd ?? 0) - (mark?.costUsd ?? 0)),
       };
+      const at = new Date(session.updatedAt);
       // A mark ahead of the record (the ledger was written, the session's last save was not): the
       // session did spend that, and its running total goes on from there.
-      const at = new Date(session.updatedAt);
       if (mark) session.raiseSpent(mark);
       if (missing.inputTokens === 0 && missing.outputTokens === 0 && missing.costUsd === 0) continue;
       const now = session.spent!;
@@ -360,6 +359,7 @@ export class Runtime {
     if (recovered > 0) this.options.logger.info({ sessions: recovered }, "added to the spend ledger what sessions spent before a crash and the ledger had not kept");
   }
 
+  /** Loads a tree whose lease this node has taken (once, however many calls wait for it). */
   private adoptTree(rootId: string): Promise<void> {
     if (this.registry.find(rootId)) return Promise.resolve();
     let adopting = this.adopting.get(rootId);
