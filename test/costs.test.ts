@@ -169,4 +169,28 @@ describe("costs and budgets", () => {
       await again.stop();
     }
   });
+
+  it("a spend ledger that cannot be read: UNAVAILABLE for the owner's figures and budgeted turns, GetSession without them", async () => {
+    const { MemoryStore } = await import("../src/store/memory-store.js");
+    class Unreadable extends MemoryStore {
+      override async spendOf(): Promise<never> {
+        throw new Error("connection refused (simulated)");
+      }
+    }
+    const t = await startTestServer({ dataDir: await makeTempDir(), store: new Unreadable(), config: { prices, budgets: { period: "day", perOwnerUsd: 1, owners: {} } } });
+    try {
+      const failed = await grpcError(t.client.getOwnerUsage({}));
+      expect(failed.code).toBe(status.UNAVAILABLE);
+      expect(failed.details).toBe("the owners' spend ledger cannot be read right now (the server's log says why); try again");
+      const { session } = await t.client.createSession({ config: { model: scripted([step], true) } });
+      const got = (await t.client.getSession({ sessionId: session!.id })).session!;
+      expect(got.id).toBe(session!.id);
+      expect(got.ownerUsage).toBeUndefined();
+      // A budget that cannot be checked stops the turn rather than letting it spend.
+      expect((await grpcError(t.client.generate({ sessionId: session!.id, prompt: "x" }))).code).toBe(status.UNAVAILABLE);
+      expect(t.logs.some((line) => line.msg === "reading owners' spending from the store failed")).toBe(true);
+    } finally {
+      await t.stop();
+    }
+  });
 });

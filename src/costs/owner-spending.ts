@@ -30,11 +30,26 @@ export interface OwnerSpendingOptions {
   onFailure?: (error: Error, rows: number) => void;
   /** The first write that succeeded after failures. */
   onRecovery?: () => void;
+  /** A read of the ledger that failed (the caller is told UNAVAILABLE). */
+  onReadFailure?: (error: Error) => void;
   now?: () => Date;
 }
 
 /** Writes close() tries before it gives up on what waits. */
 const CLOSING_ATTEMPTS = 3;
+/**
+ * How long what the ledger said of an owner is used before it is read again: reads stay off the
+ * request path, and on a cluster other nodes' spending reaches this node within this time.
+ */
+const STORED_FRESH_MS = 1_000;
+/** Owners whose stored spending is kept between reads. */
+const MAX_CACHED_OWNERS = 10_000;
+
+interface StoredSpend {
+  fromDay: string;
+  totals: { inputTokens: number; outputTokens: number; costUsd: number };
+  atMs: number;
+}
 
 const RETRY_MAX_MS = 30_000;
 
@@ -50,6 +65,10 @@ export class OwnerSpending {
   private pendingMarks = new Map<string, SpendMark>();
   /** Handed to the ledger, not yet acknowledged. */
   private inflight: readonly SpendRow[] = [];
+  /** What the ledger held of owners when last read; this node's own writes are added as they land. */
+  private readonly stored = new Map<string, StoredSpend>();
+  /** Writes that landed: a read that overlapped one is not kept (it may or may not include it). */
+  private writesLanded = 0;
   private failing = false;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
@@ -91,8 +110,8 @@ export class OwnerSpending {
    */
   async usageOf(owner: string): Promise<OwnerUsage> {
     const bounds = periodAt(this.budgets.period, this.now());
-    const stored = await this.ledger.spendOf(owner, bounds.fromDay);
-    const usage = { inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, costUsd: stored.costUsd ?? 0 };
+    const stored = await this.storedSpend(owner, bounds.fromDay);
+    const usage = { ...stored };
     for (const row of [...this.inflight, ...this.pending.values()]) {
       if (row.owner !== owner || row.day < bounds.fromDay) continue;
       usage.inputTokens += row.inputTokens;
@@ -100,6 +119,36 @@ export class OwnerSpending {
       usage.costUsd += row.costUsd;
     }
     return { owner, usage, budgetUsd: this.budgetOf(owner), period: this.budgets.period, periodStart: bounds.start, periodEnd: bounds.end };
+  }
+
+  private async storedSpend(owner: string, fromDay: string): Promise<StoredSpend["totals"]> {
+    const cached = this.stored.get(owner);
+    const nowMs = Date.now();
+    if (cached && cached.fromDay === fromDay && nowMs - cached.atMs < STORED_FRESH_MS) return cached.totals;
+    const landed = this.writesLanded;
+    const read = await this.ledger.spendOf(owner, fromDay).catch((error: unknown) => {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.options.onReadFailure?.(failure);
+      throw new AgentdError("unavailable", "the owners' spend ledger cannot be read right now (the server's log says why); try again", { cause: failure, retryable: true });
+    });
+    const totals = { inputTokens: read.inputTokens, outputTokens: read.outputTokens, costUsd: read.costUsd ?? 0 };
+    if (landed === this.writesLanded) {
+      if (this.stored.size >= MAX_CACHED_OWNERS) this.stored.clear();
+      this.stored.set(owner, { fromDay, totals, atMs: nowMs });
+    }
+    return totals;
+  }
+
+  /** A write landed: the owners' stored spending, as kept, includes it now. */
+  private landed(rows: readonly SpendRow[]): void {
+    this.writesLanded++;
+    for (const row of rows) {
+      const cached = this.stored.get(row.owner);
+      if (!cached || row.day < cached.fromDay) continue;
+      cached.totals.inputTokens += row.inputTokens;
+      cached.totals.outputTokens += row.outputTokens;
+      cached.totals.costUsd += row.costUsd;
+    }
   }
 
   /** Rejects with RESOURCE_EXHAUSTED once `owner` has spent their budget for the period. */
@@ -130,6 +179,7 @@ export class OwnerSpending {
     this.writing = this.ledger.addSpend(rows, marks).then(
       () => {
         this.inflight = [];
+        this.landed(rows);
         this.retryMs = this.flushDelayMs;
         if (this.failing) this.options.onRecovery?.();
         this.failing = false;

@@ -169,6 +169,7 @@ export class Runtime {
     this.spending = new OwnerSpending(store, config.budgets, {
       onFailure: (error, rows) => logger.error({ err: error, rows }, "writing owners' spending to the store failed; will retry"),
       onRecovery: () => logger.info("owners' spending written to the store after earlier failures"),
+      onReadFailure: (error) => logger.error({ err: error }, "reading owners' spending from the store failed"),
     });
     const budgeted = config.budgets.perOwnerUsd > 0 || Object.values(config.budgets.owners).some((usd) => usd > 0);
     const access = modelAccess({

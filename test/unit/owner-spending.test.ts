@@ -113,4 +113,30 @@ describe("OwnerSpending", () => {
     failing.record("carol", { inputTokens: 1, outputTokens: 0, costUsd: 1 });
     expect(await failing.close()).toBe(2);
   });
+
+  it("reads the ledger at most once a second per owner, and counts its own writes meanwhile", async () => {
+    const ledger = new FlakyLedger();
+    let reads = 0;
+    const counting = Object.assign(Object.create(ledger) as FlakyLedger, {
+      spendOf: (owner: string, fromDay: string) => {
+        reads++;
+        return ledger.spendOf(owner, fromDay);
+      },
+    });
+    // Another node's spending, already in the shared ledger.
+    await ledger.addSpend([{ owner: "alice", day: "2026-11-26", inputTokens: 1, outputTokens: 0, costUsd: 2 }]);
+    const spending = new OwnerSpending(counting, { period: "total", perOwnerUsd: 0, owners: {} }, { flushDelayMs: 60_000 });
+    for (let i = 0; i < 5; i++) expect((await spending.usageOf("alice")).usage.costUsd).toBe(2);
+    expect(reads).toBe(1);
+    spending.record("alice", { inputTokens: 1, outputTokens: 0, costUsd: 3 });
+    await spending.flush();
+    expect((await spending.usageOf("alice")).usage.costUsd).toBe(5);
+    expect(reads).toBe(1);
+    // Past a second, the ledger is read again: what other nodes added since shows.
+    await ledger.addSpend([{ owner: "alice", day: "2026-11-26", inputTokens: 1, outputTokens: 0, costUsd: 10 }]);
+    await new Promise((resolve) => setTimeout(resolve, 1_050));
+    expect((await spending.usageOf("alice")).usage.costUsd).toBe(15);
+    expect(reads).toBe(2);
+    await spending.close();
+  });
 });
