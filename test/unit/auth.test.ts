@@ -14,10 +14,10 @@ import {
   Authenticator,
   bearerToken,
   checkBindAllowed,
-  isLoopbackHost,
   MAX_AUTHORIZATION_BYTES,
   plaintextCredentialsWarning,
 } from "../../src/server/auth/authenticator.js";
+import { isLoopbackHost } from "../../src/util/loopback.js";
 import { JwtVerifier, looksLikeJwt } from "../../src/server/auth/jwt.js";
 import { hashToken, newToken, parseTokensFile, TokenStore } from "../../src/server/auth/tokens.js";
 

@@ -146,5 +146,3 @@ export function plaintextCredentialsWarning(
   if (!bearer || config.tls.certFile !== "" || isLoopbackHost(config.host)) return null;
   return `bearer tokens reach ${config.host}:${config.port} in clear text: set tls.certFile and tls.keyFile, or terminate TLS in front of the server`;
 }
-
-export { isLoopbackHost };
